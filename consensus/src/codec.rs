@@ -1,0 +1,193 @@
+//! The one place where values become bytes and bytes become values.
+//!
+//! Every value stored in sled or sent between nodes is `[format version][bincode 2
+//! (standard config) of the value]`. Decoding is always bounded: a length prefix that
+//! claims more than the limit is refused before anything is allocated, trailing bytes
+//! are refused, and an unknown format version is refused. A decode error is a value to
+//! log and answer with, never a panic.
+//!
+//! bincode has no schema evolution: when a stored or sent struct changes, the new shape
+//! gets a new format version and the decoder keeps a branch for the old one.
+
+use bincode::config::{self, Configuration, Limit, LittleEndian, Varint};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// The current format version, the first byte of every encoded value.
+pub const FORMAT_V1: u8 = 1;
+
+/// The most a message between nodes may decode to (also the HTTP body limit).
+pub const MESSAGE_LIMIT: usize = 8 * 1024 * 1024;
+
+/// The most a value read back from the node's own disk may decode to (snapshots of the
+/// whole state are the largest).
+pub const STORED_LIMIT: usize = 1024 * 1024 * 1024;
+
+type Bounded<const N: usize> = Configuration<LittleEndian, Varint, Limit<N>>;
+
+fn bounded<const N: usize>() -> Bounded<N> {
+    config::standard().with_limit::<N>()
+}
+
+/// Errors from encoding or decoding.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("failed to encode value: {reason}")]
+    Encode { reason: String },
+    #[error("empty input")]
+    Empty,
+    #[error("unsupported format version {version}")]
+    UnsupportedVersion { version: u8 },
+    #[error("failed to decode value: {reason}")]
+    Decode { reason: String },
+    #[error("{trailing} trailing bytes after the value")]
+    TrailingBytes { trailing: usize },
+    #[error("value of {len} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { len: usize, limit: usize },
+}
+
+/// Encodes `value` behind the current format version.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    let mut bytes = vec![FORMAT_V1];
+    bincode::serde::encode_into_std_write(value, &mut bytes, config::standard())
+        .map_err(|e| CodecError::Encode { reason: e.to_string() })?;
+    Ok(bytes)
+}
+
+/// Decodes a message received from another node (at most [`MESSAGE_LIMIT`]).
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    decode_bounded::<T, MESSAGE_LIMIT>(bytes)
+}
+
+/// Decodes a value the node stored itself (at most [`STORED_LIMIT`]).
+pub fn decode_stored<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    decode_bounded::<T, STORED_LIMIT>(bytes)
+}
+
+fn decode_bounded<T: DeserializeOwned, const N: usize>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
+    if body.len() > N {
+        return Err(CodecError::TooLarge { len: body.len(), limit: N });
+    }
+    match version {
+        FORMAT_V1 => {
+            let (value, used) = bincode::serde::decode_from_slice::<T, _>(body, bounded::<N>())
+                .map_err(|e| CodecError::Decode { reason: e.to_string() })?;
+            if used != body.len() {
+                return Err(CodecError::TrailingBytes { trailing: body.len() - used });
+            }
+            Ok(value)
+        }
+        version => Err(CodecError::UnsupportedVersion { version }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::command::{Command, Observe, ObservedCommit, Outcome, Verdict};
+    use crate::types::{CommitId, JobId, RepoId, Timestamp};
+
+    fn commit(n: u8) -> CommitId {
+        CommitId::try_new(&format!("{n:02x}").repeat(20)).expect("40 hex digits")
+    }
+
+    fn sample_commands() -> Vec<Command> {
+        vec![
+            Command::AddRepo { url: "file:///srv/app.git".into(), at: Timestamp(1) },
+            Command::Observe(Observe {
+                repo: RepoId(1),
+                branch: "main".into(),
+                expected_head: None,
+                new_head: commit(2),
+                commits: vec![ObservedCommit { commit: commit(2), labels: vec!["linux".into()] }],
+                skipped: vec![commit(1)],
+                at: Timestamp(2),
+            }),
+            Command::Finish {
+                job: JobId(1),
+                attempt: 1,
+                outcome: Outcome {
+                    verdict: Verdict::Failed,
+                    exit_code: Some(1),
+                    duration_ms: 1234,
+                    output_tail: "FAILED (failures=1)\n".into(),
+                    summary: None,
+                    message: None,
+                },
+                at: Timestamp(3),
+            },
+        ]
+    }
+
+    #[test]
+    fn values_round_trip_behind_a_version_byte() {
+        for command in sample_commands() {
+            let bytes = encode(&command).expect("commands encode");
+            assert_eq!(bytes[0], FORMAT_V1);
+            let back: Command = decode(&bytes).expect("own encoding decodes");
+            assert_eq!(back, command);
+        }
+    }
+
+    #[test]
+    fn unknown_versions_empty_input_and_trailing_bytes_are_refused() {
+        let mut bytes = encode(&sample_commands()[0]).expect("commands encode");
+        assert!(matches!(decode::<Command>(&[]), Err(CodecError::Empty)));
+        bytes.push(0);
+        assert!(matches!(
+            decode::<Command>(&bytes),
+            Err(CodecError::TrailingBytes { trailing: 1 })
+        ));
+        bytes.pop();
+        bytes[0] = 9;
+        assert!(matches!(
+            decode::<Command>(&bytes),
+            Err(CodecError::UnsupportedVersion { version: 9 })
+        ));
+    }
+
+    #[test]
+    fn a_huge_length_prefix_is_refused_without_allocating() {
+        // Version byte, then a varint length of 2^60 for a string: without a limit
+        // bincode would try to allocate it and abort the process.
+        let mut bytes = vec![FORMAT_V1, 0xfd];
+        bytes.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(decode::<String>(&bytes).is_err());
+        assert!(decode_stored::<Vec<u64>>(&bytes).is_err());
+    }
+
+    #[test]
+    fn oversized_input_is_refused() {
+        let big = "x".repeat(MESSAGE_LIMIT + 1);
+        let bytes = encode(&big).expect("strings encode");
+        assert!(matches!(decode::<String>(&bytes), Err(CodecError::TooLarge { .. })));
+        assert_eq!(decode_stored::<String>(&bytes).expect("within the stored limit"), big);
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode::<Command>(&bytes);
+            let _ = decode::<crate::types::Entry>(&bytes);
+            let _ = decode::<crate::types::AppendEntriesRequest>(&bytes);
+        }
+
+        #[test]
+        fn truncated_encodings_are_errors(cut in 0usize..1000, which in 0usize..3) {
+            let bytes = encode(&sample_commands()[which]).expect("commands encode");
+            let cut = cut % bytes.len();
+            prop_assert!(decode::<Command>(&bytes[..cut]).is_err());
+        }
+
+        #[test]
+        fn flipped_bytes_never_panic(index in 0usize..1000, value in any::<u8>()) {
+            let mut bytes = encode(&sample_commands()[1]).expect("commands encode");
+            let index = index % bytes.len();
+            bytes[index] = value;
+            let _ = decode::<Command>(&bytes);
+        }
+    }
+}

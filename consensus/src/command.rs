@@ -1,0 +1,192 @@
+//! The commands (Raft log entries) and the replies the state machine gives them.
+//!
+//! Every time stamp in a command is chosen by its proposer, so that applying the same
+//! log on any replica, at any time, gives byte-identical state. A command the state
+//! machine refuses changes nothing and answers [`Reply::Refused`] with the reason.
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::{JobStatus, Limits};
+use crate::types::{CommitId, JobId, NodeId, RepoId, Timestamp};
+
+/// One entry of the replicated log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Watch a repository. Refused if the same url is already watched.
+    AddRepo { url: String, at: Timestamp },
+    /// Stop watching a repository; its queued and running jobs are cancelled.
+    RemoveRepo { repo: RepoId, at: Timestamp },
+    /// New commits on a branch (compare-and-set on the branch cursor).
+    Observe(Observe),
+    /// Give a queued job to a runner. Only from `queued`, only for the current attempt.
+    Assign { job: JobId, runner: NodeId, attempt: u32, at: Timestamp },
+    /// The runner of the current attempt was lost (died, lease expired). The job goes
+    /// back to `queued` with `attempt + 1`, or ends in `error` after the last attempt.
+    Requeue { job: JobId, attempt: u32, reason: String, at: Timestamp },
+    /// A runner's result. Only for the current attempt of a running job: a late result
+    /// from an older attempt is refused, so a job has exactly one final result.
+    Finish { job: JobId, attempt: u32, outcome: Outcome, at: Timestamp },
+    /// Test a commit again, as a new job.
+    Rerun {
+        repo: RepoId,
+        branch: String,
+        commit: CommitId,
+        /// Runner labels the new job requires (read from the commit's configuration).
+        labels: Vec<String>,
+        at: Timestamp,
+    },
+    /// Cancel a job that is not final yet.
+    Cancel { job: JobId, reason: String, at: Timestamp },
+    /// Change the limits the state machine enforces.
+    SetLimits { limits: Limits },
+}
+
+/// The observer's report of a moved branch head.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observe {
+    pub repo: RepoId,
+    pub branch: String,
+    /// The cursor the observer started from; `None` for a branch never seen before.
+    /// The command applies only if the replicated cursor still equals it.
+    pub expected_head: Option<CommitId>,
+    pub new_head: CommitId,
+    /// The commits to test, oldest first; one job each, queued in this order.
+    pub commits: Vec<ObservedCommit>,
+    /// Commits the observer did not queue because of its per-round cap, newest last.
+    pub skipped: Vec<CommitId>,
+    pub at: Timestamp,
+}
+
+/// One commit to queue, with the runner labels its configuration requires.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedCommit {
+    pub commit: CommitId,
+    pub labels: Vec<String>,
+}
+
+/// How a run ended, as the runner reports it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    /// The tests ran and passed.
+    Passed,
+    /// The tests ran and failed.
+    Failed,
+    /// The run exceeded its timeout and was killed.
+    TimedOut,
+    /// The tests could not run: checkout failed, bad configuration, …
+    Error,
+}
+
+impl Verdict {
+    pub fn status(self) -> JobStatus {
+        match self {
+            Verdict::Passed => JobStatus::Passed,
+            Verdict::Failed => JobStatus::Failed,
+            Verdict::TimedOut => JobStatus::TimedOut,
+            Verdict::Error => JobStatus::Error,
+        }
+    }
+}
+
+/// What a runner reports when a job ends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    pub exit_code: Option<i32>,
+    pub duration_ms: u64,
+    /// The end of the job's output; the state machine keeps at most
+    /// [`Limits::output_tail_bytes`] of it.
+    pub output_tail: String,
+    /// Parsed test counts, when the output could be parsed.
+    pub summary: Option<TestSummary>,
+    /// Why the job could not run, for `error`.
+    pub message: Option<String>,
+}
+
+/// Counts parsed from a test runner's output.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestSummary {
+    pub passed: u32,
+    pub failed: u32,
+    pub skipped: u32,
+    /// Names of the failing tests.
+    pub failing: Vec<String>,
+}
+
+/// The state machine's answer to one log entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Blank and membership entries.
+    #[default]
+    None,
+    RepoAdded {
+        repo: RepoId,
+    },
+    RepoRemoved {
+        repo: RepoId,
+        cancelled: Vec<JobId>,
+    },
+    /// The cursor moved; the new jobs, oldest commit first.
+    Observed {
+        jobs: Vec<JobId>,
+    },
+    Assigned {
+        job: JobId,
+        attempt: u32,
+    },
+    /// The job is queued again for `attempt`.
+    Requeued {
+        job: JobId,
+        attempt: u32,
+    },
+    /// The last attempt's runner was lost: the job ended in `error`.
+    GaveUp {
+        job: JobId,
+        attempts: u32,
+    },
+    Finished {
+        job: JobId,
+        status: JobStatus,
+    },
+    RerunQueued {
+        job: JobId,
+    },
+    Cancelled {
+        job: JobId,
+    },
+    LimitsSet,
+    Refused(Refusal),
+}
+
+/// Why a command changed nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    #[error("unknown repository {repo}")]
+    UnknownRepo { repo: RepoId },
+    #[error("repository already watched as {existing}")]
+    DuplicateRepo { existing: RepoId },
+    #[error("unknown job {job}")]
+    UnknownJob { job: JobId },
+    #[error("branch cursor moved: expected {expected:?}, found {actual:?}")]
+    CursorMoved { expected: Option<CommitId>, actual: Option<CommitId> },
+    #[error("job {job} is {status:?}, not queued")]
+    NotQueued { job: JobId, status: JobStatus },
+    #[error("job {job} is {status:?}, not running")]
+    NotRunning { job: JobId, status: JobStatus },
+    #[error("job {job} is at attempt {current}, not {got}")]
+    StaleAttempt { job: JobId, current: u32, got: u32 },
+    #[error("job {job} is already final ({status:?})")]
+    AlreadyFinal { job: JobId, status: JobStatus },
+    #[error("invalid command: {reason}")]
+    Invalid { reason: String },
+}
+
+impl Reply {
+    /// The refusal, if the command was refused.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            Reply::Refused(refusal) => Some(refusal),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The client side of Raft RPC: openraft's `RaftNetworkFactory` over HTTP.
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use openraft::error::{NetworkError, PayloadTooLarge, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tracing::debug;
+
+use super::{APPEND_PATH, CODEC_CONTENT_TYPE, SNAPSHOT_PATH, VOTE_PATH};
+use crate::codec::{self, MESSAGE_LIMIT};
+use crate::types::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotError, InstallSnapshotRequest,
+    InstallSnapshotResponse, NodeId, NodeInfo, RaftError, RpcError, TypeConfig, VoteRequest,
+    VoteResponse,
+};
+
+/// Makes one [`HttpConnection`] per peer; all share one pooled HTTP client.
+#[derive(Clone)]
+pub struct HttpNetwork {
+    client: reqwest::Client,
+}
+
+impl HttpNetwork {
+    /// A network whose connections keep idle HTTP connections alive between heartbeats.
+    pub fn new() -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(1))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(HttpNetwork { client })
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
+    type Network = HttpConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> HttpConnection {
+        HttpConnection { client: self.client.clone(), target, addr: node.addr.clone() }
+    }
+}
+
+/// The connection to one peer. Connecting is lazy: a dead peer shows up as
+/// `Unreachable` on the first call, and openraft backs off.
+pub struct HttpConnection {
+    client: reqwest::Client,
+    target: NodeId,
+    addr: String,
+}
+
+impl HttpConnection {
+    async fn call<Req, Resp, E>(
+        &self,
+        path: &str,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RpcError<E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: StdError + DeserializeOwned,
+    {
+        let body = codec::encode(request).map_err(|e| RpcError::Network(NetworkError::new(&e)))?;
+        let url = format!("http://{}{}", self.addr, path);
+        let response = self
+            .client
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, CODEC_CONTENT_TYPE)
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                debug!(peer = %self.target, addr = %self.addr, error = %e, "raft rpc failed");
+                if e.is_connect() {
+                    RpcError::Unreachable(Unreachable::new(&e))
+                } else {
+                    RpcError::Network(NetworkError::new(&e))
+                }
+            })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| RpcError::Network(NetworkError::new(&e)))?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
+            let error = RemoteRefused { status: status.as_u16(), text };
+            return Err(RpcError::Network(NetworkError::new(&error)));
+        }
+        let reply: Result<Resp, RaftError<E>> =
+            codec::decode(&bytes).map_err(|e| RpcError::Network(NetworkError::new(&e)))?;
+        reply.map_err(|e| RpcError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+/// A peer answered with an HTTP error instead of a Raft reply.
+#[derive(Debug, thiserror::Error)]
+#[error("peer answered HTTP {status}: {text}")]
+struct RemoteRefused {
+    status: u16,
+    text: String,
+}
+
+impl RaftNetwork<TypeConfig> for HttpConnection {
+    async fn append_entries(
+        &mut self,
+        request: AppendEntriesRequest,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse, RpcError> {
+        // A request the peer would refuse as too large is split by openraft instead.
+        let entries = request.entries.len() as u64;
+        if entries > 1 {
+            let size: usize = request.entries.iter().map(approximate_size).sum();
+            if size > MESSAGE_LIMIT / 2 {
+                let hint = (entries / 2).max(1);
+                return Err(RpcError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(hint)));
+            }
+        }
+        self.call(APPEND_PATH, &request, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        request: InstallSnapshotRequest,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse, RpcError<InstallSnapshotError>> {
+        self.call(SNAPSHOT_PATH, &request, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        request: VoteRequest,
+        option: RPCOption,
+    ) -> Result<VoteResponse, RpcError> {
+        self.call(VOTE_PATH, &request, option.hard_ttl()).await
+    }
+}
+
+/// The encoded size of an entry, or a size that forces a split if it cannot be encoded
+/// (the real encode then reports the error).
+fn approximate_size(entry: &crate::types::Entry) -> usize {
+    codec::encode(entry).map_or(MESSAGE_LIMIT, |bytes| bytes.len())
+}

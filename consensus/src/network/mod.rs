@@ -1,0 +1,34 @@
+//! Raft RPC over HTTP: `client` is openraft's `RaftNetworkFactory` (what a node uses to
+//! reach its peers), `server` is the axum routes a node mounts to answer them, and
+//! `forward` lets any node accept a write by forwarding it to the leader.
+//!
+//! Bodies are codec-encoded (versioned, size-limited bincode). A response body is the
+//! encoded `Result<Response, RaftError>` of the call on the remote node, so a remote
+//! Raft error travels back as a value; transport problems are HTTP statuses.
+//!
+//! ```text
+//!  openraft (leader) ── HttpConnection::append_entries ── POST /internal/raft/append ──┐
+//!                                                                                      ▼
+//!  openraft (follower) <── raft.append_entries(req) <── server::append ── codec::decode
+//! ```
+
+mod client;
+mod forward;
+mod server;
+
+pub use client::{HttpConnection, HttpNetwork};
+pub use forward::{WriteError, Writer};
+pub use server::raft_routes;
+
+/// Path of the append-entries RPC (heartbeats included).
+pub const APPEND_PATH: &str = "/internal/raft/append";
+/// Path of the vote RPC.
+pub const VOTE_PATH: &str = "/internal/raft/vote";
+/// Path of the install-snapshot RPC (one chunk per call).
+pub const SNAPSHOT_PATH: &str = "/internal/raft/snapshot";
+
+/// Path of a write forwarded from a follower to the leader.
+pub const WRITE_PATH: &str = "/internal/raft/write";
+
+/// The content type of codec-encoded bodies.
+pub const CODEC_CONTENT_TYPE: &str = "application/x-eventide-codec";

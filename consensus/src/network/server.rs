@@ -1,0 +1,71 @@
+//! The server side of Raft RPC: axum routes that decode a request, hand it to the local
+//! Raft node and encode its answer.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tracing::{instrument, warn};
+
+use super::{forward, APPEND_PATH, CODEC_CONTENT_TYPE, SNAPSHOT_PATH, VOTE_PATH, WRITE_PATH};
+use crate::codec::{self, MESSAGE_LIMIT};
+use crate::types::{AppendEntriesRequest, InstallSnapshotRequest, Raft, VoteRequest};
+
+/// The routes a node mounts to take part in Raft and to accept forwarded writes. Bodies larger than the codec's message
+/// limit are refused with 413 before they are read whole.
+pub fn raft_routes(raft: Raft) -> Router {
+    Router::new()
+        .route(APPEND_PATH, post(append))
+        .route(VOTE_PATH, post(vote))
+        .route(SNAPSHOT_PATH, post(snapshot))
+        .route(WRITE_PATH, post(forward::write))
+        .layer(DefaultBodyLimit::max(MESSAGE_LIMIT + 1))
+        .with_state(raft)
+}
+
+#[instrument(level = "trace", skip_all)]
+async fn append(State(raft): State<Raft>, body: Bytes) -> Response {
+    match decode_request::<AppendEntriesRequest>(APPEND_PATH, &body) {
+        Ok(request) => encode_reply(&raft.append_entries(request).await),
+        Err(response) => response,
+    }
+}
+
+#[instrument(level = "trace", skip_all)]
+async fn vote(State(raft): State<Raft>, body: Bytes) -> Response {
+    match decode_request::<VoteRequest>(VOTE_PATH, &body) {
+        Ok(request) => encode_reply(&raft.vote(request).await),
+        Err(response) => response,
+    }
+}
+
+#[instrument(level = "trace", skip_all)]
+async fn snapshot(State(raft): State<Raft>, body: Bytes) -> Response {
+    match decode_request::<InstallSnapshotRequest>(SNAPSHOT_PATH, &body) {
+        Ok(request) => encode_reply(&raft.install_snapshot(request).await),
+        Err(response) => response,
+    }
+}
+
+/// Decodes a request body, or answers 400 and logs why.
+#[allow(clippy::result_large_err)]
+pub(super) fn decode_request<T: DeserializeOwned>(path: &str, body: &[u8]) -> Result<T, Response> {
+    codec::decode(body).map_err(|error| {
+        warn!(path, error = %error, bytes = body.len(), "refused malformed raft rpc");
+        (StatusCode::BAD_REQUEST, format!("malformed request: {error}")).into_response()
+    })
+}
+
+pub(super) fn encode_reply<T: Serialize>(reply: &T) -> Response {
+    match codec::encode(reply) {
+        Ok(bytes) => ([(header::CONTENT_TYPE, CODEC_CONTENT_TYPE)], bytes).into_response(),
+        Err(error) => {
+            warn!(error = %error, "failed to encode raft reply");
+            (StatusCode::INTERNAL_SERVER_ERROR, "failed to encode reply").into_response()
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! The rules: one function per command. Each checks everything first and changes the
+//! state only once the command is known to apply, so a refusal changes nothing.
+
+use super::{
+    Attempt, Cursor, Job, JobResult, JobStatus, Limits, Repo, State, Trigger,
+    MAX_COMMITS_PER_OBSERVE, MAX_LABELS, MAX_NAME_BYTES,
+};
+use crate::command::{Command, Observe, Outcome, Refusal, Reply};
+use crate::types::{CommitId, JobId, NodeId, RepoId, Timestamp};
+
+impl State {
+    /// Applies one command. Deterministic: the reply and the new state depend only on
+    /// the current state and the command.
+    pub fn apply(&mut self, command: &Command) -> Reply {
+        let result = match command {
+            Command::AddRepo { url, at } => self.add_repo(url, *at),
+            Command::RemoveRepo { repo, at } => self.remove_repo(*repo, *at),
+            Command::Observe(observe) => self.observe(observe),
+            Command::Assign { job, runner, attempt, at } => {
+                self.assign(*job, *runner, *attempt, *at)
+            }
+            Command::Requeue { job, attempt, reason, at } => {
+                self.requeue(*job, *attempt, reason, *at)
+            }
+            Command::Finish { job, attempt, outcome, at } => {
+                self.finish(*job, *attempt, outcome, *at)
+            }
+            Command::Rerun { repo, branch, commit, labels, at } => {
+                self.rerun(*repo, branch, commit, labels, *at)
+            }
+            Command::Cancel { job, reason, at } => self.cancel(*job, reason, *at),
+            Command::SetLimits { limits } => self.set_limits(limits),
+        };
+        result.unwrap_or_else(Reply::Refused)
+    }
+
+    fn add_repo(&mut self, url: &str, at: Timestamp) -> Result<Reply, Refusal> {
+        check_name("repository url", url)?;
+        if let Some(&existing) = self.index.repo_by_url.get(url) {
+            return Err(Refusal::DuplicateRepo { existing });
+        }
+        self.data.last_repo_id += 1;
+        let id = RepoId(self.data.last_repo_id);
+        self.data.repos.insert(id, Repo { id, url: url.to_owned(), added_at: at });
+        self.index.repo_by_url.insert(url.to_owned(), id);
+        Ok(Reply::RepoAdded { repo: id })
+    }
+
+    fn remove_repo(&mut self, repo: RepoId, at: Timestamp) -> Result<Reply, Refusal> {
+        let removed = self.data.repos.remove(&repo).ok_or(Refusal::UnknownRepo { repo })?;
+        self.index.repo_by_url.remove(&removed.url);
+        self.data.cursors.remove(&repo);
+        let open: Vec<JobId> = self
+            .data
+            .jobs
+            .values()
+            .filter(|job| job.repo == repo && !job.status.is_final())
+            .map(|job| job.id)
+            .collect();
+        for &job in &open {
+            if self.data.jobs.get(&job).is_some_and(|job| job.status == JobStatus::Running) {
+                self.end_attempt(job, at, Some("cancelled: repository removed".to_owned()));
+            }
+            self.end_job(job, JobStatus::Cancelled, cancelled_result("repository removed", at));
+        }
+        Ok(Reply::RepoRemoved { repo, cancelled: open })
+    }
+
+    fn observe(&mut self, observe: &Observe) -> Result<Reply, Refusal> {
+        let Observe { repo, branch, expected_head, new_head, commits, skipped, at } = observe;
+        if !self.data.repos.contains_key(repo) {
+            return Err(Refusal::UnknownRepo { repo: *repo });
+        }
+        check_name("branch", branch)?;
+        if commits.len() > MAX_COMMITS_PER_OBSERVE {
+            return Err(invalid(format!(
+                "{} commits in one observation, at most {MAX_COMMITS_PER_OBSERVE}",
+                commits.len()
+            )));
+        }
+        for commit in commits {
+            check_labels(&commit.labels)?;
+        }
+        let actual = self.data.cursors.get(repo).and_then(|branches| branches.get(branch));
+        let actual_head = actual.map(|cursor| cursor.head.clone());
+        if actual_head != *expected_head {
+            return Err(Refusal::CursorMoved {
+                expected: expected_head.clone(),
+                actual: actual_head,
+            });
+        }
+
+        let (skipped_total, mut recent_skipped) = actual
+            .map(|cursor| (cursor.skipped_total, cursor.recent_skipped.clone()))
+            .unwrap_or_default();
+        recent_skipped.extend(skipped.iter().cloned());
+        let overflow = recent_skipped.len().saturating_sub(Cursor::RECENT_SKIPPED);
+        recent_skipped.drain(..overflow);
+        let cursor = Cursor {
+            head: new_head.clone(),
+            updated_at: *at,
+            skipped_total: skipped_total + skipped.len() as u64,
+            recent_skipped,
+        };
+        self.data.cursors.entry(*repo).or_default().insert(branch.clone(), cursor);
+
+        let jobs = commits
+            .iter()
+            .map(|observed| {
+                self.queue_job(
+                    *repo,
+                    branch,
+                    &observed.commit,
+                    &observed.labels,
+                    Trigger::Push,
+                    *at,
+                )
+            })
+            .collect();
+        Ok(Reply::Observed { jobs })
+    }
+
+    fn assign(
+        &mut self,
+        id: JobId,
+        runner: NodeId,
+        attempt: u32,
+        at: Timestamp,
+    ) -> Result<Reply, Refusal> {
+        let job = self.job_for_update(id, attempt)?;
+        if job.status != JobStatus::Queued {
+            return Err(Refusal::NotQueued { job: id, status: job.status });
+        }
+        self.update_job(id, |job| {
+            job.status = JobStatus::Running;
+            job.runner = Some(runner);
+            job.started_at = Some(at);
+            job.attempts.push(Attempt {
+                attempt,
+                runner,
+                started_at: at,
+                ended_at: None,
+                note: None,
+            });
+        });
+        Ok(Reply::Assigned { job: id, attempt })
+    }
+
+    fn requeue(
+        &mut self,
+        id: JobId,
+        attempt: u32,
+        reason: &str,
+        at: Timestamp,
+    ) -> Result<Reply, Refusal> {
+        let job = self.job_for_update(id, attempt)?;
+        if job.status != JobStatus::Running {
+            return Err(Refusal::NotRunning { job: id, status: job.status });
+        }
+        let note = format!("requeued: {reason}");
+        let max_attempts = self.data.limits.max_attempts;
+        if attempt >= max_attempts {
+            let message = format!("runner lost on attempt {attempt} of {max_attempts}: {reason}");
+            self.end_attempt(id, at, Some(note));
+            self.end_job(id, JobStatus::Error, |job: &Job| JobResult {
+                exit_code: None,
+                duration_ms: job.started_at.map_or(0, |started| at.millis_since(started)),
+                output_tail: String::new(),
+                output_pruned: false,
+                summary: None,
+                message: Some(message),
+                finished_at: at,
+            });
+            return Ok(Reply::GaveUp { job: id, attempts: attempt });
+        }
+        self.end_attempt(id, at, Some(note));
+        self.update_job(id, |job| {
+            job.status = JobStatus::Queued;
+            job.attempt = attempt + 1;
+            job.runner = None;
+            job.started_at = None;
+        });
+        Ok(Reply::Requeued { job: id, attempt: attempt + 1 })
+    }
+
+    fn finish(
+        &mut self,
+        id: JobId,
+        attempt: u32,
+        outcome: &Outcome,
+        at: Timestamp,
+    ) -> Result<Reply, Refusal> {
+        let job = self.job_for_update(id, attempt)?;
+        if job.status != JobStatus::Running {
+            return Err(Refusal::NotRunning { job: id, status: job.status });
+        }
+        let status = outcome.verdict.status();
+        let tail_limit = self.data.limits.output_tail_bytes as usize;
+        self.end_attempt(id, at, None);
+        self.end_job(id, status, |_: &Job| JobResult {
+            exit_code: outcome.exit_code,
+            duration_ms: outcome.duration_ms,
+            output_tail: tail_of(&outcome.output_tail, tail_limit).to_owned(),
+            output_pruned: false,
+            summary: outcome.summary.clone(),
+            message: outcome.message.clone(),
+            finished_at: at,
+        });
+        Ok(Reply::Finished { job: id, status })
+    }
+
+    fn rerun(
+        &mut self,
+        repo: RepoId,
+        branch: &str,
+        commit: &CommitId,
+        labels: &[String],
+        at: Timestamp,
+    ) -> Result<Reply, Refusal> {
+        if !self.data.repos.contains_key(&repo) {
+            return Err(Refusal::UnknownRepo { repo });
+        }
+        check_name("branch", branch)?;
+        check_labels(labels)?;
+        let job = self.queue_job(repo, branch, commit, labels, Trigger::Rerun, at);
+        Ok(Reply::RerunQueued { job })
+    }
+
+    fn cancel(&mut self, id: JobId, reason: &str, at: Timestamp) -> Result<Reply, Refusal> {
+        let job = self.data.jobs.get(&id).ok_or(Refusal::UnknownJob { job: id })?;
+        if job.status.is_final() {
+            return Err(Refusal::AlreadyFinal { job: id, status: job.status });
+        }
+        if job.status == JobStatus::Running {
+            self.end_attempt(id, at, Some(format!("cancelled: {reason}")));
+        }
+        self.end_job(id, JobStatus::Cancelled, cancelled_result(reason, at));
+        Ok(Reply::Cancelled { job: id })
+    }
+
+    fn set_limits(&mut self, limits: &Limits) -> Result<Reply, Refusal> {
+        if let Some(problem) = limits.problem() {
+            return Err(invalid(problem.to_owned()));
+        }
+        self.data.limits = limits.clone();
+        self.enforce_retention();
+        Ok(Reply::LimitsSet)
+    }
+
+    // ---- helpers: every change to a job goes through these, so the indexes follow ----
+
+    /// The job, if `attempt` is its current one and it is not final.
+    fn job_for_update(&self, id: JobId, attempt: u32) -> Result<&Job, Refusal> {
+        let job = self.data.jobs.get(&id).ok_or(Refusal::UnknownJob { job: id })?;
+        if job.status.is_final() {
+            return Err(Refusal::AlreadyFinal { job: id, status: job.status });
+        }
+        if job.attempt != attempt {
+            return Err(Refusal::StaleAttempt { job: id, current: job.attempt, got: attempt });
+        }
+        Ok(job)
+    }
+
+    fn queue_job(
+        &mut self,
+        repo: RepoId,
+        branch: &str,
+        commit: &CommitId,
+        labels: &[String],
+        trigger: Trigger,
+        at: Timestamp,
+    ) -> JobId {
+        self.data.last_job_id += 1;
+        let id = JobId(self.data.last_job_id);
+        let mut labels = labels.to_vec();
+        labels.sort();
+        labels.dedup();
+        let job = Job {
+            id,
+            repo,
+            branch: branch.to_owned(),
+            commit: commit.clone(),
+            trigger,
+            labels,
+            status: JobStatus::Queued,
+            attempt: 1,
+            created_at: at,
+            runner: None,
+            started_at: None,
+            attempts: Vec::new(),
+            result: None,
+        };
+        self.index.insert_job(&job);
+        self.data.jobs.insert(id, job);
+        id
+    }
+
+    /// Changes a job, keeping the status indexes in step.
+    fn update_job(&mut self, id: JobId, change: impl FnOnce(&mut Job)) {
+        let Some(job) = self.data.jobs.get_mut(&id) else {
+            debug_assert!(false, "update_job on missing job {id}");
+            return;
+        };
+        self.index.untrack_status(job);
+        change(job);
+        self.index.track_status(job);
+    }
+
+    /// Makes a job final with the result `result` builds, then applies retention.
+    fn end_job(&mut self, id: JobId, status: JobStatus, result: impl FnOnce(&Job) -> JobResult) {
+        debug_assert!(status.is_final());
+        self.update_job(id, |job| {
+            debug_assert!(job.result.is_none(), "job {id} finished twice");
+            job.result = Some(result(job));
+            job.status = status;
+        });
+        self.data.finished.push_back(id);
+        self.data.outputs_kept.push_back(id);
+        self.enforce_retention();
+    }
+
+    fn end_attempt(&mut self, id: JobId, at: Timestamp, note: Option<String>) {
+        if let Some(attempt) = self.data.jobs.get_mut(&id).and_then(|job| job.attempts.last_mut()) {
+            attempt.ended_at = Some(at);
+            attempt.note = note;
+        }
+    }
+
+    /// Drops the output of final jobs beyond `retained_outputs` and forgets final jobs
+    /// beyond `retained_jobs`, oldest first.
+    fn enforce_retention(&mut self) {
+        let limits = &self.data.limits;
+        while self.data.outputs_kept.len() > limits.retained_outputs as usize {
+            let Some(id) = self.data.outputs_kept.pop_front() else { break };
+            if let Some(result) = self.data.jobs.get_mut(&id).and_then(|job| job.result.as_mut()) {
+                result.output_tail = String::new();
+                result.output_pruned = true;
+            }
+        }
+        while self.data.finished.len() > limits.retained_jobs as usize {
+            let Some(id) = self.data.finished.pop_front() else { break };
+            if let Some(job) = self.data.jobs.remove(&id) {
+                self.index.remove_job(&job);
+            }
+        }
+    }
+}
+
+fn cancelled_result(reason: &str, at: Timestamp) -> impl FnOnce(&Job) -> JobResult + '_ {
+    move |job: &Job| JobResult {
+        exit_code: None,
+        duration_ms: job.started_at.map_or(0, |started| at.millis_since(started)),
+        output_tail: String::new(),
+        output_pruned: false,
+        summary: None,
+        message: Some(format!("cancelled: {reason}")),
+        finished_at: at,
+    }
+}
+
+fn invalid(reason: String) -> Refusal {
+    Refusal::Invalid { reason }
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), Refusal> {
+    if name.is_empty() {
+        return Err(invalid(format!("empty {what}")));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(invalid(format!("{what} longer than {MAX_NAME_BYTES} bytes")));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid(format!("{what} contains control characters")));
+    }
+    Ok(())
+}
+
+fn check_labels(labels: &[String]) -> Result<(), Refusal> {
+    if labels.len() > MAX_LABELS {
+        return Err(invalid(format!("more than {MAX_LABELS} labels")));
+    }
+    labels.iter().try_for_each(|label| check_name("label", label))
+}
+
+/// The last `limit` bytes of `text`, starting on a character boundary.
+pub(crate) fn tail_of(text: &str, limit: usize) -> &str {
+    if text.len() <= limit {
+        return text;
+    }
+    let mut start = text.len() - limit;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}

@@ -1,0 +1,128 @@
+//! Read-only views of the state for the dispatcher, the API and the CLI.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Cursor, Job, JobStatus, Limits, Repo, State};
+use crate::types::{JobId, NodeId, RepoId};
+
+/// Which jobs to list, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    pub repo: Option<RepoId>,
+    pub branch: Option<String>,
+    /// A full commit id or a prefix of one (at least 4 hex digits are sensible).
+    pub commit: Option<String>,
+    pub status: Option<JobStatus>,
+    /// Only jobs with a smaller id (the page after a previous one).
+    pub before: Option<JobId>,
+    /// At most this many jobs; `None` means all.
+    pub limit: Option<usize>,
+}
+
+impl JobFilter {
+    fn matches(&self, job: &Job) -> bool {
+        self.repo.is_none_or(|repo| job.repo == repo)
+            && self.branch.as_deref().is_none_or(|branch| job.branch == branch)
+            && self
+                .commit
+                .as_deref()
+                .is_none_or(|commit| job.commit.as_str().starts_with(&commit.to_ascii_lowercase()))
+            && self.status.is_none_or(|status| job.status == status)
+    }
+}
+
+/// How many jobs are in each phase.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueCounts {
+    pub queued: u64,
+    pub running: u64,
+    pub finished: u64,
+}
+
+impl State {
+    pub fn limits(&self) -> &Limits {
+        &self.data.limits
+    }
+
+    pub fn job(&self, id: JobId) -> Option<&Job> {
+        self.data.jobs.get(&id)
+    }
+
+    /// The id the most recently created job got (0 before the first job).
+    pub fn last_job_id(&self) -> JobId {
+        JobId(self.data.last_job_id)
+    }
+
+    /// Jobs matching `filter`, newest (highest id) first.
+    pub fn jobs(&self, filter: &JobFilter) -> Vec<&Job> {
+        let limit = filter.limit.unwrap_or(usize::MAX);
+        let upper = filter.before.unwrap_or(JobId(u64::MAX));
+        let full_commit = filter.commit.as_deref().and_then(|c| crate::CommitId::try_new(c).ok());
+        // Narrow the candidates with an index where one applies, then filter.
+        let candidates: Box<dyn Iterator<Item = JobId> + '_> = if let Some(commit) = &full_commit {
+            let ids = self.index.by_commit.get(commit);
+            Box::new(ids.into_iter().flat_map(|ids| ids.range(..upper).rev().copied()))
+        } else if filter.status == Some(JobStatus::Queued) {
+            Box::new(self.index.queued.range(..upper).rev().copied())
+        } else {
+            Box::new(self.data.jobs.range(..upper).rev().map(|(id, _)| *id))
+        };
+        candidates
+            .filter_map(|id| self.data.jobs.get(&id))
+            .filter(|job| filter.matches(job))
+            .take(limit)
+            .collect()
+    }
+
+    pub fn queue_counts(&self) -> QueueCounts {
+        let queued = self.index.queued.len() as u64;
+        let running = self.index.running.values().map(|ids| ids.len() as u64).sum();
+        QueueCounts { queued, running, finished: self.data.finished.len() as u64 }
+    }
+
+    /// Jobs running on `runner`, oldest first.
+    pub fn running_on(&self, runner: NodeId) -> Vec<&Job> {
+        let ids = self.index.running.get(&runner);
+        ids.into_iter().flatten().filter_map(|id| self.data.jobs.get(id)).collect()
+    }
+
+    /// Every running job, oldest first (the dispatcher's lease table after a failover).
+    pub fn running_jobs(&self) -> Vec<&Job> {
+        let mut jobs: Vec<&Job> =
+            self.index.running.values().flatten().filter_map(|id| self.data.jobs.get(id)).collect();
+        jobs.sort_by_key(|job| job.id);
+        jobs
+    }
+
+    /// The oldest queued job a runner with `runner_labels` may take.
+    pub fn next_claimable(&self, runner_labels: &BTreeSet<String>) -> Option<&Job> {
+        self.index
+            .queued
+            .iter()
+            .filter_map(|id| self.data.jobs.get(id))
+            .find(|job| job.runnable_with(runner_labels))
+    }
+
+    pub fn repos(&self) -> impl Iterator<Item = &Repo> {
+        self.data.repos.values()
+    }
+
+    pub fn repo(&self, id: RepoId) -> Option<&Repo> {
+        self.data.repos.get(&id)
+    }
+
+    pub fn repo_by_url(&self, url: &str) -> Option<&Repo> {
+        self.index.repo_by_url.get(url).and_then(|id| self.data.repos.get(id))
+    }
+
+    pub fn cursor(&self, repo: RepoId, branch: &str) -> Option<&Cursor> {
+        self.data.cursors.get(&repo).and_then(|branches| branches.get(branch))
+    }
+
+    /// Every observed branch of `repo` with its cursor, by branch name.
+    pub fn cursors(&self, repo: RepoId) -> impl Iterator<Item = (&str, &Cursor)> {
+        self.data.cursors.get(&repo).into_iter().flatten().map(|(name, c)| (name.as_str(), c))
+    }
+}

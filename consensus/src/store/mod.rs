@@ -1,0 +1,33 @@
+//! openraft storage on sled: the Raft log, the vote and the state machine's snapshots in
+//! one sled database per node. This is the only code that touches sled.
+//!
+//! - `open`: opens the database and returns the two halves openraft needs.
+//! - `keys`: the tree names and key layout, defined once.
+//! - `log`: [`LogStore`], openraft's `RaftLogStorage` (log, vote, committed pointer).
+//! - `state_machine`: [`StateMachineStore`], openraft's `RaftStateMachine` over the
+//!   in-memory [`State`](crate::state::State), and the read API the node uses.
+//! - `snapshot`: the current snapshot in sled and the format of its data.
+//! - `error`: [`StoreError`] and its translation into openraft's `StorageError`.
+//!
+//! ```text
+//!  openraft ── append / vote / truncate / purge ──> LogStore ──> trees log, meta ─┐
+//!     │                                           (flush before acknowledging)   │
+//!     └── apply / snapshot ──> StateMachineStore ──> tree snapshot ──────────────┴─> one sled Db
+//!                                │ State in memory         (flush before current)
+//!                                └─> read(|state| ..) for the rest of the node
+//! ```
+//!
+//! Every stored value goes through [`codec`](crate::codec) and starts with its format
+//! version.
+
+mod error;
+mod keys;
+mod log;
+mod open;
+mod snapshot;
+mod state_machine;
+
+pub use self::error::StoreError;
+pub use self::log::LogStore;
+pub use self::open::{open, CACHE_CAPACITY_BYTES};
+pub use self::state_machine::StateMachineStore;

@@ -1,0 +1,134 @@
+//! The current snapshot in sled, and the format of a snapshot's data.
+//!
+//! A snapshot's data is `codec(Payload)`: the last applied log id, the last membership and
+//! the whole CI [`State`], behind the codec's format version. The meta repeats the first
+//! two; a payload that disagrees with its meta is refused on install and on load.
+//!
+//! Only one snapshot is kept. Its meta and data are written in one atomic batch and
+//! flushed before it is reported as current. A snapshot never replaces a newer one that a
+//! concurrent install made current, unless it is itself being installed.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+use tracing::debug;
+
+use super::error::StoreError;
+use super::keys;
+use crate::codec;
+use crate::state::State;
+use crate::types::{LogId, SnapshotMeta, StoredMembership};
+
+/// What a snapshot's data holds. `S` is `&State` when building and `State` when reading.
+#[derive(Serialize, Deserialize)]
+pub(super) struct Payload<S> {
+    pub(super) last_applied: Option<LogId>,
+    pub(super) last_membership: StoredMembership,
+    pub(super) state: S,
+}
+
+impl Payload<State> {
+    /// Decodes a snapshot's data and checks it against the snapshot's meta.
+    pub(super) fn decode_for(meta: &SnapshotMeta, data: &[u8]) -> Result<Self, StoreError> {
+        let payload: Payload<State> =
+            codec::decode_stored(data).map_err(StoreError::decode("snapshot data"))?;
+        if payload.last_applied != meta.last_log_id {
+            return Err(StoreError::SnapshotMismatch { field: "last applied log id" });
+        }
+        if payload.last_membership != meta.last_membership {
+            return Err(StoreError::SnapshotMismatch { field: "last membership" });
+        }
+        Ok(payload)
+    }
+}
+
+/// Whether a snapshot being saved may replace a newer current one.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(super) enum Replace {
+    /// A snapshot received from the leader: it becomes current whatever was there.
+    Always,
+    /// A snapshot built locally: kept only if no newer snapshot is current.
+    IfNotOlder,
+}
+
+/// The snapshot tree, shared by every clone of the state machine store.
+#[derive(Clone)]
+pub(super) struct SnapshotStore {
+    tree: sled::Tree,
+    /// For [`sled::Db::generate_id`], which stays unique across restarts.
+    database: sled::Db,
+    /// Makes "compare with the current snapshot, then replace it" one step.
+    replacing: Arc<Mutex<()>>,
+}
+
+impl SnapshotStore {
+    pub(super) fn new(tree: sled::Tree, database: sled::Db) -> SnapshotStore {
+        SnapshotStore { tree, database, replacing: Arc::new(Mutex::new(())) }
+    }
+
+    /// A snapshot id, `{term}-{index}-{n}` with `n` unique on this node.
+    pub(super) fn new_id(&self, last_applied: Option<&LogId>) -> Result<String, StoreError> {
+        let n =
+            self.database.generate_id().map_err(StoreError::database("generate a snapshot id"))?;
+        let (term, index) =
+            last_applied.map_or((0, 0), |log_id| (log_id.leader_id.term, log_id.index));
+        Ok(format!("{term}-{index}-{n}"))
+    }
+
+    /// The current snapshot's meta and data, if there is one.
+    pub(super) fn load(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, StoreError> {
+        let Some(meta) = self.load_meta()? else {
+            return Ok(None);
+        };
+        let data = self
+            .tree
+            .get(keys::SNAPSHOT_DATA)
+            .map_err(StoreError::database("read the snapshot data"))?
+            .ok_or(StoreError::SnapshotWithoutData)?;
+        Ok(Some((meta, data.to_vec())))
+    }
+
+    fn load_meta(&self) -> Result<Option<SnapshotMeta>, StoreError> {
+        let Some(bytes) = self
+            .tree
+            .get(keys::SNAPSHOT_META)
+            .map_err(StoreError::database("read the snapshot meta"))?
+        else {
+            return Ok(None);
+        };
+        codec::decode_stored(&bytes).map(Some).map_err(StoreError::decode("snapshot meta"))
+    }
+
+    /// Makes `(meta, data)` the current snapshot, durably. Returns `false` if it was not
+    /// stored because a newer snapshot is current and `replace` is
+    /// [`Replace::IfNotOlder`].
+    pub(super) async fn save(
+        &self,
+        meta: &SnapshotMeta,
+        data: &[u8],
+        replace: Replace,
+    ) -> Result<bool, StoreError> {
+        let meta_bytes = codec::encode(meta).map_err(StoreError::encode("snapshot meta"))?;
+        {
+            let _replacing = self.replacing.lock().unwrap_or_else(PoisonError::into_inner);
+            if replace == Replace::IfNotOlder {
+                if let Some(current) = self.load_meta()? {
+                    if current.last_log_id > meta.last_log_id {
+                        debug!(
+                            current = %current.snapshot_id,
+                            built = %meta.snapshot_id,
+                            "a newer snapshot is current; keeping it"
+                        );
+                        return Ok(false);
+                    }
+                }
+            }
+            let mut batch = sled::Batch::default();
+            batch.insert(keys::SNAPSHOT_META, meta_bytes);
+            batch.insert(keys::SNAPSHOT_DATA, data);
+            self.tree.apply_batch(batch).map_err(StoreError::database("write the snapshot"))?;
+        }
+        self.tree.flush_async().await.map_err(StoreError::database("flush the database"))?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,137 @@
+//! An in-process cluster of real Raft nodes, each with its own sled store, talking HTTP on
+//! loopback: election, replication, failover, and a late learner caught up by snapshot.
+
+use std::sync::Arc;
+
+use eventide_consensus::testing::{
+    commit_for_test as commit, start_cluster_for_test, LocalNode, DEADLINE,
+};
+use eventide_consensus::types::Raft;
+use eventide_consensus::{
+    Command, JobId, NodeId, Observe, ObservedCommit, Outcome, RaftTiming, Reply, RepoId, Timestamp,
+    Verdict,
+};
+
+fn test_config() -> Arc<openraft::Config> {
+    let timing = RaftTiming { snapshot_every: 50, ..RaftTiming::default() };
+    let mut config = timing.to_config("cluster-test").expect("valid timing");
+    // Keep no log behind a snapshot, so that a late learner can only catch up by one.
+    config.max_in_snapshot_log_to_keep = 0;
+    config.purge_batch_size = 1;
+    Arc::new(config)
+}
+
+async fn write(raft: &Raft, command: Command) -> Reply {
+    let response = raft.client_write(command).await.expect("write through the leader");
+    assert!(response.data.refusal().is_none(), "refused: {:?}", response.data);
+    response.data
+}
+
+/// Observes `count` commits after `after` on main and runs each to a verdict.
+async fn push_and_test(raft: &Raft, repo: RepoId, runner: NodeId, after: u64, count: u64) {
+    let commits: Vec<ObservedCommit> = (after + 1..=after + count)
+        .map(|n| ObservedCommit { commit: commit(n), labels: Vec::new() })
+        .collect();
+    let observe = Observe {
+        repo,
+        branch: "main".into(),
+        expected_head: (after > 0).then(|| commit(after)),
+        new_head: commit(after + count),
+        commits,
+        skipped: Vec::new(),
+        at: Timestamp(after),
+    };
+    let Reply::Observed { jobs } = write(raft, Command::Observe(observe)).await else {
+        panic!("observe must queue jobs");
+    };
+    for job in jobs {
+        write(raft, Command::Assign { job, runner, attempt: 1, at: Timestamp(1) }).await;
+        let outcome = Outcome {
+            verdict: if job.0 % 3 == 0 { Verdict::Failed } else { Verdict::Passed },
+            exit_code: Some(0),
+            duration_ms: 10,
+            output_tail: format!("Ran 1 test for job {job}\nOK\n"),
+            summary: None,
+            message: None,
+        };
+        write(raft, Command::Finish { job, attempt: 1, outcome, at: Timestamp(2) }).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_replicate_fail_over_and_catch_up_a_learner() {
+    let config = test_config();
+    let (mut nodes, leader_id) = start_cluster_for_test(3, config.clone()).await;
+
+    // Replicate through the first leader.
+    let leader = nodes.iter().find(|n| n.id == leader_id).expect("leader is a member");
+    let reply = write(
+        &leader.raft,
+        Command::AddRepo { url: "file:///srv/app.git".into(), at: Timestamp(0) },
+    )
+    .await;
+    let Reply::RepoAdded { repo } = reply else { panic!("unexpected reply {reply:?}") };
+    push_and_test(&leader.raft, repo, leader_id, 0, 10).await;
+
+    // A late result from a stale attempt is refused by every replica alike.
+    let stale = leader
+        .raft
+        .client_write(Command::Requeue {
+            job: JobId(1),
+            attempt: 1,
+            reason: "late".into(),
+            at: Timestamp(3),
+        })
+        .await
+        .expect("committed even though refused");
+    assert!(stale.data.refusal().is_some(), "a final job cannot be requeued");
+
+    let applied = leader.raft.metrics().borrow().last_applied.expect("applied").index;
+    for node in &nodes {
+        node.wait_applied(applied).await;
+    }
+    let reference = nodes[0].state_bytes();
+    for node in &nodes {
+        assert_eq!(node.state_bytes(), reference, "replica {} differs", node.id);
+    }
+
+    // Kill the leader: the survivors elect another and keep accepting writes.
+    let position = nodes.iter().position(|n| n.id == leader_id).expect("leader is a member");
+    nodes.remove(position).kill().await;
+    let new_leader_id = nodes[0].wait_for_leader(Some(leader_id)).await;
+    assert_ne!(new_leader_id, leader_id);
+    let new_leader = nodes.iter().find(|n| n.id == new_leader_id).expect("survivor leads");
+    push_and_test(&new_leader.raft, repo, new_leader_id, 10, 30).await;
+    assert_eq!(
+        new_leader.state_machine.read(|s| s.queue_counts().finished),
+        40,
+        "every job of both leaders is final exactly once"
+    );
+
+    // Snapshot and purge the log, so that a new learner can only catch up by snapshot.
+    new_leader.raft.trigger().snapshot().await.expect("trigger snapshot");
+    let snapshot = new_leader
+        .raft
+        .wait(Some(DEADLINE))
+        .metrics(|m| m.snapshot.is_some() && m.purged.is_some(), "snapshot taken and log purged")
+        .await
+        .expect("snapshot within the deadline");
+    assert!(snapshot.purged.is_some());
+
+    let learner = LocalNode::start_for_test(4, config.clone()).await;
+    new_leader.raft.add_learner(learner.id, learner.info(), true).await.expect("add learner");
+    let applied = new_leader.raft.metrics().borrow().last_applied.expect("applied").index;
+    learner.wait_applied(applied).await;
+    let learner_metrics = learner.raft.metrics().borrow().clone();
+    assert!(learner_metrics.snapshot.is_some(), "the learner installed a snapshot");
+    let reference = new_leader.state_bytes();
+    for node in nodes.iter().chain([&learner]) {
+        node.wait_applied(applied).await;
+        assert_eq!(node.state_bytes(), reference, "replica {} differs", node.id);
+    }
+
+    learner.kill().await;
+    for node in nodes {
+        node.kill().await;
+    }
+}

@@ -1,0 +1,85 @@
+//! HTTP: the public JSON API under `/api/v1/`, and the internal Raft RPC under
+//! `/internal/`. Handlers are thin: decode, call, map errors (in [`ApiError`]).
+//!
+//! - `status`: `GET /api/v1/status`, the cluster as this node sees it.
+//! - `repos`: `GET|POST /api/v1/repos`, watched repositories.
+
+pub mod repos;
+pub mod status;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use eventide_consensus::network::{raft_routes, WriteError};
+use eventide_consensus::Refusal;
+use serde::{Deserialize, Serialize};
+
+use crate::node::NodeContext;
+
+/// The largest public request body accepted.
+const PUBLIC_BODY_LIMIT: usize = 1024 * 1024;
+
+pub fn router(context: Arc<NodeContext>) -> Router {
+    let public = Router::new()
+        .route("/api/v1/status", get(status::get_status))
+        .route("/api/v1/repos", get(repos::list).post(repos::add))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(PUBLIC_BODY_LIMIT))
+        .with_state(context.clone());
+    public.merge(raft_routes(context.raft.clone()))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+/// The body of every error answer: `{"error": "..."}`.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// An error answer with its HTTP status.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(ErrorBody { error: self.message })).into_response()
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(error: WriteError) -> ApiError {
+        let status = match error {
+            WriteError::NoLeader | WriteError::NotLeader { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            WriteError::LeaderUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            WriteError::Raft { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, error.to_string())
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> ApiError {
+        let status = match refusal {
+            Refusal::UnknownRepo { .. } | Refusal::UnknownJob { .. } => StatusCode::NOT_FOUND,
+            Refusal::Invalid { .. } => StatusCode::BAD_REQUEST,
+            _ => StatusCode::CONFLICT,
+        };
+        ApiError::new(status, refusal.to_string())
+    }
+}

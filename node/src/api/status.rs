@@ -1,0 +1,154 @@
+//! `GET /api/v1/status`: the leader, the term, every node with its liveness, Raft role
+//! and runner load, and the queue, as this node sees them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+use eventide_consensus::NodeId;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::raft_role;
+use crate::gossip::RaftRole;
+use crate::node::NodeContext;
+
+/// A node as other documents refer to it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct NodeRef {
+    /// The node id, as a string: a u64 does not fit a JavaScript number.
+    pub id: String,
+    pub name: String,
+    pub addr: String,
+}
+
+/// One node of the cluster.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub id: String,
+    pub name: String,
+    pub addr: String,
+    /// Alive according to gossip's failure detector.
+    pub alive: bool,
+    /// `leader`, `voter`, `learner` or `none` (not a Raft member).
+    pub raft: String,
+    pub slots: u32,
+    pub busy: u32,
+    pub labels: Vec<String>,
+    pub version: String,
+}
+
+/// Job counts by phase.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStatus {
+    pub queued: u64,
+    pub running: u64,
+    pub finished: u64,
+}
+
+/// The whole `status` document.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct StatusDoc {
+    /// The node that answered.
+    pub node: NodeRef,
+    /// The leader this node follows, or null (no quorum, election, not formed yet).
+    pub leader: Option<NodeRef>,
+    pub term: u64,
+    /// `on` when a cluster secret authenticates internal traffic, else `off`.
+    pub auth: String,
+    /// Why the node is not part of a cluster yet, if it is not.
+    pub waiting: Option<String>,
+    /// Voters in the current Raft membership.
+    pub voters: usize,
+    /// The last log index this node applied.
+    pub applied_index: u64,
+    pub nodes: Vec<NodeStatus>,
+    pub queue: QueueStatus,
+}
+
+pub async fn get_status(State(context): State<Arc<NodeContext>>) -> Json<StatusDoc> {
+    Json(build(&context).await)
+}
+
+async fn build(context: &NodeContext) -> StatusDoc {
+    let metrics = context.raft.metrics().borrow().clone();
+    let membership = metrics.membership_config.membership();
+    let voters: Vec<NodeId> = membership.voter_ids().collect();
+    let gossip: BTreeMap<NodeId, _> =
+        context.gossip.members().await.into_iter().map(|m| (m.id, m)).collect();
+    let leader_id = metrics.current_leader;
+
+    let mut nodes: BTreeMap<NodeId, NodeStatus> = BTreeMap::new();
+    for (id, info) in membership.nodes() {
+        let role = if Some(*id) == leader_id {
+            RaftRole::Leader
+        } else if voters.contains(id) {
+            RaftRole::Voter
+        } else {
+            RaftRole::Learner
+        };
+        let member = gossip.get(id);
+        nodes.insert(
+            *id,
+            NodeStatus {
+                id: id.to_string(),
+                name: member.map_or_else(|| info.name.clone(), |m| m.name.clone()),
+                addr: info.addr.clone(),
+                alive: member.is_some_and(|m| m.alive),
+                raft: role.as_str().to_owned(),
+                slots: member.map_or(0, |m| m.slots),
+                busy: member.map_or(0, |m| m.busy),
+                labels: member.map(|m| m.labels.iter().cloned().collect()).unwrap_or_default(),
+                version: member.map(|m| m.version.clone()).unwrap_or_default(),
+            },
+        );
+    }
+    for member in gossip.values() {
+        nodes.entry(member.id).or_insert_with(|| NodeStatus {
+            id: member.id.to_string(),
+            name: member.name.clone(),
+            addr: member.addr.to_string(),
+            alive: member.alive,
+            raft: RaftRole::None.as_str().to_owned(),
+            slots: member.slots,
+            busy: member.busy,
+            labels: member.labels.iter().cloned().collect(),
+            version: member.version.clone(),
+        });
+    }
+    // Until this node is a member, it reports its own role as gossip shows it.
+    if let Some(me) = nodes.get_mut(&context.id) {
+        me.alive = true;
+        if me.raft == RaftRole::None.as_str() {
+            me.raft = raft_role(&metrics).as_str().to_owned();
+        }
+    }
+
+    let leader = leader_id.and_then(|id| nodes.get(&id)).map(|n| NodeRef {
+        id: n.id.clone(),
+        name: n.name.clone(),
+        addr: n.addr.clone(),
+    });
+    let counts = context.state_machine.read(|state| state.queue_counts());
+    let mut nodes: Vec<NodeStatus> = nodes.into_values().collect();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+    StatusDoc {
+        node: NodeRef {
+            id: context.id.to_string(),
+            name: context.config.name.clone(),
+            addr: context.config.advertise.to_string(),
+        },
+        leader,
+        term: metrics.current_term,
+        auth: "off".to_owned(),
+        waiting: context.phase.borrow().waiting.clone(),
+        voters: voters.len(),
+        applied_index: metrics.last_applied.map_or(0, |id| id.index),
+        nodes,
+        queue: QueueStatus {
+            queued: counts.queued,
+            running: counts.running,
+            finished: counts.finished,
+        },
+    }
+}

@@ -1,0 +1,177 @@
+//! Cluster formation and membership: bootstrap (a node with no Raft state) and
+//! autopilot (on the leader), plus publishing this node's Raft role by gossip.
+//!
+//! - `bootstrap`: the pure `--bootstrap-expect` rule.
+//! - `autopilot`: the pure membership rules.
+//!
+//! ```text
+//!  gossip members ─┐
+//!  raft metrics ───┼─> tick ─> no Raft state? ─> bootstrap::decide ─> raft.initialize
+//!  every 250 ms ───┘             leader?      ─> Autopilot::next_change ─> change_membership
+//! ```
+
+mod autopilot;
+mod bootstrap;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eventide_consensus::types::{Raft, RaftMetrics};
+use eventide_consensus::NodeId;
+use openraft::{ChangeMembers, ServerState};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+pub use self::autopilot::{Autopilot, Change, MembershipView};
+pub use self::bootstrap::{decide, Bootstrap};
+use crate::gossip::{Gossip, RaftRole};
+
+/// A learner within this many entries of the leader's log may become a voter.
+const CAUGHT_UP_ENTRIES: u64 = 100;
+
+/// How often membership is re-evaluated when nothing else wakes the loop.
+const TICK: Duration = Duration::from_millis(250);
+
+/// What the cluster task knows that `status` shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Phase {
+    /// Why this node is not in a cluster yet, if it is not.
+    pub waiting: Option<String>,
+}
+
+/// Settings of the cluster task.
+pub struct ClusterSettings {
+    pub me: NodeId,
+    pub bootstrap_expect: usize,
+    pub voters: usize,
+    pub dead_voter_grace: Duration,
+}
+
+/// This node's Raft role from its metrics.
+pub fn raft_role(metrics: &RaftMetrics) -> RaftRole {
+    let membership = metrics.membership_config.membership();
+    if metrics.state == ServerState::Leader {
+        RaftRole::Leader
+    } else if membership.voter_ids().any(|id| id == metrics.id) {
+        RaftRole::Voter
+    } else if membership.nodes().any(|(id, _)| *id == metrics.id) {
+        RaftRole::Learner
+    } else {
+        RaftRole::None
+    }
+}
+
+fn membership_view(metrics: &RaftMetrics) -> MembershipView {
+    let membership = metrics.membership_config.membership();
+    let last = metrics.last_log_index.unwrap_or(0);
+    let caught_up = metrics
+        .replication
+        .iter()
+        .flatten()
+        .filter(|(_, matched)| matched.is_some_and(|m| m.index + CAUGHT_UP_ENTRIES >= last))
+        .map(|(id, _)| *id)
+        .collect();
+    MembershipView {
+        voters: membership.voter_ids().collect(),
+        nodes: membership.nodes().map(|(id, info)| (*id, info.clone())).collect(),
+        changing: membership.get_joint_config().len() > 1,
+        caught_up,
+    }
+}
+
+/// Runs until the process stops: forms the cluster if needed, keeps gossip's `raft`
+/// key current, and on the leader applies autopilot's changes one at a time.
+pub async fn run(
+    settings: ClusterSettings,
+    raft: Raft,
+    gossip: Arc<Gossip>,
+    phase: watch::Sender<Phase>,
+) {
+    let mut autopilot = Autopilot::new(settings.voters, settings.dead_voter_grace);
+    let mut metrics_rx = raft.metrics();
+    let mut gossip_rx = gossip.changes().await;
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_leader = false;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            changed = metrics_rx.changed() => if changed.is_err() { return },
+            _ = gossip_rx.changed() => {}
+        }
+        let metrics = metrics_rx.borrow_and_update().clone();
+        let role = raft_role(&metrics);
+        gossip.set_raft_role(role).await;
+        let members = gossip.members().await;
+
+        if role == RaftRole::None && metrics.membership_config.membership().nodes().next().is_none()
+        {
+            match decide(settings.me, &members, settings.bootstrap_expect) {
+                Bootstrap::Wait(reason) => {
+                    phase.send_if_modified(|p| replace(&mut p.waiting, Some(reason)));
+                }
+                Bootstrap::Initialize(voters) => {
+                    let ids: Vec<String> = voters.keys().map(|id| id.to_string()).collect();
+                    info!(voters = ?ids, "forming a new cluster");
+                    match raft.initialize(voters).await {
+                        Ok(()) => {}
+                        Err(error) => warn!(error = %error, "initialize refused"),
+                    }
+                }
+            }
+            continue;
+        }
+        phase.send_if_modified(|p| replace(&mut p.waiting, None));
+
+        let leader = role == RaftRole::Leader;
+        if leader && !was_leader {
+            info!(term = metrics.current_term, "became leader");
+        }
+        if !leader {
+            if was_leader {
+                info!(term = metrics.current_term, "no longer leader");
+            }
+            autopilot.reset();
+            was_leader = false;
+            continue;
+        }
+        was_leader = true;
+        let view = membership_view(&metrics);
+        if let Some(change) = autopilot.next_change(&view, &members, Instant::now()) {
+            apply(&raft, change).await;
+        }
+    }
+}
+
+fn replace(slot: &mut Option<String>, value: Option<String>) -> bool {
+    if *slot == value {
+        false
+    } else {
+        *slot = value;
+        true
+    }
+}
+
+async fn apply(raft: &Raft, change: Change) {
+    let result = match &change {
+        Change::AddLearner { id, info } => {
+            info!(peer = %id, addr = %info.addr, "autopilot: adding learner");
+            raft.add_learner(*id, info.clone(), false).await.map(|_| ())
+        }
+        Change::SetVoters { voters } => {
+            let ids: Vec<String> = voters.iter().map(|id| id.to_string()).collect();
+            info!(voters = ?ids, "autopilot: changing voters");
+            raft.change_membership(ChangeMembers::ReplaceAllVoters(voters.clone()), false)
+                .await
+                .map(|_| ())
+        }
+        Change::RemoveLearners { ids } => {
+            let list: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+            info!(learners = ?list, "autopilot: removing dead learners");
+            raft.change_membership(ChangeMembers::RemoveNodes(ids.clone()), false).await.map(|_| ())
+        }
+    };
+    if let Err(error) = result {
+        warn!(error = %error, change = ?change, "autopilot change failed; will retry");
+    }
+}

@@ -1,0 +1,366 @@
+//! One validated configuration for `eventide-node run`, from flags, `EVENTIDE_*`
+//! environment variables and an optional TOML file, in that order of precedence.
+//!
+//! clap reads flags and the environment; the file fills in what neither set; defaults
+//! fill in the rest. Every problem is reported as one line naming the flag.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use eventide_consensus::RaftTiming;
+use serde::Deserialize;
+
+/// The address a node listens on when none is given.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7800";
+
+/// Flags of `eventide-node run`. Every one may also come from the environment or the
+/// `--config` file; none has a clap default, so that the file can fill the gaps.
+#[derive(Args, Debug, Default, Clone)]
+pub struct RunArgs {
+    /// Directory holding everything this node owns: its id, the Raft log and state,
+    /// repository mirrors and job workspaces.
+    #[arg(long, env = "EVENTIDE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TCP (HTTP API, dashboard, Raft) and UDP (gossip) address [default: 127.0.0.1:7800].
+    #[arg(long, env = "EVENTIDE_LISTEN", value_name = "HOST:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// The address other nodes dial [default: --listen].
+    #[arg(long, env = "EVENTIDE_ADVERTISE", value_name = "HOST:PORT")]
+    pub advertise: Option<SocketAddr>,
+    /// A gossip seed, usually another node's --listen address (repeatable).
+    #[arg(long = "seed", env = "EVENTIDE_SEEDS", value_name = "HOST:PORT", value_delimiter = ',')]
+    pub seeds: Vec<String>,
+    /// A name for people [default: the host name and port].
+    #[arg(long, env = "EVENTIDE_NAME")]
+    pub name: Option<String>,
+    /// How many nodes must be up before a new cluster is formed [default: 3].
+    #[arg(long, env = "EVENTIDE_BOOTSTRAP_EXPECT", value_name = "N")]
+    pub bootstrap_expect: Option<u32>,
+    /// How many Raft voters to keep: 1, 3, 5 or 7 [default: --bootstrap-expect].
+    #[arg(long, env = "EVENTIDE_VOTERS", value_name = "N")]
+    pub voters: Option<u32>,
+    /// How long a voter may be dead before another node replaces it [default: 15s].
+    #[arg(long, env = "EVENTIDE_DEAD_VOTER_GRACE", value_name = "DURATION")]
+    pub dead_voter_grace: Option<String>,
+    /// Jobs this node runs at once; 0 makes it a pure coordinator [default: 1].
+    #[arg(long, env = "EVENTIDE_RUNNER_SLOTS", value_name = "N")]
+    pub runner_slots: Option<u32>,
+    /// Labels this node's runner offers, comma-separated.
+    #[arg(long, env = "EVENTIDE_LABELS", value_name = "A,B", value_delimiter = ',')]
+    pub labels: Vec<String>,
+    /// A repository to watch: a path or file:// / http:// url (repeatable).
+    #[arg(long = "repo", env = "EVENTIDE_REPOS", value_name = "URL|PATH", value_delimiter = ',')]
+    pub repos: Vec<String>,
+    /// How often the observer polls repositories [default: 1s].
+    #[arg(long, env = "EVENTIDE_POLL_INTERVAL", value_name = "DURATION")]
+    pub poll_interval: Option<String>,
+    /// Raft heartbeat interval [default: 50ms].
+    #[arg(long, env = "EVENTIDE_HEARTBEAT", value_name = "DURATION")]
+    pub heartbeat: Option<String>,
+    /// Raft election timeout range [default: 150ms-300ms].
+    #[arg(long, env = "EVENTIDE_ELECTION_TIMEOUT", value_name = "MIN-MAX")]
+    pub election_timeout: Option<String>,
+    /// Gossip round interval [default: 200ms].
+    #[arg(long, env = "EVENTIDE_GOSSIP_INTERVAL", value_name = "DURATION")]
+    pub gossip_interval: Option<String>,
+    /// A TOML file with any of these settings (keys as the flags, with underscores).
+    #[arg(long, env = "EVENTIDE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// The `--config` file: the same settings as the flags.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    advertise: Option<String>,
+    #[serde(default)]
+    seeds: Vec<String>,
+    name: Option<String>,
+    bootstrap_expect: Option<u32>,
+    voters: Option<u32>,
+    dead_voter_grace: Option<String>,
+    runner_slots: Option<u32>,
+    #[serde(default)]
+    labels: Vec<String>,
+    #[serde(default)]
+    repos: Vec<String>,
+    poll_interval: Option<String>,
+    heartbeat: Option<String>,
+    election_timeout: Option<String>,
+    gossip_interval: Option<String>,
+}
+
+/// Everything a running node needs to know, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub advertise: SocketAddr,
+    pub seeds: Vec<String>,
+    pub name: String,
+    pub bootstrap_expect: u32,
+    pub voters: u32,
+    pub dead_voter_grace: Duration,
+    pub runner_slots: u32,
+    pub labels: BTreeSet<String>,
+    pub repos: Vec<String>,
+    pub poll_interval: Duration,
+    pub raft: RaftTiming,
+    pub gossip_interval: Duration,
+}
+
+impl RunConfig {
+    /// Merges flags and environment (already in `args`) with the `--config` file.
+    pub fn try_from_args(args: RunArgs) -> anyhow::Result<RunConfig> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        merge(args, file)
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--config {}: failed to read", path.display()))?;
+    toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("--config {}: {}", path.display(), e.message().trim_end()))
+}
+
+fn merge(args: RunArgs, file: FileConfig) -> anyhow::Result<RunConfig> {
+    let data_dir = args
+        .data_dir
+        .or(file.data_dir)
+        .context("--data-dir is required (or EVENTIDE_DATA_DIR, or data_dir in --config)")?;
+    let listen = match (args.listen, file.listen) {
+        (Some(listen), _) => listen,
+        (None, Some(text)) => parse_addr("listen", &text)?,
+        (None, None) => DEFAULT_LISTEN.parse().expect("the default address parses"),
+    };
+    let advertise = match (args.advertise, file.advertise) {
+        (Some(addr), _) => addr,
+        (None, Some(text)) => parse_addr("advertise", &text)?,
+        (None, None) if listen.ip().is_unspecified() => {
+            bail!("--advertise is required when --listen is a wildcard address ({listen})")
+        }
+        (None, None) => listen,
+    };
+    if advertise.ip().is_unspecified() || advertise.port() == 0 {
+        bail!("--advertise {advertise}: other nodes cannot dial this address");
+    }
+    let seeds = if args.seeds.is_empty() { file.seeds } else { args.seeds };
+    for seed in &seeds {
+        check_host_port("seed", seed)?;
+    }
+    let bootstrap_expect = args.bootstrap_expect.or(file.bootstrap_expect).unwrap_or(3);
+    if !(1..=64).contains(&bootstrap_expect) {
+        bail!("--bootstrap-expect {bootstrap_expect}: must be between 1 and 64");
+    }
+    let voters = args.voters.or(file.voters).unwrap_or(bootstrap_expect.min(7));
+    if ![1, 3, 5, 7].contains(&voters) {
+        bail!("--voters {voters}: must be 1, 3, 5 or 7");
+    }
+    let name = args.name.or(file.name).unwrap_or_else(|| default_name(listen));
+    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        bail!("--name {name:?}: must be 1 to 64 printable characters");
+    }
+    let runner_slots = args.runner_slots.or(file.runner_slots).unwrap_or(1);
+    if runner_slots > 256 {
+        bail!("--runner-slots {runner_slots}: at most 256");
+    }
+    let labels = if args.labels.is_empty() { file.labels } else { args.labels };
+    let labels: BTreeSet<String> =
+        labels.into_iter().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()).collect();
+    if let Some(bad) =
+        labels.iter().find(|l| !l.chars().all(|c| c.is_alphanumeric() || "-_.:".contains(c)))
+    {
+        bail!("--labels {bad:?}: labels are letters, digits and - _ . :");
+    }
+    let repos = if args.repos.is_empty() { file.repos } else { args.repos };
+
+    let duration = |flag: &str, flag_value: Option<String>, file_value: Option<String>, default| {
+        flag_value.or(file_value).map_or(Ok(default), |text| parse_duration_flag(flag, &text))
+    };
+    let dead_voter_grace = duration(
+        "dead-voter-grace",
+        args.dead_voter_grace,
+        file.dead_voter_grace,
+        Duration::from_secs(15),
+    )?;
+    let poll_interval =
+        duration("poll-interval", args.poll_interval, file.poll_interval, Duration::from_secs(1))?;
+    let gossip_interval = duration(
+        "gossip-interval",
+        args.gossip_interval,
+        file.gossip_interval,
+        Duration::from_millis(200),
+    )?;
+    if gossip_interval < Duration::from_millis(10) || gossip_interval > Duration::from_secs(10) {
+        bail!("--gossip-interval: must be between 10ms and 10s");
+    }
+    let mut raft = RaftTiming::default();
+    if let Some(text) = args.heartbeat.or(file.heartbeat) {
+        raft.heartbeat = parse_duration_flag("heartbeat", &text)?;
+    }
+    if let Some(text) = args.election_timeout.or(file.election_timeout) {
+        let (min, max) = text.split_once('-').with_context(|| {
+            format!("--election-timeout {text:?}: expected MIN-MAX, e.g. 150ms-300ms")
+        })?;
+        raft.election_min = parse_duration_flag("election-timeout", min)?;
+        raft.election_max = parse_duration_flag("election-timeout", max)?;
+    }
+    raft.to_config("eventide")
+        .map_err(|e| anyhow::anyhow!("--heartbeat/--election-timeout: {e}"))?;
+
+    Ok(RunConfig {
+        data_dir,
+        listen,
+        advertise,
+        seeds,
+        name,
+        bootstrap_expect,
+        voters,
+        dead_voter_grace,
+        runner_slots,
+        labels,
+        repos,
+        poll_interval,
+        raft,
+        gossip_interval,
+    })
+}
+
+fn default_name(listen: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_owned());
+    format!("{host}:{}", listen.port())
+}
+
+fn parse_addr(flag: &str, text: &str) -> anyhow::Result<SocketAddr> {
+    text.trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--{flag} {text:?}: expected IP:PORT, e.g. 127.0.0.1:7800"))
+}
+
+fn check_host_port(flag: &str, text: &str) -> anyhow::Result<()> {
+    let valid = text
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !valid {
+        bail!("--{flag} {text:?}: expected HOST:PORT with a port from 1 to 65535");
+    }
+    Ok(())
+}
+
+fn parse_duration_flag(flag: &str, text: &str) -> anyhow::Result<Duration> {
+    parse_duration(text).ok_or_else(|| {
+        anyhow::anyhow!("--{flag} {text:?}: expected a duration such as 500ms, 2s, 10m or 1h")
+    })
+}
+
+/// Parses `250ms`, `2s`, `1.5s`, `10m`, `1h`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "" | "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return None,
+    };
+    (seconds.is_finite() && (0.0..1e9).contains(&seconds)).then(|| Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(data_dir: &str) -> RunArgs {
+        RunArgs { data_dir: Some(data_dir.into()), ..RunArgs::default() }
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
+        for bad in ["", "s", "fast", "-1s", "1x", "1e400s"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn defaults_fill_what_is_not_given() {
+        let config = merge(args("/tmp/a"), FileConfig::default()).expect("valid");
+        assert_eq!(config.listen, DEFAULT_LISTEN.parse().expect("parses"));
+        assert_eq!(config.advertise, config.listen);
+        assert_eq!(config.bootstrap_expect, 3);
+        assert_eq!(config.voters, 3);
+        assert_eq!(config.runner_slots, 1);
+        assert_eq!(config.dead_voter_grace, Duration::from_secs(15));
+        assert_eq!(config.poll_interval, Duration::from_secs(1));
+        assert_eq!(config.raft, RaftTiming::default());
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let file: FileConfig = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\nname = \"from-file\"\nvoters = 5\nlabels = [\"linux\"]\n",
+        )
+        .expect("valid toml");
+        let mut flags = args("/tmp/a");
+        flags.name = Some("from-flag".into());
+        let config = merge(flags, file).expect("valid");
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.name, "from-flag");
+        assert_eq!(config.voters, 5);
+        assert!(config.labels.contains("linux"));
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        let cases: Vec<(RunArgs, &str)> = vec![
+            (RunArgs::default(), "--data-dir"),
+            (RunArgs { bootstrap_expect: Some(0), ..args("/d") }, "--bootstrap-expect"),
+            (RunArgs { voters: Some(2), ..args("/d") }, "--voters"),
+            (RunArgs { seeds: vec!["nohost".into()], ..args("/d") }, "--seed"),
+            (RunArgs { seeds: vec!["h:70000".into()], ..args("/d") }, "--seed"),
+            (RunArgs { poll_interval: Some("soon".into()), ..args("/d") }, "--poll-interval"),
+            (
+                RunArgs { election_timeout: Some("300ms".into()), ..args("/d") },
+                "--election-timeout",
+            ),
+            (RunArgs { heartbeat: Some("1s".into()), ..args("/d") }, "--heartbeat"),
+            (RunArgs { labels: vec!["a b".into()], ..args("/d") }, "--labels"),
+            (
+                RunArgs { listen: Some("0.0.0.0:7800".parse().expect("addr")), ..args("/d") },
+                "--advertise",
+            ),
+        ];
+        for (args, flag) in cases {
+            let error =
+                merge(args, FileConfig::default()).expect_err("must be refused").to_string();
+            assert!(error.contains(flag), "{error:?} should name {flag}");
+        }
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        assert!(toml::from_str::<FileConfig>("lisen = \"1.2.3.4:5\"").is_err());
+    }
+}

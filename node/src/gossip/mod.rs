@@ -1,0 +1,150 @@
+//! Gossip membership over chitchat: who is alive, where to reach them, their Raft role
+//! and runner load. Liveness and load travel here, never through Raft; nothing that
+//! decides membership or job ownership is taken from gossip alone.
+//!
+//! - `member`: the published keys and the typed [`Member`] view of a peer.
+
+mod member;
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use chitchat::transport::UdpTransport;
+use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
+use eventide_consensus::NodeId;
+use tokio::sync::watch;
+use tracing::info;
+
+pub use self::member::{newest_generations, Member, RaftRole, Sighting};
+use self::member::{
+    KEY_API, KEY_BUSY, KEY_LABELS, KEY_LEAVING, KEY_NAME, KEY_RAFT, KEY_SLOTS, KEY_VERSION,
+};
+
+/// Separates Eventide's gossip from any other chitchat traffic on the network.
+const CLUSTER_ID: &str = "eventide";
+
+/// What this node says about itself when it starts.
+pub struct SelfInfo {
+    pub id: NodeId,
+    pub listen: SocketAddr,
+    pub advertise: SocketAddr,
+    pub name: String,
+    pub slots: u32,
+    pub labels: Vec<String>,
+    pub seeds: Vec<String>,
+    pub interval: Duration,
+}
+
+/// This node's gossip participant.
+pub struct Gossip {
+    handle: ChitchatHandle,
+    interval: Duration,
+}
+
+impl Gossip {
+    /// Starts gossiping on `listen` (UDP). The generation is the start time, so peers
+    /// take a restarted node's keys over its old ones.
+    pub async fn start(me: SelfInfo) -> anyhow::Result<Gossip> {
+        let generation = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let failure_detector = FailureDetectorConfig {
+            phi_threshold: 8.0,
+            sampling_window_size: 1_000,
+            max_interval: Duration::from_secs(10),
+            // Judge a young peer by the real gossip rate, not chitchat's 5 s default.
+            initial_interval: me.interval,
+            // Forget dead incarnations after a while; restarts appear as new ones.
+            dead_node_grace_period: Duration::from_secs(10 * 60),
+        };
+        let config = ChitchatConfig {
+            chitchat_id: ChitchatId::new(me.id.to_string(), generation, me.advertise),
+            cluster_id: CLUSTER_ID.to_owned(),
+            gossip_interval: me.interval,
+            listen_addr: me.listen,
+            seed_nodes: me.seeds.clone(),
+            failure_detector_config: failure_detector,
+            marked_for_deletion_grace_period: Duration::from_secs(60 * 60),
+            catchup_callback: None,
+            extra_liveness_predicate: None,
+            protocol_version: chitchat::ProtocolVersion::V0,
+        };
+        let initial = vec![
+            (KEY_API.to_owned(), me.advertise.to_string()),
+            (KEY_NAME.to_owned(), me.name.clone()),
+            (KEY_RAFT.to_owned(), RaftRole::None.as_str().to_owned()),
+            (KEY_SLOTS.to_owned(), me.slots.to_string()),
+            (KEY_BUSY.to_owned(), "0".to_owned()),
+            (KEY_LABELS.to_owned(), me.labels.join(",")),
+            (KEY_VERSION.to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
+        ];
+        let handle = spawn_chitchat(config, initial, &UdpTransport)
+            .await
+            .with_context(|| format!("failed to start gossip on udp {}", me.listen))?;
+        info!(generation, seeds = ?me.seeds, "gossip started");
+        Ok(Gossip { handle, interval: me.interval })
+    }
+
+    async fn set(&self, key: &'static str, value: String) {
+        self.handle
+            .with_chitchat(|chitchat| {
+                let state = chitchat.self_node_state();
+                if state.get(key) != Some(value.as_str()) {
+                    state.set(key, &value);
+                }
+            })
+            .await;
+    }
+
+    pub async fn set_raft_role(&self, role: RaftRole) {
+        self.set(KEY_RAFT, role.as_str().to_owned()).await;
+    }
+
+    /// Every node gossip knows of (self included), one entry per node id.
+    pub async fn members(&self) -> Vec<Member> {
+        self.handle
+            .with_chitchat(|chitchat| {
+                let live: Vec<ChitchatId> = chitchat.live_nodes().cloned().collect();
+                let sightings: Vec<Member> = chitchat
+                    .node_states()
+                    .iter()
+                    .filter_map(|(id, state)| {
+                        let values = |key: &str| state.get(key).map(str::to_owned);
+                        Member::try_from_sighting(&Sighting {
+                            node_id: &id.node_id,
+                            generation: id.generation_id,
+                            gossip_addr: id.gossip_advertise_addr,
+                            alive: live.contains(id),
+                            values: &values,
+                        })
+                    })
+                    .collect();
+                newest_generations(sightings)
+            })
+            .await
+    }
+
+    /// Fires whenever a node joins, leaves or changes a key.
+    pub async fn changes(&self) -> watch::Receiver<()> {
+        let mut live = self.handle.with_chitchat(|chitchat| chitchat.live_nodes_watcher()).await;
+        let (sender, receiver) = watch::channel(());
+        tokio::spawn(async move {
+            while live.changed().await.is_ok() {
+                if sender.send(()).is_err() {
+                    break;
+                }
+            }
+        });
+        receiver
+    }
+
+    /// Announces that this node is leaving, lets a few gossip rounds carry it, then stops.
+    pub async fn leave(&self) {
+        self.set(KEY_LEAVING, "true".to_owned()).await;
+        tokio::time::sleep(self.interval * 3).await;
+        if let Err(error) = self.handle.initiate_shutdown() {
+            tracing::warn!(error = %error, "gossip did not stop cleanly");
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! `eventide-node`: the one binary every Eventide machine runs, and its CLI.
+//!
+//! - `config`: flags, `EVENTIDE_*` and the TOML file, validated into one struct.
+//! - `node`: assembles a running node and stops it cleanly.
+//! - `gossip`: chitchat membership and the keys a node publishes.
+//! - `cluster`: bootstrap and autopilot (membership management on the leader).
+//! - `repos`: watched repositories.
+//! - `api`: the HTTP API (public JSON, internal Raft RPC).
+//! - `client`: the CLI's HTTP client and its tables.
+//! - `clock`: the wall clock proposers read.
+//!
+//! ```text
+//!   gossip (UDP) ──> members ──> cluster ──> raft.initialize / change_membership
+//!                                   │
+//!   CLI ── HTTP ──> api ──> Writer ─┴─> Raft (openraft) ──> store (sled) ──> State
+//!                    └── reads ──────────────────────────────────────────────┘
+//! ```
+
+mod api;
+mod client;
+mod clock;
+mod cluster;
+mod config;
+mod gossip;
+mod node;
+mod repos;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::client::NodeArgs;
+use crate::config::{RunArgs, RunConfig};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "eventide-node",
+    version,
+    about = "Eventide: distributed continuous integration. Every machine runs this binary.",
+    after_help = "Examples:\n  eventide-node run --data-dir /var/lib/eventide --listen 10.0.0.1:7800 --seed 10.0.0.2:7800\n  eventide-node status --node 10.0.0.2:7800"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand, Debug)]
+enum Commands {
+    /// Run a node: gossip, Raft, API and (with slots) a runner.
+    #[command(
+        after_help = "Example (three nodes on one machine, each in its own terminal):\n  eventide-node run --data-dir /tmp/e1 --listen 127.0.0.1:7801 --seed 127.0.0.1:7802 --seed 127.0.0.1:7803\n  eventide-node run --data-dir /tmp/e2 --listen 127.0.0.1:7802 --seed 127.0.0.1:7801 --seed 127.0.0.1:7803\n  eventide-node run --data-dir /tmp/e3 --listen 127.0.0.1:7803 --seed 127.0.0.1:7801 --seed 127.0.0.1:7802"
+    )]
+    Run(Box<RunArgs>),
+    /// Show the leader, the term, every node and the queue.
+    #[command(
+        after_help = "Examples:\n  eventide-node status\n  eventide-node status --node 127.0.0.1:7802 --json\n  eventide-node status --watch"
+    )]
+    Status {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Print one JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Redraw every second until interrupted.
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
+    },
+    /// Manage watched repositories.
+    #[command(subcommand)]
+    Repo(RepoCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum RepoCommand {
+    /// Watch a repository (a local path or a file:// or http:// url).
+    #[command(after_help = "Example:\n  eventide-node repo add ~/src/app")]
+    Add {
+        /// Path or url of the repository.
+        url: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// List watched repositories.
+    List {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: failed to start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Commands::Run(args) => {
+                let config = RunConfig::try_from_args(*args)?;
+                init_logging();
+                node::run(config).await
+            }
+            Commands::Status { node, json, watch } => client::status(&node, json, watch).await,
+            Commands::Repo(RepoCommand::Add { url, node }) => client::repo_add(&node, &url).await,
+            Commands::Repo(RepoCommand::List { node, json }) => {
+                client::repo_list(&node, json).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; `EVENTIDE_LOG` (or `RUST_LOG`) filters them, `info` by default.
+fn init_logging() {
+    let filter = std::env::var("EVENTIDE_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info,openraft=error,chitchat=warn".to_owned());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}

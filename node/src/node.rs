@@ -1,0 +1,207 @@
+//! A running node: opens the data dir, starts Raft, gossip, the HTTP server and the
+//! cluster task, and stops them in order on SIGTERM or Ctrl-C.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use eventide_consensus::network::{HttpNetwork, Writer};
+use eventide_consensus::store::{self, StateMachineStore};
+use eventide_consensus::types::Raft;
+use eventide_consensus::NodeId;
+use tokio::sync::watch;
+use tracing::{info, warn, Instrument};
+
+use crate::cluster::{self, ClusterSettings, Phase};
+use crate::config::RunConfig;
+use crate::gossip::{Gossip, SelfInfo};
+use crate::{api, repos};
+
+/// How long a write waits for a leader to be elected before it fails.
+const WRITE_LEADER_WAIT: Duration = Duration::from_secs(5);
+
+/// Everything the API handlers and roles share.
+pub struct NodeContext {
+    pub id: NodeId,
+    pub config: RunConfig,
+    pub raft: Raft,
+    pub state_machine: StateMachineStore,
+    pub writer: Writer,
+    pub gossip: Arc<Gossip>,
+    pub phase: watch::Receiver<Phase>,
+}
+
+/// Runs a node until SIGTERM or SIGINT.
+pub async fn run(config: RunConfig) -> anyhow::Result<()> {
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("--data-dir {}: failed to create", data_dir.display()))?;
+    let id = load_or_create_id(&data_dir)?;
+    let span = tracing::info_span!("node", node_id = %id);
+    run_node(id, config).instrument(span).await
+}
+
+async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
+    let raft_dir = config.data_dir.join("raft");
+    let (log_store, state_machine) = store::open(&raft_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "--data-dir {}: failed to open the raft store: {e}",
+            config.data_dir.display()
+        )
+    })?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("--listen {}: failed to bind tcp", config.listen))?;
+    let raft_config = Arc::new(config.raft.to_config("eventide")?);
+    let network = HttpNetwork::new().context("failed to build the http client")?;
+    let raft = Raft::new(id, raft_config, network, log_store, state_machine.clone())
+        .await
+        .context("failed to start raft")?;
+    let gossip = Arc::new(
+        Gossip::start(SelfInfo {
+            id,
+            listen: config.listen,
+            advertise: config.advertise,
+            name: config.name.clone(),
+            slots: config.runner_slots,
+            labels: config.labels.iter().cloned().collect(),
+            seeds: config.seeds.clone(),
+            interval: config.gossip_interval,
+        })
+        .await?,
+    );
+    let writer =
+        Writer::new(raft.clone(), WRITE_LEADER_WAIT).context("failed to build the http client")?;
+    let (phase_tx, phase_rx) = watch::channel(Phase::default());
+    let context = Arc::new(NodeContext {
+        id,
+        config: config.clone(),
+        raft: raft.clone(),
+        state_machine,
+        writer,
+        gossip: gossip.clone(),
+        phase: phase_rx,
+    });
+    info!(
+        listen = %config.listen,
+        advertise = %config.advertise,
+        name = %config.name,
+        data_dir = %config.data_dir.display(),
+        "node started"
+    );
+    warn!("no cluster secret is set: internal RPC and gossip are not authenticated (auth: off)");
+
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let app = api::router(context.clone());
+    let server = tokio::spawn(
+        async move {
+            let stopped = async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            };
+            if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
+                warn!(error = %error, "http server failed");
+            }
+        }
+        .in_current_span(),
+    );
+    let settings = ClusterSettings {
+        me: id,
+        bootstrap_expect: config.bootstrap_expect as usize,
+        voters: config.voters as usize,
+        dead_voter_grace: config.dead_voter_grace,
+    };
+    let cluster_task = tokio::spawn(
+        cluster::run(settings, raft.clone(), gossip.clone(), phase_tx).in_current_span(),
+    );
+    let repos_task = tokio::spawn(repos::add_configured(context.clone()).in_current_span());
+
+    wait_for_signal().await;
+    info!("shutting down");
+    cluster_task.abort();
+    repos_task.abort();
+    gossip.leave().await;
+    if let Err(error) = raft.shutdown().await {
+        warn!(error = %error, "raft did not stop cleanly");
+    }
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                warn!(error = %error, "cannot listen for SIGTERM; only Ctrl-C stops the node");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// The node id kept in the data dir, made on first start.
+fn load_or_create_id(data_dir: &Path) -> anyhow::Result<NodeId> {
+    let path = data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = text.trim().parse::<u64>().with_context(|| {
+                format!("--data-dir: {} does not hold a node id", path.display())
+            })?;
+            Ok(NodeId(id))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            // RandomState is seeded from the operating system's randomness.
+            let id = loop {
+                let mut hasher = RandomState::new().build_hasher();
+                hasher.write_u64(std::process::id().into());
+                let candidate = hasher.finish();
+                if candidate != 0 {
+                    break candidate;
+                }
+            };
+            let temporary = data_dir.join("node-id.tmp");
+            std::fs::write(&temporary, format!("{id}\n"))
+                .and_then(|()| std::fs::rename(&temporary, &path))
+                .with_context(|| {
+                    format!("--data-dir {}: failed to write the node id", data_dir.display())
+                })?;
+            Ok(NodeId(id))
+        }
+        Err(error) => Err(error).with_context(|| {
+            format!("--data-dir {}: failed to read the node id", data_dir.display())
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_id_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let first = load_or_create_id(dir.path()).expect("created");
+        let second = load_or_create_id(dir.path()).expect("read back");
+        assert_eq!(first, second);
+        assert_ne!(first, NodeId(0));
+        let other = tempfile::tempdir().expect("temp dir");
+        assert_ne!(load_or_create_id(other.path()).expect("created"), first);
+    }
+
+    #[test]
+    fn a_corrupt_id_file_is_an_error_not_a_new_identity() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("node-id"), "garbage").expect("write");
+        let error = load_or_create_id(dir.path()).expect_err("refused").to_string();
+        assert!(error.contains("node id"), "{error}");
+    }
+}

@@ -1,0 +1,285 @@
+//! The end-to-end harness: real `eventide-node` processes on loopback.
+//!
+//! Each node gets a free port (TCP and UDP), its own data dir and a log file under one
+//! temp dir. Tests wait on conditions with deadlines ([`wait_until`]), never on fixed
+//! sleeps. Dropping a [`Cluster`] kills every process it started; if the test is failing
+//! it first prints every node's log.
+
+pub mod http;
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The default deadline for a cluster to reach a condition on a busy 2-core machine.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The `eventide-node` binary: `EVENTIDE_NODE_BIN` if set, else the one cargo built in
+/// the target dir beside this test executable.
+pub fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("EVENTIDE_NODE_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/eventide-node
+    let profile_dir =
+        exe.parent().and_then(Path::parent).expect("test binary in target/<profile>/deps");
+    let binary = profile_dir.join("eventide-node");
+    assert!(
+        binary.exists(),
+        "{} not found: build it first (cargo build -p eventide-node) or set EVENTIDE_NODE_BIN",
+        binary.display()
+    );
+    binary
+}
+
+/// A free loopback port for both TCP and UDP, never handed out twice by this process.
+pub fn free_addr() -> SocketAddr {
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    for _ in 0..1000 {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+        let addr = tcp.local_addr().expect("local addr");
+        if UdpSocket::bind(addr).is_err() {
+            continue;
+        }
+        let mut given = GIVEN.lock().expect("port registry");
+        if given.get_or_insert_with(HashSet::new).insert(addr.port()) {
+            return addr;
+        }
+    }
+    panic!("no free loopback port");
+}
+
+/// Polls `probe` every 50 ms until it returns `Some`, or panics after `deadline`
+/// saying what was awaited.
+pub fn wait_until<T>(what: &str, deadline: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs the CLI with `args` and returns its output.
+pub fn cli(args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .env_remove("EVENTIDE_NODE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run eventide-node")
+}
+
+/// One `eventide-node run` process and what it needs to be restarted.
+pub struct Node {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    log: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Node {
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `GET /api/v1/status` of this node, if it answers.
+    pub fn status(&self) -> Option<Value> {
+        let (code, body) = http::get(self.addr, "/api/v1/status").ok()?;
+        (code == 200).then(|| serde_json::from_str(&body).ok()).flatten()
+    }
+
+    /// This node's id, as its status reports it.
+    pub fn id(&self) -> Option<String> {
+        self.status().and_then(|s| s["node"]["id"].as_str().map(str::to_owned))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Options for the nodes of a cluster.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub bootstrap_expect: usize,
+    /// Extra `run` flags for every node.
+    pub extra: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { bootstrap_expect: 3, extra: Vec::new() }
+    }
+}
+
+/// A set of node processes sharing one temp dir.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    options: Options,
+    dir: TempDir,
+}
+
+impl Cluster {
+    /// Starts `count` nodes, each seeded with every other's address.
+    pub fn start(count: usize, options: Options) -> Cluster {
+        let dir = tempfile::Builder::new().prefix("eventide-e2e-").tempdir().expect("temp dir");
+        let addrs: Vec<SocketAddr> = (0..count).map(|_| free_addr()).collect();
+        let mut cluster = Cluster { nodes: Vec::new(), options, dir };
+        for (index, addr) in addrs.iter().enumerate() {
+            let seeds: Vec<SocketAddr> = addrs.iter().copied().filter(|a| a != addr).collect();
+            cluster.add_node(&format!("n{}", index + 1), *addr, &seeds);
+        }
+        cluster
+    }
+
+    /// Starts one more node seeded with the existing ones; returns its index.
+    pub fn add(&mut self) -> usize {
+        let seeds: Vec<SocketAddr> = self.nodes.iter().map(|n| n.addr).collect();
+        let name = format!("n{}", self.nodes.len() + 1);
+        self.add_node(&name, free_addr(), &seeds);
+        self.nodes.len() - 1
+    }
+
+    fn add_node(&mut self, name: &str, addr: SocketAddr, seeds: &[SocketAddr]) {
+        let data_dir = self.dir.path().join(name);
+        let log = self.dir.path().join(format!("{name}.log"));
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--listen".into(),
+            addr.to_string(),
+            "--name".into(),
+            name.into(),
+            "--bootstrap-expect".into(),
+            self.options.bootstrap_expect.to_string(),
+        ];
+        for seed in seeds {
+            args.push("--seed".into());
+            args.push(seed.to_string());
+        }
+        args.extend(self.options.extra.iter().cloned());
+        let mut node = Node { name: name.into(), addr, data_dir, log, args, child: None };
+        spawn(&mut node);
+        self.nodes.push(node);
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        if let Some(mut child) = node.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit; returns the exit status.
+    pub fn stop(&mut self, index: usize) -> std::process::ExitStatus {
+        let node = &mut self.nodes[index];
+        let mut child = node.child.take().expect("node is running");
+        let sent = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        assert!(sent.is_ok_and(|s| s.success()), "failed to send SIGTERM");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for node") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{} did not stop after SIGTERM", node.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts a stopped node again with the same data dir and flags.
+    pub fn restart(&mut self, index: usize) {
+        assert!(!self.nodes[index].is_running(), "restart of a running node");
+        spawn(&mut self.nodes[index]);
+    }
+
+    /// Statuses of every running node that answers.
+    pub fn statuses(&self) -> Vec<(usize, Value)> {
+        self.running().filter_map(|i| self.nodes[i].status().map(|s| (i, s))).collect()
+    }
+
+    pub fn running(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.nodes.len()).filter(|&i| self.nodes[i].is_running())
+    }
+
+    /// Waits until every running node reports the same leader, itself a running node;
+    /// returns its index.
+    pub fn wait_for_agreed_leader(&self) -> usize {
+        let running: Vec<usize> = self.running().collect();
+        wait_until("every running node to agree on a running leader", DEADLINE, || {
+            let ids: Vec<Option<String>> = running
+                .iter()
+                .map(|&i| {
+                    self.nodes[i]
+                        .status()
+                        .and_then(|s| s["leader"]["id"].as_str().map(str::to_owned))
+                })
+                .collect();
+            let first = ids.first()?.clone()?;
+            if !ids.iter().all(|id| id.as_deref() == Some(first.as_str())) {
+                return None;
+            }
+            self.index_of(&first)
+        })
+    }
+
+    /// The index of the node with id `id`, asking each running node for its own id.
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.running().find(|&i| self.nodes[i].id().as_deref() == Some(id))
+    }
+
+    /// Prints every node's log to stderr (the test's captured output).
+    pub fn dump_logs(&self) {
+        for node in &self.nodes {
+            eprintln!("===== log of {} ({}) =====", node.name, node.addr);
+            let text = node.log_text();
+            let lines: Vec<&str> = text.lines().collect();
+            for line in &lines[lines.len().saturating_sub(300)..] {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+fn spawn(node: &mut Node) {
+    let log: File = OpenOptions::new().create(true).append(true).open(&node.log).expect("open log");
+    let child = Command::new(binary())
+        .args(&node.args)
+        .env("EVENTIDE_LOG", "info,openraft=error,chitchat=warn")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log handle"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn eventide-node");
+    node.child = Some(child);
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        for index in 0..self.nodes.len() {
+            self.kill(index);
+        }
+    }
+}
