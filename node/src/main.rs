@@ -21,9 +21,14 @@ mod client;
 mod clock;
 mod cluster;
 mod config;
+mod git;
 mod gossip;
 mod node;
+mod observer;
+mod repo_config;
 mod repos;
+mod runner;
+mod summary;
 
 use std::process::ExitCode;
 

@@ -32,6 +32,8 @@ pub struct NodeContext {
     pub writer: Writer,
     pub gossip: Arc<Gossip>,
     pub phase: watch::Receiver<Phase>,
+    /// Wakes the observer for an immediate round (`notify`).
+    pub wake_observer: Arc<tokio::sync::Notify>,
 }
 
 /// Runs a node until SIGTERM or SIGINT.
@@ -84,6 +86,7 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
         writer,
         gossip: gossip.clone(),
         phase: phase_rx,
+        wake_observer: Arc::new(tokio::sync::Notify::new()),
     });
     info!(
         listen = %config.listen,

@@ -1,0 +1,3 @@
+//! The runner role.
+
+pub mod exec;
