@@ -1,1 +1,260 @@
-//! (being written)
+//! Every git operation of the node, on bare mirrors kept under the data dir.
+//!
+//! Each function blocks and opens the repository itself: `git2::Repository` is `Send`
+//! but not `Sync`, so async code runs one of these per `tokio::task::spawn_blocking`.
+//! git2 is built without TLS or ssh: upstreams are local paths, `file://` or `http://`
+//! urls.
+//!
+//! A mirror only ever holds `refs/heads/*` as upstream last had them (fetch prunes), so
+//! a deleted upstream branch disappears from [`branch_heads`]; the objects it pointed at
+//! stay in the mirror, which lets [`checkout`] still check out older commits.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use anyhow::{bail, Context};
+use eventide_consensus::CommitId;
+use git2::build::CheckoutBuilder;
+use git2::{
+    AutotagOption, BranchType, ErrorCode, FetchOptions, FetchPrune, ObjectType, Oid, Repository,
+    Sort, Tree,
+};
+
+/// The largest file [`read_file_at`] returns.
+pub const MAX_FILE_BYTES: usize = 1024 * 1024;
+
+/// Upstream's branches, force-updated: a mirror follows force pushes.
+const HEADS_REFSPEC: &str = "+refs/heads/*:refs/heads/*";
+
+/// How many characters of the url a mirror's directory name keeps, for people.
+const READABLE_SUFFIX_CHARS: usize = 40;
+
+/// git's file mode of a symbolic link.
+const SYMLINK_MODE: i32 = 0o120000;
+
+/// The bare mirror directory of `url` under `root`: a stable hash of the url (the same
+/// on every release and machine), then the url's last path segment for people.
+pub fn mirror_path(root: &Path, url: &str) -> PathBuf {
+    root.join(format!("{:016x}-{}", fnv1a_64(url.as_bytes()), readable_suffix(url)))
+}
+
+/// Brings the mirror up to date with upstream's branches, creating it if missing.
+/// Branches deleted upstream are deleted in the mirror.
+pub fn fetch_mirror(mirror: &Path, url: &str) -> anyhow::Result<()> {
+    with_mirror_lock(mirror, || {
+        let repository = open_or_init(mirror)?;
+        let mut remote =
+            repository.remote_anonymous(url).with_context(|| format!("failed to fetch {url}"))?;
+        let mut options = FetchOptions::new();
+        options.prune(FetchPrune::On).download_tags(AutotagOption::None).update_fetchhead(false);
+        remote
+            .fetch(&[HEADS_REFSPEC], Some(&mut options), None)
+            .with_context(|| format!("failed to fetch {url}"))
+    })
+}
+
+/// Every branch of the mirror with its head. Branch names that are not UTF-8 cannot be
+/// named in a command and are left out.
+pub fn branch_heads(mirror: &Path) -> anyhow::Result<BTreeMap<String, CommitId>> {
+    let repository = open_mirror(mirror)?;
+    let context = || format!("failed to list branches of {}", mirror.display());
+    let mut heads = BTreeMap::new();
+    for entry in repository.branches(Some(BranchType::Local)).with_context(context)? {
+        let (branch, _) = entry.with_context(context)?;
+        let Some(name) = branch.name().with_context(context)? else { continue };
+        // A symbolic branch has no target of its own; its target branch is listed.
+        let Some(target) = branch.get().target() else { continue };
+        heads.insert(name.to_owned(), commit_id(target)?);
+    }
+    Ok(heads)
+}
+
+/// The commits reachable from `head` and from none of `hide`, oldest first (topological
+/// order, ties by commit time). Ids in `hide` that the mirror does not have are ignored.
+pub fn new_commits(
+    mirror: &Path,
+    head: &CommitId,
+    hide: &[CommitId],
+) -> anyhow::Result<Vec<CommitId>> {
+    let repository = open_mirror(mirror)?;
+    let context = || format!("failed to list the commits of {head}");
+    let mut walk = repository.revwalk().with_context(context)?;
+    walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME | Sort::REVERSE).with_context(context)?;
+    walk.push(oid_of(head)?).with_context(|| format!("commit {head} not found in the mirror"))?;
+    for hidden in hide {
+        let Ok(oid) = Oid::from_str(hidden.as_str()) else { continue };
+        if repository.find_commit(oid).is_ok() {
+            walk.hide(oid).with_context(context)?;
+        }
+    }
+    walk.map(|oid| oid.with_context(context).and_then(commit_id)).collect()
+}
+
+/// The text of the file at `path` in `commit`; `None` if there is no such file (or the
+/// path names a directory or a submodule). An error if the file is a symbolic link, is
+/// larger than [`MAX_FILE_BYTES`] or is not UTF-8.
+pub fn read_file_at(
+    mirror: &Path,
+    commit: &CommitId,
+    path: &str,
+) -> anyhow::Result<Option<String>> {
+    let repository = open_mirror(mirror)?;
+    let tree = commit_tree(&repository, commit)?;
+    let Some(entry) = tree_entry(&tree, commit, path)? else { return Ok(None) };
+    if entry.kind() != Some(ObjectType::Blob) {
+        return Ok(None);
+    }
+    if entry.filemode() == SYMLINK_MODE {
+        bail!("{path} at {commit} is a symbolic link, not a file");
+    }
+    let context = || format!("failed to read {path} at {commit}");
+    let (size, _) =
+        repository.odb().with_context(context)?.read_header(entry.id()).with_context(context)?;
+    if size > MAX_FILE_BYTES {
+        bail!("{path} at {commit} is {size} bytes, more than {MAX_FILE_BYTES}");
+    }
+    let blob = repository.find_blob(entry.id()).with_context(context)?;
+    let text = std::str::from_utf8(blob.content())
+        .with_context(|| format!("{path} at {commit} is not UTF-8"))?;
+    Ok(Some(text.to_owned()))
+}
+
+/// Makes sure the mirror has `commit`, fetching from `url` (and creating the mirror) if
+/// it does not yet.
+pub fn ensure_commit(mirror: &Path, url: &str, commit: &CommitId) -> anyhow::Result<()> {
+    if has_commit(mirror, commit) {
+        return Ok(());
+    }
+    fetch_mirror(mirror, url)?;
+    if !has_commit(mirror, commit) {
+        bail!("commit {commit} not found in {url}");
+    }
+    Ok(())
+}
+
+/// Writes the files of `commit` into `dest`, which must be missing or empty. Neither the
+/// mirror's HEAD nor an index is touched, so checkouts may run while the mirror fetches.
+pub fn checkout(mirror: &Path, commit: &CommitId, dest: &Path) -> anyhow::Result<()> {
+    let repository = open_mirror(mirror)?;
+    let found = repository
+        .find_commit(oid_of(commit)?)
+        .with_context(|| format!("commit {commit} not found in the mirror"))?;
+    std::fs::create_dir_all(dest)
+        .with_context(|| format!("failed to create checkout directory {}", dest.display()))?;
+    let mut entries = std::fs::read_dir(dest)
+        .with_context(|| format!("failed to read checkout directory {}", dest.display()))?;
+    if entries.next().is_some() {
+        bail!("checkout directory {} is not empty", dest.display());
+    }
+    let mut options = CheckoutBuilder::new();
+    options.force().target_dir(dest).update_index(false);
+    repository
+        .checkout_tree(found.as_object(), Some(&mut options))
+        .with_context(|| format!("failed to check out {commit} into {}", dest.display()))
+}
+
+/// Runs `f` while no other thread of this process fetches into the same mirror: two
+/// fetches racing on one mirror fail on git's ref lock files.
+fn with_mirror_lock<T>(mirror: &Path, f: impl FnOnce() -> T) -> T {
+    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
+    let lock = {
+        let mut locks =
+            LOCKS.get_or_init(Default::default).lock().unwrap_or_else(PoisonError::into_inner);
+        locks.entry(mirror.to_path_buf()).or_default().clone()
+    };
+    let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+    f()
+}
+
+fn open_mirror(mirror: &Path) -> anyhow::Result<Repository> {
+    Repository::open_bare(mirror)
+        .with_context(|| format!("failed to open mirror {}", mirror.display()))
+}
+
+/// Opens the mirror, or creates it. A directory that is not a repository (left by an
+/// interrupted first fetch) is initialized in place.
+fn open_or_init(mirror: &Path) -> anyhow::Result<Repository> {
+    match Repository::open_bare(mirror) {
+        Ok(repository) => return Ok(repository),
+        Err(error) if error.code() == ErrorCode::NotFound => {}
+        Err(error) => {
+            return Err(error)
+                .with_context(|| format!("failed to open mirror {}", mirror.display()))
+        }
+    }
+    std::fs::create_dir_all(mirror)
+        .with_context(|| format!("failed to create mirror {}", mirror.display()))?;
+    Repository::init_bare(mirror)
+        .with_context(|| format!("failed to create mirror {}", mirror.display()))
+}
+
+fn has_commit(mirror: &Path, commit: &CommitId) -> bool {
+    let Ok(repository) = Repository::open_bare(mirror) else { return false };
+    let Ok(oid) = Oid::from_str(commit.as_str()) else { return false };
+    let found = repository.find_commit(oid).is_ok();
+    found
+}
+
+fn commit_tree<'r>(repository: &'r Repository, commit: &CommitId) -> anyhow::Result<Tree<'r>> {
+    repository
+        .find_commit(oid_of(commit)?)
+        .and_then(|found| found.tree())
+        .with_context(|| format!("commit {commit} not found in the mirror"))
+}
+
+/// The entry at `path` (relative to the root, `/`-separated), or `None` if absent.
+fn tree_entry(
+    tree: &Tree<'_>,
+    commit: &CommitId,
+    path: &str,
+) -> anyhow::Result<Option<git2::TreeEntry<'static>>> {
+    let relative = path.trim_matches('/');
+    if relative.is_empty() {
+        return Ok(None);
+    }
+    match tree.get_path(Path::new(relative)) {
+        Ok(entry) => Ok(Some(entry)),
+        Err(error) if error.code() == ErrorCode::NotFound => Ok(None),
+        Err(error) => Err(error).with_context(|| format!("failed to look up {path} at {commit}")),
+    }
+}
+
+fn oid_of(commit: &CommitId) -> anyhow::Result<Oid> {
+    Oid::from_str(commit.as_str()).with_context(|| format!("unsupported commit id {commit}"))
+}
+
+fn commit_id(oid: Oid) -> anyhow::Result<CommitId> {
+    CommitId::try_new(&oid.to_string()).context("git returned an invalid commit id")
+}
+
+/// 64-bit FNV-1a: tiny, and unlike std's `DefaultHasher` guaranteed to give the same
+/// value on every release, so a mirror keeps its directory across upgrades.
+fn fnv1a_64(bytes: &[u8]) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET_BASIS, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(PRIME))
+}
+
+/// The url's last path segment (without `.git`), restricted to characters that are safe
+/// in a file name; `repo` if nothing is left.
+fn readable_suffix(url: &str) -> String {
+    let trimmed = url.trim_end_matches('/');
+    let trimmed = trimmed.strip_suffix(".git").unwrap_or(trimmed);
+    let segment = trimmed.rsplit(['/', '\\', ':']).next().unwrap_or_default();
+    let safe: Vec<char> = segment
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .collect();
+    let kept: String = safe[safe.len().saturating_sub(READABLE_SUFFIX_CHARS)..].iter().collect();
+    let kept = kept.trim_start_matches('.');
+    if kept.is_empty() {
+        "repo".to_owned()
+    } else {
+        kept.to_owned()
+    }
+}
+
+#[cfg(test)]
+#[path = "git_test.rs"]
+pub(crate) mod tests;

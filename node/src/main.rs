@@ -5,6 +5,9 @@
 //! - `gossip`: chitchat membership and the keys a node publishes.
 //! - `cluster`: bootstrap and autopilot (membership management on the leader).
 //! - `repos`: watched repositories.
+//! - `observer`, `dispatcher`, `runner`: the three CI roles.
+//! - `git`: mirrors, commit walks and checkouts; `repo_config`: `.eventide.toml`;
+//!   `summary`: test counts from output and JUnit reports.
 //! - `api`: the HTTP API (public JSON, internal Raft RPC).
 //! - `client`: the CLI's HTTP client and its tables.
 //! - `clock`: the wall clock proposers read.
@@ -21,6 +24,7 @@ mod client;
 mod clock;
 mod cluster;
 mod config;
+mod dispatcher;
 mod git;
 mod gossip;
 mod node;
@@ -34,7 +38,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::client::NodeArgs;
+use crate::client::{NodeArgs, ResultsArgs};
 use crate::config::{RunArgs, RunConfig};
 
 #[derive(Parser, Debug)]
@@ -70,9 +74,72 @@ enum Commands {
         #[arg(long, conflicts_with = "json")]
         watch: bool,
     },
+    /// Show jobs and their results, newest first.
+    #[command(
+        after_help = "Examples:\n  eventide-node results\n  eventide-node results --branch main --state failed --limit 5\n  eventide-node results --commit 1a2b3c4d --json\n  eventide-node results --follow"
+    )]
+    Results(ResultsArgs),
+    /// Print a job's output (from any node; live with --follow).
+    #[command(after_help = "Examples:\n  eventide-node log 42\n  eventide-node log 42 --follow")]
+    Log {
+        /// The job id.
+        job: u64,
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Keep printing while the job runs.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Test a commit again, as a new job.
+    #[command(
+        after_help = "Examples:\n  eventide-node rerun 1a2b3c4d\n  eventide-node rerun 1a2b3c4d --branch release --wait"
+    )]
+    Rerun {
+        /// The commit (a prefix of at least 4 hex digits is enough).
+        commit: String,
+        /// The branch to record [default: the branch it was last tested on].
+        #[arg(long)]
+        branch: Option<String>,
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Wait for the result and exit non-zero unless it passed.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Cancel a queued or running job.
+    #[command(after_help = "Example:\n  eventide-node cancel 42")]
+    Cancel {
+        /// The job id.
+        job: u64,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Start an observer round now (what the git hook calls).
+    #[command(after_help = "Example:\n  eventide-node notify --node 127.0.0.1:7801")]
+    Notify {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Install git hooks that call `notify` after each commit or push.
+    #[command(subcommand)]
+    Hook(HookCommand),
     /// Manage watched repositories.
     #[command(subcommand)]
     Repo(RepoCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum HookCommand {
+    /// Write post-commit and post-receive hooks into a repository.
+    #[command(
+        after_help = "Example:\n  eventide-node hook install ~/src/app --node 127.0.0.1:7801"
+    )]
+    Install {
+        /// The repository (a work tree or a bare repository).
+        repo: std::path::PathBuf,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -112,6 +179,16 @@ fn main() -> ExitCode {
                 node::run(config).await
             }
             Commands::Status { node, json, watch } => client::status(&node, json, watch).await,
+            Commands::Results(args) => client::results(args).await,
+            Commands::Log { job, node, follow } => client::log(&node, job, follow).await,
+            Commands::Rerun { commit, branch, node, wait } => {
+                client::rerun(&node, &commit, branch, wait).await
+            }
+            Commands::Cancel { job, node } => client::cancel(&node, job).await,
+            Commands::Notify { node } => client::notify(&node).await,
+            Commands::Hook(HookCommand::Install { repo, node }) => {
+                client::hook_install(&node, &repo)
+            }
             Commands::Repo(RepoCommand::Add { url, node }) => client::repo_add(&node, &url).await,
             Commands::Repo(RepoCommand::List { node, json }) => {
                 client::repo_list(&node, json).await

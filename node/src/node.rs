@@ -17,7 +17,10 @@ use tracing::{info, warn, Instrument};
 
 use crate::cluster::{self, ClusterSettings, Phase};
 use crate::config::RunConfig;
+use crate::dispatcher::Dispatcher;
 use crate::gossip::{Gossip, SelfInfo};
+use crate::observer::{self, ObserverHealth};
+use crate::runner::Runner;
 use crate::{api, repos};
 
 /// How long a write waits for a leader to be elected before it fails.
@@ -34,6 +37,8 @@ pub struct NodeContext {
     pub phase: watch::Receiver<Phase>,
     /// Wakes the observer for an immediate round (`notify`).
     pub wake_observer: Arc<tokio::sync::Notify>,
+    /// The observer's latest error per repository, for `status`.
+    pub observer_health: Arc<ObserverHealth>,
 }
 
 /// Runs a node until SIGTERM or SIGINT.
@@ -87,6 +92,7 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
         gossip: gossip.clone(),
         phase: phase_rx,
         wake_observer: Arc::new(tokio::sync::Notify::new()),
+        observer_health: Arc::new(ObserverHealth::default()),
     });
     info!(
         listen = %config.listen,
@@ -98,7 +104,8 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
     warn!("no cluster secret is set: internal RPC and gossip are not authenticated (auth: off)");
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let app = api::router(context.clone());
+    let dispatcher = Dispatcher::new(context.clone());
+    let app = api::router(context.clone(), dispatcher.routes());
     let server = tokio::spawn(
         async move {
             let stopped = async move {
@@ -120,11 +127,18 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
         cluster::run(settings, raft.clone(), gossip.clone(), phase_tx).in_current_span(),
     );
     let repos_task = tokio::spawn(repos::add_configured(context.clone()).in_current_span());
+    let observer_task = tokio::spawn(
+        observer::run(context.clone(), context.observer_health.clone()).in_current_span(),
+    );
+    let dispatcher_task = tokio::spawn(dispatcher.run().in_current_span());
+    let runner = Runner::new(context.clone())?;
+    let runner_task = tokio::spawn(runner.run().in_current_span());
 
     wait_for_signal().await;
     info!("shutting down");
-    cluster_task.abort();
-    repos_task.abort();
+    for task in [cluster_task, repos_task, observer_task, dispatcher_task, runner_task] {
+        task.abort();
+    }
     gossip.leave().await;
     if let Err(error) = raft.shutdown().await {
         warn!(error = %error, "raft did not stop cleanly");

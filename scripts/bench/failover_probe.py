@@ -101,7 +101,9 @@ class Etcd:
             raise OSError(f"status answered {code}")
         leader = str(doc.get("leader", "0"))
         header = doc["header"]
-        term = doc.get("raftTerm", header.get("raft_term", 0))  # the header's can lag
+        # etcd reports the term of its last applied entry: it can lag the election by
+        # one term until the new leader's first entry is applied.
+        term = doc.get("raftTerm", header.get("raft_term", 0))
         return Status(str(header["member_id"]), None if leader == "0" else leader,
                       int(term), index=int(doc.get("raftIndex", 0)))
 
@@ -114,7 +116,11 @@ class Etcd:
 
 
 def system_for(args):
-    return Eventide(args.url_dir) if args.system == "eventide" else Etcd()
+    if args.system == "etcd":
+        return Etcd()
+    if not args.url_dir:
+        fail("--url-dir is needed for eventide: every write adds a repository made there")
+    return Eventide(args.url_dir)
 
 
 def free_ports(count):
@@ -392,7 +398,7 @@ def main():
         command.add_argument("--system", choices=["eventide", "etcd"], required=True)
         command.add_argument("--ports", required=True, help="client/API ports, comma-separated")
         command.add_argument("--deadline", type=float, required=True, help="seconds")
-        command.add_argument("--url-dir", default="/tmp", help="eventide: parent of repo urls")
+        command.add_argument("--url-dir", help="eventide: the directory repo urls are made in")
     commands.choices["wait"].add_argument("--settle", type=float, default=1.0)
     trial_args = commands.choices["trial"]
     trial_args.add_argument("--victim", type=int, required=True)

@@ -6,6 +6,7 @@
 //! it first prints every node's log.
 
 pub mod http;
+pub mod repo;
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -105,6 +106,18 @@ impl Node {
         (code == 200).then(|| serde_json::from_str(&body).ok()).flatten()
     }
 
+    /// `GET /api/v1/jobs?...` of this node, if it answers.
+    pub fn jobs(&self, query: &str) -> Option<Vec<Value>> {
+        let (code, body) =
+            http::get(self.addr, &format!("/api/v1/jobs?limit=1000&{query}")).ok()?;
+        (code == 200).then(|| serde_json::from_str(&body).ok()).flatten()
+    }
+
+    /// `POST /api/v1/notify`: an immediate observer round.
+    pub fn notify(&self) {
+        let _ = http::post(self.addr, "/api/v1/notify", "");
+    }
+
     /// This node's id, as its status reports it.
     pub fn id(&self) -> Option<String> {
         self.status().and_then(|s| s["node"]["id"].as_str().map(str::to_owned))
@@ -113,6 +126,25 @@ impl Node {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// True for the states a job ends in.
+pub fn is_final(job: &Value) -> bool {
+    !matches!(job["state"].as_str(), Some("queued") | Some("running") | None)
+}
+
+/// Waits until node `index` lists at least `count` jobs and all of them are final;
+/// returns them, newest first.
+pub fn wait_for_final_jobs(
+    cluster: &Cluster,
+    index: usize,
+    count: usize,
+    deadline: Duration,
+) -> Vec<Value> {
+    wait_until(&format!("{count} final jobs on {}", cluster.nodes[index].name), deadline, || {
+        let jobs = cluster.nodes[index].jobs("")?;
+        (jobs.len() >= count && jobs.iter().all(is_final)).then_some(jobs)
+    })
 }
 
 /// Options for the nodes of a cluster.

@@ -71,9 +71,13 @@ enum Retry {
 
 impl Writer {
     pub fn new(raft: Raft, leader_wait: Duration) -> Result<Writer, reqwest::Error> {
+        // No pooled connections: a write to a leader that just died must fail to connect
+        // (certainly not applied, so retried) rather than break on a stale connection
+        // (maybe applied, so reported).
         let client = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(1))
+            .pool_max_idle_per_host(0)
             .build()?;
         Ok(Writer { raft, client, leader_wait })
     }

@@ -3,7 +3,13 @@
 //!
 //! - `status`: `GET /api/v1/status`, the cluster as this node sees it.
 //! - `repos`: `GET|POST /api/v1/repos`, watched repositories.
+//! - `jobs`: jobs and results, cancel and rerun.
+//! - `logs`: a job's output from any node, live while it runs.
+//! - `notify`: an immediate observer round.
 
+pub mod jobs;
+pub mod logs;
+pub mod notify;
 pub mod repos;
 pub mod status;
 
@@ -12,7 +18,7 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use eventide_consensus::network::{raft_routes, WriteError};
 use eventide_consensus::Refusal;
@@ -23,14 +29,21 @@ use crate::node::NodeContext;
 /// The largest public request body accepted.
 const PUBLIC_BODY_LIMIT: usize = 1024 * 1024;
 
-pub fn router(context: Arc<NodeContext>) -> Router {
+/// The public API, the Raft routes and `internal` (the dispatcher's RPC).
+pub fn router(context: Arc<NodeContext>, internal: Router) -> Router {
     let public = Router::new()
         .route("/api/v1/status", get(status::get_status))
         .route("/api/v1/repos", get(repos::list).post(repos::add))
+        .route("/api/v1/jobs", get(jobs::list))
+        .route("/api/v1/jobs/{id}", get(jobs::get))
+        .route("/api/v1/jobs/{id}/log", get(logs::get))
+        .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/api/v1/rerun", post(jobs::rerun))
+        .route("/api/v1/notify", post(notify::notify))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(PUBLIC_BODY_LIMIT))
         .with_state(context.clone());
-    public.merge(raft_routes(context.raft.clone()))
+    public.merge(raft_routes(context.raft.clone())).merge(internal)
 }
 
 async fn not_found() -> ApiError {

@@ -64,6 +64,17 @@ pub struct StatusDoc {
     pub applied_index: u64,
     pub nodes: Vec<NodeStatus>,
     pub queue: QueueStatus,
+    /// Watched repositories; `error` is the observer's latest problem with one (only
+    /// the leader's observer runs, so only the leader reports errors).
+    pub repos: Vec<RepoStatus>,
+}
+
+/// A watched repository in `status`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RepoStatus {
+    pub id: String,
+    pub url: String,
+    pub error: Option<String>,
 }
 
 pub async fn get_status(State(context): State<Arc<NodeContext>>) -> Json<StatusDoc> {
@@ -130,6 +141,17 @@ async fn build(context: &NodeContext) -> StatusDoc {
         addr: n.addr.clone(),
     });
     let counts = context.state_machine.read(|state| state.queue_counts());
+    let errors = context.observer_health.errors();
+    let repos = context.state_machine.read(|state| {
+        state
+            .repos()
+            .map(|repo| RepoStatus {
+                id: repo.id.to_string(),
+                url: repo.url.clone(),
+                error: errors.get(&repo.id).cloned(),
+            })
+            .collect()
+    });
     let mut nodes: Vec<NodeStatus> = nodes.into_values().collect();
     nodes.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
     StatusDoc {
@@ -150,5 +172,6 @@ async fn build(context: &NodeContext) -> StatusDoc {
             running: counts.running,
             finished: counts.finished,
         },
+        repos,
     }
 }

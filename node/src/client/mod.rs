@@ -1,9 +1,13 @@
 //! The CLI's side of the HTTP API: requests to any node, answers printed for people
 //! (or as JSON with `--json`).
 //!
+//! - `jobs`: results, logs, reruns, cancel, notify and git hooks.
 //! - `render`: the tables.
 
+mod jobs;
 mod render;
+
+pub use jobs::{cancel, hook_install, log, notify, rerun, results, ResultsArgs};
 
 use std::time::Duration;
 
@@ -61,6 +65,24 @@ impl Api {
         &self,
         request: reqwest::RequestBuilder,
     ) -> anyhow::Result<T> {
+        let response = self.respond(request).await?;
+        let bytes = response.bytes().await.context("failed to read the answer")?;
+        serde_json::from_slice(&bytes).with_context(|| {
+            format!("node {} answered something this CLI does not understand", self.node)
+        })
+    }
+
+    /// `GET path` whose body is read as it arrives (logs): no overall timeout.
+    async fn stream(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .context("failed to build the http client")?;
+        self.respond(http.get(format!("{}{}", self.base, path))).await
+    }
+
+    /// Sends a request; a non-2xx answer becomes an error carrying the node's message.
+    async fn respond(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
         let response = request.send().await.map_err(|e| {
             let why = if e.is_connect() {
                 "connection refused or host unreachable".to_owned()
@@ -75,16 +97,14 @@ impl Api {
             )
         })?;
         let status = response.status();
-        let bytes = response.bytes().await.context("failed to read the answer")?;
-        if !status.is_success() {
-            let message = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|body| body.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_owned());
-            anyhow::bail!("{} ({})", message, status);
+        if status.is_success() {
+            return Ok(response);
         }
-        serde_json::from_slice(&bytes).with_context(|| {
-            format!("node {} answered something this CLI does not understand", self.node)
-        })
+        let bytes = response.bytes().await.context("failed to read the answer")?;
+        let message = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|body| body.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_owned());
+        anyhow::bail!("{} ({})", message, status)
     }
 }
 
@@ -92,7 +112,7 @@ impl Api {
 pub async fn status(node: &NodeArgs, json: bool, watch: bool) -> anyhow::Result<()> {
     let api = Api::new(node)?;
     if !watch {
-        let doc: StatusDoc = api.get("/api/v1/status").await?;
+        let doc = with_leader_repo_errors(api.get("/api/v1/status").await?).await;
         if json {
             println!("{}", serde_json::to_string_pretty(&doc)?);
         } else {
@@ -102,7 +122,7 @@ pub async fn status(node: &NodeArgs, json: bool, watch: bool) -> anyhow::Result<
     }
     loop {
         let screen = match api.get::<StatusDoc>("/api/v1/status").await {
-            Ok(doc) => render::status(&doc),
+            Ok(doc) => render::status(&with_leader_repo_errors(doc).await),
             Err(error) => format!("error: {error:#}\n"),
         };
         // Clear the screen and draw from the top left.
@@ -112,6 +132,17 @@ pub async fn status(node: &NodeArgs, json: bool, watch: bool) -> anyhow::Result<
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
     }
+}
+
+/// Repository errors are known to the leader's observer only: when another node answered,
+/// take them from the leader (best effort).
+async fn with_leader_repo_errors(mut doc: StatusDoc) -> StatusDoc {
+    let Some(leader) = doc.leader.as_ref().filter(|l| l.id != doc.node.id) else { return doc };
+    let Ok(api) = Api::new(&NodeArgs { node: leader.addr.clone() }) else { return doc };
+    if let Ok(from_leader) = api.get::<StatusDoc>("/api/v1/status").await {
+        doc.repos = from_leader.repos;
+    }
+    doc
 }
 
 /// `eventide-node repo add`.

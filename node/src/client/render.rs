@@ -2,6 +2,9 @@
 
 use std::fmt::Write;
 
+use std::collections::BTreeMap;
+
+use crate::api::jobs::JobDoc;
 use crate::api::repos::RepoDoc;
 use crate::api::status::StatusDoc;
 
@@ -43,6 +46,12 @@ pub fn status(doc: &StatusDoc) -> String {
         "queue:   {} queued, {} running, {} finished",
         doc.queue.queued, doc.queue.running, doc.queue.finished
     );
+    let failing: Vec<_> = doc.repos.iter().filter(|r| r.error.is_some()).collect();
+    let _ = writeln!(out, "repos:   {} watched, {} failing", doc.repos.len(), failing.len());
+    for repo in failing {
+        let line = format!("  {}: {}", repo.url, repo.error.as_deref().unwrap_or_default());
+        let _ = writeln!(out, "{}", fit(&line, 80));
+    }
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -77,10 +86,93 @@ pub fn repos(repos: &[RepoDoc]) -> String {
     out
 }
 
+/// A duration for people: 850ms, 12.3s, 4m05s.
+pub fn duration(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
+    }
+}
+
+pub fn jobs_header() -> String {
+    format!(
+        "{:<6} {:<9} {:<16} {:<8} {:>8} {:<12} {:>3} {:>9}",
+        "ID", "STATE", "BRANCH", "COMMIT", "DURATION", "RUNNER", "TRY", "TESTS"
+    )
+}
+
+pub fn job_row(job: &JobDoc, names: &BTreeMap<String, String>) -> String {
+    let runner = job.runner.as_ref().map(|id| names.get(id).cloned().unwrap_or_else(|| id.clone()));
+    let tests = job.summary.as_ref().map_or_else(String::new, |s| {
+        if s.failed > 0 {
+            format!("{} failed", s.failed)
+        } else {
+            format!("{} ok", s.passed)
+        }
+    });
+    format!(
+        "{:<6} {:<9} {:<16} {:<8} {:>8} {:<12} {:>3} {:>9}",
+        job.id,
+        fit(&job.state, 9),
+        fit(&job.branch, 16),
+        &job.commit[..job.commit.len().min(8)],
+        job.duration_ms.map(duration).unwrap_or_default(),
+        fit(&runner.unwrap_or_default(), 12),
+        job.attempt,
+        fit(&tests, 9),
+    )
+}
+
+pub fn jobs(jobs: &[JobDoc], names: &BTreeMap<String, String>) -> String {
+    if jobs.is_empty() {
+        return "no jobs\n".to_owned();
+    }
+    let mut out = jobs_header();
+    out.push('\n');
+    for job in jobs {
+        out.push_str(&job_row(job, names));
+        out.push('\n');
+    }
+    out
+}
+
+/// One line saying how a job ended, for `log` and `rerun --wait`.
+pub fn job_summary_line(job: &JobDoc) -> String {
+    let mut line = format!(
+        "job {} {} ({} on {})",
+        job.id,
+        job.state,
+        &job.commit[..job.commit.len().min(8)],
+        job.branch
+    );
+    if let Some(code) = job.exit_code {
+        line.push_str(&format!(", exit code {code}"));
+    }
+    if let Some(ms) = job.duration_ms {
+        line.push_str(&format!(", {}", duration(ms)));
+    }
+    if let Some(summary) = &job.summary {
+        line.push_str(&format!(
+            ", tests: {} passed, {} failed, {} skipped",
+            summary.passed, summary.failed, summary.skipped
+        ));
+        for name in summary.failing.iter().take(5) {
+            line.push_str(&format!("\n  failing: {name}"));
+        }
+    }
+    if let Some(message) = &job.message {
+        line.push_str(&format!("\n  {message}"));
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::status::{NodeRef, NodeStatus, QueueStatus};
+    use crate::api::status::{NodeRef, NodeStatus, QueueStatus, RepoStatus};
 
     fn doc(leader: bool) -> StatusDoc {
         let node = |n: u32| NodeStatus {
@@ -105,6 +197,12 @@ mod tests {
             applied_index: 10,
             nodes: vec![node(1), node(2), node(3)],
             queue: QueueStatus { queued: 1, running: 2, finished: 3 },
+            repos: vec![RepoStatus {
+                id: "1".into(),
+                url: "/srv/a/very/long/path/to/a/repository/that/does/not/exist/anymore/at/all"
+                    .into(),
+                error: Some("failed to fetch: could not find repository at that path".into()),
+            }],
         }
     }
 
@@ -115,6 +213,41 @@ mod tests {
                 assert!(line.chars().count() <= 80, "too wide: {line:?}");
             }
         }
+    }
+
+    #[test]
+    fn the_jobs_table_fits_80_columns() {
+        let job = JobDoc {
+            id: 123456,
+            repo: "/srv/a-repository-with-a-long-name".into(),
+            repo_id: "1".into(),
+            branch: "feature/a-very-long-branch-name".into(),
+            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            trigger: "push".into(),
+            labels: vec![],
+            state: "timed_out".into(),
+            attempt: 3,
+            runner: Some("18446744073709551615".into()),
+            exit_code: None,
+            duration_ms: Some(3_599_999),
+            created_at: 0,
+            started_at: None,
+            finished_at: Some(1),
+            message: None,
+            summary: Some(crate::api::jobs::SummaryDoc {
+                passed: 1000,
+                failed: 12345,
+                skipped: 0,
+                failing: vec![],
+            }),
+        };
+        let text = jobs(&[job], &BTreeMap::new());
+        for line in text.lines() {
+            assert!(line.chars().count() <= 80, "too wide: {line:?}");
+        }
+        assert_eq!(duration(850), "850ms");
+        assert_eq!(duration(12_340), "12.3s");
+        assert_eq!(duration(245_000), "4m05s");
     }
 
     #[test]

@@ -101,6 +101,10 @@ impl Gossip {
         self.set(KEY_RAFT, role.as_str().to_owned()).await;
     }
 
+    pub async fn set_busy(&self, busy: u32) {
+        self.set(KEY_BUSY, busy.to_string()).await;
+    }
+
     /// Every node gossip knows of (self included), one entry per node id.
     pub async fn members(&self) -> Vec<Member> {
         self.handle

@@ -1,1 +1,384 @@
-//! (being written)
+//! Running one job's command safely: a clean environment, its own process group, a
+//! timeout, cancellation, and output that is streamed to disk and kept bounded in memory.
+//!
+//! ```text
+//!  sh -c COMMAND ──┬─ stdout ─┐
+//!  (own group)     └─ stderr ─┴─> one pipe ──> pump (async read, 64 KiB)
+//!                                                │ bounded channel
+//!                                                v
+//!                                  sink (blocking thread) ──> log file (up to the cap)
+//!                                                        └──> tail (last N bytes)
+//! ```
+//!
+//! Whatever way the shell ends (exit, timeout, cancel), the whole process group is
+//! killed, so nothing the job started outlives it. A process that left the group but still
+//! holds the pipe gets a short drain period; then the pipe is closed and reading stops.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+use tokio::process::Command;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, warn};
+
+/// The shell that runs the command, by absolute path: the job's environment may have no
+/// `PATH`.
+const SHELL: &str = "/bin/sh";
+
+/// Size of one read from the output pipe.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Chunks in flight between the pump and the sink; bounds memory and applies backpressure
+/// to a job that prints faster than the disk takes it.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// How long output is still read after the job's process group is gone. Only a process
+/// that escaped the group (e.g. with `setsid`) can hold the pipe open that long.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(2);
+
+/// What to run and where its output goes.
+#[derive(Clone)]
+pub struct ExecSpec {
+    /// Run as `sh -c <command>`.
+    pub command: String,
+    /// The checkout; the command's working directory.
+    pub workdir: PathBuf,
+    /// The complete environment of the job. Nothing of the node's own environment is
+    /// passed on, so it must include `PATH` if the command needs one.
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+    /// The job's output file, created (or truncated) and written as output arrives.
+    pub log_path: PathBuf,
+    /// How many bytes from the end of the output to return in the result.
+    pub tail_bytes: usize,
+    /// At most this many output bytes go to `log_path`; then one marker line, and no more.
+    pub file_cap_bytes: u64,
+}
+
+/// How the job's command ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecEnd {
+    /// The shell exited with this code.
+    Exited(i32),
+    /// The shell was killed by this signal (not by us).
+    Signalled(i32),
+    TimedOut,
+    Cancelled,
+}
+
+#[derive(Clone, Debug)]
+pub struct ExecResult {
+    pub end: ExecEnd,
+    /// From the start of the shell to its end (or to the kill).
+    pub duration: Duration,
+    /// The end of the output as lossy UTF-8: at most `tail_bytes` bytes, starting at a
+    /// character boundary.
+    pub output_tail: String,
+    /// All output bytes produced, including those beyond the file cap.
+    pub output_bytes: u64,
+}
+
+/// Runs `spec.command` to its end, a timeout, or `cancel` becoming true.
+///
+/// An error means the command could not be started or waited for (missing working
+/// directory, unwritable log file); the process group is killed in that case too, and
+/// also if the returned future is dropped.
+pub async fn execute(spec: ExecSpec, mut cancel: watch::Receiver<bool>) -> io::Result<ExecResult> {
+    let log_file = File::create(&spec.log_path).map_err(|error| {
+        io::Error::new(
+            error.kind(),
+            format!("failed to create job log {}: {error}", spec.log_path.display()),
+        )
+    })?;
+    // Both ends are close-on-exec; the child gets only its dup'ed write end. The write end
+    // is blocking for the child, the read end non-blocking for us. (`std::io::pipe` would
+    // do the same but is newer than the workspace's minimum Rust version.)
+    let (pipe_writer, output) = pipe::pipe()?;
+    let pipe_writer = pipe_writer.into_blocking_fd()?;
+    let stderr_writer = pipe_writer.try_clone()?;
+
+    let mut command = Command::new(SHELL);
+    command
+        .arg("-c")
+        .arg(&spec.command)
+        .current_dir(&spec.workdir)
+        .env_clear()
+        .envs(spec.env.iter().map(|(name, value)| (name, value)))
+        .stdin(Stdio::null())
+        .stdout(pipe_writer)
+        .stderr(stderr_writer)
+        .process_group(0)
+        .kill_on_drop(true);
+    let started = Instant::now();
+    let spawned = command.spawn();
+    // The command holds our copies of the pipe's write end; they must close, or the
+    // output never reaches end of file.
+    drop(command);
+    let mut child = spawned.map_err(|error| {
+        io::Error::new(
+            error.kind(),
+            format!("failed to start job command in {}: {error}", spec.workdir.display()),
+        )
+    })?;
+    let pgid = child
+        .id()
+        .and_then(|id| libc::pid_t::try_from(id).ok())
+        .ok_or_else(|| io::Error::other("started job process has no pid"))?;
+    let mut group = ProcessGroup { pgid, armed: true };
+    debug!(
+        pgid,
+        workdir = %spec.workdir.display(),
+        log = %spec.log_path.display(),
+        "job process started"
+    );
+
+    let (chunks, chunks_received) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    let sink = OutputSink::new(log_file, spec.file_cap_bytes, spec.tail_bytes);
+    let sink = tokio::task::spawn_blocking(move || sink.consume(chunks_received));
+    // Boxed so that it can be dropped (closing the pipe) before this function returns.
+    let mut pump = Box::pin(pump_output(output, chunks));
+    let mut pump_done = false;
+
+    let deadline = tokio::time::sleep(spec.timeout);
+    tokio::pin!(deadline);
+    let end = loop {
+        tokio::select! {
+            status = child.wait() => break end_of(status?),
+            () = &mut deadline => break ExecEnd::TimedOut,
+            () = cancelled(&mut cancel) => break ExecEnd::Cancelled,
+            () = &mut pump, if !pump_done => pump_done = true,
+        }
+    };
+    let duration = started.elapsed();
+    if matches!(end, ExecEnd::TimedOut | ExecEnd::Cancelled) {
+        group.kill();
+        // Also by pid, in case the shell moved itself out of its group; an error only
+        // means it is already gone.
+        let _ = child.start_kill();
+        child.wait().await?;
+    }
+    // Background processes the job left behind die with it.
+    group.kill_last();
+
+    if !pump_done && tokio::time::timeout(DRAIN_DEADLINE, &mut pump).await.is_err() {
+        debug!(pgid, "job output still open after its process group ended; closing it");
+    }
+    drop(pump);
+    let sink =
+        sink.await.map_err(|error| io::Error::other(format!("job output sink failed: {error}")))?;
+    let output_bytes = sink.total;
+    let output_tail = sink.tail.text(output_bytes);
+    debug!(
+        pgid,
+        end = ?end,
+        duration_ms = duration.as_millis() as u64,
+        output_bytes,
+        "job process ended"
+    );
+    Ok(ExecResult { end, duration, output_tail, output_bytes })
+}
+
+fn end_of(status: ExitStatus) -> ExecEnd {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ExecEnd::Exited(code),
+        (None, Some(signal)) => ExecEnd::Signalled(signal),
+        // `wait` reports only terminated processes, which have one or the other.
+        (None, None) => ExecEnd::Exited(-1),
+    }
+}
+
+/// Resolves once `cancel` is true; never if its sender is gone without cancelling.
+async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    let outcome = cancel.wait_for(|cancelled| *cancelled).await.map(|_| ());
+    if outcome.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Reads the pipe until end of file and hands the bytes to the sink.
+async fn pump_output(mut output: pipe::Receiver, chunks: mpsc::Sender<Vec<u8>>) {
+    let mut buffer = vec![0; READ_CHUNK];
+    loop {
+        match output.read(&mut buffer).await {
+            Ok(0) => return,
+            Ok(read) => {
+                if chunks.send(buffer[..read].to_vec()).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => {
+                debug!(error = %error, "failed to read job output");
+                return;
+            }
+        }
+    }
+}
+
+/// The job's process group; killed on drop unless already killed for the last time.
+struct ProcessGroup {
+    pgid: libc::pid_t,
+    armed: bool,
+}
+
+impl ProcessGroup {
+    fn kill(&self) {
+        // pgid 0 or 1 would signal our own group or every process we may signal.
+        if self.pgid <= 1 {
+            return;
+        }
+        // SAFETY: killpg reads and writes no memory of this process; it only sends a
+        // signal. `pgid` is the group made for the job's shell (`process_group(0)`), whose
+        // id stays reserved while any member of the group lives.
+        let result = unsafe { libc::killpg(self.pgid, libc::SIGKILL) };
+        if result != 0 {
+            let error = io::Error::last_os_error();
+            if error.raw_os_error() != Some(libc::ESRCH) {
+                debug!(pgid = self.pgid, error = %error, "failed to kill job process group");
+            }
+        }
+    }
+
+    fn kill_last(&mut self) {
+        if self.armed {
+            self.kill();
+            self.armed = false;
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill_last();
+    }
+}
+
+/// Where output bytes go: the log file up to its cap, and the tail in memory.
+struct OutputSink<W> {
+    /// `None` once the cap is reached or a write failed.
+    file: Option<W>,
+    file_cap: u64,
+    written: u64,
+    /// Whether the last byte written to the file ended a line.
+    at_line_start: bool,
+    tail: Tail,
+    total: u64,
+}
+
+impl<W: Write> OutputSink<W> {
+    fn new(file: W, file_cap: u64, tail_bytes: usize) -> Self {
+        OutputSink {
+            file: Some(file),
+            file_cap,
+            written: 0,
+            at_line_start: true,
+            tail: Tail::new(tail_bytes),
+            total: 0,
+        }
+    }
+
+    fn consume(mut self, mut chunks: mpsc::Receiver<Vec<u8>>) -> Self {
+        while let Some(chunk) = chunks.blocking_recv() {
+            self.accept(&chunk);
+        }
+        if let Some(file) = self.file.as_mut() {
+            if let Err(error) = file.flush() {
+                warn!(error = %error, "failed to flush job log");
+            }
+        }
+        self
+    }
+
+    fn accept(&mut self, bytes: &[u8]) {
+        self.total += bytes.len() as u64;
+        self.tail.push(bytes);
+        let Some(file) = self.file.as_mut() else { return };
+        let room = self.file_cap.saturating_sub(self.written);
+        let kept = &bytes[..bytes.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
+        let mut result = file.write_all(kept);
+        self.written += kept.len() as u64;
+        if let Some(last) = kept.last() {
+            self.at_line_start = *last == b'\n';
+        }
+        let capped = kept.len() < bytes.len();
+        if capped && result.is_ok() {
+            let newline = if self.at_line_start { "" } else { "\n" };
+            let marker =
+                format!("{newline}[eventide: output truncated after {} bytes]\n", self.file_cap);
+            result = file.write_all(marker.as_bytes()).and_then(|()| file.flush());
+        }
+        if let Err(error) = &result {
+            warn!(error = %error, "failed to write job log; keeping only the tail");
+        }
+        if capped || result.is_err() {
+            self.file = None;
+        }
+    }
+}
+
+/// The last `limit` bytes of a stream, in at most `2 * limit` bytes of memory.
+struct Tail {
+    limit: usize,
+    /// The stream's last bytes; only the last `limit` of them count.
+    bytes: Vec<u8>,
+}
+
+impl Tail {
+    fn new(limit: usize) -> Self {
+        Tail { limit, bytes: Vec::new() }
+    }
+
+    fn push(&mut self, chunk: &[u8]) {
+        if chunk.len() >= self.limit {
+            self.bytes.clear();
+            self.bytes.extend_from_slice(&chunk[chunk.len() - self.limit..]);
+            return;
+        }
+        let bound = 2 * self.limit;
+        if self.bytes.len() + chunk.len() > bound {
+            // Keep just enough that, with the chunk, exactly `limit` bytes remain.
+            let keep = self.limit - chunk.len();
+            self.bytes.drain(..self.bytes.len() - keep);
+        }
+        let needed = self.bytes.len() + chunk.len();
+        if needed > self.bytes.capacity() {
+            let target = needed.max(2 * self.bytes.capacity()).min(bound);
+            self.bytes.reserve_exact(target - self.bytes.len());
+        }
+        self.bytes.extend_from_slice(chunk);
+    }
+
+    fn last(&self) -> &[u8] {
+        &self.bytes[self.bytes.len().saturating_sub(self.limit)..]
+    }
+
+    /// The tail as text of at most `limit` bytes. When the stream was longer than the
+    /// tail, a character cut in half at the start is dropped; invalid bytes become U+FFFD,
+    /// and if that makes the text longer than `limit`, its start is cut at a boundary.
+    fn text(&self, stream_len: u64) -> String {
+        let mut bytes = self.last();
+        if stream_len > bytes.len() as u64 {
+            let cut_char = bytes.iter().take(3).take_while(|b| (**b & 0xC0) == 0x80).count();
+            bytes = &bytes[cut_char..];
+        }
+        let text = String::from_utf8_lossy(bytes);
+        if text.len() <= self.limit {
+            return text.into_owned();
+        }
+        let mut start = text.len() - self.limit;
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        text[start..].to_owned()
+    }
+}
+
+#[cfg(test)]
+#[path = "exec_test.rs"]
+mod tests;

@@ -1,3 +1,206 @@
-//! The runner role.
+//! The runner role (every node with `--runner-slots` > 0): claim a job from the leader,
+//! fetch and check out its commit, run its command, renew its lease while it runs, and
+//! report the result with `Finish` until the cluster accepts or refuses it.
+//!
+//! - `exec`: running one command safely (process group, timeout, capped output).
+//! - `job`: preparing, running and reporting one job.
+//!
+//! ```text
+//!  slot worker ── claim ──> leader ── Assignment ──> job::run ── Finish ──> leader
+//!  renewer ── renew every 1 s ──> leader ── revoked? ──> cancel the job
+//!           └ no renewal for a lease period ──> self-fence: kill the job, report nothing
+//! ```
 
 pub mod exec;
+pub mod job;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eventide_consensus::{JobId, NodeId};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::dispatcher::rpc::{self, ClaimRequest, ClaimResponse, RenewRequest, RenewResponse};
+use crate::dispatcher::{LEASE_PERIOD, MAX_CLAIM_WAIT, RENEW_INTERVAL};
+use crate::node::NodeContext;
+
+/// A job this node is running.
+struct Active {
+    attempt: u32,
+    /// Set to true to kill the job's processes.
+    cancel: watch::Sender<bool>,
+    /// Set when the job must not report a result (revoked or self-fenced).
+    silenced: bool,
+    last_renewed: Instant,
+}
+
+/// The runner of this node.
+pub struct Runner {
+    context: Arc<NodeContext>,
+    http: reqwest::Client,
+    active: Mutex<BTreeMap<JobId, Active>>,
+}
+
+impl Runner {
+    pub fn new(context: Arc<NodeContext>) -> anyhow::Result<Arc<Runner>> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Arc::new(Runner { context, http, active: Mutex::new(BTreeMap::new()) }))
+    }
+
+    fn active(&self) -> std::sync::MutexGuard<'_, BTreeMap<JobId, Active>> {
+        self.active.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs the slot workers and the lease renewer until the process stops.
+    pub async fn run(self: Arc<Self>) {
+        let slots = self.context.config.runner_slots;
+        if slots == 0 {
+            return;
+        }
+        info!(slots, labels = ?self.context.config.labels, "runner started");
+        let mut tasks = tokio::task::JoinSet::new();
+        for slot in 0..slots {
+            let runner = self.clone();
+            tasks.spawn(async move { runner.work(slot).await });
+        }
+        let renewer = self.clone();
+        tasks.spawn(async move { renewer.renew_forever().await });
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// The leader's address, waiting (up to a second) for one to be known.
+    async fn leader_addr(&self) -> Option<String> {
+        let mut metrics = self.context.raft.metrics();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            let addr = {
+                let m = metrics.borrow_and_update();
+                m.current_leader.and_then(|leader| {
+                    m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())
+                })
+            };
+            if addr.is_some() {
+                return addr;
+            }
+            if tokio::time::timeout_at(deadline, metrics.changed()).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    async fn work(self: Arc<Self>, slot: u32) {
+        let me = self.context.id;
+        let labels: Vec<String> = self.context.config.labels.iter().cloned().collect();
+        loop {
+            let Some(leader) = self.leader_addr().await else { continue };
+            let request = ClaimRequest {
+                runner: me,
+                labels: labels.clone(),
+                wait_ms: MAX_CLAIM_WAIT.as_millis() as u64,
+            };
+            let timeout = MAX_CLAIM_WAIT + Duration::from_secs(5);
+            let response: anyhow::Result<ClaimResponse> =
+                rpc::call(&self.http, &leader, rpc::CLAIM_PATH, &request, timeout).await;
+            match response {
+                Ok(ClaimResponse::Job(assignment)) => {
+                    let job = assignment.job;
+                    let attempt = assignment.attempt;
+                    let (cancel_tx, cancel_rx) = watch::channel(false);
+                    self.active().insert(
+                        job,
+                        Active {
+                            attempt,
+                            cancel: cancel_tx,
+                            silenced: false,
+                            last_renewed: Instant::now(),
+                        },
+                    );
+                    self.publish_busy().await;
+                    info!(job_id = %job, attempt, slot, commit = %assignment.commit, "job started");
+                    job::run(&self, assignment, cancel_rx).await;
+                    self.active().remove(&job);
+                    self.publish_busy().await;
+                }
+                Ok(ClaimResponse::Nothing) => {}
+                Ok(ClaimResponse::NotLeader) => {
+                    debug!(peer = %leader, "claim sent to a node that no longer leads");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => {
+                    debug!(peer = %leader, error = %error, "claim failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    async fn publish_busy(&self) {
+        let busy = self.active().len() as u32;
+        self.context.gossip.set_busy(busy).await;
+    }
+
+    /// True if the job must not report: its lease was revoked or it self-fenced.
+    fn silenced(&self, job: JobId) -> bool {
+        self.active().get(&job).is_none_or(|a| a.silenced)
+    }
+
+    fn silence(&self, job: JobId, why: &str) {
+        if let Some(active) = self.active().get_mut(&job) {
+            if !active.silenced {
+                warn!(job_id = %job, attempt = active.attempt, reason = why, "stopping job");
+                active.silenced = true;
+                let _ = active.cancel.send(true);
+            }
+        }
+    }
+
+    async fn renew_forever(self: Arc<Self>) {
+        let me: NodeId = self.context.id;
+        let mut ticker = tokio::time::interval(RENEW_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let jobs: Vec<(JobId, u32)> =
+                self.active().iter().map(|(job, a)| (*job, a.attempt)).collect();
+            if jobs.is_empty() {
+                continue;
+            }
+            let sent = Instant::now();
+            let renewed = match self.leader_addr().await {
+                Some(leader) => {
+                    let request = RenewRequest { runner: me, jobs: jobs.clone() };
+                    rpc::call(&self.http, &leader, rpc::RENEW_PATH, &request, RENEW_INTERVAL)
+                        .await
+                        .ok()
+                }
+                None => None,
+            };
+            if let Some(RenewResponse::Renewed { revoked }) = renewed {
+                for job in &revoked {
+                    self.silence(*job, "lease revoked by the leader");
+                }
+                for (job, _) in &jobs {
+                    if let Some(active) = self.active().get_mut(job) {
+                        active.last_renewed = sent;
+                    }
+                }
+            }
+            // Self-fencing: a job whose lease could not be renewed for a whole period
+            // may already run elsewhere; kill it and report nothing.
+            let stale: Vec<JobId> = self
+                .active()
+                .iter()
+                .filter(|(_, a)| a.last_renewed.elapsed() >= LEASE_PERIOD)
+                .map(|(job, _)| *job)
+                .collect();
+            for job in stale {
+                self.silence(job, "lease not renewed for a whole lease period");
+            }
+        }
+    }
+}

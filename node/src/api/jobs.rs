@@ -1,0 +1,273 @@
+//! Jobs and results: `GET /api/v1/jobs` (filters: repo, branch, commit, state, before,
+//! limit), `GET /api/v1/jobs/{id}`, `POST /api/v1/jobs/{id}/cancel`,
+//! `POST /api/v1/rerun` and `POST /api/v1/notify`. Reads are answered from this node's
+//! replica; writes go to the leader.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use eventide_consensus::state::{Attempt, Trigger};
+use eventide_consensus::{
+    Command, Job, JobFilter, JobId, JobStatus, Reply, RepoId, State as CiState,
+};
+use serde::{Deserialize, Serialize};
+
+use super::ApiError;
+use crate::clock;
+use crate::node::NodeContext;
+
+/// The most jobs one request lists.
+pub const MAX_LIMIT: usize = 1000;
+const DEFAULT_LIMIT: usize = 50;
+
+/// Parsed test counts.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SummaryDoc {
+    pub passed: u32,
+    pub failed: u32,
+    pub skipped: u32,
+    pub failing: Vec<String>,
+}
+
+/// A job as lists show it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct JobDoc {
+    pub id: u64,
+    /// The repository's url.
+    pub repo: String,
+    pub repo_id: String,
+    pub branch: String,
+    /// The full commit id.
+    pub commit: String,
+    /// `push` or `rerun`.
+    pub trigger: String,
+    pub labels: Vec<String>,
+    /// `queued`, `running`, `passed`, `failed`, `timed_out`, `error` or `cancelled`.
+    pub state: String,
+    pub attempt: u32,
+    /// Id of the runner node of the current or last attempt.
+    pub runner: Option<String>,
+    pub exit_code: Option<i32>,
+    pub duration_ms: Option<u64>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: u64,
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+    /// Why the job could not run, was cancelled or gave up.
+    pub message: Option<String>,
+    pub summary: Option<SummaryDoc>,
+}
+
+/// One attempt of a job.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct AttemptDoc {
+    pub attempt: u32,
+    pub runner: String,
+    pub started_at: u64,
+    pub ended_at: Option<u64>,
+    pub note: Option<String>,
+}
+
+/// A job with everything the state keeps about it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct JobDetailDoc {
+    #[serde(flatten)]
+    pub job: JobDoc,
+    pub attempts: Vec<AttemptDoc>,
+    /// The end of the output kept in the replicated state.
+    pub output_tail: String,
+    /// True once retention dropped the tail of this old job.
+    pub output_pruned: bool,
+}
+
+pub fn job_doc(state: &CiState, job: &Job) -> JobDoc {
+    let result = job.result.as_ref();
+    JobDoc {
+        id: job.id.0,
+        repo: state.repo(job.repo).map_or_else(String::new, |r| r.url.clone()),
+        repo_id: job.repo.to_string(),
+        branch: job.branch.clone(),
+        commit: job.commit.to_string(),
+        trigger: match job.trigger {
+            Trigger::Push => "push",
+            Trigger::Rerun => "rerun",
+        }
+        .to_owned(),
+        labels: job.labels.clone(),
+        state: job.status.as_str().to_owned(),
+        attempt: job.attempt,
+        runner: job.runner.map(|r| r.to_string()),
+        exit_code: result.and_then(|r| r.exit_code),
+        duration_ms: result.map(|r| r.duration_ms),
+        created_at: job.created_at.0,
+        started_at: job.started_at.map(|t| t.0),
+        finished_at: result.map(|r| r.finished_at.0),
+        message: result.and_then(|r| r.message.clone()),
+        summary: result.and_then(|r| r.summary.as_ref()).map(|s| SummaryDoc {
+            passed: s.passed,
+            failed: s.failed,
+            skipped: s.skipped,
+            failing: s.failing.clone(),
+        }),
+    }
+}
+
+fn attempt_doc(attempt: &Attempt) -> AttemptDoc {
+    AttemptDoc {
+        attempt: attempt.attempt,
+        runner: attempt.runner.to_string(),
+        started_at: attempt.started_at.0,
+        ended_at: attempt.ended_at.map(|t| t.0),
+        note: attempt.note.clone(),
+    }
+}
+
+/// Query parameters of `GET /api/v1/jobs`.
+#[derive(Deserialize, Debug, Default)]
+pub struct ListQuery {
+    pub repo: Option<u64>,
+    pub branch: Option<String>,
+    pub commit: Option<String>,
+    pub state: Option<String>,
+    pub before: Option<u64>,
+    pub limit: Option<usize>,
+}
+
+pub async fn list(
+    State(context): State<Arc<NodeContext>>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Vec<JobDoc>>, ApiError> {
+    let status = match query.state.as_deref() {
+        None | Some("") => None,
+        Some(name) => Some(JobStatus::try_parse(name).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "unknown state {name:?}: expected queued, running, passed, failed, timed_out, error or cancelled"
+                ),
+            )
+        })?),
+    };
+    if let Some(commit) = &query.commit {
+        if commit.is_empty() || commit.len() > 64 || !commit.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "commit must be 1 to 64 hex digits",
+            ));
+        }
+    }
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be 1 to {MAX_LIMIT}"),
+        ));
+    }
+    let filter = JobFilter {
+        repo: query.repo.map(RepoId),
+        branch: query.branch.filter(|b| !b.is_empty()),
+        commit: query.commit,
+        status,
+        before: query.before.map(JobId),
+        limit: Some(limit),
+    };
+    let jobs = context
+        .state_machine
+        .read(|state| state.jobs(&filter).into_iter().map(|job| job_doc(state, job)).collect());
+    Ok(Json(jobs))
+}
+
+pub async fn get(
+    State(context): State<Arc<NodeContext>>,
+    Path(id): Path<u64>,
+) -> Result<Json<JobDetailDoc>, ApiError> {
+    context
+        .state_machine
+        .read(|state| {
+            let job = state.job(JobId(id))?;
+            let result = job.result.as_ref();
+            Some(JobDetailDoc {
+                job: job_doc(state, job),
+                attempts: job.attempts.iter().map(attempt_doc).collect(),
+                output_tail: result.map(|r| r.output_tail.clone()).unwrap_or_default(),
+                output_pruned: result.is_some_and(|r| r.output_pruned),
+            })
+        })
+        .map(Json)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("unknown job {id}")))
+}
+
+pub async fn cancel(
+    State(context): State<Arc<NodeContext>>,
+    Path(id): Path<u64>,
+) -> Result<Json<JobDoc>, ApiError> {
+    let command =
+        Command::Cancel { job: JobId(id), reason: "cancelled by a user".into(), at: clock::now() };
+    match context.writer.write(command).await? {
+        Reply::Cancelled { job } => {
+            let doc = context.state_machine.read(|state| state.job(job).map(|j| job_doc(state, j)));
+            doc.map(Json)
+                .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("unknown job {id}")))
+        }
+        Reply::Refused(refusal) => Err(refusal.into()),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// The body of `POST /api/v1/rerun`.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct RerunRequest {
+    /// A full commit id or an unambiguous prefix of one that Eventide has tested.
+    pub commit: String,
+    /// The branch to record; defaults to the branch of the newest job of that commit.
+    pub branch: Option<String>,
+}
+
+pub async fn rerun(
+    State(context): State<Arc<NodeContext>>,
+    Json(request): Json<RerunRequest>,
+) -> Result<(StatusCode, Json<JobDoc>), ApiError> {
+    let prefix = request.commit.trim().to_ascii_lowercase();
+    if prefix.len() < 4 || prefix.len() > 64 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "commit must be 4 to 64 hex digits"));
+    }
+    let command = context.state_machine.read(|state| {
+        let filter = JobFilter { commit: Some(prefix.clone()), ..JobFilter::default() };
+        let jobs = state.jobs(&filter);
+        let newest = jobs.first().ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("no job has tested a commit {prefix}…"))
+        })?;
+        if jobs.iter().any(|j| j.commit != newest.commit) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("commit {prefix}… is ambiguous"),
+            ));
+        }
+        let branch = request.branch.clone().unwrap_or_else(|| newest.branch.clone());
+        Ok(Command::Rerun {
+            repo: newest.repo,
+            branch,
+            commit: newest.commit.clone(),
+            labels: newest.labels.clone(),
+            at: clock::now(),
+        })
+    })?;
+    match context.writer.write(command).await? {
+        Reply::RerunQueued { job } => {
+            let doc = context.state_machine.read(|state| state.job(job).map(|j| job_doc(state, j)));
+            let doc = doc.ok_or_else(|| {
+                ApiError::new(StatusCode::NOT_FOUND, format!("unknown job {job}"))
+            })?;
+            Ok((StatusCode::CREATED, Json(doc)))
+        }
+        Reply::Refused(refusal) => Err(refusal.into()),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn unexpected(reply: Reply) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected reply {reply:?}"))
+}

@@ -1,0 +1,173 @@
+//! `GET /api/v1/jobs/{id}/log`: a job's output from any node. The runner's own file is
+//! served when this node ran the job; otherwise the request is passed to the runner
+//! (`?local=true` there); if the runner cannot be reached, the tail kept in the
+//! replicated result is served. `?follow=true` streams until the attempt ends.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use eventide_consensus::{JobId, JobStatus, NodeId};
+use serde::Deserialize;
+
+use super::ApiError;
+use crate::node::NodeContext;
+use crate::runner::job::log_path;
+
+/// How often a followed log is checked for new output.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+/// The most read from a log file per chunk.
+const CHUNK: usize = 64 * 1024;
+
+#[derive(Deserialize, Debug, Default)]
+pub struct LogQuery {
+    #[serde(default)]
+    pub follow: bool,
+    /// Serve only this node's file (used between nodes).
+    #[serde(default)]
+    pub local: bool,
+    pub attempt: Option<u32>,
+}
+
+pub async fn get(
+    State(context): State<Arc<NodeContext>>,
+    Path(id): Path<u64>,
+    Query(query): Query<LogQuery>,
+) -> Result<Response, ApiError> {
+    let job = JobId(id);
+    let found = context.state_machine.read(|state| {
+        state.job(job).map(|j| {
+            let result = j.result.as_ref();
+            (
+                j.attempt,
+                j.runner,
+                result.map(|r| r.output_tail.clone()).unwrap_or_default(),
+                result.is_some_and(|r| r.output_pruned),
+                result.and_then(|r| r.message.clone()),
+            )
+        })
+    });
+    let (current_attempt, runner, tail, pruned, message) =
+        found.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("unknown job {id}")))?;
+    let attempt = query.attempt.unwrap_or(current_attempt);
+    let path = log_path(&context.config.data_dir, job, attempt);
+    if path.exists() {
+        return Ok(text(stream_file(context.clone(), path, job, attempt, query.follow)));
+    }
+    if query.local {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no log of job {id} on this node"),
+        ));
+    }
+    if let Some(runner) = runner.filter(|r| *r != context.id) {
+        if let Some(response) = proxy(&context, runner, id, attempt, query.follow).await {
+            return Ok(response);
+        }
+    }
+    let body = if pruned {
+        "eventide: the output of this old job is no longer kept\n".to_owned()
+    } else if tail.is_empty() {
+        message.map(|m| format!("eventide: {m}\n")).unwrap_or_default()
+    } else {
+        tail
+    };
+    Ok(text(Body::from(body)))
+}
+
+fn text(body: Body) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+/// Streams a local log file; with `follow`, keeps reading until the attempt is over.
+fn stream_file(
+    context: Arc<NodeContext>,
+    path: PathBuf,
+    job: JobId,
+    attempt: u32,
+    follow: bool,
+) -> Body {
+    let state = (0u64, false);
+    let stream = futures_util::stream::unfold(state, move |(offset, done)| {
+        let context = context.clone();
+        let path = path.clone();
+        async move {
+            if done {
+                return None;
+            }
+            loop {
+                // Whether the attempt was over before reading: then one more read drains
+                // everything it wrote.
+                let over = !follow || !running(&context, job, attempt);
+                let read = {
+                    let path = path.clone();
+                    tokio::task::spawn_blocking(move || read_from(&path, offset)).await
+                };
+                let chunk = match read {
+                    Ok(Ok(chunk)) => chunk,
+                    Ok(Err(error)) => return Some((Err(error), (offset, true))),
+                    Err(join) => return Some((Err(std::io::Error::other(join)), (offset, true))),
+                };
+                if !chunk.is_empty() {
+                    let next = offset + chunk.len() as u64;
+                    return Some((Ok(Bytes::from(chunk)), (next, false)));
+                }
+                if over {
+                    return None;
+                }
+                tokio::time::sleep(FOLLOW_POLL).await;
+            }
+        }
+    });
+    Body::from_stream(stream)
+}
+
+fn running(context: &NodeContext, job: JobId, attempt: u32) -> bool {
+    context.state_machine.read(|state| {
+        state.job(job).is_some_and(|j| j.attempt == attempt && j.status == JobStatus::Running)
+    })
+}
+
+fn read_from(path: &std::path::Path, offset: u64) -> std::io::Result<Vec<u8>> {
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut chunk = Vec::with_capacity(CHUNK);
+    file.take(CHUNK as u64).read_to_end(&mut chunk)?;
+    Ok(chunk)
+}
+
+/// Passes the request to the node that ran the job, streaming its answer back.
+async fn proxy(
+    context: &NodeContext,
+    runner: NodeId,
+    id: u64,
+    attempt: u32,
+    follow: bool,
+) -> Option<Response> {
+    let addr = {
+        let metrics = context.raft.metrics();
+        let m = metrics.borrow();
+        m.membership_config.membership().get_node(&runner).map(|n| n.addr.clone())
+    }?;
+    let url =
+        format!("http://{addr}/api/v1/jobs/{id}/log?local=true&attempt={attempt}&follow={follow}");
+    let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(1)).build().ok()?;
+    let response = client.get(url).send().await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    let stream = futures_util::stream::unfold(Some(response), |response| async move {
+        let mut response = response?;
+        match response.chunk().await {
+            Ok(Some(bytes)) => Some((Ok::<Bytes, std::io::Error>(bytes), Some(response))),
+            Ok(None) => None,
+            Err(error) => Some((Err(std::io::Error::other(error)), None)),
+        }
+    });
+    Some(text(Body::from_stream(stream)))
+}

@@ -1,0 +1,67 @@
+//! `POST /api/v1/notify`: start an observer round now (a git hook calls this). Any node
+//! accepts it; a follower passes it to the leader, where the observer runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use openraft::ServerState;
+use serde::{Deserialize, Serialize};
+
+use super::ApiError;
+use crate::node::NodeContext;
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct NotifyDoc {
+    /// The node whose observer was woken.
+    pub observer: String,
+}
+
+pub async fn notify(
+    State(context): State<Arc<NodeContext>>,
+) -> Result<(StatusCode, Json<NotifyDoc>), ApiError> {
+    let (state, leader_addr) = {
+        let metrics = context.raft.metrics();
+        let m = metrics.borrow();
+        let addr = m
+            .current_leader
+            .and_then(|id| m.membership_config.membership().get_node(&id).map(|n| n.addr.clone()));
+        (m.state, addr)
+    };
+    if state == ServerState::Leader {
+        context.wake_observer.notify_one();
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(NotifyDoc { observer: context.config.name.clone() }),
+        ));
+    }
+    let Some(addr) = leader_addr else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no leader: the cluster is electing one or has lost its quorum",
+        ));
+    };
+    let forwarded = reqwest::Client::new()
+        .post(format!("http://{addr}/api/v1/notify"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("failed to reach the leader at {addr}: {e}"),
+            )
+        })?;
+    if !forwarded.status().is_success() {
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("the leader at {addr} answered {}", forwarded.status()),
+        ));
+    }
+    let doc = forwarded.json::<NotifyDoc>().await.map_err(|e| {
+        ApiError::new(StatusCode::BAD_GATEWAY, format!("bad answer from the leader: {e}"))
+    })?;
+    Ok((StatusCode::ACCEPTED, Json(doc)))
+}

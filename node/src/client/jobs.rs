@@ -1,0 +1,263 @@
+//! `results`, `log`, `rerun`, `cancel`, `notify` and `hook install`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::{render, Api, NodeArgs};
+use crate::api::jobs::{JobDetailDoc, JobDoc, RerunRequest};
+use crate::api::notify::NotifyDoc;
+use crate::api::status::StatusDoc;
+
+/// Filters of `eventide-node results`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ResultsArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Only jobs of this branch.
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Only jobs of this commit (a prefix is enough).
+    #[arg(long)]
+    pub commit: Option<String>,
+    /// Only jobs in this state (queued, running, passed, failed, timed_out, error, cancelled).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// At most this many jobs, newest first.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Print one JSON array instead of a table.
+    #[arg(long, conflicts_with = "follow")]
+    pub json: bool,
+    /// Keep printing results as they land, until interrupted.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+fn query(args: &ResultsArgs, limit: usize) -> String {
+    let mut query = format!("/api/v1/jobs?limit={limit}");
+    for (key, value) in [("branch", &args.branch), ("commit", &args.commit), ("state", &args.state)]
+    {
+        if let Some(value) = value {
+            query.push_str(&format!("&{key}={}", encode(value)));
+        }
+    }
+    query
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Node names by id, for showing runners.
+async fn node_names(api: &Api) -> BTreeMap<String, String> {
+    match api.get::<StatusDoc>("/api/v1/status").await {
+        Ok(status) => status.nodes.into_iter().map(|n| (n.id, n.name)).collect(),
+        Err(_) => BTreeMap::new(),
+    }
+}
+
+pub async fn results(args: ResultsArgs) -> anyhow::Result<()> {
+    let api = Api::new(&args.node)?;
+    let jobs: Vec<JobDoc> = api.get(&query(&args, args.limit)).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&jobs)?);
+        return Ok(());
+    }
+    let names = node_names(&api).await;
+    if !args.follow {
+        print!("{}", render::jobs(&jobs, &names));
+        return Ok(());
+    }
+    // Follow: the current list oldest first, then every job that becomes final.
+    let mut shown: BTreeSet<u64> = BTreeSet::new();
+    println!("{}", render::jobs_header());
+    for job in jobs.iter().rev() {
+        println!("{}", render::job_row(job, &names));
+        if job.finished_at.is_some() {
+            shown.insert(job.id);
+        }
+    }
+    let mut names = names;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+        let Ok(jobs) = api.get::<Vec<JobDoc>>(&query(&args, 200)).await else { continue };
+        let landed: Vec<&JobDoc> = jobs
+            .iter()
+            .rev()
+            .filter(|j| j.finished_at.is_some() && !shown.contains(&j.id))
+            .collect();
+        for job in landed {
+            if job.runner.as_ref().is_some_and(|r| !names.contains_key(r)) {
+                names = node_names(&api).await;
+            }
+            println!("{}", render::job_row(job, &names));
+            shown.insert(job.id);
+        }
+        std::io::stdout().flush()?;
+    }
+}
+
+pub async fn log(node: &NodeArgs, job: u64, follow: bool) -> anyhow::Result<()> {
+    let api = Api::new(node)?;
+    let path = format!("/api/v1/jobs/{job}/log?follow={follow}");
+    let mut response = api.stream(&path).await?;
+    let mut stdout = std::io::stdout();
+    while let Some(chunk) = response.chunk().await.context("the log stream broke off")? {
+        stdout.write_all(&chunk)?;
+        stdout.flush()?;
+    }
+    let detail: JobDetailDoc = api.get(&format!("/api/v1/jobs/{job}")).await?;
+    eprintln!("{}", render::job_summary_line(&detail.job));
+    Ok(())
+}
+
+pub async fn rerun(
+    node: &NodeArgs,
+    commit: &str,
+    branch: Option<String>,
+    wait: bool,
+) -> anyhow::Result<()> {
+    let api = Api::new(node)?;
+    let request = RerunRequest { commit: commit.to_owned(), branch };
+    let job: JobDoc = api.post("/api/v1/rerun", &request).await?;
+    println!("queued job {} (rerun of {} on {})", job.id, short(&job.commit), job.branch);
+    if !wait {
+        return Ok(());
+    }
+    let mut last_state = job.state.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(6 * 3600);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+        let detail: JobDetailDoc = api.get(&format!("/api/v1/jobs/{}", job.id)).await?;
+        if detail.job.state != last_state {
+            println!("job {}: {}", job.id, detail.job.state);
+            last_state = detail.job.state.clone();
+        }
+        if detail.job.finished_at.is_some() {
+            println!("{}", render::job_summary_line(&detail.job));
+            if detail.job.state != "passed" {
+                anyhow::bail!("job {} ended {}", job.id, detail.job.state);
+            }
+            return Ok(());
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "gave up waiting for job {}", job.id);
+    }
+}
+
+pub async fn cancel(node: &NodeArgs, job: u64) -> anyhow::Result<()> {
+    let api = Api::new(node)?;
+    let doc: JobDoc = api.post(&format!("/api/v1/jobs/{job}/cancel"), &()).await?;
+    println!("job {} cancelled", doc.id);
+    Ok(())
+}
+
+pub async fn notify(node: &NodeArgs) -> anyhow::Result<()> {
+    let api = Api::new(node)?;
+    let doc: NotifyDoc = api.post("/api/v1/notify", &()).await?;
+    println!("observer on {} notified", doc.observer);
+    Ok(())
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(8)]
+}
+
+const HOOK_MARKER: &str = "# eventide-node hook";
+
+/// Where git runs hooks for `repo`: `.git/hooks` of a work tree, `hooks` of a bare one.
+fn hooks_dir(repo: &Path) -> anyhow::Result<PathBuf> {
+    let dot_git = repo.join(".git");
+    if dot_git.is_dir() {
+        return Ok(dot_git.join("hooks"));
+    }
+    if repo.join("HEAD").is_file() && repo.join("objects").is_dir() {
+        return Ok(repo.join("hooks"));
+    }
+    anyhow::bail!("{} is not a git repository", repo.display())
+}
+
+/// `eventide-node hook install REPO`: post-commit and post-receive hooks that call
+/// `notify`, so a commit is observed at once instead of at the next poll.
+pub fn hook_install(node: &NodeArgs, repo: &Path) -> anyhow::Result<()> {
+    let hooks = hooks_dir(repo)?;
+    std::fs::create_dir_all(&hooks)
+        .with_context(|| format!("failed to create {}", hooks.display()))?;
+    let binary = std::env::current_exe().context("failed to find this binary")?;
+    let script = format!(
+        "#!/bin/sh\n{HOOK_MARKER}: starts an Eventide observer round at once\n\"{}\" notify --node \"{}\" >/dev/null 2>&1 &\nexit 0\n",
+        binary.display(),
+        node.node
+    );
+    for name in ["post-commit", "post-receive"] {
+        let path = hooks.join(name);
+        if let Ok(existing) = std::fs::read_to_string(&path) {
+            if !existing.contains(HOOK_MARKER) {
+                anyhow::bail!(
+                    "{} exists and is not Eventide's; add this line to it: \"{}\" notify --node \"{}\" &",
+                    path.display(),
+                    binary.display(),
+                    node.node
+                );
+            }
+        }
+        std::fs::write(&path, &script)
+            .with_context(|| format!("failed to write {}", path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .with_context(|| format!("failed to make {} executable", path.display()))?;
+        }
+        println!("installed {}", path.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(encode("feature/x y"), "feature%2Fx%20y");
+        assert_eq!(encode("main"), "main");
+    }
+
+    #[test]
+    fn hooks_go_where_git_runs_them_and_never_replace_foreign_ones() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join(".git/hooks")).expect("mkdir");
+        let node = NodeArgs { node: "127.0.0.1:7801".into() };
+        hook_install(&node, dir.path()).expect("installed");
+        let hook =
+            std::fs::read_to_string(dir.path().join(".git/hooks/post-commit")).expect("hook");
+        assert!(hook.contains("notify --node \"127.0.0.1:7801\""));
+        // Installing again replaces our own hook.
+        hook_install(&node, dir.path()).expect("reinstalled");
+        std::fs::write(dir.path().join(".git/hooks/post-receive"), "#!/bin/sh\necho mine\n")
+            .expect("write");
+        let error = hook_install(&node, dir.path()).expect_err("foreign hook kept").to_string();
+        assert!(error.contains("not Eventide's"), "{error}");
+        let other = tempfile::tempdir().expect("temp dir");
+        assert!(hook_install(&node, other.path()).is_err());
+    }
+}

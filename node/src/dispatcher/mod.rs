@@ -1,0 +1,230 @@
+//! The dispatcher (leader only): runners pull work, the leader picks the oldest queued
+//! job whose labels the runner has, commits `Assign`, and keeps a lease per running job
+//! that the runner renews. A job whose runner is dead by gossip, or whose lease runs
+//! out, is requeued (`Requeue`, fenced by attempt).
+//!
+//! - `leases`: the pure lease table.
+//! - `rpc`: the claim and renew messages and their client.
+//!
+//! ```text
+//!  runner ── claim (long poll) ──> leader: next_claimable ─> Assign ─> lease
+//!  runner ── renew every 1 s ───> leader: extend leases / revoke
+//!  tick every 250 ms ──────────────────> expired leases, dead runners ─> Requeue
+//! ```
+
+mod leases;
+pub mod rpc;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use eventide_consensus::{codec, Command, Reply};
+use openraft::ServerState;
+use serde::Serialize;
+use tracing::{debug, info, warn};
+
+use self::leases::{Leases, RunningJob};
+use self::rpc::{
+    Assignment, ClaimRequest, ClaimResponse, RenewRequest, RenewResponse, CLAIM_PATH, RENEW_PATH,
+};
+use crate::clock;
+use crate::node::NodeContext;
+
+/// How long a lease lasts without renewal.
+pub const LEASE_PERIOD: Duration = Duration::from_secs(5);
+/// How often runners renew (a fifth of the lease).
+pub const RENEW_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest a claim is held when nothing is queued.
+pub const MAX_CLAIM_WAIT: Duration = Duration::from_secs(10);
+const TICK: Duration = Duration::from_millis(250);
+
+/// The leader-side dispatcher state.
+pub struct Dispatcher {
+    context: Arc<NodeContext>,
+    leases: Mutex<Leases>,
+    /// One claim decides at a time, so two runners never race for one job.
+    claiming: tokio::sync::Mutex<()>,
+}
+
+impl Dispatcher {
+    pub fn new(context: Arc<NodeContext>) -> Arc<Dispatcher> {
+        Arc::new(Dispatcher {
+            context,
+            leases: Mutex::new(Leases::new(LEASE_PERIOD)),
+            claiming: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn routes(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route(CLAIM_PATH, post(claim))
+            .route(RENEW_PATH, post(renew))
+            .with_state(self.clone())
+    }
+
+    fn is_leader(&self) -> bool {
+        self.context.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    fn running_jobs(&self) -> Vec<RunningJob> {
+        self.context.state_machine.read(|state| {
+            state
+                .running_jobs()
+                .into_iter()
+                .filter_map(|job| {
+                    Some(RunningJob { job: job.id, runner: job.runner?, attempt: job.attempt })
+                })
+                .collect()
+        })
+    }
+
+    fn leases(&self) -> std::sync::MutexGuard<'_, Leases> {
+        // A poisoned lock only means a panic elsewhere; the table itself stays usable.
+        self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Requeues jobs of dead runners and expired leases; runs until the process stops.
+    pub async fn run(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if !self.is_leader() {
+                self.leases().clear();
+                continue;
+            }
+            let dead: BTreeSet<_> = self
+                .context
+                .gossip
+                .members()
+                .await
+                .into_iter()
+                .filter(|m| !m.alive)
+                .map(|m| m.id)
+                .collect();
+            let running = self.running_jobs();
+            let expired = self.leases().expire(&running, &dead, Instant::now());
+            for expired in expired {
+                let command = Command::Requeue {
+                    job: expired.job,
+                    attempt: expired.attempt,
+                    reason: expired.reason.clone(),
+                    at: clock::now(),
+                };
+                match self.context.writer.write(command).await {
+                    Ok(Reply::Requeued { job, attempt }) => {
+                        info!(job_id = %job, attempt, reason = %expired.reason, "job requeued");
+                    }
+                    Ok(Reply::GaveUp { job, attempts }) => {
+                        warn!(job_id = %job, attempts, reason = %expired.reason, "job gave up after its last attempt");
+                    }
+                    Ok(other) => {
+                        debug!(job_id = %expired.job, reply = ?other, "requeue not applied")
+                    }
+                    Err(error) => warn!(job_id = %expired.job, error = %error, "requeue failed"),
+                }
+            }
+        }
+    }
+
+    async fn claim(&self, request: ClaimRequest) -> ClaimResponse {
+        let labels: BTreeSet<String> = request.labels.into_iter().collect();
+        let wait = Duration::from_millis(request.wait_ms).min(MAX_CLAIM_WAIT);
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut metrics = self.context.raft.metrics();
+        loop {
+            if !self.is_leader() {
+                return ClaimResponse::NotLeader;
+            }
+            {
+                let _one_at_a_time = self.claiming.lock().await;
+                let pick = self.context.state_machine.read(|state| {
+                    let job = state.next_claimable(&labels)?;
+                    let repo = state.repo(job.repo)?;
+                    Some(Assignment {
+                        job: job.id,
+                        attempt: job.attempt,
+                        repo_url: repo.url.clone(),
+                        branch: job.branch.clone(),
+                        commit: job.commit.clone(),
+                    })
+                });
+                if let Some(assignment) = pick {
+                    let command = Command::Assign {
+                        job: assignment.job,
+                        runner: request.runner,
+                        attempt: assignment.attempt,
+                        at: clock::now(),
+                    };
+                    match self.context.writer.write(command).await {
+                        Ok(Reply::Assigned { job, attempt }) => {
+                            let running = RunningJob { job, runner: request.runner, attempt };
+                            self.leases().grant(running, Instant::now());
+                            info!(job_id = %job, attempt, peer = %request.runner, commit = %assignment.commit, "job assigned");
+                            return ClaimResponse::Job(assignment);
+                        }
+                        Ok(other) => {
+                            debug!(job_id = %assignment.job, reply = ?other, "assign refused; picking again");
+                            continue;
+                        }
+                        Err(error) => {
+                            warn!(job_id = %assignment.job, error = %error, "assign failed");
+                            return ClaimResponse::Nothing;
+                        }
+                    }
+                }
+            }
+            // Nothing runnable: wait for the state to change (new jobs) or the deadline.
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return ClaimResponse::Nothing,
+            }
+        }
+    }
+
+    fn renew(&self, request: RenewRequest) -> RenewResponse {
+        if !self.is_leader() {
+            return RenewResponse::NotLeader;
+        }
+        let running = self.running_jobs();
+        let revoked = self.leases().renew(request.runner, &request.jobs, &running, Instant::now());
+        if !revoked.is_empty() {
+            let ids: Vec<String> = revoked.iter().map(|id| id.to_string()).collect();
+            info!(peer = %request.runner, jobs = ?ids, "leases revoked");
+        }
+        RenewResponse::Renewed { revoked }
+    }
+}
+
+fn encoded<T: Serialize>(value: &T) -> Response {
+    match codec::encode(value) {
+        Ok(bytes) => bytes.into_response(),
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+    }
+}
+
+fn malformed(path: &str, error: codec::CodecError) -> Response {
+    warn!(path, error = %error, "refused malformed dispatcher rpc");
+    (StatusCode::BAD_REQUEST, format!("malformed request: {error}")).into_response()
+}
+
+async fn claim(State(dispatcher): State<Arc<Dispatcher>>, body: Bytes) -> Response {
+    match codec::decode::<ClaimRequest>(&body) {
+        Ok(request) => encoded(&dispatcher.claim(request).await),
+        Err(error) => malformed(CLAIM_PATH, error),
+    }
+}
+
+async fn renew(State(dispatcher): State<Arc<Dispatcher>>, body: Bytes) -> Response {
+    match codec::decode::<RenewRequest>(&body) {
+        Ok(request) => encoded(&dispatcher.renew(request)),
+        Err(error) => malformed(RENEW_PATH, error),
+    }
+}

@@ -1,0 +1,290 @@
+//! Tests of the git operations against real repositories made with the `git` CLI.
+
+use std::path::Path;
+use std::process::Command;
+
+use tempfile::TempDir;
+
+use super::*;
+
+/// A non-bare upstream repository the tests commit to, on branch `main` (shared with the
+/// observer's tests).
+pub(crate) struct Upstream {
+    dir: TempDir,
+}
+
+impl Upstream {
+    pub(crate) fn new() -> Upstream {
+        let upstream = Upstream { dir: tempfile::tempdir().expect("temp dir") };
+        upstream.git(&["init", "--quiet", "--initial-branch=main"]);
+        upstream
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub(crate) fn url(&self) -> String {
+        self.path().to_string_lossy().into_owned()
+    }
+
+    /// Runs git in the upstream, isolated from the user's configuration.
+    pub(crate) fn git(&self, args: &[&str]) -> String {
+        let output = Command::new("git")
+            .arg("-C")
+            .arg(self.path())
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(["-c", "commit.gpgsign=false"])
+            .args(args)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .expect("git runs");
+        assert!(
+            output.status.success(),
+            "git {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf-8 output").trim().to_owned()
+    }
+
+    /// Writes `file` and commits it; returns the new head.
+    pub(crate) fn commit(&self, file: &str, contents: &[u8], message: &str) -> CommitId {
+        let path = self.path().join(file);
+        std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+        std::fs::write(&path, contents).expect("write");
+        self.git(&["add", "--all"]);
+        self.git(&["commit", "--quiet", "-m", message]);
+        self.head()
+    }
+
+    pub(crate) fn head(&self) -> CommitId {
+        CommitId::try_new(&self.git(&["rev-parse", "HEAD"])).expect("commit id")
+    }
+}
+
+fn mirror_in(root: &TempDir, url: &str) -> PathBuf {
+    mirror_path(root.path(), url)
+}
+
+#[test]
+fn mirror_paths_are_stable_distinct_and_readable() {
+    // Published FNV-1a 64 test vectors: the hash must never change between releases.
+    assert_eq!(fnv1a_64(b""), 0xcbf2_9ce4_8422_2325);
+    assert_eq!(fnv1a_64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    assert_eq!(fnv1a_64(b"foobar"), 0x8594_4171_f739_67e8);
+
+    let root = Path::new("/data/mirrors");
+    let a = mirror_path(root, "http://example.invalid/team/app.git");
+    assert_eq!(a, mirror_path(root, "http://example.invalid/team/app.git"));
+    assert_ne!(a, mirror_path(root, "http://example.invalid/other/app.git"));
+    assert_eq!(a.parent(), Some(root));
+    let name = a.file_name().and_then(|name| name.to_str()).expect("utf-8 name");
+    assert!(name.ends_with("-app"), "{name}");
+
+    let cases = [
+        ("/srv/repos/web site/", "web_site"),
+        ("file:///srv/x.git", "x"),
+        ("/", "repo"),
+        ("..", "repo"),
+        ("/srv/é", "_"),
+    ];
+    for (url, suffix) in cases {
+        assert_eq!(readable_suffix(url), suffix, "{url}");
+    }
+    let long = format!("/srv/{}", "b".repeat(100));
+    assert_eq!(readable_suffix(&long).len(), READABLE_SUFFIX_CHARS);
+}
+
+#[test]
+fn fetch_lists_heads_and_new_commits_oldest_first() {
+    let upstream = Upstream::new();
+    let first = upstream.commit("a.txt", b"1", "first");
+    let second = upstream.commit("a.txt", b"2", "second");
+    let mirrors = tempfile::tempdir().expect("temp dir");
+    let mirror = mirror_in(&mirrors, &upstream.url());
+
+    fetch_mirror(&mirror, &upstream.url()).expect("first fetch creates the mirror");
+    assert_eq!(
+        branch_heads(&mirror).expect("heads"),
+        BTreeMap::from([("main".to_owned(), second.clone())])
+    );
+    assert_eq!(
+        new_commits(&mirror, &second, &[]).expect("walk"),
+        vec![first.clone(), second.clone()]
+    );
+
+    let third = upstream.commit("a.txt", b"3", "third");
+    let fourth = upstream.commit("b.txt", b"4", "fourth");
+    fetch_mirror(&mirror, &upstream.url()).expect("incremental fetch");
+    assert_eq!(branch_heads(&mirror).expect("heads")["main"], fourth);
+    assert_eq!(
+        new_commits(&mirror, &fourth, std::slice::from_ref(&second)).expect("walk"),
+        vec![third, fourth.clone()]
+    );
+    assert_eq!(new_commits(&mirror, &fourth, std::slice::from_ref(&fourth)).expect("walk"), vec![]);
+
+    // A hidden id the mirror has never seen is ignored rather than an error.
+    let unknown = CommitId::try_new(&"e".repeat(40)).expect("commit id");
+    assert_eq!(
+        new_commits(&mirror, &second, &[unknown.clone(), first]).expect("walk"),
+        vec![second]
+    );
+    let error = new_commits(&mirror, &unknown, &[]).expect_err("unknown head");
+    assert!(format!("{error:#}").contains("not found"), "{error:#}");
+}
+
+#[test]
+fn file_urls_work() {
+    let upstream = Upstream::new();
+    let head = upstream.commit("a.txt", b"1", "first");
+    let url = format!("file://{}", upstream.url());
+    let mirrors = tempfile::tempdir().expect("temp dir");
+    let mirror = mirror_in(&mirrors, &url);
+    fetch_mirror(&mirror, &url).expect("fetch over file://");
+    assert_eq!(branch_heads(&mirror).expect("heads")["main"], head);
+}
+
+#[test]
+fn force_pushes_and_deleted_branches_follow_upstream() {
+    let upstream = Upstream::new();
+    let base = upstream.commit("a.txt", b"base", "base");
+    let doomed = upstream.commit("a.txt", b"doomed", "doomed");
+    upstream.git(&["branch", "feature"]);
+    let feature = {
+        upstream.git(&["checkout", "--quiet", "feature"]);
+        let head = upstream.commit("f.txt", b"f", "feature work");
+        upstream.git(&["checkout", "--quiet", "main"]);
+        head
+    };
+    let mirrors = tempfile::tempdir().expect("temp dir");
+    let mirror = mirror_in(&mirrors, &upstream.url());
+    fetch_mirror(&mirror, &upstream.url()).expect("fetch");
+    assert_eq!(
+        branch_heads(&mirror).expect("heads"),
+        BTreeMap::from([
+            ("feature".to_owned(), feature.clone()),
+            ("main".to_owned(), doomed.clone())
+        ])
+    );
+
+    // Rewrite main (reset --hard + a new commit) and delete feature.
+    upstream.git(&["reset", "--quiet", "--hard", base.as_str()]);
+    let rewritten = upstream.commit("a.txt", b"rewritten", "rewritten");
+    upstream.git(&["branch", "--quiet", "-D", "feature"]);
+    fetch_mirror(&mirror, &upstream.url()).expect("fetch after force push");
+    assert_eq!(
+        branch_heads(&mirror).expect("heads"),
+        BTreeMap::from([("main".to_owned(), rewritten.clone())])
+    );
+    // Only the commit not reachable from the old head is new.
+    assert_eq!(
+        new_commits(&mirror, &rewritten, std::slice::from_ref(&doomed)).expect("walk"),
+        vec![rewritten]
+    );
+    // The objects of the rewritten history are still in the mirror.
+    assert_eq!(read_file_at(&mirror, &doomed, "a.txt").expect("read").as_deref(), Some("doomed"));
+}
+
+#[test]
+fn files_and_directories_at_a_commit() {
+    let upstream = Upstream::new();
+    upstream.commit("tests/test_a.py", b"pass\n", "tests");
+    upstream.commit(".eventide.toml", b"[test]\ncommand = \"true\"\n", "config");
+    upstream.commit("binary.dat", &[0xff, 0xfe, 0x00], "binary");
+    let big = vec![b'x'; MAX_FILE_BYTES + 1];
+    let head = upstream.commit("big.txt", &big, "big");
+    let mirrors = tempfile::tempdir().expect("temp dir");
+    let mirror = mirror_in(&mirrors, &upstream.url());
+    fetch_mirror(&mirror, &upstream.url()).expect("fetch");
+
+    assert_eq!(
+        read_file_at(&mirror, &head, ".eventide.toml").expect("read").as_deref(),
+        Some("[test]\ncommand = \"true\"\n")
+    );
+    assert_eq!(
+        read_file_at(&mirror, &head, "tests/test_a.py").expect("read").as_deref(),
+        Some("pass\n")
+    );
+    assert_eq!(read_file_at(&mirror, &head, "missing.toml").expect("read"), None);
+    assert_eq!(read_file_at(&mirror, &head, "missing/deeper.toml").expect("read"), None);
+    assert_eq!(read_file_at(&mirror, &head, "tests").expect("read"), None);
+    let error = read_file_at(&mirror, &head, "binary.dat").expect_err("not utf-8");
+    assert!(format!("{error:#}").contains("UTF-8"), "{error:#}");
+    let error = read_file_at(&mirror, &head, "big.txt").expect_err("too big");
+    assert!(format!("{error:#}").contains("more than"), "{error:#}");
+}
+
+#[test]
+fn symbolic_links_are_not_read_as_files() {
+    let upstream = Upstream::new();
+    upstream.commit("real.toml", b"x", "real");
+    std::os::unix::fs::symlink("real.toml", upstream.path().join("link.toml")).expect("symlink");
+    upstream.git(&["add", "--all"]);
+    upstream.git(&["commit", "--quiet", "-m", "link"]);
+    let head = upstream.head();
+    let mirrors = tempfile::tempdir().expect("temp dir");
+    let mirror = mirror_in(&mirrors, &upstream.url());
+    fetch_mirror(&mirror, &upstream.url()).expect("fetch");
+    let error = read_file_at(&mirror, &head, "link.toml").expect_err("a link");
+    assert!(format!("{error:#}").contains("symbolic link"), "{error:#}");
+}
+
+#[test]
+fn ensure_commit_fetches_only_when_needed() {
+    let upstream = Upstream::new();
+    let first = upstream.commit("a.txt", b"1", "first");
+    let mirrors = tempfile::tempdir().expect("temp dir");
+    let mirror = mirror_in(&mirrors, &upstream.url());
+
+    ensure_commit(&mirror, &upstream.url(), &first).expect("creates the mirror and fetches");
+    let second = upstream.commit("a.txt", b"2", "second");
+    ensure_commit(&mirror, &upstream.url(), &first).expect("already there");
+    assert!(!has_commit(&mirror, &second), "no fetch happened for a commit it had");
+    ensure_commit(&mirror, &upstream.url(), &second).expect("fetched");
+
+    let unknown = CommitId::try_new(&"a".repeat(40)).expect("commit id");
+    let error = ensure_commit(&mirror, &upstream.url(), &unknown).expect_err("missing");
+    assert_eq!(format!("{error:#}"), format!("commit {unknown} not found in {}", upstream.url()));
+}
+
+#[test]
+fn checkout_writes_the_tree_without_touching_the_mirror() {
+    let upstream = Upstream::new();
+    let first = upstream.commit("src/a.txt", b"one", "first");
+    upstream.commit("src/a.txt", b"two", "second");
+    let mirrors = tempfile::tempdir().expect("temp dir");
+    let mirror = mirror_in(&mirrors, &upstream.url());
+    fetch_mirror(&mirror, &upstream.url()).expect("fetch");
+
+    let workspace = tempfile::tempdir().expect("temp dir");
+    let dest = workspace.path().join("job-1");
+    checkout(&mirror, &first, &dest).expect("checkout");
+    assert_eq!(std::fs::read_to_string(dest.join("src/a.txt")).expect("file"), "one");
+    assert!(!dest.join(".git").exists());
+    assert!(!mirror.join("index").exists(), "checkout must not create an index in the mirror");
+
+    let error = checkout(&mirror, &first, &dest).expect_err("not empty");
+    assert!(format!("{error:#}").contains("not empty"), "{error:#}");
+}
+
+#[test]
+fn an_unreachable_upstream_is_an_error_naming_the_url() {
+    let mirrors = tempfile::tempdir().expect("temp dir");
+    let url = "/does/not/exist/anywhere.git";
+    let mirror = mirror_in(&mirrors, url);
+    let error = fetch_mirror(&mirror, url).expect_err("no such repository");
+    assert!(format!("{error:#}").starts_with(&format!("failed to fetch {url}")), "{error:#}");
+    assert!(branch_heads(&mirror).expect("the empty mirror exists").is_empty());
+}
+
+#[test]
+fn an_interrupted_mirror_directory_is_initialized_in_place() {
+    let upstream = Upstream::new();
+    let head = upstream.commit("a.txt", b"1", "first");
+    let mirrors = tempfile::tempdir().expect("temp dir");
+    let mirror = mirror_in(&mirrors, &upstream.url());
+    std::fs::create_dir_all(&mirror).expect("mkdir");
+    fetch_mirror(&mirror, &upstream.url()).expect("fetch into the empty directory");
+    assert_eq!(branch_heads(&mirror).expect("heads")["main"], head);
+}

@@ -1,0 +1,249 @@
+//! One job on this node: prepare the checkout, run the command, report `Finish`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use eventide_consensus::{Command, CommitId, JobId, Outcome, Reply, TestSummary, Verdict};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::exec::{self, ExecEnd, ExecSpec};
+use super::Runner;
+use crate::dispatcher::rpc::Assignment;
+use crate::repo_config::{self, RepoConfig, CONFIG_FILE};
+use crate::{clock, git, summary};
+
+/// Output kept in the replicated result (the state machine caps it again).
+pub const TAIL_BYTES: usize = 64 * 1024;
+/// Output kept on this node's disk per job.
+pub const LOG_FILE_CAP: u64 = 16 * 1024 * 1024;
+/// Job logs kept on disk; older ones are deleted.
+const LOGS_KEPT: usize = 200;
+
+/// Where a job attempt's output is written on this node.
+pub fn log_path(data_dir: &Path, job: JobId, attempt: u32) -> PathBuf {
+    data_dir.join("logs").join(format!("job-{job}-{attempt}.log"))
+}
+
+/// Runs one assignment to its end and reports it, unless it was silenced.
+pub async fn run(runner: &Runner, assignment: Assignment, cancel: watch::Receiver<bool>) {
+    let context = &runner.context;
+    let data_dir = context.config.data_dir.clone();
+    let started = std::time::Instant::now();
+    let log = log_path(&data_dir, assignment.job, assignment.attempt);
+    let workspace =
+        data_dir.join("work").join(format!("job-{}-{}", assignment.job, assignment.attempt));
+
+    let outcome = match prepare(&data_dir, &assignment, &workspace).await {
+        Err(message) => {
+            let _ = std::fs::write(&log, format!("eventide: {message}\n"));
+            Some(error_outcome(message, started.elapsed()))
+        }
+        Ok(config) => execute(&assignment, &config, &workspace, &log, cancel).await,
+    };
+    let cleanup = workspace.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = std::fs::remove_dir_all(cleanup);
+    })
+    .await;
+    prune_logs(&data_dir);
+
+    let Some(outcome) = outcome else { return };
+    report(runner, &assignment, outcome).await;
+}
+
+/// Fetches the commit into this node's mirror, checks it out into a fresh workspace and
+/// reads its configuration. An error is the message the job's `error` result shows.
+async fn prepare(
+    data_dir: &Path,
+    assignment: &Assignment,
+    workspace: &Path,
+) -> Result<RepoConfig, String> {
+    let mirror = git::mirror_path(&data_dir.join("runner-mirrors"), &assignment.repo_url);
+    let url = assignment.repo_url.clone();
+    let commit: CommitId = assignment.commit.clone();
+    let workspace = workspace.to_owned();
+    let logs = data_dir.join("logs");
+    let result = tokio::task::spawn_blocking(move || -> Result<RepoConfig, String> {
+        std::fs::create_dir_all(&logs).map_err(|e| format!("failed to create the log dir: {e}"))?;
+        if workspace.exists() {
+            std::fs::remove_dir_all(&workspace)
+                .map_err(|e| format!("failed to clear the workspace: {e}"))?;
+        }
+        std::fs::create_dir_all(&workspace)
+            .map_err(|e| format!("failed to create the workspace: {e}"))?;
+        git::ensure_commit(&mirror, &url, &commit).map_err(|e| format!("{e:#}"))?;
+        git::checkout(&mirror, &commit, &workspace)
+            .map_err(|e| format!("checkout failed: {e:#}"))?;
+        let file = match std::fs::read_to_string(workspace.join(CONFIG_FILE)) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("failed to read {CONFIG_FILE}: {e}")),
+        };
+        repo_config::resolve(file.as_deref(), workspace.join("tests").is_dir())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    result.unwrap_or_else(|e| Err(format!("job preparation failed: {e}")))
+}
+
+/// Runs the command; `None` if it was cancelled (no result to report).
+async fn execute(
+    assignment: &Assignment,
+    config: &RepoConfig,
+    workspace: &Path,
+    log: &Path,
+    cancel: watch::Receiver<bool>,
+) -> Option<Outcome> {
+    let spec = ExecSpec {
+        command: config.command.clone(),
+        workdir: workspace.to_owned(),
+        env: job_env(assignment, config, workspace),
+        timeout: config.timeout,
+        log_path: log.to_owned(),
+        tail_bytes: TAIL_BYTES,
+        file_cap_bytes: LOG_FILE_CAP,
+    };
+    let result = match exec::execute(spec, cancel).await {
+        Ok(result) => result,
+        Err(error) => {
+            return Some(error_outcome(
+                format!("failed to start the command: {error}"),
+                Duration::ZERO,
+            ));
+        }
+    };
+    let (verdict, exit_code, message) = match result.end {
+        ExecEnd::Exited(0) => (Verdict::Passed, Some(0), None),
+        ExecEnd::Exited(code) => (Verdict::Failed, Some(code), None),
+        ExecEnd::Signalled(signal) => {
+            (Verdict::Failed, None, Some(format!("the command was killed by signal {signal}")))
+        }
+        ExecEnd::TimedOut => (
+            Verdict::TimedOut,
+            None,
+            Some(format!("timed out after {}s", config.timeout.as_secs())),
+        ),
+        ExecEnd::Cancelled => return None,
+    };
+    tracing::debug!(job_id = %assignment.job, output_bytes = result.output_bytes, "command ended");
+    let summary = test_summary(&result.output_tail, config, workspace);
+    Some(Outcome {
+        verdict,
+        exit_code,
+        duration_ms: u64::try_from(result.duration.as_millis()).unwrap_or(u64::MAX),
+        output_tail: result.output_tail,
+        summary,
+        message,
+    })
+}
+
+/// The job's whole environment: a minimal base, the job's identity and its
+/// configuration. Nothing of the node's own environment (a cluster secret) reaches it.
+fn job_env(
+    assignment: &Assignment,
+    config: &RepoConfig,
+    workspace: &Path,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    for key in ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "TMPDIR"] {
+        if let Ok(value) = std::env::var(key) {
+            env.push((key.to_owned(), value));
+        }
+    }
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
+    }
+    env.push(("CI".into(), "true".into()));
+    env.push(("EVENTIDE_JOB_ID".into(), assignment.job.to_string()));
+    env.push(("EVENTIDE_ATTEMPT".into(), assignment.attempt.to_string()));
+    env.push(("EVENTIDE_COMMIT".into(), assignment.commit.to_string()));
+    env.push(("EVENTIDE_BRANCH".into(), assignment.branch.clone()));
+    env.push(("EVENTIDE_WORKSPACE".into(), workspace.display().to_string()));
+    for (key, value) in &config.env {
+        env.retain(|(k, _)| k != key);
+        env.push((key.clone(), value.clone()));
+    }
+    env
+}
+
+fn test_summary(tail: &str, config: &RepoConfig, workspace: &Path) -> Option<TestSummary> {
+    let mut found = summary::parse_output(tail);
+    for pattern in &config.junit {
+        let full = workspace.join(pattern).display().to_string();
+        let Ok(paths) = glob::glob(&full) else { continue };
+        for path in paths.flatten().take(64) {
+            let Ok(xml) = std::fs::read_to_string(&path) else { continue };
+            match summary::parse_junit(&xml) {
+                Ok(report) => {
+                    summary::merge(found.get_or_insert_with(TestSummary::default), report)
+                }
+                Err(error) => {
+                    warn!(path = %path.display(), error = %error, "unreadable junit report")
+                }
+            }
+        }
+    }
+    found
+}
+
+fn error_outcome(message: String, elapsed: Duration) -> Outcome {
+    Outcome {
+        verdict: Verdict::Error,
+        exit_code: None,
+        duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        output_tail: String::new(),
+        summary: None,
+        message: Some(message),
+    }
+}
+
+/// Submits `Finish` until the cluster accepts or refuses it, or the job is silenced.
+async fn report(runner: &Runner, assignment: &Assignment, outcome: Outcome) {
+    let job = assignment.job;
+    let attempt = assignment.attempt;
+    let verdict = outcome.verdict;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        if runner.silenced(job) {
+            warn!(job_id = %job, attempt, "result not reported: the job was stopped");
+            return;
+        }
+        let command = Command::Finish { job, attempt, outcome: outcome.clone(), at: clock::now() };
+        match runner.context.writer.write(command).await {
+            Ok(Reply::Finished { status, .. }) => {
+                info!(job_id = %job, attempt, status = status.as_str(), "job finished");
+                return;
+            }
+            Ok(Reply::Refused(refusal)) => {
+                warn!(job_id = %job, attempt, verdict = ?verdict, refusal = %refusal, "result refused");
+                return;
+            }
+            Ok(other) => {
+                warn!(job_id = %job, attempt, reply = ?other, "unexpected reply to a result");
+                return;
+            }
+            Err(error) => {
+                warn!(job_id = %job, attempt, error = %error, "result not accepted yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Keeps the newest `LOGS_KEPT` job logs.
+fn prune_logs(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("logs")) else { return };
+    let mut logs: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if logs.len() <= LOGS_KEPT {
+        return;
+    }
+    logs.sort();
+    for (_, path) in &logs[..logs.len() - LOGS_KEPT] {
+        let _ = std::fs::remove_file(path);
+    }
+}
