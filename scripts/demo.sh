@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# A local tour of Eventide: builds the release binary, creates an example repository,
-# starts a 3-node cluster on loopback, shows `status` from every node, kills the leader
-# with kill -9, shows the new leader, restarts the old one, and stops everything it
-# started on exit (Ctrl-C too).
+# A local tour of Eventide: builds the release binary, creates an example repository
+# with Python unittest tests, starts a 3-node cluster on loopback with a runner on every
+# node, makes commits (one of them breaks a test) and shows their results as they land,
+# kills the leader with kill -9, shows the new leader and that testing goes on, prints
+# the results from every node, and stops everything it started on exit (Ctrl-C too).
 #
 #   scripts/demo.sh                 # ports 7801-7803
 #   BASE_PORT=9001 scripts/demo.sh
@@ -54,9 +55,13 @@ class CalcTest(unittest.TestCase):
     def test_add(self):
         self.assertEqual(calc.add(2, 3), 5)
 PY
+commit() {
+  git -C "$repo" -c user.name=demo -c user.email=demo@example.invalid add -A
+  git -C "$repo" -c user.name=demo -c user.email=demo@example.invalid commit -qm "$1"
+  echo "committed $(git -C "$repo" rev-parse --short=8 HEAD): $1"
+}
 git -C "$repo" init -q -b main
-git -C "$repo" -c user.name=demo -c user.email=demo@example.invalid add -A
-git -C "$repo" -c user.name=demo -c user.email=demo@example.invalid commit -qm "calc with a test"
+commit "calc with a test"
 echo "repository: $repo"
 
 start() {
@@ -103,6 +108,36 @@ until "$bin" repo list --node "$(addr 2)" | grep -q "$repo"; do
 done
 "$bin" repo list --node "$(addr 2)"
 
+# Waits until node $1 lists $2 jobs, all final, then prints them.
+results_when_done() {
+  local node=$1 count=$2 deadline=$((SECONDS + 60))
+  until "$bin" results --node "$(addr "$node")" --json --limit 1000 2>/dev/null | python3 -c '
+import json, sys
+jobs = json.load(sys.stdin)
+done = [j for j in jobs if j["state"] not in ("queued", "running")]
+sys.exit(0 if len(jobs) >= int(sys.argv[1]) and len(done) == len(jobs) else 1)' "$count"; do
+    ((SECONDS < deadline)) || { echo "error: $count results did not arrive; logs are in $work" >&2; exit 1; }
+    sleep 0.1
+  done
+  "$bin" results --node "$(addr "$node")"
+}
+
+step "the first commit is tested by some runner"
+results_when_done 2 1
+
+step "installing a post-commit hook so that commits are tested at once"
+"$bin" hook install "$repo" --node "$(addr 3)"
+
+step "a commit that breaks a test, then one that fixes it"
+sed -i 's/return a + b/return a - b/' "$repo/calc.py"
+commit "break add"
+sed -i 's/return a - b/return a + b/' "$repo/calc.py"
+commit "fix add"
+results_when_done 3 3
+failed=$("$bin" results --node "$(addr 1)" --state failed --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+step "the log of the failed job $failed (served through n1, wherever it ran)"
+"$bin" log "$failed" --node "$(addr 1)" | tail -n 12
+
 victim=${leader#n}
 survivor=$((victim % 3 + 1))
 step "kill -9 the leader ($leader)"
@@ -118,6 +153,12 @@ until "$bin" status --node "$(addr "$survivor")" --json | grep -q '"alive": fals
 done
 "$bin" status --node "$(addr "$survivor")"
 
+step "testing goes on under the new leader"
+echo "# more" >>"$repo/README.md"
+commit "add a readme"
+"$bin" notify --node "$(addr "$survivor")"
+results_when_done "$survivor" 4
+
 step "restarting $leader with its data dir: it rejoins as a follower"
 start "$victim"
 deadline=$((SECONDS + 30))
@@ -128,6 +169,12 @@ done
 for i in 1 2 3; do
   echo "--- asked of n$i"
   "$bin" status --node "$(addr "$i")" | head -2
+done
+
+step "results, asked of every node"
+for i in 1 2 3; do
+  echo "--- n$i"
+  results_when_done "$i" 4
 done
 
 step "done; stopping the cluster"

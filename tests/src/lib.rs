@@ -166,6 +166,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     options: Options,
     dir: TempDir,
+    /// Node ids by index, as learned by [`Cluster::learn_ids`].
+    ids: Mutex<Vec<Option<String>>>,
 }
 
 impl Cluster {
@@ -173,7 +175,7 @@ impl Cluster {
     pub fn start(count: usize, options: Options) -> Cluster {
         let dir = tempfile::Builder::new().prefix("eventide-e2e-").tempdir().expect("temp dir");
         let addrs: Vec<SocketAddr> = (0..count).map(|_| free_addr()).collect();
-        let mut cluster = Cluster { nodes: Vec::new(), options, dir };
+        let mut cluster = Cluster { nodes: Vec::new(), options, dir, ids: Mutex::new(Vec::new()) };
         for (index, addr) in addrs.iter().enumerate() {
             let seeds: Vec<SocketAddr> = addrs.iter().copied().filter(|a| a != addr).collect();
             cluster.add_node(&format!("n{}", index + 1), *addr, &seeds);
@@ -235,6 +237,30 @@ impl Cluster {
             }
             assert!(Instant::now() < deadline, "{} did not stop after SIGTERM", node.name);
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `signal` (e.g. "STOP", "CONT") to a running node.
+    pub fn signal(&self, index: usize, signal: &str) {
+        let pid = self.nodes[index].pid().expect("node is running");
+        let sent = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+        assert!(sent.is_ok_and(|s| s.success()), "failed to send SIG{signal}");
+    }
+
+    /// The index of the node whose id is `id`, whether it answers or not (from the ids
+    /// nodes reported while they answered).
+    pub fn index_by_id(&self, id: &str) -> Option<usize> {
+        self.ids.lock().expect("ids").iter().position(|known| known.as_deref() == Some(id))
+    }
+
+    /// Records every running node's id, so that later a dead node can still be named.
+    pub fn learn_ids(&self) {
+        let mut ids = self.ids.lock().expect("ids");
+        ids.resize(self.nodes.len(), None);
+        for (index, node) in self.nodes.iter().enumerate() {
+            if ids[index].is_none() && node.is_running() {
+                ids[index] = node.id();
+            }
         }
     }
 

@@ -3,9 +3,10 @@
 
 use super::{
     Attempt, Cursor, Job, JobResult, JobStatus, Limits, Repo, State, Trigger,
-    MAX_COMMITS_PER_OBSERVE, MAX_LABELS, MAX_NAME_BYTES,
+    MAX_COMMITS_PER_OBSERVE, MAX_FAILING_NAMES, MAX_LABELS, MAX_MESSAGE_BYTES, MAX_NAME_BYTES,
+    MAX_REASON_BYTES,
 };
-use crate::command::{Command, Observe, Outcome, Refusal, Reply};
+use crate::command::{Command, Observe, Outcome, Refusal, Reply, TestSummary};
 use crate::types::{CommitId, JobId, NodeId, RepoId, Timestamp};
 
 impl State {
@@ -157,6 +158,7 @@ impl State {
         if job.status != JobStatus::Running {
             return Err(Refusal::NotRunning { job: id, status: job.status });
         }
+        let reason = head_of(reason, MAX_REASON_BYTES);
         let note = format!("requeued: {reason}");
         let max_attempts = self.data.limits.max_attempts;
         if attempt >= max_attempts {
@@ -202,8 +204,8 @@ impl State {
             duration_ms: outcome.duration_ms,
             output_tail: tail_of(&outcome.output_tail, tail_limit).to_owned(),
             output_pruned: false,
-            summary: outcome.summary.clone(),
-            message: outcome.message.clone(),
+            summary: outcome.summary.as_ref().map(capped_summary),
+            message: outcome.message.as_deref().map(|m| head_of(m, MAX_MESSAGE_BYTES).to_owned()),
             finished_at: at,
         });
         Ok(Reply::Finished { job: id, status })
@@ -227,6 +229,7 @@ impl State {
     }
 
     fn cancel(&mut self, id: JobId, reason: &str, at: Timestamp) -> Result<Reply, Refusal> {
+        let reason = head_of(reason, MAX_REASON_BYTES);
         let job = self.data.jobs.get(&id).ok_or(Refusal::UnknownJob { job: id })?;
         if job.status.is_final() {
             return Err(Refusal::AlreadyFinal { job: id, status: job.status });
@@ -380,6 +383,31 @@ fn check_labels(labels: &[String]) -> Result<(), Refusal> {
         return Err(invalid(format!("more than {MAX_LABELS} labels")));
     }
     labels.iter().try_for_each(|label| check_name("label", label))
+}
+
+/// The first `limit` bytes of `text`, ending on a character boundary.
+pub(crate) fn head_of(text: &str, limit: usize) -> &str {
+    if text.len() <= limit {
+        return text;
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// A summary within [`MAX_FAILING_NAMES`] names of at most [`MAX_NAME_BYTES`] bytes.
+fn capped_summary(summary: &TestSummary) -> TestSummary {
+    TestSummary {
+        failing: summary
+            .failing
+            .iter()
+            .take(MAX_FAILING_NAMES)
+            .map(|name| head_of(name, MAX_NAME_BYTES).to_owned())
+            .collect(),
+        ..summary.clone()
+    }
 }
 
 /// The last `limit` bytes of `text`, starting on a character boundary.

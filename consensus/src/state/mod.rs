@@ -73,6 +73,12 @@ pub const MAX_COMMITS_PER_OBSERVE: usize = 10_000;
 pub const MAX_NAME_BYTES: usize = 4096;
 /// The most labels a job may require.
 pub const MAX_LABELS: usize = 64;
+/// The longest message kept with a result (why a job could not run).
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+/// The longest reason kept for a requeue or a cancel.
+pub const MAX_REASON_BYTES: usize = 1024;
+/// The most failing test names kept with a result; longer lists are cut.
+pub const MAX_FAILING_NAMES: usize = 100;
 
 /// The replicated data: exactly what a snapshot holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,10 @@ use std::collections::BTreeSet;
 
 use super::*;
 use crate::command::TestSummary;
-use crate::state::{Attempt, JobFilter, JobResult, JobStatus, QueueCounts, Trigger};
+use crate::state::{
+    Attempt, JobFilter, JobResult, JobStatus, QueueCounts, Trigger, MAX_FAILING_NAMES,
+    MAX_MESSAGE_BYTES, MAX_REASON_BYTES,
+};
 
 fn status(state: &State, job: u64) -> Option<JobStatus> {
     state.job(JobId(job)).map(|job| job.status)
@@ -386,4 +389,34 @@ fn rerun_is_refused_for_an_unknown_repository_or_invalid_input() {
     for (command, refusal) in cases {
         assert_refused(&mut state, command, refusal);
     }
+}
+
+#[test]
+fn messages_reasons_and_failing_names_are_capped() {
+    let mut state = repo_with_jobs(2);
+    let runner = NodeId(7);
+    apply_ok(&mut state, assign(1, runner, 1));
+    let mut long = outcome(Verdict::Error, "");
+    long.message = Some("é".repeat(MAX_MESSAGE_BYTES));
+    long.summary = Some(TestSummary {
+        passed: 0,
+        failed: 500,
+        skipped: 0,
+        failing: (0..500).map(|i| format!("test_{i}")).collect(),
+    });
+    apply_ok(&mut state, finish_with(1, 1, long));
+    let kept = result(&state, 1);
+    let message = kept.message.expect("message kept");
+    assert!(message.len() <= MAX_MESSAGE_BYTES && message.len() > MAX_MESSAGE_BYTES - 2);
+    let summary = kept.summary.expect("summary kept");
+    assert_eq!(summary.failing.len(), MAX_FAILING_NAMES);
+    assert_eq!(summary.failed, 500, "counts are kept whole");
+
+    apply_ok(&mut state, assign(2, runner, 1));
+    let reason = "x".repeat(10 * MAX_REASON_BYTES);
+    let command = Command::Requeue { job: JobId(2), attempt: 1, reason, at: Timestamp(9) };
+    apply_ok(&mut state, command);
+    let job = state.job(JobId(2)).expect("job");
+    let note = job.attempts[0].note.as_deref().expect("note");
+    assert_eq!(note.len(), "requeued: ".len() + MAX_REASON_BYTES);
 }
