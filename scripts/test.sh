@@ -13,4 +13,7 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
+# The end-to-end tests start the eventide-node binary itself; nextest builds only test
+# targets, so build the binary first.
+cargo build -p eventide-node --locked
 cargo nextest run --workspace --locked "$@"
