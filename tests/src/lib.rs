@@ -155,6 +155,14 @@ pub struct Options {
     pub extra: Vec<String>,
 }
 
+impl Options {
+    /// Nodes that watch the repository at `url` and poll it every 200 ms.
+    pub fn watching(url: String) -> Options {
+        let extra = vec!["--repo".into(), url, "--poll-interval".into(), "200ms".into()];
+        Options { extra, ..Options::default() }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options { bootstrap_expect: 3, extra: Vec::new() }

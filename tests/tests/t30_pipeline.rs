@@ -8,11 +8,7 @@ use eventide_tests::{http, is_final, wait_for_final_jobs, wait_until, Cluster, O
 use serde_json::Value;
 
 fn pipeline(repo: &GitRepo, nodes: usize) -> Cluster {
-    let options = Options {
-        extra: vec!["--repo".into(), repo.url(), "--poll-interval".into(), "200ms".into()],
-        ..Options::default()
-    };
-    Cluster::start(nodes, options)
+    Cluster::start(nodes, Options::watching(repo.url()))
 }
 
 fn job_for<'a>(jobs: &'a [Value], commit: &str) -> &'a Value {

@@ -8,11 +8,7 @@ use eventide_tests::{wait_until, Cluster, Options, DEADLINE};
 use serde_json::Value;
 
 fn pipeline(repo: &GitRepo) -> Cluster {
-    let options = Options {
-        extra: vec!["--repo".into(), repo.url(), "--poll-interval".into(), "200ms".into()],
-        ..Options::default()
-    };
-    Cluster::start(3, options)
+    Cluster::start(3, Options::watching(repo.url()))
 }
 
 /// Waits until the only job is running; returns its id and its runner's node index.

@@ -9,11 +9,7 @@ use eventide_tests::{cli, wait_for_final_jobs, wait_until, Cluster, Options, DEA
 use serde_json::Value;
 
 fn pipeline(repo: &GitRepo) -> Cluster {
-    let options = Options {
-        extra: vec!["--repo".into(), repo.url(), "--poll-interval".into(), "200ms".into()],
-        ..Options::default()
-    };
-    Cluster::start(3, options)
+    Cluster::start(3, Options::watching(repo.url()))
 }
 
 /// Jobs per commit, from one node.
