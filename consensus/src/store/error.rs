@@ -45,6 +45,8 @@ pub enum StoreError {
         #[source]
         source: CodecError,
     },
+    #[error("the store was closed before its writes were flushed")]
+    ClosedBeforeFlush,
     #[error("log key {key:?} is not a log index")]
     BadLogKey { key: Vec<u8> },
     #[error("log key {key} holds the entry for index {index}")]

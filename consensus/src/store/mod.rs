@@ -4,6 +4,8 @@
 //! - `open`: opens the database and returns the two halves openraft needs.
 //! - `keys`: the tree names and key layout, defined once.
 //! - `log`: [`LogStore`], openraft's `RaftLogStorage` (log, vote, committed pointer).
+//! - `group_commit`: the flusher that makes the log store's writes durable, one flush for
+//!   every write waiting.
 //! - `state_machine`: [`StateMachineStore`], openraft's `RaftStateMachine` over the
 //!   in-memory [`State`](crate::state::State), and the read API the node uses.
 //! - `snapshot`: the current snapshot in sled and the format of its data.
@@ -21,6 +23,7 @@
 //! version.
 
 mod error;
+mod group_commit;
 mod keys;
 mod log;
 mod open;
