@@ -374,7 +374,7 @@ else
 fi
 echo "eventide: $("$BIN" --version) ($BIN, $SOURCE); python3 for jobs: $PY_EXE ($("$PY_EXE" --version 2>&1)); $(git --version)"
 probe machine-load --label "before the run"
-echo "timing: from just before \`git commit\` (hooks included) to the first poll answer showing the result; (a) polls every 20 ms, (c) every 10 ms"
+echo "timing: from just before \`git commit\` (hooks included) to the first poll answer showing the result; (a) polls every 20 ms, (b) every 20 ms (Eventide) / 250 ms (Buildbot, 3 REST queries a look), (c) every 10 ms"
 echo
 
 run_eventide_pipeline
