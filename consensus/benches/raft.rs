@@ -1,6 +1,7 @@
 //! Raft throughput and commit latency: 3 nodes in this process, each with a real sled
 //! store, talking HTTP over loopback. Proposers write `Finish` commands (the largest
-//! command a busy cluster commits, here with a 4 KiB output tail) through the leader.
+//! command a busy cluster commits, here with a 4 KiB output tail) through the leader's
+//! `Writer`, as the node does: concurrent writes are batched into shared entries.
 //!
 //! Run with `scripts/bench/raft.sh` (or `cargo bench -p eventide-consensus --bench raft`).
 //! Environment: `BENCH_COMMANDS` (per configuration, default 20000),
@@ -9,8 +10,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use eventide_consensus::network::Writer;
 use eventide_consensus::testing::{commit_for_test, start_cluster_for_test};
-use eventide_consensus::types::Raft;
 use eventide_consensus::{
     Command, JobId, NodeId, Observe, ObservedCommit, Outcome, RaftTiming, Reply, Timestamp, Verdict,
 };
@@ -40,32 +41,35 @@ async fn run(commands: u64, proposers: &[usize]) {
     let (nodes, leader_id) = start_cluster_for_test(3, config).await;
     let leader = nodes.iter().find(|n| n.id == leader_id).expect("leader is a member");
     let raft = leader.raft.clone();
+    let writer = Writer::new(raft.clone(), Duration::from_secs(10)).expect("http client");
 
     let total = commands * proposers.len() as u64;
-    let first_job = prepare_running_jobs(&raft, leader_id, total).await;
+    let first_job = prepare_running_jobs(&writer, leader_id, total).await;
     println!(
         "3 nodes, sled stores, HTTP on loopback; Finish commands with a {} KiB output tail",
         OUTPUT_TAIL_BYTES / 1024
     );
     println!(
-        "{:>10} {:>9} {:>12} {:>10} {:>10} {:>10} {:>10}",
-        "proposers", "commands", "commands/s", "min ms", "median ms", "p99 ms", "max ms"
+        "{:>10} {:>9} {:>12} {:>8} {:>10} {:>10} {:>10} {:>10}",
+        "proposers", "commands", "commands/s", "entries", "min ms", "median ms", "p99 ms", "max ms"
     );
     let mut next_job = first_job;
     for &concurrency in proposers {
         let jobs: Vec<u64> = (next_job..next_job + commands).collect();
         next_job += commands;
+        let first_index = leader.last_applied_index();
         let started = Instant::now();
-        let mut latencies = propose_finishes(&raft, jobs, concurrency).await;
+        let mut latencies = propose_finishes(&writer, jobs, concurrency).await;
         let elapsed = started.elapsed();
         latencies.sort();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
         println!(
-            "{:>10} {:>9} {:>12.0} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
+            "{:>10} {:>9} {:>12.0} {:>8} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
             concurrency,
             commands,
             commands as f64 / elapsed.as_secs_f64(),
+            leader.last_applied_index() - first_index,
             ms(latencies[0]),
             ms(at(0.5)),
             ms(at(0.99)),
@@ -79,9 +83,9 @@ async fn run(commands: u64, proposers: &[usize]) {
 
 /// Queues and assigns `count` jobs, so that each can take one `Finish`; returns the
 /// first job id.
-async fn prepare_running_jobs(raft: &Raft, runner: NodeId, count: u64) -> u64 {
+async fn prepare_running_jobs(writer: &Writer, runner: NodeId, count: u64) -> u64 {
     let Reply::RepoAdded { repo } =
-        write(raft, Command::AddRepo { url: "file:///srv/bench.git".into(), at: Timestamp(0) })
+        write(writer, Command::AddRepo { url: "file:///srv/bench.git".into(), at: Timestamp(0) })
             .await
     else {
         panic!("repository not added");
@@ -104,7 +108,7 @@ async fn prepare_running_jobs(raft: &Raft, runner: NodeId, count: u64) -> u64 {
             skipped: Vec::new(),
             at: Timestamp(1),
         };
-        let Reply::Observed { jobs } = write(raft, Command::Observe(observe)).await else {
+        let Reply::Observed { jobs } = write(writer, Command::Observe(observe)).await else {
             panic!("commits not observed");
         };
         first.get_or_insert(jobs[0].0);
@@ -114,13 +118,13 @@ async fn prepare_running_jobs(raft: &Raft, runner: NodeId, count: u64) -> u64 {
     let assigns: Vec<u64> = (first..first + count).collect();
     let mut tasks = tokio::task::JoinSet::new();
     for chunk in assigns.chunks(assigns.len().div_ceil(64)) {
-        let raft = raft.clone();
+        let writer = writer.clone();
         let chunk = chunk.to_vec();
         tasks.spawn(async move {
             for job in chunk {
                 let command =
                     Command::Assign { job: JobId(job), runner, attempt: 1, at: Timestamp(2) };
-                write(&raft, command).await;
+                write(&writer, command).await;
             }
         });
     }
@@ -131,7 +135,7 @@ async fn prepare_running_jobs(raft: &Raft, runner: NodeId, count: u64) -> u64 {
 }
 
 /// Sends one `Finish` per job from `concurrency` proposers; returns each commit latency.
-async fn propose_finishes(raft: &Raft, jobs: Vec<u64>, concurrency: usize) -> Vec<Duration> {
+async fn propose_finishes(writer: &Writer, jobs: Vec<u64>, concurrency: usize) -> Vec<Duration> {
     let tail: String = "test_example (tests.test_app.AppTest) ... ok\n"
         .chars()
         .cycle()
@@ -140,7 +144,7 @@ async fn propose_finishes(raft: &Raft, jobs: Vec<u64>, concurrency: usize) -> Ve
     let queue = Arc::new(std::sync::Mutex::new(jobs));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
-        let raft = raft.clone();
+        let writer = writer.clone();
         let queue = queue.clone();
         let tail = tail.clone();
         tasks.spawn(async move {
@@ -158,7 +162,7 @@ async fn propose_finishes(raft: &Raft, jobs: Vec<u64>, concurrency: usize) -> Ve
                 let command =
                     Command::Finish { job: JobId(job), attempt: 1, outcome, at: Timestamp(3) };
                 let started = Instant::now();
-                write(&raft, command).await;
+                write(&writer, command).await;
                 latencies.push(started.elapsed());
             }
             latencies
@@ -171,10 +175,10 @@ async fn propose_finishes(raft: &Raft, jobs: Vec<u64>, concurrency: usize) -> Ve
     all
 }
 
-async fn write(raft: &Raft, command: Command) -> Reply {
-    let response = raft.client_write(command).await.expect("write through the leader");
-    assert!(response.data.refusal().is_none(), "refused: {:?}", response.data);
-    response.data
+async fn write(writer: &Writer, command: Command) -> Reply {
+    let reply = writer.write(command).await.expect("write through the leader");
+    assert!(reply.refusal().is_none(), "refused: {reply:?}");
+    reply
 }
 
 fn machine() -> String {

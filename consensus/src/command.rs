@@ -39,6 +39,49 @@ pub enum Command {
     Cancel { job: JobId, reason: String, at: Timestamp },
     /// Change the limits the state machine enforces.
     SetLimits { limits: Limits },
+    /// Several commands proposed together as one log entry, so that one disk flush and
+    /// one replication round commit all of them. Applied in order, each exactly as if
+    /// it were its own entry, with its own reply in [`Reply::Batch`]. A batch inside a
+    /// batch is refused (only that inner command).
+    Batch(Vec<Command>),
+}
+
+impl Command {
+    /// A cheap upper estimate of the command's encoded size in bytes, so that a
+    /// proposer can keep batches well under the codec's message limit.
+    pub fn approximate_size(&self) -> usize {
+        const FIXED: usize = 64;
+        let strings = |items: &[String]| items.iter().map(|s| s.len() + 8).sum::<usize>();
+        FIXED
+            + match self {
+                Command::AddRepo { url, .. } => url.len(),
+                Command::RemoveRepo { .. } | Command::Assign { .. } | Command::SetLimits { .. } => {
+                    0
+                }
+                Command::Observe(observe) => {
+                    observe.branch.len()
+                        + 2 * observe.new_head.as_str().len()
+                        + observe
+                            .commits
+                            .iter()
+                            .map(|c| c.commit.as_str().len() + 16 + strings(&c.labels))
+                            .sum::<usize>()
+                        + observe.skipped.iter().map(|c| c.as_str().len() + 8).sum::<usize>()
+                }
+                Command::Requeue { reason, .. } | Command::Cancel { reason, .. } => reason.len(),
+                Command::Finish { outcome, .. } => {
+                    outcome.output_tail.len()
+                        + outcome.message.as_ref().map_or(0, String::len)
+                        + outcome.summary.as_ref().map_or(0, |s| strings(&s.failing))
+                }
+                Command::Rerun { branch, commit, labels, .. } => {
+                    branch.len() + commit.as_str().len() + strings(labels)
+                }
+                Command::Batch(commands) => {
+                    commands.iter().map(Command::approximate_size).sum::<usize>()
+                }
+            }
+    }
 }
 
 /// The observer's report of a moved branch head.
@@ -155,6 +198,8 @@ pub enum Reply {
         job: JobId,
     },
     LimitsSet,
+    /// One reply per command of a [`Command::Batch`], in order.
+    Batch(Vec<Reply>),
     Refused(Refusal),
 }
 

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use eventide_consensus::network::Writer;
 use eventide_consensus::testing::{
     commit_for_test as commit, start_cluster_for_test, LocalNode, DEADLINE,
 };
@@ -131,6 +132,65 @@ async fn three_nodes_replicate_fail_over_and_catch_up_a_learner() {
     }
 
     learner.kill().await;
+    for node in nodes {
+        node.kill().await;
+    }
+}
+
+/// Concurrent writes through a `Writer` share log entries (group commit), and each
+/// writer still gets exactly its own reply, on the leader and through a follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_entries_and_each_gets_its_own_reply() {
+    const WRITERS: u64 = 64;
+    let (nodes, leader_id) = start_cluster_for_test(3, test_config()).await;
+    let leader = nodes.iter().find(|n| n.id == leader_id).expect("leader is a member");
+    let follower = nodes.iter().find(|n| n.id != leader_id).expect("a follower");
+    let Reply::RepoAdded { repo } =
+        write(&leader.raft, Command::AddRepo { url: "file:///srv/a.git".into(), at: Timestamp(0) })
+            .await
+    else {
+        panic!("repository not added");
+    };
+    let observe = Observe {
+        repo,
+        branch: "main".into(),
+        expected_head: None,
+        new_head: commit(2 * WRITERS),
+        commits: (1..=2 * WRITERS)
+            .map(|n| ObservedCommit { commit: commit(n), labels: Vec::new() })
+            .collect(),
+        skipped: Vec::new(),
+        at: Timestamp(1),
+    };
+    write(&leader.raft, Command::Observe(observe)).await;
+
+    for (node, first_job) in [(leader, 1), (follower, 1 + WRITERS)] {
+        let writer = Writer::new(node.raft.clone(), DEADLINE).expect("http client");
+        let before = leader.last_applied_index();
+        let mut tasks = tokio::task::JoinSet::new();
+        for job in first_job..first_job + WRITERS {
+            let writer = writer.clone();
+            tasks.spawn(async move {
+                let command = Command::Assign {
+                    job: JobId(job),
+                    runner: NodeId(9),
+                    attempt: 1,
+                    at: Timestamp(2),
+                };
+                (job, writer.write(command).await)
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let (job, reply) = done.expect("writer task");
+            assert_eq!(reply, Ok(Reply::Assigned { job: JobId(job), attempt: 1 }), "job {job}");
+        }
+        let entries = leader.last_applied_index() - before;
+        assert!(
+            entries < WRITERS,
+            "{WRITERS} concurrent writes through node {} took {entries} entries: not batched",
+            node.id
+        );
+    }
     for node in nodes {
         node.kill().await;
     }

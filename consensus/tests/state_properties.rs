@@ -13,7 +13,7 @@ use eventide_consensus::codec;
 use eventide_consensus::state::JobResult;
 use eventide_consensus::{
     Command, CommitId, JobFilter, JobId, JobStatus, Limits, NodeId, Observe, ObservedCommit,
-    Outcome, Reply, RepoId, State, Timestamp, Verdict,
+    Outcome, Refusal, Reply, RepoId, State, Timestamp, Verdict,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -570,8 +570,66 @@ fn check_replicas_stay_identical(steps: &[Step]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// A replica that receives the log's commands grouped into `Batch` entries (cut at
+/// `cuts`, with a nested batch slipped into some of them) ends byte-identical to one
+/// that applied them one entry each, and answers each command alike; the nested batch
+/// alone is refused and changes nothing.
+fn check_batches_apply_like_single_entries(
+    steps: &[Step],
+    cuts: &[usize],
+) -> Result<(), TestCaseError> {
+    let mut single = State::default();
+    let mut commands = Vec::new();
+    let mut replies = Vec::new();
+    for (index, step) in steps.iter().enumerate() {
+        let command = bind(step, &single, index);
+        replies.push(single.apply(&command));
+        commands.push(command);
+    }
+    let mut batched = State::default();
+    let mut batched_replies = Vec::new();
+    let mut rest = &commands[..];
+    for (round, &cut) in cuts.iter().cycle().enumerate() {
+        if rest.is_empty() {
+            break;
+        }
+        let (batch, tail) = rest.split_at(cut.clamp(1, rest.len()));
+        rest = tail;
+        let nested = round % 3 == 1;
+        let mut entry = batch.to_vec();
+        if nested {
+            entry.insert(0, Command::Batch(batch.to_vec()));
+        }
+        let Reply::Batch(mut answers) = batched.apply(&Command::Batch(entry)) else {
+            return Err(TestCaseError::fail("a batch must get Reply::Batch"));
+        };
+        if nested {
+            let refusal = answers.remove(0);
+            prop_assert!(
+                matches!(refusal.refusal(), Some(Refusal::Invalid { .. })),
+                "nested batch answered {:?}",
+                refusal
+            );
+        }
+        prop_assert_eq!(answers.len(), batch.len());
+        batched_replies.extend(answers);
+    }
+    prop_assert_eq!(batched_replies, replies);
+    prop_assert_eq!(encoded(&batched), encoded(&single));
+    prop_assert_eq!(index_views(&batched), index_views(&single));
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(config())]
+
+    #[test]
+    fn batches_apply_like_single_entries(
+        steps in steps(),
+        cuts in proptest::collection::vec(1usize..8, 1..6),
+    ) {
+        check_batches_apply_like_single_entries(&steps, &cuts)?;
+    }
 
     #[test]
     fn a_job_has_at_most_one_final_result(steps in steps()) {

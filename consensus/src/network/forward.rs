@@ -14,6 +14,7 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, instrument};
 
+use super::batch::{Local, Proposer};
 use super::server::{decode_request, encode_reply};
 use super::{CODEC_CONTENT_TYPE, WRITE_PATH};
 use crate::codec;
@@ -33,31 +34,10 @@ pub enum WriteError {
     Raft { reason: String },
 }
 
-/// What the local Raft node made of a write.
-enum Local {
-    Applied(Reply),
-    Forward(NodeId, NodeInfo),
-    NoLeader,
-    Failed(String),
-}
-
-async fn write_local(raft: &Raft, command: Command) -> Local {
-    match raft.client_write(command).await {
-        Ok(response) => Local::Applied(response.data),
-        Err(error) => match error.forward_to_leader() {
-            Some(forward) => match (forward.leader_id, forward.leader_node.clone()) {
-                (Some(id), Some(node)) => Local::Forward(id, node),
-                _ => Local::NoLeader,
-            },
-            None => Local::Failed(error.to_string()),
-        },
-    }
-}
-
 /// Proposes commands through the local node, forwarding to the leader when needed.
 #[derive(Clone)]
 pub struct Writer {
-    raft: Raft,
+    proposer: Proposer,
     client: reqwest::Client,
     /// How long a write waits for a leader (an election in progress) before giving up.
     leader_wait: Duration,
@@ -79,14 +59,14 @@ impl Writer {
             .connect_timeout(Duration::from_secs(1))
             .pool_max_idle_per_host(0)
             .build()?;
-        Ok(Writer { raft, client, leader_wait })
+        Ok(Writer { proposer: Proposer::new(raft), client, leader_wait })
     }
 
     /// Commits `command` through the leader and returns the state machine's reply.
     pub async fn write(&self, command: Command) -> Result<Reply, WriteError> {
         let deadline = Instant::now() + self.leader_wait;
         loop {
-            let error = match write_local(&self.raft, command.clone()).await {
+            let error = match self.proposer.propose(command.clone()).await {
                 Local::Applied(reply) => return Ok(reply),
                 Local::Failed(reason) => return Err(WriteError::Raft { reason }),
                 Local::NoLeader => WriteError::NoLeader,
@@ -150,12 +130,12 @@ impl Writer {
 
 /// Handles a write forwarded by another node: applies it here if this node leads.
 #[instrument(level = "debug", skip_all)]
-pub(super) async fn write(State(raft): State<Raft>, body: Bytes) -> Response {
+pub(super) async fn write(State(proposer): State<Proposer>, body: Bytes) -> Response {
     let command: Command = match decode_request(WRITE_PATH, &body) {
         Ok(command) => command,
         Err(response) => return response,
     };
-    let reply = match write_local(&raft, command).await {
+    let reply = match proposer.propose(command).await {
         Local::Applied(reply) => Ok(reply),
         Local::Forward(leader, _) => Err(WriteError::NotLeader { leader: Some(leader) }),
         Local::NoLeader => Err(WriteError::NotLeader { leader: None }),

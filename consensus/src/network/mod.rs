@@ -1,6 +1,7 @@
 //! Raft RPC over HTTP: `client` is openraft's `RaftNetworkFactory` (what a node uses to
 //! reach its peers), `server` is the axum routes a node mounts to answer them, and
-//! `forward` lets any node accept a write by forwarding it to the leader.
+//! `forward` lets any node accept a write by forwarding it to the leader, and `batch`
+//! proposes concurrent writes together as one entry (group commit).
 //!
 //! Bodies are codec-encoded (versioned, size-limited bincode). A response body is the
 //! encoded `Result<Response, RaftError>` of the call on the remote node, so a remote
@@ -12,10 +13,12 @@
 //!  openraft (follower) <── raft.append_entries(req) <── server::append ── codec::decode
 //! ```
 
+mod batch;
 mod client;
 mod forward;
 mod server;
 
+pub use batch::{Proposer, MAX_BATCH_BYTES, MAX_BATCH_COMMANDS, MAX_IN_FLIGHT};
 pub use client::{HttpConnection, HttpNetwork};
 pub use forward::{WriteError, Writer};
 pub use server::raft_routes;

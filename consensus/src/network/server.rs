@@ -11,20 +11,26 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::{instrument, warn};
 
+use super::batch::Proposer;
 use super::{forward, APPEND_PATH, CODEC_CONTENT_TYPE, SNAPSHOT_PATH, VOTE_PATH, WRITE_PATH};
 use crate::codec::{self, MESSAGE_LIMIT};
 use crate::types::{AppendEntriesRequest, InstallSnapshotRequest, Raft, VoteRequest};
 
 /// The routes a node mounts to take part in Raft and to accept forwarded writes. Bodies larger than the codec's message
 /// limit are refused with 413 before they are read whole.
+/// Forwarded writes are batched by a [`Proposer`] of their own (started here, so this
+/// must run inside a tokio runtime).
 pub fn raft_routes(raft: Raft) -> Router {
+    let writes = Router::new()
+        .route(WRITE_PATH, post(forward::write))
+        .with_state(Proposer::new(raft.clone()));
     Router::new()
         .route(APPEND_PATH, post(append))
         .route(VOTE_PATH, post(vote))
         .route(SNAPSHOT_PATH, post(snapshot))
-        .route(WRITE_PATH, post(forward::write))
-        .layer(DefaultBodyLimit::max(MESSAGE_LIMIT + 1))
         .with_state(raft)
+        .merge(writes)
+        .layer(DefaultBodyLimit::max(MESSAGE_LIMIT + 1))
 }
 
 #[instrument(level = "trace", skip_all)]

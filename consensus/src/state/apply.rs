@@ -31,8 +31,24 @@ impl State {
             }
             Command::Cancel { job, reason, at } => self.cancel(*job, reason, *at),
             Command::SetLimits { limits } => self.set_limits(limits),
+            Command::Batch(commands) => Ok(self.apply_batch(commands)),
         };
         result.unwrap_or_else(Reply::Refused)
+    }
+
+    /// Each command of a batch applies exactly as its own entry would; a nested batch is
+    /// refused on its own, so a batch stays one level deep.
+    fn apply_batch(&mut self, commands: &[Command]) -> Reply {
+        let replies = commands
+            .iter()
+            .map(|command| match command {
+                Command::Batch(_) => Reply::Refused(Refusal::Invalid {
+                    reason: "a batch cannot contain a batch".into(),
+                }),
+                single => self.apply(single),
+            })
+            .collect();
+        Reply::Batch(replies)
     }
 
     fn add_repo(&mut self, url: &str, at: Timestamp) -> Result<Reply, Refusal> {

@@ -4,6 +4,7 @@
 //! the exact [`Reply`] and the jobs, cursors and queues that result. A refusal is always
 //! checked to leave the state equal to what it was.
 
+mod batch_test;
 mod job_test;
 mod limits_test;
 mod query_test;
