@@ -8,10 +8,13 @@ use openraft::{Config, SnapshotPolicy};
 /// How often the leader heartbeats and how long followers wait before an election.
 ///
 /// openraft gives every append-entries call (heartbeats included) `heartbeat` to finish,
-/// so it must cover an HTTP round trip plus the follower's fsync. A follower refuses to
-/// vote while it has heard from a leader within `election_max` (the leader lease), so a
-/// killed leader is replaced after about `election_min + election_max`: the defaults
-/// (50 ms, 150–300 ms) replace it in about half a second on a LAN.
+/// so it must cover an HTTP round trip plus the follower's fsync. openraft 0.9 makes a
+/// follower wait `election_max` (the leader lease) plus its own election timeout (drawn
+/// once from `election_min..election_max`) after the last heartbeat before it stands,
+/// and checks that on a tick every 1.5 × `heartbeat`. So a killed leader is replaced
+/// after about `election_max` + the smallest survivor's timeout: with the defaults
+/// (50 ms, 120–240 ms) in 0.3–0.5 s, while a leader must be silent for at least 360 ms
+/// before anyone stands, which a busy 2-core machine does not fake.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RaftTiming {
     pub heartbeat: Duration,
@@ -27,8 +30,8 @@ impl Default for RaftTiming {
     fn default() -> Self {
         RaftTiming {
             heartbeat: Duration::from_millis(50),
-            election_min: Duration::from_millis(150),
-            election_max: Duration::from_millis(300),
+            election_min: Duration::from_millis(120),
+            election_max: Duration::from_millis(240),
             snapshot_every: 10_000,
             snapshot_chunk_timeout: Duration::from_secs(5),
         }
@@ -72,8 +75,8 @@ mod tests {
     fn default_timing_is_a_valid_config() {
         let config = RaftTiming::default().to_config("test").expect("defaults are valid");
         assert_eq!(config.heartbeat_interval, 50);
-        assert_eq!(config.election_timeout_min, 150);
-        assert_eq!(config.election_timeout_max, 300);
+        assert_eq!(config.election_timeout_min, 120);
+        assert_eq!(config.election_timeout_max, 240);
         assert!(config.snapshot_max_chunk_size < crate::codec::MESSAGE_LIMIT as u64 / 2 + 1);
     }
 

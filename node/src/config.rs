@@ -61,7 +61,7 @@ pub struct RunArgs {
     /// Raft heartbeat interval [default: 50ms].
     #[arg(long, env = "EVENTIDE_HEARTBEAT", value_name = "DURATION")]
     pub heartbeat: Option<String>,
-    /// Raft election timeout range [default: 150ms-300ms].
+    /// Raft election timeout range [default: 120ms-240ms].
     #[arg(long, env = "EVENTIDE_ELECTION_TIMEOUT", value_name = "MIN-MAX")]
     pub election_timeout: Option<String>,
     /// Gossip round interval [default: 200ms].
@@ -210,7 +210,7 @@ fn merge(args: RunArgs, file: FileConfig) -> anyhow::Result<RunConfig> {
     }
     if let Some(text) = args.election_timeout.or(file.election_timeout) {
         let (min, max) = text.split_once('-').with_context(|| {
-            format!("--election-timeout {text:?}: expected MIN-MAX, e.g. 150ms-300ms")
+            format!("--election-timeout {text:?}: expected MIN-MAX, e.g. 120ms-240ms")
         })?;
         raft.election_min = parse_duration_flag("election-timeout", min)?;
         raft.election_max = parse_duration_flag("election-timeout", max)?;
