@@ -16,7 +16,7 @@ mod client;
 mod forward;
 mod server;
 
-pub use client::{HttpConnection, HttpNetwork};
+pub use client::{HttpConnection, HttpNetwork, RpcErrors};
 pub use forward::{WriteError, Writer};
 pub use server::raft_routes;
 
