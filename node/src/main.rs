@@ -8,7 +8,8 @@
 //! - `observer`, `dispatcher`, `runner`: the three CI roles.
 //! - `git`: mirrors, commit walks and checkouts; `repo_config`: `.eventide.toml`;
 //!   `summary`: test counts from output and JUnit reports.
-//! - `api`: the HTTP API (public JSON, internal Raft RPC).
+//! - `api`: the HTTP API (public JSON, internal Raft RPC, `/metrics`).
+//! - `metrics`: the Prometheus registry and its update points.
 //! - `client`: the CLI's HTTP client and its tables.
 //! - `clock`: the wall clock proposers read.
 //!
@@ -27,6 +28,7 @@ mod config;
 mod dispatcher;
 mod git;
 mod gossip;
+mod metrics;
 mod node;
 mod observer;
 mod repo_config;
