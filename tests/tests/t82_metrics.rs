@@ -126,3 +126,24 @@ fn a_lost_leader_shows_in_terms_leader_changes_errors_and_gossip() {
         (errors > 0.0 && dead == 1.0).then_some(())
     });
 }
+
+/// The metric names in the first column of the metrics tables of a document.
+fn documented_families(relative: &str) -> std::collections::BTreeSet<String> {
+    let path = format!("{}/../{relative}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
+        .filter(|line| line.starts_with("| `eventide_"))
+        .filter_map(|line| line.split('|').nth(1))
+        .flat_map(|cell| cell.split('`').skip(1).step_by(2).map(str::to_owned).collect::<Vec<_>>())
+        .map(|name| name.split('{').next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_documented_metrics_are_the_exported_ones() {
+    let exported: std::collections::BTreeSet<String> =
+        FAMILIES.iter().map(|(name, _)| (*name).to_owned()).collect();
+    for document in ["README.md", "docs/api.md"] {
+        assert_eq!(documented_families(document), exported, "the metrics table of {document}");
+    }
+}
