@@ -8,7 +8,8 @@
 //! - `observer`, `dispatcher`, `runner`: the three CI roles.
 //! - `git`: mirrors, commit walks and checkouts; `repo_config`: `.eventide.toml`;
 //!   `summary`: test counts from output and JUnit reports.
-//! - `api`: the HTTP API (public JSON, internal Raft RPC).
+//! - `api`: the HTTP API (public JSON, internal Raft RPC, `/metrics`).
+//! - `metrics`: the Prometheus registry and its update points.
 //! - `client`: the CLI's HTTP client and its tables.
 //! - `clock`: the wall clock proposers read.
 //!
@@ -27,6 +28,7 @@ mod config;
 mod dispatcher;
 mod git;
 mod gossip;
+mod metrics;
 mod node;
 mod observer;
 mod repo_config;
@@ -36,7 +38,7 @@ mod summary;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::client::{NodeArgs, ResultsArgs};
 use crate::config::{RunArgs, RunConfig};
@@ -121,11 +123,22 @@ enum Commands {
         node: NodeArgs,
     },
     /// Install git hooks that call `notify` after each commit or push.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Example:\n  eventide-node hook install ~/src/app")]
     Hook(HookCommand),
     /// Manage watched repositories.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  eventide-node repo add ~/src/app\n  eventide-node repo list"
+    )]
     Repo(RepoCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
+    #[command(
+        after_help = "Examples:\n  eventide-node completions bash > ~/.local/share/bash-completion/completions/eventide-node\n  eventide-node completions zsh > ~/.zfunc/_eventide-node\n  eventide-node completions fish > ~/.config/fish/completions/eventide-node.fish"
+    )]
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -153,6 +166,9 @@ enum RepoCommand {
         node: NodeArgs,
     },
     /// List watched repositories.
+    #[command(
+        after_help = "Examples:\n  eventide-node repo list\n  eventide-node repo list --json"
+    )]
     List {
         #[command(flatten)]
         node: NodeArgs,
@@ -164,6 +180,15 @@ enum RepoCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Commands::Completions { shell } = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "eventide-node",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -193,6 +218,7 @@ fn main() -> ExitCode {
             Commands::Repo(RepoCommand::List { node, json }) => {
                 client::repo_list(&node, json).await
             }
+            Commands::Completions { .. } => Ok(()),
         }
     });
     match result {

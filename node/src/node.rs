@@ -21,7 +21,7 @@ use crate::dispatcher::Dispatcher;
 use crate::gossip::{Gossip, SelfInfo};
 use crate::observer::{self, ObserverHealth};
 use crate::runner::Runner;
-use crate::{api, repos};
+use crate::{api, metrics, repos};
 
 /// How long a write waits for a leader to be elected before it fails.
 const WRITE_LEADER_WAIT: Duration = Duration::from_secs(5);
@@ -64,6 +64,7 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
         .with_context(|| format!("--listen {}: failed to bind tcp", config.listen))?;
     let raft_config = Arc::new(config.raft.to_config("eventide")?);
     let network = HttpNetwork::new().context("failed to build the http client")?;
+    metrics::global().count_raft_errors(network.errors());
     let raft = Raft::new(id, raft_config, network, log_store, state_machine.clone())
         .await
         .context("failed to start raft")?;
@@ -133,10 +134,13 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
     let dispatcher_task = tokio::spawn(dispatcher.run().in_current_span());
     let runner = Runner::new(context.clone())?;
     let runner_task = tokio::spawn(runner.run().in_current_span());
+    let metrics_task = tokio::spawn(metrics::watch_leader(raft.clone()).in_current_span());
 
     wait_for_signal().await;
     info!("shutting down");
-    for task in [cluster_task, repos_task, observer_task, dispatcher_task, runner_task] {
+    for task in
+        [cluster_task, repos_task, observer_task, dispatcher_task, runner_task, metrics_task]
+    {
         task.abort();
     }
     gossip.leave().await;

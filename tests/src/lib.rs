@@ -6,6 +6,7 @@
 //! it first prints every node's log.
 
 pub mod http;
+pub mod prometheus;
 pub mod repo;
 
 use std::collections::HashSet;

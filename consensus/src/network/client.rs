@@ -1,6 +1,8 @@
 //! The client side of Raft RPC: openraft's `RaftNetworkFactory` over HTTP.
 
 use std::error::Error as StdError;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{NetworkError, PayloadTooLarge, RemoteError, Unreachable};
@@ -21,6 +23,36 @@ use crate::types::{
 #[derive(Clone)]
 pub struct HttpNetwork {
     client: reqwest::Client,
+    errors: RpcErrors,
+}
+
+/// Outgoing Raft RPCs that failed in transport (peer unreachable, timeout, bad answer),
+/// by RPC, for the node's metrics. A remote Raft error is an answer, not counted here.
+/// Clones share the counts.
+#[derive(Clone, Debug, Default)]
+pub struct RpcErrors(Arc<[AtomicU64; 3]>);
+
+impl RpcErrors {
+    /// The RPC names, in the order [`RpcErrors::counts`] reports them.
+    pub const RPCS: [&'static str; 3] = ["append", "vote", "snapshot"];
+
+    fn record(&self, path: &str) {
+        let index = match path {
+            APPEND_PATH => 0,
+            VOTE_PATH => 1,
+            _ => 2,
+        };
+        self.0[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Failures so far, by RPC name.
+    pub fn counts(&self) -> [(&'static str, u64); 3] {
+        let mut counts = [("", 0); 3];
+        for (index, name) in Self::RPCS.into_iter().enumerate() {
+            counts[index] = (name, self.0[index].load(Ordering::Relaxed));
+        }
+        counts
+    }
 }
 
 impl HttpNetwork {
@@ -31,7 +63,12 @@ impl HttpNetwork {
             .connect_timeout(Duration::from_secs(1))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
-        Ok(HttpNetwork { client })
+        Ok(HttpNetwork { client, errors: RpcErrors::default() })
+    }
+
+    /// The failure counts of every connection this network makes.
+    pub fn errors(&self) -> RpcErrors {
+        self.errors.clone()
     }
 }
 
@@ -39,7 +76,12 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
     type Network = HttpConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> HttpConnection {
-        HttpConnection { client: self.client.clone(), target, addr: node.addr.clone() }
+        HttpConnection {
+            client: self.client.clone(),
+            target,
+            addr: node.addr.clone(),
+            errors: self.errors.clone(),
+        }
     }
 }
 
@@ -49,10 +91,30 @@ pub struct HttpConnection {
     client: reqwest::Client,
     target: NodeId,
     addr: String,
+    errors: RpcErrors,
 }
 
 impl HttpConnection {
+    /// [`HttpConnection::send`], counting transport failures.
     async fn call<Req, Resp, E>(
+        &self,
+        path: &str,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RpcError<E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: StdError + DeserializeOwned,
+    {
+        let result = self.send(path, request, timeout).await;
+        if let Err(RpcError::Network(_) | RpcError::Unreachable(_)) = &result {
+            self.errors.record(path);
+        }
+        result
+    }
+
+    async fn send<Req, Resp, E>(
         &self,
         path: &str,
         request: &Req,

@@ -19,7 +19,7 @@ mod forward;
 mod server;
 
 pub use batch::{Proposer, MAX_BATCH_BYTES, MAX_BATCH_COMMANDS, MAX_IN_FLIGHT};
-pub use client::{HttpConnection, HttpNetwork};
+pub use client::{HttpConnection, HttpNetwork, RpcErrors};
 pub use forward::{WriteError, Writer};
 pub use server::raft_routes;
 

@@ -4,8 +4,9 @@
 //! replica; writes go to the leader.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use eventide_consensus::state::{Attempt, Trigger};
@@ -14,9 +15,13 @@ use eventide_consensus::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::ApiError;
 use crate::clock;
 use crate::node::NodeContext;
+
+/// How long the answer to a write waits for this node's replica to apply it.
+const APPLY_WAIT: Duration = Duration::from_secs(5);
 
 /// The most jobs one request lists.
 pub const MAX_LIMIT: usize = 1000;
@@ -137,7 +142,7 @@ pub struct ListQuery {
 
 pub async fn list(
     State(context): State<Arc<NodeContext>>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<JobDoc>>, ApiError> {
     let status = match query.state.as_deref() {
         None | Some("") => None,
@@ -182,7 +187,7 @@ pub async fn list(
 
 pub async fn get(
     State(context): State<Arc<NodeContext>>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<JobDetailDoc>, ApiError> {
     context
         .state_machine
@@ -202,15 +207,13 @@ pub async fn get(
 
 pub async fn cancel(
     State(context): State<Arc<NodeContext>>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<JobDoc>, ApiError> {
     let command =
         Command::Cancel { job: JobId(id), reason: "cancelled by a user".into(), at: clock::now() };
     match context.writer.write(command).await? {
         Reply::Cancelled { job } => {
-            let doc = context.state_machine.read(|state| state.job(job).map(|j| job_doc(state, j)));
-            doc.map(Json)
-                .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("unknown job {id}")))
+            Ok(Json(applied_job(&context, job, |j| j.status.is_final()).await?))
         }
         Reply::Refused(refusal) => Err(refusal.into()),
         other => Err(unexpected(other)),
@@ -228,7 +231,7 @@ pub struct RerunRequest {
 
 pub async fn rerun(
     State(context): State<Arc<NodeContext>>,
-    Json(request): Json<RerunRequest>,
+    ApiJson(request): ApiJson<RerunRequest>,
 ) -> Result<(StatusCode, Json<JobDoc>), ApiError> {
     let prefix = request.commit.trim().to_ascii_lowercase();
     if prefix.len() < 4 || prefix.len() > 64 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -257,14 +260,38 @@ pub async fn rerun(
     })?;
     match context.writer.write(command).await? {
         Reply::RerunQueued { job } => {
-            let doc = context.state_machine.read(|state| state.job(job).map(|j| job_doc(state, j)));
-            let doc = doc.ok_or_else(|| {
-                ApiError::new(StatusCode::NOT_FOUND, format!("unknown job {job}"))
-            })?;
-            Ok((StatusCode::CREATED, Json(doc)))
+            Ok((StatusCode::CREATED, Json(applied_job(&context, job, |_| true).await?)))
         }
         Reply::Refused(refusal) => Err(refusal.into()),
         other => Err(unexpected(other)),
+    }
+}
+
+/// The job as this node's replica shows it once `ready` holds, i.e. once the replica has
+/// applied the write this request made (a follower applies it shortly after the leader
+/// answered). A replica that lags further answers 503 naming the leader.
+async fn applied_job(
+    context: &NodeContext,
+    job: JobId,
+    ready: impl Fn(&Job) -> bool,
+) -> Result<JobDoc, ApiError> {
+    // Subscribed before the first read, so that no apply in between goes unnoticed.
+    let mut applied = context.raft.metrics();
+    let deadline = tokio::time::Instant::now() + APPLY_WAIT;
+    loop {
+        let doc = context
+            .state_machine
+            .read(|state| state.job(job).filter(|j| ready(j)).map(|j| job_doc(state, j)));
+        if let Some(doc) = doc {
+            return Ok(doc);
+        }
+        if !matches!(tokio::time::timeout_at(deadline, applied.changed()).await, Ok(Ok(()))) {
+            let leader = super::leader_addr(context).unwrap_or_else(|| "unknown".to_owned());
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("job {job} was written but this node has not caught up yet; ask the leader at {leader}"),
+            ));
+        }
     }
 }
 

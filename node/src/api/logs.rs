@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use eventide_consensus::{JobId, JobStatus, NodeId};
 use serde::Deserialize;
 
+use super::extract::{ApiPath, ApiQuery};
 use super::ApiError;
 use crate::node::NodeContext;
 use crate::runner::job::log_path;
@@ -36,8 +37,8 @@ pub struct LogQuery {
 
 pub async fn get(
     State(context): State<Arc<NodeContext>>,
-    Path(id): Path<u64>,
-    Query(query): Query<LogQuery>,
+    ApiPath(id): ApiPath<u64>,
+    ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<Response, ApiError> {
     let job = JobId(id);
     let found = context.state_machine.read(|state| {
@@ -149,11 +150,7 @@ async fn proxy(
     attempt: u32,
     follow: bool,
 ) -> Option<Response> {
-    let addr = {
-        let metrics = context.raft.metrics();
-        let m = metrics.borrow();
-        m.membership_config.membership().get_node(&runner).map(|n| n.addr.clone())
-    }?;
+    let addr = super::node_addr(context, runner)?;
     let url =
         format!("http://{addr}/api/v1/jobs/{id}/log?local=true&attempt={attempt}&follow={follow}");
     let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(1)).build().ok()?;

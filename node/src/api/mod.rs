@@ -6,9 +6,13 @@
 //! - `jobs`: jobs and results, cancel and rerun.
 //! - `logs`: a job's output from any node, live while it runs.
 //! - `notify`: an immediate observer round.
+//! - `metrics`: `GET /metrics`, Prometheus text.
+//! - `extract`: path, query and body extractors whose rejections are JSON errors.
 
+mod extract;
 pub mod jobs;
 pub mod logs;
+pub mod metrics;
 pub mod notify;
 pub mod repos;
 pub mod status;
@@ -40,6 +44,8 @@ pub fn router(context: Arc<NodeContext>, internal: Router) -> Router {
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/api/v1/rerun", post(jobs::rerun))
         .route("/api/v1/notify", post(notify::notify))
+        .route("/metrics", get(metrics::get))
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(PUBLIC_BODY_LIMIT))
         .with_state(context.clone());
@@ -48,6 +54,23 @@ pub fn router(context: Arc<NodeContext>, internal: Router) -> Router {
 
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
+}
+
+/// The address of node `id` in the Raft membership this node knows.
+fn node_addr(context: &NodeContext, id: eventide_consensus::NodeId) -> Option<String> {
+    let metrics = context.raft.metrics();
+    let m = metrics.borrow();
+    m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())
+}
+
+/// The address of the leader this node follows, if it knows one.
+fn leader_addr(context: &NodeContext) -> Option<String> {
+    let leader = context.raft.metrics().borrow().current_leader?;
+    node_addr(context, leader)
 }
 
 /// The body of every error answer: `{"error": "..."}`.

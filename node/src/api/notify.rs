@@ -22,14 +22,7 @@ pub struct NotifyDoc {
 pub async fn notify(
     State(context): State<Arc<NodeContext>>,
 ) -> Result<(StatusCode, Json<NotifyDoc>), ApiError> {
-    let (state, leader_addr) = {
-        let metrics = context.raft.metrics();
-        let m = metrics.borrow();
-        let addr = m
-            .current_leader
-            .and_then(|id| m.membership_config.membership().get_node(&id).map(|n| n.addr.clone()));
-        (m.state, addr)
-    };
+    let state = context.raft.metrics().borrow().state;
     if state == ServerState::Leader {
         context.wake_observer.notify_one();
         return Ok((
@@ -37,7 +30,7 @@ pub async fn notify(
             Json(NotifyDoc { observer: context.config.name.clone() }),
         ));
     }
-    let Some(addr) = leader_addr else {
+    let Some(addr) = super::leader_addr(&context) else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "no leader: the cluster is electing one or has lost its quorum",

@@ -9,6 +9,7 @@ use axum::Json;
 use eventide_consensus::{Command, Reply};
 use serde::{Deserialize, Serialize};
 
+use super::extract::ApiJson;
 use super::ApiError;
 use crate::clock;
 use crate::node::NodeContext;
@@ -44,7 +45,7 @@ pub async fn list(State(context): State<Arc<NodeContext>>) -> Json<Vec<RepoDoc>>
 
 pub async fn add(
     State(context): State<Arc<NodeContext>>,
-    Json(body): Json<AddRepo>,
+    ApiJson(body): ApiJson<AddRepo>,
 ) -> Result<(StatusCode, Json<RepoDoc>), ApiError> {
     let url = body.url.trim().to_owned();
     if url.is_empty() {

@@ -55,8 +55,22 @@ pub enum RenewResponse {
     NotLeader,
 }
 
-/// Calls a dispatcher RPC on `addr`.
+/// Calls a dispatcher RPC on `addr`; a failure counts in the `internal_rpc_errors` metric.
 pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+    http: &reqwest::Client,
+    addr: &str,
+    path: &str,
+    request: &Req,
+    timeout: Duration,
+) -> anyhow::Result<Resp> {
+    let result = send(http, addr, path, request, timeout).await;
+    if result.is_err() {
+        crate::metrics::global().rpc_error(path.rsplit('/').next().unwrap_or(path));
+    }
+    result
+}
+
+async fn send<Req: Serialize, Resp: DeserializeOwned>(
     http: &reqwest::Client,
     addr: &str,
     path: &str,

@@ -39,7 +39,10 @@ pub async fn run(runner: &Runner, assignment: Assignment, cancel: watch::Receive
             let _ = std::fs::write(&log, format!("eventide: {message}\n"));
             Some(error_outcome(message, started.elapsed()))
         }
-        Ok(config) => execute(&assignment, &config, &workspace, &log, cancel).await,
+        Ok(config) => {
+            crate::metrics::global().claim_to_start(started.elapsed());
+            execute(&assignment, &config, &workspace, &log, cancel).await
+        }
     };
     if let Some(outcome) = outcome {
         report(runner, &assignment, outcome).await;
@@ -209,10 +212,17 @@ async fn report(runner: &Runner, assignment: &Assignment, outcome: Outcome) {
             warn!(job_id = %job, attempt, "result not reported: the job was stopped");
             return;
         }
-        let command = Command::Finish { job, attempt, outcome: outcome.clone(), at: clock::now() };
+        let at = clock::now();
+        let command = Command::Finish { job, attempt, outcome: outcome.clone(), at };
         match runner.context.writer.write(command).await {
             Ok(Reply::Finished { status, .. }) => {
                 info!(job_id = %job, attempt, status = status.as_str(), "job finished");
+                crate::metrics::global().job_reported(
+                    &runner.context,
+                    job,
+                    at,
+                    outcome.duration_ms,
+                );
                 return;
             }
             Ok(Reply::Refused(refusal)) => {

@@ -1,0 +1,361 @@
+//! Prometheus metrics of this node, served at `/metrics` in the Prometheus text format.
+//!
+//! One registry per process ([`global`]). Counters and histograms are updated where things
+//! happen, one line at each place; gauges are read from the local replica, Raft and
+//! gossip when `/metrics` is scraped ([`snapshot`], then [`Metrics::render`]).
+//!
+//! A job's latencies (`commit_to_result`, `job_duration`) are observed once in the whole
+//! cluster: by the runner whose result the cluster accepted. Sum them over every node for
+//! the cluster's figures; jobs that end without a runner's result (cancelled, given up
+//! after lost runners) are not observed.
+//!
+//! ```text
+//!  runner ── claim_to_start / job_reported ─┐
+//!  dispatcher rpc ── rpc_error ─────────────┤
+//!  consensus HttpNetwork ── RpcErrors ──────┼─> Metrics ── render <── snapshot <── /metrics
+//!  watch_leader (raft metrics) ─────────────┘                 (replica, raft, gossip)
+//! ```
+
+use std::sync::{LazyLock, Mutex, OnceLock};
+use std::time::Duration;
+
+use eventide_consensus::network::RpcErrors;
+use eventide_consensus::types::Raft;
+use eventide_consensus::{JobFilter, JobId, JobStatus, Timestamp};
+use openraft::ServerState;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::node::NodeContext;
+
+/// The prefix of every metric name.
+const PREFIX: &str = "eventide";
+
+/// Bucket bounds (seconds) for the time from a claim to the command's start.
+const CLAIM_BUCKETS: [f64; 12] =
+    [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+/// Bucket bounds (seconds) for job durations and commit-to-result latencies.
+const JOB_BUCKETS: [f64; 14] =
+    [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
+
+type Labels = [(&'static str, String); 1];
+
+fn label(name: &'static str, value: &str) -> Labels {
+    [(name, value.to_owned())]
+}
+
+/// Every metric of the node.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    jobs: Family<Labels, Gauge>,
+    queue_depth: Gauge,
+    claim_to_start: Histogram,
+    commit_to_result: Histogram,
+    job_duration: Histogram,
+    raft_term: Gauge,
+    raft_is_leader: Gauge,
+    raft_applied_index: Gauge,
+    raft_leader_changes: Counter,
+    gossip_nodes: Family<Labels, Gauge>,
+    rpc_errors: Family<Labels, Counter>,
+    runner_slots: Gauge,
+    runner_busy_slots: Gauge,
+    /// The Raft transport's failure counts, copied into `rpc_errors` at each scrape.
+    raft_errors: OnceLock<RpcErrors>,
+    /// One scrape at a time: a scrape sets gauges, then encodes them.
+    scrape: Mutex<()>,
+}
+
+static GLOBAL: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn global() -> &'static Metrics {
+    &GLOBAL
+}
+
+/// What a scrape reads from the node: the gauges' values and the Raft transport's failures.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Jobs in the local replica, by state.
+    pub jobs: Vec<(JobStatus, u64)>,
+    pub term: u64,
+    pub is_leader: bool,
+    pub applied_index: u64,
+    pub alive_nodes: u64,
+    pub dead_nodes: u64,
+    pub slots: u32,
+    pub busy_slots: u32,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix(PREFIX);
+        let metrics = Metrics {
+            jobs: Family::default(),
+            queue_depth: Gauge::default(),
+            claim_to_start: Histogram::new(CLAIM_BUCKETS),
+            commit_to_result: Histogram::new(JOB_BUCKETS),
+            job_duration: Histogram::new(JOB_BUCKETS),
+            raft_term: Gauge::default(),
+            raft_is_leader: Gauge::default(),
+            raft_applied_index: Gauge::default(),
+            raft_leader_changes: Counter::default(),
+            gossip_nodes: Family::default(),
+            rpc_errors: Family::default(),
+            runner_slots: Gauge::default(),
+            runner_busy_slots: Gauge::default(),
+            raft_errors: OnceLock::new(),
+            scrape: Mutex::new(()),
+            registry: Registry::default(),
+        };
+        let m = &metrics;
+        // name, metric, help: one line each.
+        macro_rules! register {
+            ($($name:literal, $metric:expr, $help:literal;)*) => {
+                $(registry.register($name, $help, $metric.clone());)*
+            };
+        }
+        register! {
+            "jobs", m.jobs, "Jobs in this node's replica, by state";
+            "queue_depth", m.queue_depth, "Jobs waiting for a runner";
+            "claim_to_start_seconds", m.claim_to_start,
+                "Time on this node's runner from a claimed job to the start of its command";
+            "commit_to_result_seconds", m.commit_to_result,
+                "Time from a job's creation to its result, observed by the runner that reported it";
+            "job_duration_seconds", m.job_duration,
+                "Run time of jobs whose result this node's runner reported";
+            "raft_term", m.raft_term, "The current Raft term";
+            "raft_is_leader", m.raft_is_leader, "1 if this node is the Raft leader, else 0";
+            "raft_applied_index", m.raft_applied_index, "The last Raft log index this node applied";
+            "raft_leader_changes", m.raft_leader_changes, "Times this node learned of a new leader";
+            "gossip_nodes", m.gossip_nodes, "Nodes known by gossip, by state (alive or dead)";
+            "internal_rpc_errors", m.rpc_errors, "Failed internal RPCs sent by this node, by RPC";
+            "runner_slots", m.runner_slots, "Runner slots of this node";
+            "runner_busy_slots", m.runner_busy_slots, "Runner slots of this node running a job";
+        }
+        Metrics { registry, ..metrics }
+    }
+
+    /// A runner's job reached the start of its command `elapsed` after it was claimed.
+    pub fn claim_to_start(&self, elapsed: Duration) {
+        self.claim_to_start.observe(elapsed.as_secs_f64());
+    }
+
+    /// The cluster accepted this node's result of `job`, finished at `finished_at` after
+    /// running `duration_ms`.
+    pub fn job_reported(
+        &self,
+        context: &NodeContext,
+        job: JobId,
+        finished_at: Timestamp,
+        duration_ms: u64,
+    ) {
+        let created_at = context.state_machine.read(|state| state.job(job).map(|j| j.created_at));
+        self.observe_result(created_at, finished_at, duration_ms);
+    }
+
+    fn observe_result(
+        &self,
+        created_at: Option<Timestamp>,
+        finished_at: Timestamp,
+        duration_ms: u64,
+    ) {
+        if let Some(created_at) = created_at {
+            self.commit_to_result.observe(seconds(finished_at.millis_since(created_at)));
+        }
+        self.job_duration.observe(seconds(duration_ms));
+    }
+
+    /// An internal RPC sent by this node failed (`rpc`: claim, renew, …).
+    pub fn rpc_error(&self, rpc: &str) {
+        self.rpc_errors.get_or_create(&label("rpc", rpc)).inc();
+    }
+
+    /// Reports the failures of this Raft transport (append, vote, snapshot) as
+    /// `internal_rpc_errors`. The first transport given is kept.
+    pub fn count_raft_errors(&self, errors: RpcErrors) {
+        let _ = self.raft_errors.set(errors);
+    }
+
+    /// The Prometheus text of every metric, with the gauges set from `snapshot`.
+    pub fn render(&self, snapshot: &Snapshot) -> Result<String, std::fmt::Error> {
+        let _one_scrape = self.scrape.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (status, count) in &snapshot.jobs {
+            self.jobs.get_or_create(&label("state", status.as_str())).set(gauge(*count));
+            if *status == JobStatus::Queued {
+                self.queue_depth.set(gauge(*count));
+            }
+        }
+        self.raft_term.set(gauge(snapshot.term));
+        self.raft_is_leader.set(i64::from(snapshot.is_leader));
+        self.raft_applied_index.set(gauge(snapshot.applied_index));
+        self.gossip_nodes.get_or_create(&label("state", "alive")).set(gauge(snapshot.alive_nodes));
+        self.gossip_nodes.get_or_create(&label("state", "dead")).set(gauge(snapshot.dead_nodes));
+        self.runner_slots.set(i64::from(snapshot.slots));
+        self.runner_busy_slots.set(i64::from(snapshot.busy_slots));
+        if let Some(errors) = self.raft_errors.get() {
+            for (rpc, total) in errors.counts() {
+                // Only this copy moves these counters, so the difference is exact.
+                let counter = self.rpc_errors.get_or_create(&label("rpc", rpc));
+                counter.inc_by(total.saturating_sub(counter.get()));
+            }
+        }
+        let mut text = String::new();
+        prometheus_text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+/// The content type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+fn seconds(millis: u64) -> f64 {
+    Duration::from_millis(millis).as_secs_f64()
+}
+
+fn gauge(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Reads the gauges' values from the node.
+pub async fn snapshot(context: &NodeContext) -> Snapshot {
+    let raft = context.raft.metrics().borrow().clone();
+    let jobs = context.state_machine.read(|state| {
+        let mut counts: Vec<(JobStatus, u64)> =
+            JobStatus::ALL.into_iter().map(|status| (status, 0)).collect();
+        for job in state.jobs(&JobFilter::default()) {
+            if let Some(entry) = counts.iter_mut().find(|(status, _)| *status == job.status) {
+                entry.1 += 1;
+            }
+        }
+        counts
+    });
+    let members = context.gossip.members().await;
+    let alive = members.iter().filter(|m| m.alive || m.id == context.id).count() as u64;
+    let busy = members.iter().find(|m| m.id == context.id).map_or(0, |m| m.busy);
+    Snapshot {
+        jobs,
+        term: raft.current_term,
+        is_leader: raft.state == ServerState::Leader,
+        applied_index: raft.last_applied.map_or(0, |id| id.index),
+        alive_nodes: alive,
+        dead_nodes: members.len() as u64 - alive,
+        slots: context.config.runner_slots,
+        busy_slots: busy,
+    }
+}
+
+/// Counts the leaders this node learns of; runs until the process stops.
+pub async fn watch_leader(raft: Raft) {
+    let mut watch = raft.metrics();
+    let mut known = None;
+    loop {
+        let leader = watch.borrow_and_update().current_leader;
+        if leader.is_some() && leader != known {
+            global().raft_leader_changes.inc();
+            known = leader;
+        }
+        if watch.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(text: &str, name: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+    }
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            jobs: JobStatus::ALL.into_iter().zip(1..).collect(),
+            term: 7,
+            is_leader: true,
+            applied_index: 42,
+            alive_nodes: 2,
+            dead_nodes: 1,
+            slots: 4,
+            busy_slots: 3,
+        }
+    }
+
+    #[test]
+    fn gauges_show_the_snapshot() {
+        let metrics = Metrics::new();
+        let text = metrics.render(&snapshot()).expect("rendered");
+        assert_eq!(sample(&text, "eventide_jobs{state=\"queued\"}"), Some(1.0), "{text}");
+        assert_eq!(sample(&text, "eventide_jobs{state=\"cancelled\"}"), Some(7.0), "{text}");
+        assert_eq!(sample(&text, "eventide_queue_depth"), Some(1.0));
+        assert_eq!(sample(&text, "eventide_raft_term"), Some(7.0));
+        assert_eq!(sample(&text, "eventide_raft_is_leader"), Some(1.0));
+        assert_eq!(sample(&text, "eventide_raft_applied_index"), Some(42.0));
+        assert_eq!(sample(&text, "eventide_gossip_nodes{state=\"dead\"}"), Some(1.0));
+        assert_eq!(sample(&text, "eventide_runner_slots"), Some(4.0));
+        assert_eq!(sample(&text, "eventide_runner_busy_slots"), Some(3.0));
+        assert!(text.contains("# TYPE eventide_raft_leader_changes_total counter"), "{text}");
+        assert!(text.contains("# TYPE eventide_job_duration_seconds histogram"), "{text}");
+    }
+
+    #[test]
+    fn results_fill_both_latency_histograms() {
+        let metrics = Metrics::new();
+        metrics.observe_result(Some(Timestamp(1_000)), Timestamp(4_000), 1_500);
+        metrics.observe_result(None, Timestamp(9_000), 200);
+        let text = metrics.render(&Snapshot::default()).expect("rendered");
+        assert_eq!(sample(&text, "eventide_commit_to_result_seconds_count"), Some(1.0), "{text}");
+        assert_eq!(sample(&text, "eventide_commit_to_result_seconds_sum"), Some(3.0));
+        assert_eq!(sample(&text, "eventide_job_duration_seconds_count"), Some(2.0));
+        assert_eq!(sample(&text, "eventide_job_duration_seconds_sum"), Some(1.7));
+        assert_eq!(
+            sample(&text, "eventide_job_duration_seconds_bucket{le=\"0.25\"}"),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(sample(&text, "eventide_job_duration_seconds_bucket{le=\"+Inf\"}"), Some(2.0));
+        metrics.claim_to_start(Duration::from_millis(30));
+        let text = metrics.render(&Snapshot::default()).expect("rendered");
+        assert_eq!(sample(&text, "eventide_claim_to_start_seconds_count"), Some(1.0));
+    }
+
+    #[tokio::test]
+    async fn raft_transport_errors_are_counted_once() {
+        use eventide_consensus::network::HttpNetwork;
+        use eventide_consensus::types::{Vote, VoteRequest};
+        use eventide_consensus::{NodeId, NodeInfo};
+        use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+
+        let metrics = Metrics::new();
+        metrics.rpc_error("claim");
+        let mut network = HttpNetwork::new().expect("http client");
+        metrics.count_raft_errors(network.errors());
+        // Nothing listens on port 1 of loopback: the vote is refused in transport.
+        let mut peer = network.new_client(NodeId(2), &NodeInfo::new("127.0.0.1:1", "gone")).await;
+        let request = VoteRequest::new(Vote::new(1, NodeId(1)), None);
+        let option = RPCOption::new(Duration::from_secs(1));
+        assert!(peer.vote(request, option).await.is_err());
+        for _ in 0..2 {
+            let text = metrics.render(&Snapshot::default()).expect("rendered");
+            let errors = |rpc: &str| {
+                sample(&text, &format!("eventide_internal_rpc_errors_total{{rpc=\"{rpc}\"}}"))
+            };
+            assert_eq!(errors("vote"), Some(1.0), "{text}");
+            assert_eq!(errors("append"), Some(0.0), "{text}");
+            assert_eq!(errors("claim"), Some(1.0), "{text}");
+        }
+    }
+}
