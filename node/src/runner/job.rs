@@ -49,10 +49,10 @@ pub async fn run(runner: &Runner, assignment: Assignment, cancel: watch::Receive
     }
     // Tidying up waits for nothing: the result is in and the slot may take the next job
     // (workspaces are per attempt, so the next job never meets this one's directory).
-    let _ = tokio::task::spawn_blocking(move || {
+    drop(tokio::task::spawn_blocking(move || {
         let _ = std::fs::remove_dir_all(workspace);
         prune_logs(&data_dir);
-    });
+    }));
 }
 
 /// Fetches the commit into this node's mirror, checks it out into a fresh workspace and
