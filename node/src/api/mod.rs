@@ -6,7 +6,9 @@
 //! - `jobs`: jobs and results, cancel and rerun.
 //! - `logs`: a job's output from any node, live while it runs.
 //! - `notify`: an immediate observer round.
+//! - `dashboard`: the web page at `/` and its embedded files under `/ui/`.
 
+pub mod dashboard;
 pub mod jobs;
 pub mod logs;
 pub mod notify;
@@ -40,6 +42,10 @@ pub fn router(context: Arc<NodeContext>, internal: Router) -> Router {
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/api/v1/rerun", post(jobs::rerun))
         .route("/api/v1/notify", post(notify::notify))
+        .route("/", get(dashboard::index))
+        .route("/ui/app.js", get(dashboard::script))
+        .route("/ui/style.css", get(dashboard::style))
+        .route("/ui/icon.svg", get(dashboard::icon))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(PUBLIC_BODY_LIMIT))
         .with_state(context.clone());
