@@ -4,6 +4,7 @@
 //! replica; writes go to the leader.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -13,6 +14,7 @@ use eventide_consensus::{
     Command, Job, JobFilter, JobId, JobStatus, Reply, RepoId, State as CiState,
 };
 use serde::{Deserialize, Serialize};
+use tracing::warn;
 
 use super::ApiError;
 use crate::clock;
@@ -21,6 +23,8 @@ use crate::node::NodeContext;
 /// The most jobs one request lists.
 pub const MAX_LIMIT: usize = 1000;
 const DEFAULT_LIMIT: usize = 50;
+/// How long a write's answer waits for this node's own replica to apply it.
+const LOCAL_APPLY_WAIT: Duration = Duration::from_secs(5);
 
 /// Parsed test counts.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -208,6 +212,8 @@ pub async fn cancel(
         Command::Cancel { job: JobId(id), reason: "cancelled by a user".into(), at: clock::now() };
     match context.writer.write(command).await? {
         Reply::Cancelled { job } => {
+            wait_for_replica(&context, |state| state.job(job).is_some_and(|j| j.status.is_final()))
+                .await;
             let doc = context.state_machine.read(|state| state.job(job).map(|j| job_doc(state, j)));
             doc.map(Json)
                 .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("unknown job {id}")))
@@ -257,6 +263,7 @@ pub async fn rerun(
     })?;
     match context.writer.write(command).await? {
         Reply::RerunQueued { job } => {
+            wait_for_replica(&context, |state| state.job(job).is_some()).await;
             let doc = context.state_machine.read(|state| state.job(job).map(|j| job_doc(state, j)));
             let doc = doc.ok_or_else(|| {
                 ApiError::new(StatusCode::NOT_FOUND, format!("unknown job {job}"))
@@ -265,6 +272,18 @@ pub async fn rerun(
         }
         Reply::Refused(refusal) => Err(refusal.into()),
         other => Err(unexpected(other)),
+    }
+}
+
+/// Waits (briefly) until this node's replica satisfies `applied`: a write placed through
+/// the leader returns once the leader applied it, and a follower applies it a moment
+/// later, so an answer read from the local replica would otherwise miss it.
+async fn wait_for_replica(context: &NodeContext, applied: impl Fn(&CiState) -> bool + Send + Sync) {
+    let caught_up = |_: &_| context.state_machine.read(&applied);
+    let waited =
+        context.raft.wait(Some(LOCAL_APPLY_WAIT)).metrics(caught_up, "write applied here").await;
+    if let Err(error) = waited {
+        warn!(error = %error, "this replica did not apply a write in time");
     }
 }
 
