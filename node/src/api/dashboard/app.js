@@ -334,6 +334,11 @@
       el('div', { class: 'card-head' }, el('h2', { id: 'nodes-title' }, 'Nodes')),
       nodes.wrapper);
 
+    const repos = table('repos', [['Repository'], ['Observer']]);
+    const reposCard = el('section', { class: 'card', 'aria-labelledby': 'repos-title' },
+      el('div', { class: 'card-head' }, el('h2', { id: 'repos-title' }, 'Repositories')),
+      repos.wrapper);
+
     const branchInput = el('input', {
       type: 'search', id: 'filter-branch', list: 'branch-list', placeholder: 'All branches',
       autocomplete: 'off', spellcheck: 'false', value: filter.branch,
@@ -354,7 +359,8 @@
       jobs.wrapper, el('div', { class: 'card-foot-row' }, footer, more));
 
     const root = el('div', { class: 'view-overview' },
-      el('h1', { class: 'visually-hidden' }, 'Cluster overview'), stats, nodesCard, jobsCard);
+      el('h1', { class: 'visually-hidden' }, 'Cluster overview'), stats, nodesCard, jobsCard,
+      reposCard);
 
     let typing = null;
     function applyFilter() {
@@ -420,8 +426,24 @@
       });
     }
 
+    function renderRepos(status) {
+      const list = status.repos || [];
+      if (list.length === 0) {
+        syncList(repos.body, ['none'], () => 'empty', () => '',
+          () => emptyRow(2, 'No repository is watched: start a node with --repo URL.'));
+        return;
+      }
+      syncList(repos.body, list, (repo) => repo.id, (repo) => JSON.stringify(repo), (repo) =>
+        el('tr', { dataset: { repoId: repo.id } },
+          el('td', { class: 'mono repo-url' }, repo.url),
+          el('td', { class: 'repo-health' }, repo.error
+            ? el('span', { class: 'health dead', title: repo.error }, repo.error)
+            : el('span', { class: 'health alive' }, 'OK'))));
+    }
+
     async function update() {
       renderCluster(cluster.status);
+      renderRepos(cluster.status);
       const params = new URLSearchParams({ limit: String(limit) });
       if (filter.branch) params.set('branch', filter.branch);
       if (filter.state) params.set('state', filter.state);
