@@ -265,6 +265,18 @@ impl Browser {
         }
     }
 
+    /// Presses and releases Enter on whatever has the keyboard focus.
+    pub fn press_enter(&mut self) {
+        let key = json!({ "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13 });
+        let mut down = key.clone();
+        down["type"] = json!("keyDown");
+        down["text"] = json!("\r");
+        self.call("Input.dispatchKeyEvent", down);
+        let mut up = key;
+        up["type"] = json!("keyUp");
+        self.call("Input.dispatchKeyEvent", up);
+    }
+
     /// Saves a PNG of the page (`full_page`: all of it, else the viewport) to `path`.
     pub fn screenshot(&mut self, path: &Path, full_page: bool) {
         let shot = self.call(

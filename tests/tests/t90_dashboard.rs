@@ -202,9 +202,23 @@ fn the_dashboard_shows_the_cluster_jobs_and_a_live_log() {
             commit = js(&live)
         ),
     );
-    browser.eval(&format!(
-        "document.querySelector('tr[data-job-id=\"{live_id}\"] a[data-focus-key=\"job\"]').click()"
-    ));
+    // Keyboard: the focus stays on the running job's link while its row is redrawn (its
+    // duration ticks), and Enter opens the job.
+    let link = format!(
+        "document.querySelector('tr[data-job-id=\"{live_id}\"] a[data-focus-key=\"job\"]')"
+    );
+    browser.eval(&format!("window.__focused = {link}; window.__focused.focus()"));
+    browser.wait_for(
+        "the running job's row redrawn with the focus kept on its link",
+        PAGE_DEADLINE,
+        &format!("(() => {{ const link = {link}; return link !== window.__focused && document.activeElement === link; }})()"),
+    );
+    browser.press_enter();
+    browser.wait_for(
+        "Enter on the link to open the job",
+        PAGE_DEADLINE,
+        &format!("location.hash === '#/job/{live_id}'"),
+    );
     browser.wait_for(
         "the running job's output so far",
         PAGE_DEADLINE,

@@ -73,6 +73,7 @@
       let entry = previous.get(key);
       if (!entry || entry.signature !== signature) {
         const element = render(item);
+        element.eventideKeyed = true;
         if (entry) replaceKeepingFocus(entry.element, element);
         entry = { element, signature };
       }
@@ -86,7 +87,6 @@
     }
     let index = 0;
     for (const entry of next.values()) {
-      entry.element.eventideKeyed = true;
       const at = container.children[index];
       if (at !== entry.element) container.insertBefore(entry.element, at || null);
       index += 1;
@@ -258,7 +258,7 @@
   }
 
   const JOB_HEADINGS = [
-    ['Job'], ['State'], ['Branch'], ['Commit'], ['Runner', 'col-opt'], ['Attempt', 'col-opt num'],
+    ['Job'], ['State'], ['Branch'], ['Commit', 'col-commit'], ['Runner', 'col-opt'], ['Attempt', 'col-opt num'],
     ['Duration', 'num'], ['Created', 'col-opt'],
   ];
 
@@ -283,7 +283,7 @@
       job.trigger === 'rerun' ? el('span', { class: 'tag', title: 'Started by a rerun' }, 'rerun') : null),
     el('td', {}, stateBadge(job.state)),
     el('td', { class: 'col-branch' }, el('span', { class: 'branch', title: job.branch }, job.branch)),
-    el('td', { class: 'mono' },
+    el('td', { class: 'mono col-commit' },
       el('a', {
         href: `#/commit/${encodeURIComponent(job.commit)}`, title: job.commit,
         dataset: { focusKey: 'commit' },
