@@ -246,7 +246,7 @@ fn docs_screenshot_of_a_live_cluster() {
     let gate = tempfile::tempdir().expect("temp dir");
     let script = |failing: &str, wait: &str| {
         format!(
-            "{wait}for t in test_parse_config test_schedule_jobs test_merge_results \
+            "{wait}sleep 1; for t in test_parse_config test_schedule_jobs test_merge_results \
              test_render_log; do echo \"$t ... {{}}\"; done | \
              sed 's/test_merge_results ... {{}}/test_merge_results ... {failing}/; s/{{}}/ok/'; \
              echo; echo 'Ran 4 tests in 0.84s'; echo; {end}",

@@ -259,7 +259,7 @@
 
   const JOB_HEADINGS = [
     ['Job'], ['State'], ['Branch'], ['Commit', 'col-commit'], ['Runner', 'col-opt'], ['Attempt', 'col-opt num'],
-    ['Duration', 'num'], ['Created', 'col-opt'],
+    ['Tests', 'col-opt'], ['Duration', 'num'], ['Created', 'col-opt'],
   ];
 
   function jobSignature(job) {
@@ -281,7 +281,7 @@
     el('td', { class: 'col-id' },
       el('a', { href: link, dataset: { focusKey: 'job' } }, `#${job.id}`),
       job.trigger === 'rerun' ? el('span', { class: 'tag', title: 'Started by a rerun' }, 'rerun') : null),
-    el('td', {}, stateBadge(job.state)),
+    el('td', { title: job.message || null }, stateBadge(job.state)),
     el('td', { class: 'col-branch' }, el('span', { class: 'branch', title: job.branch }, job.branch)),
     el('td', { class: 'mono col-commit' },
       el('a', {
@@ -290,9 +290,21 @@
       }, shortCommit(job.commit))),
     el('td', { class: 'col-opt' }, nodeName(job.runner)),
     el('td', { class: 'col-opt num' }, job.attempt),
+    el('td', { class: 'col-opt' }, testCounts(job.summary)),
     el('td', { class: 'num' }, jobDuration(job)),
     el('td', { class: 'col-opt muted', title: isoTime(job.created_at) }, formatTime(job.created_at)));
     return row;
+  }
+
+  /** The test counts parsed from a job's output, as a short cell. */
+  function testCounts(summary) {
+    if (!summary) return el('span', { class: 'muted' }, '—');
+    const total = summary.passed + summary.failed;
+    if (summary.failed > 0) {
+      return el('span', { class: 'tests tests-failed', title: summary.failing.join('\n') || null },
+        `${summary.failed} of ${total} failed`);
+    }
+    return el('span', { class: 'tests' }, `${summary.passed} passed`);
   }
 
   function syncJobs(body, jobs) {
