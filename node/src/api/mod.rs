@@ -43,9 +43,7 @@ pub fn router(context: Arc<NodeContext>, internal: Router) -> Router {
         .route("/api/v1/rerun", post(jobs::rerun))
         .route("/api/v1/notify", post(notify::notify))
         .route("/", get(dashboard::index))
-        .route("/ui/app.js", get(dashboard::script))
-        .route("/ui/style.css", get(dashboard::style))
-        .route("/ui/icon.svg", get(dashboard::icon))
+        .route("/ui/{file}", get(dashboard::file))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(PUBLIC_BODY_LIMIT))
         .with_state(context.clone());

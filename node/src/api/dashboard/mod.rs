@@ -11,8 +11,11 @@
 
 use std::sync::OnceLock;
 
+use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+
+use super::ApiError;
 
 /// The page's policy: only this origin's own files; no inline script, frames or forms.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
@@ -61,28 +64,37 @@ impl Asset {
 }
 
 static INDEX: Asset = Asset::new(include_str!("index.html"), "text/html; charset=utf-8");
-static SCRIPT: Asset = Asset::new(include_str!("app.js"), "text/javascript; charset=utf-8");
-static STYLE: Asset = Asset::new(include_str!("style.css"), "text/css; charset=utf-8");
-static ICON: Asset = Asset::new(include_str!("icon.svg"), "image/svg+xml");
+
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+
+/// Everything under `/ui/`, by file name. The page's script is an ES module per concern
+/// (`app.js` imports the others), so each file stays small and no bundler is needed.
+static FILES: [(&str, Asset); 11] = [
+    ("app.js", Asset::new(include_str!("app.js"), JAVASCRIPT)),
+    ("api.js", Asset::new(include_str!("api.js"), JAVASCRIPT)),
+    ("commit.js", Asset::new(include_str!("commit.js"), JAVASCRIPT)),
+    ("dom.js", Asset::new(include_str!("dom.js"), JAVASCRIPT)),
+    ("format.js", Asset::new(include_str!("format.js"), JAVASCRIPT)),
+    ("job.js", Asset::new(include_str!("job.js"), JAVASCRIPT)),
+    ("jobs.js", Asset::new(include_str!("jobs.js"), JAVASCRIPT)),
+    ("log.js", Asset::new(include_str!("log.js"), JAVASCRIPT)),
+    ("overview.js", Asset::new(include_str!("overview.js"), JAVASCRIPT)),
+    ("style.css", Asset::new(include_str!("style.css"), "text/css; charset=utf-8")),
+    ("icon.svg", Asset::new(include_str!("icon.svg"), "image/svg+xml")),
+];
 
 /// `GET /`: the page.
 pub async fn index(headers: HeaderMap) -> Response {
     INDEX.serve(&headers)
 }
 
-/// `GET /ui/app.js`.
-pub async fn script(headers: HeaderMap) -> Response {
-    SCRIPT.serve(&headers)
-}
-
-/// `GET /ui/style.css`.
-pub async fn style(headers: HeaderMap) -> Response {
-    STYLE.serve(&headers)
-}
-
-/// `GET /ui/icon.svg`: the tab icon and the logo.
-pub async fn icon(headers: HeaderMap) -> Response {
-    ICON.serve(&headers)
+/// `GET /ui/{file}`: the page's scripts, style sheet and icon.
+pub async fn file(Path(name): Path<String>, headers: HeaderMap) -> Response {
+    match FILES.iter().find(|(file, _)| *file == name) {
+        Some((_, asset)) => asset.serve(&headers),
+        None => ApiError::new(StatusCode::NOT_FOUND, format!("no dashboard file {name:?}"))
+            .into_response(),
+    }
 }
 
 /// 64-bit FNV-1a: a stable content hash for `ETag`s (not a security boundary).
@@ -96,22 +108,35 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 mod tests {
     use super::*;
 
+    async fn get(name: &str, headers: HeaderMap) -> Response {
+        file(Path(name.to_owned()), headers).await
+    }
+
     #[tokio::test]
-    async fn an_asset_is_served_with_its_type_and_revalidated_by_etag() {
-        let first = script(HeaderMap::new()).await;
+    async fn a_file_is_served_with_its_type_and_revalidated_by_etag() {
+        let first = get("app.js", HeaderMap::new()).await;
         assert_eq!(first.status(), StatusCode::OK);
-        assert_eq!(first.headers()[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
+        assert_eq!(first.headers()[header::CONTENT_TYPE], JAVASCRIPT);
         assert_eq!(first.headers()[header::CACHE_CONTROL], "no-cache");
         let etag = first.headers()[header::ETAG].clone();
 
         let mut request = HeaderMap::new();
         request.insert(header::IF_NONE_MATCH, etag.clone());
-        assert_eq!(script(request).await.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(get("app.js", request).await.status(), StatusCode::NOT_MODIFIED);
 
         let mut stale = HeaderMap::new();
         stale.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"0\""));
-        assert_eq!(script(stale).await.status(), StatusCode::OK);
+        assert_eq!(get("app.js", stale).await.status(), StatusCode::OK);
         assert_ne!(index(HeaderMap::new()).await.headers()[header::ETAG], etag);
+        let style = get("style.css", HeaderMap::new()).await;
+        assert_eq!(style.headers()[header::CONTENT_TYPE], "text/css; charset=utf-8");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_file_is_not_found() {
+        for name in ["nope.js", "../mod.rs", "index.html", ""] {
+            assert_eq!(get(name, HeaderMap::new()).await.status(), StatusCode::NOT_FOUND);
+        }
     }
 
     #[test]
@@ -121,6 +146,15 @@ mod tests {
             assert!(page.contains(path), "index.html refers to {path}");
         }
         assert!(!page.contains("http://") && !page.contains("https://"), "no external URL");
-        assert!(!SCRIPT.body.contains("innerHTML"), "API data is never parsed as HTML");
+        for (name, asset) in FILES.iter().filter(|(name, _)| name.ends_with(".js")) {
+            assert!(!asset.body.contains("innerHTML"), "{name}: API data is never parsed as HTML");
+            for import in asset.body.lines().filter_map(|l| l.split("from './").nth(1)) {
+                let imported = import.trim_end_matches("';");
+                assert!(
+                    FILES.iter().any(|(file, _)| *file == imported),
+                    "{name} imports {imported}, which is not served"
+                );
+            }
+        }
     }
 }
