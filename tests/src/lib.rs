@@ -5,6 +5,7 @@
 //! sleeps. Dropping a [`Cluster`] kills every process it started; if the test is failing
 //! it first prints every node's log.
 
+pub mod cdp;
 pub mod http;
 pub mod prometheus;
 pub mod repo;

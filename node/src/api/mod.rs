@@ -8,7 +8,9 @@
 //! - `notify`: an immediate observer round.
 //! - `metrics`: `GET /metrics`, Prometheus text.
 //! - `extract`: path, query and body extractors whose rejections are JSON errors.
+//! - `dashboard`: the web page at `/` and its embedded files under `/ui/`.
 
+pub mod dashboard;
 mod extract;
 pub mod jobs;
 pub mod logs;
@@ -46,6 +48,8 @@ pub fn router(context: Arc<NodeContext>, internal: Router) -> Router {
         .route("/api/v1/notify", post(notify::notify))
         .route("/metrics", get(metrics::get))
         .method_not_allowed_fallback(method_not_allowed)
+        .route("/", get(dashboard::index))
+        .route("/ui/{file}", get(dashboard::file))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(PUBLIC_BODY_LIMIT))
         .with_state(context.clone());

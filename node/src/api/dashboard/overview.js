@@ -1,0 +1,182 @@
+// The overview (#/): the cluster, the queue, the jobs with their filters, and the
+// watched repositories.
+
+import { el, emptyRow, setChildren, setText, syncList, table } from './dom.js';
+import { STATES, STATE_LABELS } from './format.js';
+import { ApiError, MAX_LIMIT, api, cluster } from './api.js';
+import { JOB_HEADINGS, syncJobs } from './jobs.js';
+
+const PAGE_SIZE = 50;
+
+export function overviewView(route, refresh) {
+  const filter = { branch: route.params.get('branch') || '', state: route.params.get('state') || '' };
+  let limit = PAGE_SIZE;
+  const branches = new Set();
+
+  const card = (label, value, note) => el('div', { class: 'stat' },
+    el('div', { class: 'stat-label' }, label), value, note);
+  const leaderValue = el('div', { class: 'stat-value', id: 'stat-leader' }, '…');
+  const leaderNote = el('div', { class: 'stat-note' });
+  const nodesValue = el('div', { class: 'stat-value' }, '…');
+  const nodesNote = el('div', { class: 'stat-note' });
+  const queued = el('div', { class: 'stat-value' }, '…');
+  const running = el('div', { class: 'stat-value' }, '…');
+  const finished = el('div', { class: 'stat-value' }, '…');
+  const stats = el('section', { class: 'stats', 'aria-label': 'Cluster summary' },
+    card('Leader', leaderValue, leaderNote),
+    card('Nodes alive', nodesValue, nodesNote),
+    card('Queued', queued, el('div', { class: 'stat-note' }, 'waiting for a runner')),
+    card('Running', running, el('div', { class: 'stat-note' }, 'on runners now')),
+    card('Finished', finished, el('div', { class: 'stat-note' }, 'with a final result')));
+
+  const nodes = table('nodes', [
+    ['Node'], ['Address', 'col-opt'], ['Health'], ['Raft'], ['Runner slots'], ['Labels', 'col-opt'],
+    ['Version', 'col-opt'],
+  ]);
+  const nodesCard = el('section', { class: 'card', 'aria-labelledby': 'nodes-title' },
+    el('div', { class: 'card-head' }, el('h2', { id: 'nodes-title' }, 'Nodes')),
+    nodes.wrapper);
+
+  const repos = table('repos', [['Repository'], ['Observer']]);
+  const reposCard = el('section', { class: 'card', 'aria-labelledby': 'repos-title' },
+    el('div', { class: 'card-head' }, el('h2', { id: 'repos-title' }, 'Repositories')),
+    repos.wrapper);
+
+  const branchInput = el('input', {
+    type: 'search', id: 'filter-branch', list: 'branch-list', placeholder: 'All branches',
+    autocomplete: 'off', spellcheck: 'false', value: filter.branch,
+  });
+  const branchList = el('datalist', { id: 'branch-list' });
+  const stateSelect = el('select', { id: 'filter-state' },
+    el('option', { value: '' }, 'All states'),
+    STATES.map((state) => el('option', { value: state, selected: state === filter.state }, STATE_LABELS[state])));
+  const clear = el('button', { type: 'button', class: 'button button-quiet' }, 'Clear');
+  const form = el('form', { class: 'filters', role: 'search', 'aria-label': 'Filter jobs' },
+    el('label', { for: 'filter-branch' }, 'Branch'), branchInput, branchList,
+    el('label', { for: 'filter-state' }, 'State'), stateSelect, clear);
+  const jobs = table('jobs', JOB_HEADINGS);
+  const more = el('button', { type: 'button', class: 'button button-quiet', hidden: true }, 'Show more');
+  const footer = el('div', { class: 'card-foot muted' });
+  const jobsCard = el('section', { class: 'card', 'aria-labelledby': 'jobs-title' },
+    el('div', { class: 'card-head' }, el('h2', { id: 'jobs-title' }, 'Jobs'), form),
+    jobs.wrapper, el('div', { class: 'card-foot-row' }, footer, more));
+
+  const root = el('div', { class: 'view-overview' },
+    el('h1', { class: 'visually-hidden' }, 'Cluster overview'), stats, nodesCard, jobsCard,
+    reposCard);
+
+  let typing = null;
+  function applyFilter() {
+    filter.branch = branchInput.value.trim();
+    filter.state = stateSelect.value;
+    limit = PAGE_SIZE;
+    const params = new URLSearchParams();
+    if (filter.branch) params.set('branch', filter.branch);
+    if (filter.state) params.set('state', filter.state);
+    const query = params.toString();
+    history.replaceState(null, '', `#/${query ? `?${query}` : ''}`);
+    refresh();
+  }
+  form.addEventListener('submit', (event) => { event.preventDefault(); applyFilter(); });
+  branchInput.addEventListener('input', () => {
+    clearTimeout(typing);
+    typing = setTimeout(applyFilter, 300);
+  });
+  stateSelect.addEventListener('change', applyFilter);
+  clear.addEventListener('click', () => {
+    branchInput.value = '';
+    stateSelect.value = '';
+    applyFilter();
+  });
+  more.addEventListener('click', () => {
+    limit = Math.min(MAX_LIMIT, limit + PAGE_SIZE);
+    refresh();
+  });
+
+  function renderCluster(status) {
+    setText(leaderValue, status.leader ? status.leader.name : 'none');
+    leaderValue.classList.toggle('warn', !status.leader);
+    setText(leaderNote, `term ${status.term} · ${status.voters} voters · auth ${status.auth}`);
+    const all = status.nodes || [];
+    const alive = all.filter((node) => node.alive).length;
+    setText(nodesValue, `${alive} / ${all.length}`);
+    nodesValue.classList.toggle('warn', alive < all.length);
+    const slots = all.reduce((sum, node) => sum + (node.alive ? node.slots : 0), 0);
+    const busy = all.reduce((sum, node) => sum + (node.alive ? node.busy : 0), 0);
+    setText(nodesNote, `${busy} of ${slots} runner slots busy`);
+    setText(queued, status.queue.queued);
+    setText(running, status.queue.running);
+    setText(finished, status.queue.finished);
+    const self = status.node ? status.node.id : null;
+    syncList(nodes.body, all, (node) => node.id, (node) => JSON.stringify([node, self]), (node) => {
+      const share = node.slots > 0 ? Math.min(1, node.busy / node.slots) : 0;
+      const bar = el('span', { class: 'slot-fill' });
+      bar.style.width = `${Math.round(share * 100)}%`;
+      return el('tr', { dataset: { nodeId: node.id, raft: node.raft, alive: node.alive } },
+        el('td', { class: 'node-name' },
+          el('span', {}, node.name),
+          node.id === self ? el('span', { class: 'tag', title: 'This page is served by this node' }, 'this node') : null),
+        el('td', { class: 'mono col-opt' }, node.addr),
+        el('td', {}, el('span', { class: `health ${node.alive ? 'alive' : 'dead'}` }, node.alive ? 'Alive' : 'Dead')),
+        el('td', {}, el('span', { class: `role role-${node.raft}` }, node.raft)),
+        el('td', {}, el('span', { class: 'slots' },
+          el('span', { class: 'slot-bar', 'aria-hidden': 'true' }, bar),
+          el('span', { class: 'num' }, `${node.busy} / ${node.slots}`))),
+        el('td', { class: 'col-opt' }, (node.labels || []).length
+          ? node.labels.map((label) => el('span', { class: 'chip' }, label))
+          : el('span', { class: 'muted' }, '—')),
+        el('td', { class: 'col-opt muted mono' }, node.version || '—'));
+    });
+  }
+
+  function renderRepos(status) {
+    const list = status.repos || [];
+    if (list.length === 0) {
+      syncList(repos.body, ['none'], () => 'empty', () => '',
+        () => emptyRow(2, 'No repository is watched: start a node with --repo URL.'));
+      return;
+    }
+    syncList(repos.body, list, (repo) => repo.id, (repo) => JSON.stringify(repo), (repo) =>
+      el('tr', { dataset: { repoId: repo.id } },
+        el('td', { class: 'mono repo-url' }, repo.url),
+        el('td', { class: 'repo-health' }, repo.error
+          ? el('span', { class: 'health dead', title: repo.error }, repo.error)
+          : el('span', { class: 'health alive' }, 'OK'))));
+  }
+
+  async function update() {
+    renderCluster(cluster.status);
+    renderRepos(cluster.status);
+    const params = new URLSearchParams({ limit: String(limit) });
+    if (filter.branch) params.set('branch', filter.branch);
+    if (filter.state) params.set('state', filter.state);
+    let list;
+    try {
+      list = await api(`/api/v1/jobs?${params}`);
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 400) {
+        syncList(jobs.body, [null], () => 'error', () => error.message,
+          () => emptyRow(JOB_HEADINGS.length, error.message));
+        return;
+      }
+      throw error;
+    }
+    const before = branches.size;
+    for (const job of list) branches.add(job.branch);
+    if (branches.size !== before) {
+      setChildren(branchList, [...branches].sort().map((branch) => el('option', { value: branch })));
+    }
+    if (list.length === 0) {
+      const text = filter.branch || filter.state ? 'No job matches these filters.' : 'No jobs yet: push a commit to a watched repository.';
+      syncList(jobs.body, [text], () => 'empty', (t) => t, (t) => emptyRow(JOB_HEADINGS.length, t));
+    } else {
+      syncJobs(jobs.body, list);
+    }
+    setText(footer, list.length >= limit ? `Newest ${list.length} jobs` : `${list.length} job${list.length === 1 ? '' : 's'}`);
+    more.hidden = list.length < limit || limit >= MAX_LIMIT;
+    const active = cluster.status.queue.running;
+    document.title = active > 0 ? `(${active} running) Eventide` : 'Eventide';
+  }
+
+  return { root, update, dispose() { clearTimeout(typing); } };
+}
