@@ -98,6 +98,7 @@ step "starting 3 nodes: $(addr 1) $(addr 2) $(addr 3)"
 for i in 1 2 3; do start "$i"; done
 leader=$(wait_leader 1)
 echo "leader elected: $leader"
+echo "dashboard: http://$(addr 1)/ (any node serves it; metrics at /metrics)"
 "$bin" status --node "$(addr 1)"
 
 step "watched repositories (asked of n2)"
