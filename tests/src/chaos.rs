@@ -39,6 +39,9 @@ pub const LEADER_DEADLINE: Duration = Duration::from_secs(20);
 /// How long the cluster may take, after the last heal, to finish every job everywhere.
 const QUIESCENCE_DEADLINE: Duration = Duration::from_secs(150);
 
+/// `--dead-voter-grace` of every node: shorter than the longest faults.
+const DEAD_VOTER_GRACE: &str = "6s";
+
 /// The port every node listens on, in its own namespace.
 const PORT: u16 = 7800;
 
@@ -132,6 +135,9 @@ pub struct Summary {
     pub results_seen: usize,
     /// Time until a leader was seen, after each heal and restart.
     pub leader_waits: Vec<Duration>,
+    /// How often the set of voters differed from the one before (autopilot replacements).
+    pub voter_changes: u32,
+    voters: Option<Vec<String>>,
     pub violations: Vec<String>,
     /// Where the node logs were kept (only when there are violations).
     pub logs: Option<PathBuf>,
@@ -166,6 +172,7 @@ impl fmt::Display for Summary {
             max.as_secs_f64(),
             LEADER_DEADLINE.as_secs()
         )?;
+        writeln!(f, "  voters:      the voter set changed {} times", self.voter_changes)?;
         writeln!(f, "  violations:  {}", self.violations.len())?;
         for violation in &self.violations {
             writeln!(f, "    - {violation}")?;
@@ -361,7 +368,10 @@ pub fn run(settings: &Settings) -> Summary {
         .collect();
     let launchers = (0..settings.nodes).map(|i| network.launcher(i)).collect();
     let mut options = Options::watching(repo.url());
-    options.extra.extend(["--voters".into(), "3".into()]);
+    // Three voters: the other nodes are runner-only learners; a voter cut off for longer
+    // than the grace is replaced by one of them.
+    let grace = ["--dead-voter-grace", DEAD_VOTER_GRACE];
+    options.extra.extend(["--voters", "3"].into_iter().chain(grace).map(str::to_owned));
     let mut cluster = Cluster::start_at(&addrs, launchers, options);
     crate::wait_until("every node to answer with its id", Duration::from_secs(60), || {
         cluster.learn_ids();
@@ -436,7 +446,8 @@ fn nemesis(cluster: &mut Cluster, network: &Network, settings: &Settings, summar
             13..=16 => Fault::Split,
             _ => Fault::LinkDown,
         };
-        let hold = rng.millis(1_500, 7_000);
+        // Some faults outlast the dead-voter grace, so that voters get replaced as well.
+        let hold = rng.millis(1_500, 9_000);
         let leader = agreed_leader(cluster);
         eprintln!(
             "chaos: {:>5.1} s {fault:?} for {:.1} s (leader {})",
@@ -498,7 +509,20 @@ fn nemesis(cluster: &mut Cluster, network: &Network, settings: &Settings, summar
                         summary.partitions += 1;
                     }
                 }
-                std::thread::sleep(hold);
+                // Now and then a node dies while the network is cut, and is back before the heal.
+                if rng.below(4) == 0 {
+                    let victim = rng.below(cluster.nodes.len());
+                    std::thread::sleep(hold / 2);
+                    eprintln!("chaos: kill n{} during the partition", victim + 1);
+                    cluster.kill(victim);
+                    summary.kills += 1;
+                    summary.leader_kills += u32::from(Some(victim) == leader);
+                    std::thread::sleep(hold / 2);
+                    cluster.restart(victim);
+                    summary.restarts += 1;
+                } else {
+                    std::thread::sleep(hold);
+                }
                 network.heal();
                 summary.heals += 1;
                 wait_for_leader(cluster, "a heal", summary);
@@ -525,8 +549,9 @@ fn wait_for_leader(cluster: &Cluster, after: &str, summary: &mut Summary) {
     let start = Instant::now();
     let mut late = false;
     while start.elapsed() < LEADER_DEADLINE * 3 {
-        if agreed_leader(cluster).is_some() {
+        if let Some(leader) = agreed_leader(cluster) {
             summary.leader_waits.push(start.elapsed());
+            note_voters(cluster, leader, summary);
             return;
         }
         if !late && start.elapsed() > LEADER_DEADLINE {
@@ -541,6 +566,22 @@ fn wait_for_leader(cluster: &Cluster, after: &str, summary: &mut Summary) {
     summary
         .violations
         .push(format!("still no leader {} s after {after}", (LEADER_DEADLINE * 3).as_secs()));
+}
+
+/// Counts a change of the voter set, as the leader lists it.
+fn note_voters(cluster: &Cluster, leader: usize, summary: &mut Summary) {
+    let Some(status) = cluster.nodes[leader].status() else { return };
+    let Some(nodes) = status["nodes"].as_array() else { return };
+    let mut voters: Vec<String> = nodes
+        .iter()
+        .filter(|node| node["raft"] == "leader" || node["raft"] == "voter")
+        .filter_map(|node| node["id"].as_str().map(str::to_owned))
+        .collect();
+    voters.sort();
+    if summary.voters.as_ref().is_some_and(|before| *before != voters) {
+        summary.voter_changes += 1;
+    }
+    summary.voters = Some(voters);
 }
 
 /// After the final heal: waits for quiescence, then checks every invariant.
