@@ -286,3 +286,41 @@ impl Drop for Network {
         let _ = run("ip", &["link", "del", "dev", &self.bridge]);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A subnet [`Network::create`] never picks (it uses 0 to 249).
+    const SPARE: u8 = 251;
+
+    #[test]
+    fn leftovers_of_a_dead_run_are_recognised_and_removed() {
+        require_privileges();
+        let bridge = format!("evc{SPARE}");
+        let namespace = format!("evc{SPARE}n0");
+        remove_namespaces(SPARE);
+        let _ = run("ip", &["link", "del", "dev", &bridge]);
+
+        ip(&["link", "add", "name", &bridge, "type", "bridge"]);
+        assert!(owner_alive(&bridge), "an untagged bridge may be another run's, mid-setup");
+        let mine = owner_of(std::process::id()).expect("own /proc entry");
+        ip(&["link", "set", "dev", &bridge, "alias", &mine]);
+        assert!(owner_alive(&bridge), "this process is alive");
+        // pid_max is at most 2^22: this pid never exists.
+        let dead = format!("{OWNER_TAG} pid=99999999 start=1");
+        ip(&["link", "set", "dev", &bridge, "alias", &dead]);
+        assert!(!owner_alive(&bridge));
+
+        ip(&["netns", "add", &namespace]);
+        let veth = format!("evc{SPARE}h0");
+        ip(&[
+            "link", "add", "name", &veth, "type", "veth", "peer", "name", "eth0", "netns",
+            &namespace,
+        ]);
+        remove_namespaces(SPARE);
+        assert!(namespaces_with(&format!("evc{SPARE}n")).is_empty());
+        assert!(!run("ip", &["link", "show", "dev", &veth]).status.success(), "veth removed");
+        ip(&["link", "del", "dev", &bridge]);
+    }
+}
