@@ -126,6 +126,8 @@ pub struct Summary {
     pub leader_partitions: u32,
     pub link_downs: u32,
     pub heals: u32,
+    /// SIGSTOP/SIGCONT of the leader.
+    pub pauses: u32,
     pub commits: usize,
     pub notifies: u32,
     pub results: usize,
@@ -151,7 +153,11 @@ impl fmt::Display for Summary {
             waits.iter().sum::<Duration>().checked_div(waits.len() as u32).unwrap_or_default();
         writeln!(f, "chaos summary (seed {})", self.seed)?;
         writeln!(f, "  nodes:       {} for {} s of nemesis", self.nodes, self.nemesis_seconds)?;
-        writeln!(f, "  kills:       {} ({} of the leader)", self.kills, self.leader_kills)?;
+        writeln!(
+            f,
+            "  kills:       {} ({} of the leader); {} pauses of the leader",
+            self.kills, self.leader_kills, self.pauses
+        )?;
         writeln!(f, "  restarts:    {}", self.restarts)?;
         writeln!(
             f,
@@ -339,6 +345,12 @@ enum Fault {
     IsolateLeaderWithRunner,
     Split,
     LinkDown,
+    /// SIGSTOP of the leader, SIGCONT after the hold: a leader that wakes up stale.
+    PauseLeader,
+    /// Kill the leader, then its successor as soon as there is one (quorum lost).
+    KillTwoLeaders,
+    /// Short cuts of a random minority in quick succession.
+    Flap,
 }
 
 /// Runs the nemesis: cluster, network, workload, faults, then the checks.
@@ -439,12 +451,15 @@ fn nemesis(cluster: &mut Cluster, network: &Network, settings: &Settings, summar
     let mut rng = Rng::new(settings.seed);
     let start = Instant::now();
     while start.elapsed() < settings.duration {
-        let fault = match rng.below(20) {
+        let fault = match rng.below(26) {
             0..=5 => Fault::KillLeader,
             6..=8 => Fault::KillRandom,
             9..=12 => Fault::IsolateLeaderWithRunner,
             13..=16 => Fault::Split,
-            _ => Fault::LinkDown,
+            17..=19 => Fault::LinkDown,
+            20..=21 => Fault::PauseLeader,
+            22..=23 => Fault::KillTwoLeaders,
+            _ => Fault::Flap,
         };
         // Some faults outlast the dead-voter grace, so that voters get replaced as well.
         let hold = rng.millis(1_500, 9_000);
@@ -483,6 +498,55 @@ fn nemesis(cluster: &mut Cluster, network: &Network, settings: &Settings, summar
                     summary.restarts += 1;
                 }
                 wait_for_leader(cluster, "a restart", summary);
+            }
+            Fault::PauseLeader | Fault::KillTwoLeaders if leader.is_none() => {}
+            Fault::PauseLeader => {
+                let leader = leader.expect("checked above");
+                cluster.signal(leader, "STOP");
+                summary.pauses += 1;
+                std::thread::sleep(hold);
+                cluster.signal(leader, "CONT");
+                wait_for_leader(cluster, "a paused leader woke up", summary);
+            }
+            Fault::KillTwoLeaders => {
+                let first = leader.expect("checked above");
+                cluster.kill(first);
+                let deadline = Instant::now() + LEADER_DEADLINE;
+                let second = loop {
+                    match agreed_leader(cluster) {
+                        Some(next) => break Some(next),
+                        None if Instant::now() > deadline => break None,
+                        None => std::thread::sleep(Duration::from_millis(50)),
+                    }
+                };
+                let victims: Vec<usize> = [Some(first), second].into_iter().flatten().collect();
+                if let Some(second) = second {
+                    cluster.kill(second);
+                } else {
+                    summary.violations.push("no leader after a kill of the leader".to_owned());
+                }
+                summary.kills += victims.len() as u32;
+                summary.leader_kills += victims.len() as u32;
+                std::thread::sleep(hold);
+                for &victim in &victims {
+                    cluster.restart(victim);
+                    summary.restarts += 1;
+                }
+                wait_for_leader(cluster, "a restart of two leaders", summary);
+            }
+            Fault::Flap => {
+                for _ in 0..5 {
+                    let mut all: Vec<usize> = (0..cluster.nodes.len()).collect();
+                    rng.shuffle(&mut all);
+                    let rest = all.split_off(1 + rng.below((cluster.nodes.len() - 1) / 2));
+                    network.partition(&[all, rest]);
+                    summary.partitions += 1;
+                    std::thread::sleep(rng.millis(200, 1_200));
+                    network.heal();
+                    summary.heals += 1;
+                    std::thread::sleep(rng.millis(100, 600));
+                }
+                wait_for_leader(cluster, "a flapping network", summary);
             }
             Fault::IsolateLeaderWithRunner | Fault::Split | Fault::LinkDown => {
                 let mut all: Vec<usize> = (0..cluster.nodes.len()).collect();
