@@ -745,7 +745,8 @@ pub struct Verdict {
 
 /// Checks the final jobs against the commits made, as `(branch, commit)`: each commit has
 /// exactly one job, on its branch; no job is for anything else; every job passed or ran
-/// out of attempts (the test command is `true`).
+/// out of attempts (the test command is `true`); ids run from 1 without a gap (`jobs`
+/// sorted by id).
 pub fn check_results(jobs: &[Value], made: &[(String, String)]) -> Verdict {
     let mut verdict = Verdict::default();
     let made_on: HashMap<&str, &str> =
@@ -768,6 +769,11 @@ pub fn check_results(jobs: &[Value], made: &[(String, String)]) -> Verdict {
             Some("error") if runner_lost => verdict.errors += 1,
             _ => verdict.violations.push(format!("unexpected final state: {job}")),
         }
+    }
+    // Job ids are given 1, 2, 3 … and jobs are never forgotten here: a gap is a lost job.
+    let ids: Vec<Option<u64>> = jobs.iter().map(|job| job["id"].as_u64()).collect();
+    if ids.iter().enumerate().any(|(index, id)| *id != Some(index as u64 + 1)) {
+        verdict.violations.push(format!("job ids are not 1 to {}: {ids:?}", jobs.len()));
     }
     for (branch, commit) in made {
         let jobs = count.get(commit.as_str()).copied().unwrap_or(0);
@@ -824,6 +830,9 @@ mod tests {
         ];
         let verdict = check_results(&jobs, &made());
         assert_eq!(verdict.violations.len(), 3, "{:#?}", verdict.violations);
+        let gap =
+            check_results(&[job(1, "main", "a", "passed"), job(3, "side", "b", "passed")], &made());
+        assert_eq!(gap.violations.len(), 1, "{:#?}", gap.violations);
         let wrong_branch =
             check_results(&[job(1, "main", "a", "passed"), job(2, "main", "b", "passed")], &made());
         assert_eq!(wrong_branch.violations.len(), 1, "{:#?}", wrong_branch.violations);
