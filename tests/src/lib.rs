@@ -6,7 +6,9 @@
 //! it first prints every node's log.
 
 pub mod cdp;
+pub mod chaos;
 pub mod http;
+pub mod netns;
 pub mod prometheus;
 pub mod repo;
 
@@ -90,6 +92,8 @@ pub struct Node {
     pub data_dir: PathBuf,
     log: PathBuf,
     args: Vec<String>,
+    /// A command the node is started under, e.g. `ip netns exec NS` (empty: none).
+    launcher: Vec<String>,
     child: Option<Child>,
 }
 
@@ -183,12 +187,23 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `count` nodes, each seeded with every other's address.
     pub fn start(count: usize, options: Options) -> Cluster {
-        let dir = tempfile::Builder::new().prefix("eventide-e2e-").tempdir().expect("temp dir");
         let addrs: Vec<SocketAddr> = (0..count).map(|_| free_addr()).collect();
+        Cluster::start_at(&addrs, vec![Vec::new(); count], options)
+    }
+
+    /// Starts one node per address, node `i` under the command `launchers[i]` (e.g.
+    /// `ip netns exec NS` for a node in a network namespace), each seeded with every
+    /// other's address.
+    pub fn start_at(
+        addrs: &[SocketAddr],
+        launchers: Vec<Vec<String>>,
+        options: Options,
+    ) -> Cluster {
+        let dir = tempfile::Builder::new().prefix("eventide-e2e-").tempdir().expect("temp dir");
         let mut cluster = Cluster { nodes: Vec::new(), options, dir, ids: Mutex::new(Vec::new()) };
-        for (index, addr) in addrs.iter().enumerate() {
+        for ((index, addr), launcher) in addrs.iter().enumerate().zip(launchers) {
             let seeds: Vec<SocketAddr> = addrs.iter().copied().filter(|a| a != addr).collect();
-            cluster.add_node(&format!("n{}", index + 1), *addr, &seeds);
+            cluster.add_node(&format!("n{}", index + 1), *addr, &seeds, launcher);
         }
         cluster
     }
@@ -197,11 +212,17 @@ impl Cluster {
     pub fn add(&mut self) -> usize {
         let seeds: Vec<SocketAddr> = self.nodes.iter().map(|n| n.addr).collect();
         let name = format!("n{}", self.nodes.len() + 1);
-        self.add_node(&name, free_addr(), &seeds);
+        self.add_node(&name, free_addr(), &seeds, Vec::new());
         self.nodes.len() - 1
     }
 
-    fn add_node(&mut self, name: &str, addr: SocketAddr, seeds: &[SocketAddr]) {
+    fn add_node(
+        &mut self,
+        name: &str,
+        addr: SocketAddr,
+        seeds: &[SocketAddr],
+        launcher: Vec<String>,
+    ) {
         let data_dir = self.dir.path().join(name);
         let log = self.dir.path().join(format!("{name}.log"));
         let mut args: Vec<String> = vec![
@@ -220,7 +241,7 @@ impl Cluster {
             args.push(seed.to_string());
         }
         args.extend(self.options.extra.iter().cloned());
-        let mut node = Node { name: name.into(), addr, data_dir, log, args, child: None };
+        let mut node = Node { name: name.into(), addr, data_dir, log, args, launcher, child: None };
         spawn(&mut node);
         self.nodes.push(node);
     }
@@ -330,7 +351,15 @@ impl Cluster {
 
 fn spawn(node: &mut Node) {
     let log: File = OpenOptions::new().create(true).append(true).open(&node.log).expect("open log");
-    let child = Command::new(binary())
+    let mut command = match node.launcher.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(binary());
+            command
+        }
+        None => Command::new(binary()),
+    };
+    let child = command
         .args(&node.args)
         .env("EVENTIDE_LOG", "info,openraft=error,chitchat=warn")
         .stdin(Stdio::null())
