@@ -126,6 +126,15 @@ enum Commands {
     /// Manage watched repositories.
     #[command(subcommand)]
     Repo(RepoCommand),
+    /// Print the API token derived from the cluster secret (for hooks and scripts).
+    #[command(
+        after_help = "Example:\n  EVENTIDE_TOKEN=$(eventide-node token --secret-file /etc/eventide/secret) eventide-node notify"
+    )]
+    Token {
+        /// The cluster secret's file (or EVENTIDE_SECRET).
+        #[arg(long, env = "EVENTIDE_SECRET_FILE", value_name = "FILE")]
+        secret_file: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -193,6 +202,7 @@ fn main() -> ExitCode {
             Commands::Repo(RepoCommand::List { node, json }) => {
                 client::repo_list(&node, json).await
             }
+            Commands::Token { secret_file } => client::token(secret_file.as_deref()),
         }
     });
     match result {

@@ -10,6 +10,7 @@ use serde::Serialize;
 use tracing::debug;
 
 use super::{APPEND_PATH, CODEC_CONTENT_TYPE, SNAPSHOT_PATH, VOTE_PATH};
+use crate::auth::Signer;
 use crate::codec::{self, MESSAGE_LIMIT};
 use crate::types::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotError, InstallSnapshotRequest,
@@ -21,17 +22,19 @@ use crate::types::{
 #[derive(Clone)]
 pub struct HttpNetwork {
     client: reqwest::Client,
+    signer: Signer,
 }
 
 impl HttpNetwork {
-    /// A network whose connections keep idle HTTP connections alive between heartbeats.
-    pub fn new() -> Result<Self, reqwest::Error> {
+    /// A network whose connections keep idle HTTP connections alive between heartbeats,
+    /// signing every request with `signer`.
+    pub fn new(signer: Signer) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(1))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
-        Ok(HttpNetwork { client })
+        Ok(HttpNetwork { client, signer })
     }
 }
 
@@ -39,7 +42,12 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
     type Network = HttpConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> HttpConnection {
-        HttpConnection { client: self.client.clone(), target, addr: node.addr.clone() }
+        HttpConnection {
+            client: self.client.clone(),
+            signer: self.signer.clone(),
+            target,
+            addr: node.addr.clone(),
+        }
     }
 }
 
@@ -47,6 +55,7 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
 /// `Unreachable` on the first call, and openraft backs off.
 pub struct HttpConnection {
     client: reqwest::Client,
+    signer: Signer,
     target: NodeId,
     addr: String,
 }
@@ -65,9 +74,8 @@ impl HttpConnection {
     {
         let body = codec::encode(request).map_err(|e| RpcError::Network(NetworkError::new(&e)))?;
         let url = format!("http://{}{}", self.addr, path);
-        let response = self
-            .client
-            .post(&url)
+        let request = self.signer.sign_post(self.client.post(&url), path, &body);
+        let response = request
             .header(reqwest::header::CONTENT_TYPE, CODEC_CONTENT_TYPE)
             .timeout(timeout)
             .body(body)

@@ -1,12 +1,14 @@
 //! HTTP: the public JSON API under `/api/v1/`, and the internal Raft RPC under
 //! `/internal/`. Handlers are thin: decode, call, map errors (in [`ApiError`]).
 //!
+//! - `auth`: the API token guard of the public routes.
 //! - `status`: `GET /api/v1/status`, the cluster as this node sees it.
 //! - `repos`: `GET|POST /api/v1/repos`, watched repositories.
 //! - `jobs`: jobs and results, cancel and rerun.
 //! - `logs`: a job's output from any node, live while it runs.
 //! - `notify`: an immediate observer round.
 
+pub mod auth;
 pub mod jobs;
 pub mod logs;
 pub mod notify;
@@ -17,13 +19,16 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use eventide_consensus::auth::{require_signature, InternalAuth};
 use eventide_consensus::network::{raft_routes, WriteError};
 use eventide_consensus::Refusal;
 use serde::{Deserialize, Serialize};
 
+use self::auth::ApiAuth;
 use crate::node::NodeContext;
 
 /// The largest public request body accepted.
@@ -42,8 +47,21 @@ pub fn router(context: Arc<NodeContext>, internal: Router) -> Router {
         .route("/api/v1/notify", post(notify::notify))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(PUBLIC_BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(ApiAuth {
+                secret: context.config.secret.clone(),
+                private: context.config.private_api,
+            }),
+            auth::require_token,
+        ))
         .with_state(context.clone());
-    public.merge(raft_routes(context.raft.clone())).merge(internal)
+    // Every internal route is signed with the cluster secret (when there is one).
+    let internal =
+        raft_routes(context.raft.clone()).merge(internal).layer(middleware::from_fn_with_state(
+            InternalAuth::new(context.config.secret.clone()),
+            require_signature,
+        ));
+    public.merge(internal)
 }
 
 async fn not_found() -> ApiError {

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use eventide_consensus::auth::Signer;
 use eventide_consensus::{codec, CommitId, JobId, NodeId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -55,17 +56,18 @@ pub enum RenewResponse {
     NotLeader,
 }
 
-/// Calls a dispatcher RPC on `addr`.
+/// Calls a dispatcher RPC on `addr`, signed by `signer`.
 pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
     http: &reqwest::Client,
+    signer: &Signer,
     addr: &str,
     path: &str,
     request: &Req,
     timeout: Duration,
 ) -> anyhow::Result<Resp> {
     let body = codec::encode(request)?;
-    let response = http
-        .post(format!("http://{addr}{path}"))
+    let request = signer.sign_post(http.post(format!("http://{addr}{path}")), path, &body);
+    let response = request
         .header(reqwest::header::CONTENT_TYPE, eventide_consensus::network::CODEC_CONTENT_TYPE)
         .timeout(timeout)
         .body(body)
