@@ -81,6 +81,7 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
             labels: config.labels.iter().cloned().collect(),
             seeds: config.seeds.clone(),
             interval: config.gossip_interval,
+            signer: signer.clone(),
         })
         .await?,
     );
@@ -117,7 +118,7 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let dispatcher = Dispatcher::new(context.clone());
-    let app = api::router(context.clone(), dispatcher.routes());
+    let app = api::router(context.clone(), dispatcher.routes().merge(gossip.admission_routes()));
     let server = tokio::spawn(
         async move {
             let stopped = async move {

@@ -138,7 +138,7 @@ pub async fn run(
         was_leader = true;
         let view = membership_view(&metrics);
         if let Some(change) = autopilot.next_change(&view, &members, Instant::now()) {
-            apply(&raft, change).await;
+            apply(&raft, &gossip, change).await;
         }
     }
 }
@@ -152,9 +152,15 @@ fn replace(slot: &mut Option<String>, value: Option<String>) -> bool {
     }
 }
 
-async fn apply(raft: &Raft, change: Change) {
+async fn apply(raft: &Raft, gossip: &Gossip, change: Change) {
     let result = match &change {
         Change::AddLearner { id, info } => {
+            // Gossip is only a hint: a node becomes a member only after it proved the
+            // cluster secret over an authenticated RPC.
+            if let Err(error) = gossip.prove_peer(&info.addr).await {
+                warn!(peer = %id, addr = %info.addr, error = %error, "autopilot: not adding a node that failed to prove the cluster secret");
+                return;
+            }
             info!(peer = %id, addr = %info.addr, "autopilot: adding learner");
             raft.add_learner(*id, info.clone(), false).await.map(|_| ())
         }
