@@ -50,7 +50,7 @@ fn node_count(status: &Value) -> usize {
 
 #[test]
 fn only_nodes_with_the_secret_form_and_join_the_cluster() {
-    let cluster = Cluster::start(3, with_secret(SECRET, Vec::new()));
+    let mut cluster = Cluster::start(3, with_secret(SECRET, Vec::new()));
     let leader = cluster.wait_for_agreed_leader();
     let seeds: Vec<String> =
         cluster.nodes.iter().flat_map(|n| ["--seed".to_owned(), n.addr.to_string()]).collect();
@@ -141,6 +141,19 @@ fn only_nodes_with_the_secret_form_and_join_the_cluster() {
     assert_eq!(code, 202, "{answer}");
     // Reads stay open.
     assert_eq!(http::get(target, "/api/v1/jobs").expect("get").0, 200);
+
+    // A node started later with the secret is proven and added as a learner; the
+    // outsiders still are not.
+    let late = cluster.add();
+    wait_until("the late node to join as a learner", DEADLINE, || {
+        let status = cluster.nodes[late].status()?;
+        let me = status["node"]["id"].clone();
+        let role = status["nodes"].as_array()?.iter().find(|n| n["id"] == me)?["raft"].clone();
+        (role == "learner").then_some(())
+    });
+    for (_, status) in cluster.statuses() {
+        assert!(node_count(&status) <= 4, "outsiders must not appear: {status}");
+    }
 
     for node in cluster.nodes.iter().chain(&secretless.nodes).chain(&stranger.nodes) {
         assert!(!node.log_text().contains(SECRET), "the secret in {}'s log", node.name);
