@@ -124,6 +124,8 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
             let stopped = async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;
             };
+            // Peer addresses reach handlers (the log line of a refused internal request).
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
                 warn!(error = %error, "http server failed");
             }

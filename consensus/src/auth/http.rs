@@ -3,17 +3,19 @@
 //! admission) use to sign theirs.
 
 use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::replay::ReplayGuard;
 use super::secret::Secret;
@@ -33,11 +35,18 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// The least time between two warnings about refused requests; the ones between are
+/// counted and logged at debug level.
+const WARN_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The server side of internal authentication; one per node.
 pub struct InternalAuth {
     secret: Option<Secret>,
     window: Duration,
     replay: ReplayGuard,
+    /// Per kind of refusal: when the last warning was logged, and refusals of that kind
+    /// not warned about since.
+    warned: Mutex<HashMap<&'static str, (Instant, u64)>>,
 }
 
 impl InternalAuth {
@@ -47,7 +56,25 @@ impl InternalAuth {
             secret,
             window: DEFAULT_WINDOW,
             replay: ReplayGuard::new(REPLAY_CAPACITY),
+            warned: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Whether to warn about a refusal of `kind` now (at most once per
+    /// [`WARN_INTERVAL`] per kind), and how many went unwarned before it.
+    fn should_warn(&self, kind: &'static str, now: Instant) -> Option<u64> {
+        let mut warned = self.warned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match warned.get_mut(kind) {
+            Some((last, suppressed)) if now.duration_since(*last) < WARN_INTERVAL => {
+                *suppressed += 1;
+                None
+            }
+            entry => {
+                let suppressed = entry.map_or(0, |(_, suppressed)| *suppressed);
+                warned.insert(kind, (now, 0));
+                Some(suppressed)
+            }
+        }
     }
 }
 
@@ -81,7 +108,25 @@ pub async fn require_signature(
     let checked =
         check_request(secret, &auth.replay, auth.window, method, &path, presented, &body, now_ms());
     if let Err(error) = checked {
-        warn!(path, method, error = %error, "refused unauthenticated internal rpc");
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
+        let peer = peer.map_or_else(|| "unknown".to_owned(), |addr| addr.to_string());
+        match auth.should_warn(error.kind(), Instant::now()) {
+            Some(suppressed) => warn!(
+                peer = %peer,
+                path = %path,
+                method,
+                error = %error,
+                suppressed,
+                "refused unauthenticated internal rpc"
+            ),
+            None => debug!(
+                peer = %peer,
+                path = %path,
+                method,
+                error = %error,
+                "refused unauthenticated internal rpc"
+            ),
+        }
         return (StatusCode::UNAUTHORIZED, format!("unauthenticated: {error}")).into_response();
     }
     next.run(Request::from_parts(parts, Body::from(body))).await
@@ -146,6 +191,17 @@ impl std::fmt::Debug for Signer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_are_warned_about_at_most_once_a_second() {
+        let auth = InternalAuth::new(None);
+        let start = Instant::now();
+        assert_eq!(auth.should_warn("bad", start), Some(0));
+        assert_eq!(auth.should_warn("bad", start + Duration::from_millis(10)), None);
+        assert_eq!(auth.should_warn("stale", start + Duration::from_millis(10)), Some(0));
+        assert_eq!(auth.should_warn("bad", start + Duration::from_millis(20)), None);
+        assert_eq!(auth.should_warn("bad", start + WARN_INTERVAL), Some(2));
+    }
 
     #[test]
     fn signers_never_repeat_a_nonce() {

@@ -33,6 +33,19 @@ pub enum AuthError {
     Replayed,
 }
 
+impl AuthError {
+    /// A short name of the kind of refusal, for rate-limiting log lines.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuthError::Missing { .. } => "missing",
+            AuthError::Malformed { .. } => "malformed",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::Stale { .. } => "stale",
+            AuthError::Replayed => "replayed",
+        }
+    }
+}
+
 /// The three header values of a signed request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedHeaders {
