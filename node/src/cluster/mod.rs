@@ -13,11 +13,12 @@
 mod autopilot;
 mod bootstrap;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventide_consensus::types::{Raft, RaftMetrics};
-use eventide_consensus::NodeId;
+use eventide_consensus::{NodeId, NodeInfo};
 use openraft::{ChangeMembers, ServerState};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -111,6 +112,9 @@ pub async fn run(
                     phase.send_if_modified(|p| replace(&mut p.waiting, Some(reason)));
                 }
                 Bootstrap::Initialize(voters) => {
+                    if !prove_all(&gossip, &voters).await {
+                        continue;
+                    }
                     let ids: Vec<String> = voters.keys().map(|id| id.to_string()).collect();
                     info!(voters = ?ids, "forming a new cluster");
                     match raft.initialize(voters).await {
@@ -141,6 +145,18 @@ pub async fn run(
             apply(&raft, &gossip, change).await;
         }
     }
+}
+
+/// Whether every node about to form the cluster proves the secret over TCP (gossip is
+/// only a hint); the next tick tries again if one does not.
+async fn prove_all(gossip: &Gossip, voters: &BTreeMap<NodeId, NodeInfo>) -> bool {
+    for (id, info) in voters {
+        if let Err(error) = gossip.prove_peer(&info.addr).await {
+            warn!(peer = %id, addr = %info.addr, error = %error, "not forming a cluster with a node that failed to prove the cluster secret");
+            return false;
+        }
+    }
+    true
 }
 
 fn replace(slot: &mut Option<String>, value: Option<String>) -> bool {
