@@ -3,6 +3,7 @@
 //! - `types`: ids, node info and the openraft type configuration.
 //! - `command`: the log entries (commands) and the state machine's replies.
 //! - `state`: the CI state machine, pure and deterministic, with its queries.
+//! - `auth`: the cluster secret; signing and checking internal RPC (HMAC-SHA256).
 //! - `codec`: the only place that turns values into bytes (versioned, size-limited).
 //! - `store`: sled-backed openraft log storage, state machine and snapshots.
 //! - `network`: Raft RPC over HTTP, client (`RaftNetworkFactory`) and server routes.
@@ -19,6 +20,7 @@
 //!                                                  snapshots (codec) <─> sled
 //! ```
 
+pub mod auth;
 pub mod codec;
 pub mod command;
 pub mod network;

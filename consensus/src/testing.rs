@@ -9,6 +9,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 
+use crate::auth::Signer;
 use crate::network::{raft_routes, HttpNetwork};
 use crate::store::{self, StateMachineStore};
 use crate::types::Raft;
@@ -35,7 +36,7 @@ impl LocalNode {
         let (log_store, state_machine) = store::open(dir.path()).expect("open store");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr").to_string();
-        let network = HttpNetwork::new().expect("http client");
+        let network = HttpNetwork::new(Signer::new(None)).expect("http client");
         let raft = Raft::new(NodeId(id), config, network, log_store, state_machine.clone())
             .await
             .expect("start raft");

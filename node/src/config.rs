@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use eventide_consensus::auth::Secret;
 use eventide_consensus::RaftTiming;
 use serde::Deserialize;
 
@@ -70,6 +71,16 @@ pub struct RunArgs {
     /// A TOML file with any of these settings (keys as the flags, with underscores).
     #[arg(long, env = "EVENTIDE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// A file holding the cluster secret (at least 16 bytes); the secret itself may also
+    /// come from EVENTIDE_SECRET. Without one, nothing is authenticated.
+    #[arg(long, env = "EVENTIDE_SECRET_FILE", value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Require the API token for reads of the public API too (needs a secret).
+    #[arg(long, env = "EVENTIDE_PRIVATE_API")]
+    pub private_api: bool,
+    /// The secret from `EVENTIDE_SECRET` (never a flag: flags show in `ps`).
+    #[arg(skip)]
+    pub secret_env: Option<String>,
 }
 
 /// The `--config` file: the same settings as the flags.
@@ -94,6 +105,8 @@ struct FileConfig {
     heartbeat: Option<String>,
     election_timeout: Option<String>,
     gossip_interval: Option<String>,
+    secret_file: Option<PathBuf>,
+    private_api: Option<bool>,
 }
 
 /// Everything a running node needs to know, validated.
@@ -113,11 +126,16 @@ pub struct RunConfig {
     pub poll_interval: Duration,
     pub raft: RaftTiming,
     pub gossip_interval: Duration,
+    /// The cluster secret; `None` runs without authentication (`auth: off`).
+    pub secret: Option<Secret>,
+    /// Reads of the public API need the token too.
+    pub private_api: bool,
 }
 
 impl RunConfig {
     /// Merges flags and environment (already in `args`) with the `--config` file.
-    pub fn try_from_args(args: RunArgs) -> anyhow::Result<RunConfig> {
+    pub fn try_from_args(mut args: RunArgs) -> anyhow::Result<RunConfig> {
+        args.secret_env = std::env::var(SECRET_ENV).ok();
         let file = match &args.config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
@@ -217,6 +235,16 @@ fn merge(args: RunArgs, file: FileConfig) -> anyhow::Result<RunConfig> {
     }
     raft.to_config("eventide")
         .map_err(|e| anyhow::anyhow!("--heartbeat/--election-timeout: {e}"))?;
+    let secret = match (args.secret_file, args.secret_env, file.secret_file) {
+        (Some(path), _, _) => Some(read_secret_file(&path)?),
+        (None, Some(text), _) => Some(secret_from_env(&text)?),
+        (None, None, Some(path)) => Some(read_secret_file(&path)?),
+        (None, None, None) => None,
+    };
+    let private_api = args.private_api || file.private_api.unwrap_or(false);
+    if private_api && secret.is_none() {
+        bail!("--private-api needs a cluster secret (--secret-file or EVENTIDE_SECRET)");
+    }
 
     Ok(RunConfig {
         data_dir,
@@ -233,7 +261,34 @@ fn merge(args: RunArgs, file: FileConfig) -> anyhow::Result<RunConfig> {
         poll_interval,
         raft,
         gossip_interval,
+        secret,
+        private_api,
     })
+}
+
+/// The variable that may hold the cluster secret itself.
+pub const SECRET_ENV: &str = "EVENTIDE_SECRET";
+
+/// Reads the cluster secret from `path`; every problem names `--secret-file`.
+pub fn read_secret_file(path: &Path) -> anyhow::Result<Secret> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("--secret-file {}: failed to read: {e}", path.display()))?;
+    Secret::try_new(&bytes).map_err(|e| anyhow::anyhow!("--secret-file {}: {e}", path.display()))
+}
+
+fn secret_from_env(text: &str) -> anyhow::Result<Secret> {
+    Secret::try_new(text.as_bytes()).map_err(|e| anyhow::anyhow!("{SECRET_ENV}: {e}"))
+}
+
+/// The secret a CLI command uses: `--secret-file`, else `EVENTIDE_SECRET`, else none.
+pub fn client_secret(secret_file: Option<&Path>) -> anyhow::Result<Option<Secret>> {
+    if let Some(path) = secret_file {
+        return read_secret_file(path).map(Some);
+    }
+    match std::env::var(SECRET_ENV) {
+        Ok(text) => secret_from_env(&text).map(Some),
+        Err(_) => Ok(None),
+    }
 }
 
 fn default_name(listen: SocketAddr) -> String {
@@ -357,6 +412,52 @@ mod tests {
                 merge(args, FileConfig::default()).expect_err("must be refused").to_string();
             assert!(error.contains(flag), "{error:?} should name {flag}");
         }
+    }
+
+    #[test]
+    fn the_secret_comes_from_the_flag_the_environment_or_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "0123456789abcdef-from-file\n").expect("write");
+        let expected = Secret::try_new(b"0123456789abcdef-from-file").expect("valid");
+        let from_flag =
+            merge(RunArgs { secret_file: Some(path.clone()), ..args("/d") }, FileConfig::default())
+                .expect("valid");
+        assert_eq!(from_flag.secret.as_ref(), Some(&expected));
+        let from_file =
+            merge(args("/d"), FileConfig { secret_file: Some(path), ..FileConfig::default() })
+                .expect("valid");
+        assert_eq!(from_file.secret.as_ref(), Some(&expected));
+        let from_env = merge(
+            RunArgs { secret_env: Some("0123456789abcdef-env".into()), ..args("/d") },
+            FileConfig::default(),
+        )
+        .expect("valid");
+        assert!(from_env.secret.is_some());
+        assert!(merge(args("/d"), FileConfig::default()).expect("valid").secret.is_none());
+    }
+
+    #[test]
+    fn bad_secrets_are_refused_naming_the_flag() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let short = dir.path().join("short");
+        let empty = dir.path().join("empty");
+        std::fs::write(&short, "abc\n").expect("write");
+        std::fs::write(&empty, "").expect("write");
+        for path in [short, empty, dir.path().join("missing")] {
+            let error = merge(
+                RunArgs { secret_file: Some(path.clone()), ..args("/d") },
+                FileConfig::default(),
+            )
+            .expect_err("refused")
+            .to_string();
+            assert!(error.starts_with("--secret-file"), "{error}");
+            assert!(!error.contains('\n'), "one line: {error}");
+        }
+        let error = merge(RunArgs { private_api: true, ..args("/d") }, FileConfig::default())
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("--private-api"), "{error}");
     }
 
     #[test]

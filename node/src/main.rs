@@ -139,6 +139,15 @@ enum Commands {
         /// The shell to complete in.
         shell: clap_complete::Shell,
     },
+    /// Print the API token derived from the cluster secret (for hooks and scripts).
+    #[command(
+        after_help = "Example:\n  EVENTIDE_TOKEN=$(eventide-node token --secret-file /etc/eventide/secret) eventide-node notify"
+    )]
+    Token {
+        /// The cluster secret's file (or EVENTIDE_SECRET).
+        #[arg(long, env = "EVENTIDE_SECRET_FILE", value_name = "FILE")]
+        secret_file: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -219,6 +228,7 @@ fn main() -> ExitCode {
                 client::repo_list(&node, json).await
             }
             Commands::Completions { .. } => Ok(()),
+            Commands::Token { secret_file } => client::token(secret_file.as_deref()),
         }
     });
     match result {

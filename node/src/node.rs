@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use eventide_consensus::auth::Signer;
 use eventide_consensus::network::{HttpNetwork, Writer};
 use eventide_consensus::store::{self, StateMachineStore};
 use eventide_consensus::types::Raft;
@@ -33,6 +34,8 @@ pub struct NodeContext {
     pub raft: Raft,
     pub state_machine: StateMachineStore,
     pub writer: Writer,
+    /// Signs this node's internal RPC with the cluster secret (if any).
+    pub signer: Signer,
     pub gossip: Arc<Gossip>,
     pub phase: watch::Receiver<Phase>,
     /// Wakes the observer for an immediate round (`notify`).
@@ -63,7 +66,8 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("--listen {}: failed to bind tcp", config.listen))?;
     let raft_config = Arc::new(config.raft.to_config("eventide")?);
-    let network = HttpNetwork::new().context("failed to build the http client")?;
+    let signer = Signer::new(config.secret.clone());
+    let network = HttpNetwork::new(signer.clone()).context("failed to build the http client")?;
     metrics::global().count_raft_errors(network.errors());
     let raft = Raft::new(id, raft_config, network, log_store, state_machine.clone())
         .await
@@ -78,11 +82,12 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
             labels: config.labels.iter().cloned().collect(),
             seeds: config.seeds.clone(),
             interval: config.gossip_interval,
+            signer: signer.clone(),
         })
         .await?,
     );
-    let writer =
-        Writer::new(raft.clone(), WRITE_LEADER_WAIT).context("failed to build the http client")?;
+    let writer = Writer::new(raft.clone(), WRITE_LEADER_WAIT, signer.clone())
+        .context("failed to build the http client")?;
     let (phase_tx, phase_rx) = watch::channel(Phase::default());
     let context = Arc::new(NodeContext {
         id,
@@ -90,6 +95,7 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
         raft: raft.clone(),
         state_machine,
         writer,
+        signer,
         gossip: gossip.clone(),
         phase: phase_rx,
         wake_observer: Arc::new(tokio::sync::Notify::new()),
@@ -102,16 +108,25 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
         data_dir = %config.data_dir.display(),
         "node started"
     );
-    warn!("no cluster secret is set: internal RPC and gossip are not authenticated (auth: off)");
+    if config.secret.is_some() {
+        info!(
+            private_api = config.private_api,
+            "cluster secret set: internal rpc, gossip and api writes are authenticated (auth: on)"
+        );
+    } else {
+        warn!("NO CLUSTER SECRET: internal rpc, gossip and the api are not authenticated; anyone who can reach this node can join the cluster and run commands (auth: off; set --secret-file)");
+    }
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let dispatcher = Dispatcher::new(context.clone());
-    let app = api::router(context.clone(), dispatcher.routes());
+    let app = api::router(context.clone(), dispatcher.routes().merge(gossip.admission_routes()));
     let server = tokio::spawn(
         async move {
             let stopped = async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;
             };
+            // Peer addresses reach handlers (the log line of a refused internal request).
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
                 warn!(error = %error, "http server failed");
             }

@@ -94,6 +94,7 @@ pub struct Node {
     args: Vec<String>,
     /// A command the node is started under, e.g. `ip netns exec NS` (empty: none).
     launcher: Vec<String>,
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -159,6 +160,10 @@ pub struct Options {
     pub bootstrap_expect: usize,
     /// Extra `run` flags for every node.
     pub extra: Vec<String>,
+    /// A cluster secret: written to a file per node and passed as `--secret-file`.
+    pub secret: Option<String>,
+    /// Extra environment variables for every node process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -171,7 +176,7 @@ impl Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { bootstrap_expect: 3, extra: Vec::new() }
+        Options { bootstrap_expect: 3, extra: Vec::new(), secret: None, env: Vec::new() }
     }
 }
 
@@ -240,8 +245,16 @@ impl Cluster {
             args.push("--seed".into());
             args.push(seed.to_string());
         }
+        if let Some(secret) = &self.options.secret {
+            let path = self.dir.path().join(format!("{name}.secret"));
+            std::fs::write(&path, format!("{secret}\n")).expect("write secret file");
+            args.push("--secret-file".into());
+            args.push(path.display().to_string());
+        }
         args.extend(self.options.extra.iter().cloned());
-        let mut node = Node { name: name.into(), addr, data_dir, log, args, launcher, child: None };
+        let env = self.options.env.clone();
+        let mut node =
+            Node { name: name.into(), addr, data_dir, log, args, launcher, env, child: None };
         spawn(&mut node);
         self.nodes.push(node);
     }
@@ -362,6 +375,7 @@ fn spawn(node: &mut Node) {
     let child = command
         .args(&node.args)
         .env("EVENTIDE_LOG", "info,openraft=error,chitchat=warn")
+        .envs(node.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log handle"))
         .stderr(log)

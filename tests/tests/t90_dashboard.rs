@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
+use eventide_consensus::auth::Secret;
 use eventide_tests::cdp::{artifacts_dir, Browser};
+use eventide_tests::http;
 use eventide_tests::repo::GitRepo;
 use eventide_tests::{wait_for_final_jobs, wait_until, Cluster, Options, DEADLINE};
 use serde_json::Value;
@@ -239,6 +241,72 @@ fn the_dashboard_shows_the_cluster_jobs_and_a_live_log() {
 /// Writes `docs/dashboard.png`, the picture README shows: a live cluster with passed,
 /// failed and running jobs at a laptop's size. Run it after changing the page:
 /// `cargo nextest run -p eventide-tests --test t90_dashboard --run-ignored only`.
+/// With a secret and `--private-api` every API read wants a token: the page (whose own
+/// files are open) asks for it once, then shows the cluster. The refused requests before
+/// that are expected; nothing else may go wrong.
+#[test]
+fn a_private_cluster_s_dashboard_asks_for_the_token_once() {
+    const SECRET: &str = "a dashboard secret of enough length";
+    let repo = GitRepo::new();
+    repo.configure("echo Ran 1 test; echo OK", "");
+    let passing = repo.commit("passing");
+    let mut options = Options::watching(repo.url());
+    options.secret = Some(SECRET.to_owned());
+    options.extra.push("--private-api".into());
+    let cluster = Cluster::start(3, options);
+    let token = Secret::try_new(SECRET.as_bytes()).expect("a valid secret").api_token();
+    let bearer = format!("Bearer {token}");
+    let served = cluster.nodes[0].addr;
+    let leader = wait_until("a leader", DEADLINE, || {
+        let headers = [("Authorization", bearer.as_str())];
+        let (code, body) =
+            http::request_with(served, "GET", "/api/v1/status", &headers, b"").ok()?;
+        let status: Value = serde_json::from_str(&body).ok().filter(|_| code == 200)?;
+        status["leader"]["name"].as_str().map(str::to_owned)
+    });
+    let (code, _) = http::get(served, "/api/v1/status").expect("status without a token");
+    assert_eq!(code, 401, "a private API refuses reads without a token");
+
+    let mut browser = Browser::start(1024, 768);
+    browser.navigate(&format!("http://{served}/"));
+    browser.wait_for(
+        "the token prompt",
+        PAGE_DEADLINE,
+        "!!document.getElementById('token-input') && \
+         document.getElementById('top-leader').textContent === '…'",
+    );
+    browser.eval(&format!(
+        "(() => {{ document.getElementById('token-input').value = {token}; \
+         document.querySelector('.token-form').requestSubmit(); }})()",
+        token = js(&token)
+    ));
+    browser.wait_for(
+        "the leader's name once the token is given",
+        PAGE_DEADLINE,
+        &format!("document.getElementById('top-leader').textContent === {}", js(&leader)),
+    );
+    wait_until("the passing commit's job", DEADLINE, || {
+        let status = browser.eval(&format!(
+            "[...document.querySelectorAll('tr[data-job-id]')].some(r => \
+             r.dataset.state === 'passed' && r.innerText.includes({}))",
+            js(&passing[..8])
+        ));
+        (status == true).then_some(())
+    });
+    assert_eq!(browser.eval("document.getElementById('auth').childElementCount"), 0);
+    let unexpected: Vec<&String> = browser
+        .problems()
+        .iter()
+        .filter(|problem| !(problem.contains("401") && problem.starts_with("log error")))
+        .collect();
+    assert!(unexpected.is_empty(), "the page logged errors: {unexpected:#?}");
+    assert!(
+        browser.problems().iter().any(|problem| problem.contains("401")),
+        "the first reads must have been refused without a token: {:#?}",
+        browser.problems()
+    );
+}
+
 #[test]
 #[ignore = "writes docs/dashboard.png"]
 fn docs_screenshot_of_a_live_cluster() {

@@ -12,6 +12,7 @@ use serde::Serialize;
 use tracing::debug;
 
 use super::{APPEND_PATH, CODEC_CONTENT_TYPE, SNAPSHOT_PATH, VOTE_PATH};
+use crate::auth::Signer;
 use crate::codec::{self, MESSAGE_LIMIT};
 use crate::types::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotError, InstallSnapshotRequest,
@@ -24,6 +25,7 @@ use crate::types::{
 pub struct HttpNetwork {
     client: reqwest::Client,
     errors: RpcErrors,
+    signer: Signer,
 }
 
 /// Outgoing Raft RPCs that failed in transport (peer unreachable, timeout, bad answer),
@@ -56,14 +58,15 @@ impl RpcErrors {
 }
 
 impl HttpNetwork {
-    /// A network whose connections keep idle HTTP connections alive between heartbeats.
-    pub fn new() -> Result<Self, reqwest::Error> {
+    /// A network whose connections keep idle HTTP connections alive between heartbeats,
+    /// signing every request with `signer`.
+    pub fn new(signer: Signer) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(1))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
-        Ok(HttpNetwork { client, errors: RpcErrors::default() })
+        Ok(HttpNetwork { client, errors: RpcErrors::default(), signer })
     }
 
     /// The failure counts of every connection this network makes.
@@ -78,6 +81,7 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> HttpConnection {
         HttpConnection {
             client: self.client.clone(),
+            signer: self.signer.clone(),
             target,
             addr: node.addr.clone(),
             errors: self.errors.clone(),
@@ -89,6 +93,7 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
 /// `Unreachable` on the first call, and openraft backs off.
 pub struct HttpConnection {
     client: reqwest::Client,
+    signer: Signer,
     target: NodeId,
     addr: String,
     errors: RpcErrors,
@@ -127,9 +132,8 @@ impl HttpConnection {
     {
         let body = codec::encode(request).map_err(|e| RpcError::Network(NetworkError::new(&e)))?;
         let url = format!("http://{}{}", self.addr, path);
-        let response = self
-            .client
-            .post(&url)
+        let request = self.signer.sign_post(self.client.post(&url), path, &body);
+        let response = request
             .header(reqwest::header::CONTENT_TYPE, CODEC_CONTENT_TYPE)
             .timeout(timeout)
             .body(body)

@@ -17,6 +17,7 @@ use tracing::{debug, instrument};
 use super::batch::{Local, Proposer};
 use super::server::{decode_request, encode_reply};
 use super::{CODEC_CONTENT_TYPE, WRITE_PATH};
+use crate::auth::Signer;
 use crate::codec;
 use crate::command::{Command, Reply};
 use crate::types::{NodeId, NodeInfo, Raft};
@@ -39,6 +40,7 @@ pub enum WriteError {
 pub struct Writer {
     proposer: Proposer,
     client: reqwest::Client,
+    signer: Signer,
     /// How long a write waits for a leader (an election in progress) before giving up.
     leader_wait: Duration,
 }
@@ -50,7 +52,12 @@ enum Retry {
 }
 
 impl Writer {
-    pub fn new(raft: Raft, leader_wait: Duration) -> Result<Writer, reqwest::Error> {
+    /// `signer` signs forwarded writes.
+    pub fn new(
+        raft: Raft,
+        leader_wait: Duration,
+        signer: Signer,
+    ) -> Result<Writer, reqwest::Error> {
         // No pooled connections: a write to a leader that just died must fail to connect
         // (certainly not applied, so retried) rather than break on a stale connection
         // (maybe applied, so reported).
@@ -59,7 +66,7 @@ impl Writer {
             .connect_timeout(Duration::from_secs(1))
             .pool_max_idle_per_host(0)
             .build()?;
-        Ok(Writer { proposer: Proposer::new(raft), client, leader_wait })
+        Ok(Writer { proposer: Proposer::new(raft), client, signer, leader_wait })
     }
 
     /// Commits `command` through the leader and returns the state machine's reply.
@@ -98,9 +105,10 @@ impl Writer {
         };
         let body = codec::encode(command)
             .map_err(|e| Retry::No(WriteError::Raft { reason: e.to_string() }))?;
+        let request = self.client.post(format!("http://{}{}", node.addr, WRITE_PATH));
         let response = self
-            .client
-            .post(format!("http://{}{}", node.addr, WRITE_PATH))
+            .signer
+            .sign_post(request, WRITE_PATH, &body)
             .header(reqwest::header::CONTENT_TYPE, CODEC_CONTENT_TYPE)
             .timeout(Duration::from_secs(10))
             .body(body)

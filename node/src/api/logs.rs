@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use eventide_consensus::{JobId, JobStatus, NodeId};
 use serde::Deserialize;
 
+use super::auth::with_token;
 use super::extract::{ApiPath, ApiQuery};
 use super::ApiError;
 use crate::node::NodeContext;
@@ -154,7 +155,8 @@ async fn proxy(
     let url =
         format!("http://{addr}/api/v1/jobs/{id}/log?local=true&attempt={attempt}&follow={follow}");
     let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(1)).build().ok()?;
-    let response = client.get(url).send().await.ok()?;
+    let request = with_token(client.get(url), context.config.secret.as_ref());
+    let response = request.send().await.ok()?;
     if !response.status().is_success() {
         return None;
     }

@@ -1,6 +1,7 @@
 //! HTTP: the public JSON API under `/api/v1/`, and the internal Raft RPC under
 //! `/internal/`. Handlers are thin: decode, call, map errors (in [`ApiError`]).
 //!
+//! - `auth`: the API token guard of the public routes.
 //! - `status`: `GET /api/v1/status`, the cluster as this node sees it.
 //! - `repos`: `GET|POST /api/v1/repos`, watched repositories.
 //! - `jobs`: jobs and results, cancel and rerun.
@@ -10,6 +11,7 @@
 //! - `extract`: path, query and body extractors whose rejections are JSON errors.
 //! - `dashboard`: the web page at `/` and its embedded files under `/ui/`.
 
+pub mod auth;
 pub mod dashboard;
 mod extract;
 pub mod jobs;
@@ -23,13 +25,16 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use eventide_consensus::auth::{require_signature, InternalAuth};
 use eventide_consensus::network::{raft_routes, WriteError};
 use eventide_consensus::Refusal;
 use serde::{Deserialize, Serialize};
 
+use self::auth::ApiAuth;
 use crate::node::NodeContext;
 
 /// The largest public request body accepted.
@@ -48,12 +53,29 @@ pub fn router(context: Arc<NodeContext>, internal: Router) -> Router {
         .route("/api/v1/notify", post(notify::notify))
         .route("/metrics", get(metrics::get))
         .method_not_allowed_fallback(method_not_allowed)
-        .route("/", get(dashboard::index))
-        .route("/ui/{file}", get(dashboard::file))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(PUBLIC_BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(ApiAuth {
+                secret: context.config.secret.clone(),
+                private: context.config.private_api,
+            }),
+            auth::require_token,
+        ))
         .with_state(context.clone());
-    public.merge(raft_routes(context.raft.clone())).merge(internal)
+    // Every internal route is signed with the cluster secret (when there is one).
+    let internal =
+        raft_routes(context.raft.clone()).merge(internal).layer(middleware::from_fn_with_state(
+            InternalAuth::new(context.config.secret.clone()),
+            require_signature,
+        ));
+    // The dashboard's files hold no data (the page asks for a token when the API wants
+    // one), so they are served to everyone.
+    let dashboard = Router::new()
+        .route("/", get(dashboard::index))
+        .route("/ui/{file}", get(dashboard::file))
+        .method_not_allowed_fallback(method_not_allowed);
+    public.merge(dashboard).merge(internal)
 }
 
 async fn not_found() -> ApiError {

@@ -10,6 +10,7 @@ use axum::Json;
 use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 
+use super::auth::with_token;
 use super::ApiError;
 use crate::node::NodeContext;
 
@@ -36,8 +37,8 @@ pub async fn notify(
             "no leader: the cluster is electing one or has lost its quorum",
         ));
     };
-    let forwarded = reqwest::Client::new()
-        .post(format!("http://{addr}/api/v1/notify"))
+    let request = reqwest::Client::new().post(format!("http://{addr}/api/v1/notify"));
+    let forwarded = with_token(request, context.config.secret.as_ref())
         .timeout(Duration::from_secs(5))
         .send()
         .await

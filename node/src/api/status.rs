@@ -162,7 +162,7 @@ async fn build(context: &NodeContext) -> StatusDoc {
         },
         leader,
         term: metrics.current_term,
-        auth: "off".to_owned(),
+        auth: if context.config.secret.is_some() { "on" } else { "off" }.to_owned(),
         waiting: context.phase.borrow().waiting.clone(),
         voters: voters.len(),
         applied_index: metrics.last_applied.map_or(0, |id| id.index),

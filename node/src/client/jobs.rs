@@ -202,8 +202,15 @@ pub fn hook_install(node: &NodeArgs, repo: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(&hooks)
         .with_context(|| format!("failed to create {}", hooks.display()))?;
     let binary = std::env::current_exe().context("failed to find this binary")?;
+    // With a cluster secret, the hook reads the same file (or EVENTIDE_TOKEN from the
+    // environment git runs it in); the token itself is never written into the hook.
+    let secret = node
+        .secret_file
+        .as_ref()
+        .map(|path| format!(" --secret-file \"{}\"", path.display()))
+        .unwrap_or_default();
     let script = format!(
-        "#!/bin/sh\n{HOOK_MARKER}: starts an Eventide observer round at once\n\"{}\" notify --node \"{}\" >/dev/null 2>&1 &\nexit 0\n",
+        "#!/bin/sh\n{HOOK_MARKER}: starts an Eventide observer round at once\n\"{}\" notify --node \"{}\"{secret} >/dev/null 2>&1 &\nexit 0\n",
         binary.display(),
         node.node
     );
@@ -246,7 +253,7 @@ mod tests {
     fn hooks_go_where_git_runs_them_and_never_replace_foreign_ones() {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join(".git/hooks")).expect("mkdir");
-        let node = NodeArgs { node: "127.0.0.1:7801".into() };
+        let node = NodeArgs { node: "127.0.0.1:7801".into(), secret_file: None, token: None };
         hook_install(&node, dir.path()).expect("installed");
         let hook =
             std::fs::read_to_string(dir.path().join(".git/hooks/post-commit")).expect("hook");

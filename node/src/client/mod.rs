@@ -9,6 +9,7 @@ mod render;
 
 pub use jobs::{cancel, hook_install, log, notify, rerun, results, ResultsArgs};
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -19,7 +20,7 @@ use serde::Serialize;
 use crate::api::repos::{AddRepo, RepoDoc};
 use crate::api::status::StatusDoc;
 use crate::api::ErrorBody;
-use crate::config::DEFAULT_LISTEN;
+use crate::config::{client_secret, DEFAULT_LISTEN};
 use crate::repos::normalize_url;
 
 /// Which node the CLI talks to; any node will do.
@@ -28,12 +29,35 @@ pub struct NodeArgs {
     /// Address of any node of the cluster.
     #[arg(long, env = "EVENTIDE_NODE", default_value = DEFAULT_LISTEN, value_name = "HOST:PORT")]
     pub node: String,
+    /// The cluster secret, to derive the API token from (or EVENTIDE_SECRET).
+    #[arg(long, env = "EVENTIDE_SECRET_FILE", value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// The API token (`eventide-node token`), for a hook that must not hold the secret.
+    #[arg(long, env = "EVENTIDE_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+}
+
+impl NodeArgs {
+    /// Arguments for `node` with the same credentials.
+    fn at(&self, node: String) -> NodeArgs {
+        NodeArgs { node, ..self.clone() }
+    }
+
+    /// The API token to send: `--token`, else derived from the secret, else none.
+    fn api_token(&self) -> anyhow::Result<Option<String>> {
+        if let Some(token) = self.token.as_ref().map(|t| t.trim()).filter(|t| !t.is_empty()) {
+            return Ok(Some(token.to_owned()));
+        }
+        Ok(client_secret(self.secret_file.as_deref())?.map(|secret| secret.api_token()))
+    }
 }
 
 struct Api {
     base: String,
     node: String,
     http: reqwest::Client,
+    /// Sent as `Authorization: Bearer` on every request when known.
+    token: Option<String>,
 }
 
 impl Api {
@@ -44,7 +68,7 @@ impl Api {
             .timeout(Duration::from_secs(30))
             .build()
             .context("failed to build the http client")?;
-        Ok(Api { base: format!("http://{node}"), node, http })
+        Ok(Api { base: format!("http://{node}"), node, http, token: args.api_token()? })
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
@@ -83,6 +107,10 @@ impl Api {
 
     /// Sends a request; a non-2xx answer becomes an error carrying the node's message.
     async fn respond(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
         let response = request.send().await.map_err(|e| {
             let why = if e.is_connect() {
                 "connection refused or host unreachable".to_owned()
@@ -104,6 +132,11 @@ impl Api {
         let message = serde_json::from_slice::<ErrorBody>(&bytes)
             .map(|body| body.error)
             .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_owned());
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            anyhow::bail!(
+                "{message} ({status}); pass --secret-file, or set EVENTIDE_SECRET or EVENTIDE_TOKEN"
+            )
+        }
         anyhow::bail!("{} ({})", message, status)
     }
 }
@@ -112,7 +145,7 @@ impl Api {
 pub async fn status(node: &NodeArgs, json: bool, watch: bool) -> anyhow::Result<()> {
     let api = Api::new(node)?;
     if !watch {
-        let doc = with_leader_repo_errors(api.get("/api/v1/status").await?).await;
+        let doc = with_leader_repo_errors(node, api.get("/api/v1/status").await?).await;
         if json {
             println!("{}", serde_json::to_string_pretty(&doc)?);
         } else {
@@ -122,7 +155,7 @@ pub async fn status(node: &NodeArgs, json: bool, watch: bool) -> anyhow::Result<
     }
     loop {
         let screen = match api.get::<StatusDoc>("/api/v1/status").await {
-            Ok(doc) => render::status(&with_leader_repo_errors(doc).await),
+            Ok(doc) => render::status(&with_leader_repo_errors(node, doc).await),
             Err(error) => format!("error: {error:#}\n"),
         };
         // Clear the screen and draw from the top left.
@@ -136,13 +169,22 @@ pub async fn status(node: &NodeArgs, json: bool, watch: bool) -> anyhow::Result<
 
 /// Repository errors are known to the leader's observer only: when another node answered,
 /// take them from the leader (best effort).
-async fn with_leader_repo_errors(mut doc: StatusDoc) -> StatusDoc {
+async fn with_leader_repo_errors(node: &NodeArgs, mut doc: StatusDoc) -> StatusDoc {
     let Some(leader) = doc.leader.as_ref().filter(|l| l.id != doc.node.id) else { return doc };
-    let Ok(api) = Api::new(&NodeArgs { node: leader.addr.clone() }) else { return doc };
+    let Ok(api) = Api::new(&node.at(leader.addr.clone())) else { return doc };
     if let Ok(from_leader) = api.get::<StatusDoc>("/api/v1/status").await {
         doc.repos = from_leader.repos;
     }
     doc
+}
+
+/// `eventide-node token`: the API token derived from the cluster secret, for hooks and
+/// scripts that may mutate without holding the secret.
+pub fn token(secret_file: Option<&Path>) -> anyhow::Result<()> {
+    let secret = client_secret(secret_file)?
+        .context("no cluster secret: pass --secret-file FILE or set EVENTIDE_SECRET")?;
+    println!("{}", secret.api_token());
+    Ok(())
 }
 
 /// `eventide-node repo add`.

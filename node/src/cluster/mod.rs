@@ -13,11 +13,12 @@
 mod autopilot;
 mod bootstrap;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventide_consensus::types::{Raft, RaftMetrics};
-use eventide_consensus::NodeId;
+use eventide_consensus::{NodeId, NodeInfo};
 use openraft::{ChangeMembers, ServerState};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -111,6 +112,9 @@ pub async fn run(
                     phase.send_if_modified(|p| replace(&mut p.waiting, Some(reason)));
                 }
                 Bootstrap::Initialize(voters) => {
+                    if !prove_all(&gossip, &voters).await {
+                        continue;
+                    }
                     let ids: Vec<String> = voters.keys().map(|id| id.to_string()).collect();
                     info!(voters = ?ids, "forming a new cluster");
                     match raft.initialize(voters).await {
@@ -138,9 +142,21 @@ pub async fn run(
         was_leader = true;
         let view = membership_view(&metrics);
         if let Some(change) = autopilot.next_change(&view, &members, Instant::now()) {
-            apply(&raft, change).await;
+            apply(&raft, &gossip, change).await;
         }
     }
+}
+
+/// Whether every node about to form the cluster proves the secret over TCP (gossip is
+/// only a hint); the next tick tries again if one does not.
+async fn prove_all(gossip: &Gossip, voters: &BTreeMap<NodeId, NodeInfo>) -> bool {
+    for (id, info) in voters {
+        if let Err(error) = gossip.prove_peer(&info.addr).await {
+            warn!(peer = %id, addr = %info.addr, error = %error, "not forming a cluster with a node that failed to prove the cluster secret");
+            return false;
+        }
+    }
+    true
 }
 
 fn replace(slot: &mut Option<String>, value: Option<String>) -> bool {
@@ -152,9 +168,15 @@ fn replace(slot: &mut Option<String>, value: Option<String>) -> bool {
     }
 }
 
-async fn apply(raft: &Raft, change: Change) {
+async fn apply(raft: &Raft, gossip: &Gossip, change: Change) {
     let result = match &change {
         Change::AddLearner { id, info } => {
+            // Gossip is only a hint: a node becomes a member only after it proved the
+            // cluster secret over an authenticated RPC.
+            if let Err(error) = gossip.prove_peer(&info.addr).await {
+                warn!(peer = %id, addr = %info.addr, error = %error, "autopilot: not adding a node that failed to prove the cluster secret");
+                return;
+            }
             info!(peer = %id, addr = %info.addr, "autopilot: adding learner");
             raft.add_learner(*id, info.clone(), false).await.map(|_| ())
         }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use eventide_consensus::auth::Signer;
 use eventide_consensus::{codec, CommitId, JobId, NodeId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -55,15 +56,17 @@ pub enum RenewResponse {
     NotLeader,
 }
 
-/// Calls a dispatcher RPC on `addr`; a failure counts in the `internal_rpc_errors` metric.
+/// Calls a dispatcher RPC on `addr`, signed by `signer`; a failure counts in the
+/// `internal_rpc_errors` metric.
 pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
     http: &reqwest::Client,
+    signer: &Signer,
     addr: &str,
     path: &str,
     request: &Req,
     timeout: Duration,
 ) -> anyhow::Result<Resp> {
-    let result = send(http, addr, path, request, timeout).await;
+    let result = send(http, signer, addr, path, request, timeout).await;
     if result.is_err() {
         crate::metrics::global().rpc_error(path.rsplit('/').next().unwrap_or(path));
     }
@@ -72,14 +75,15 @@ pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
 
 async fn send<Req: Serialize, Resp: DeserializeOwned>(
     http: &reqwest::Client,
+    signer: &Signer,
     addr: &str,
     path: &str,
     request: &Req,
     timeout: Duration,
 ) -> anyhow::Result<Resp> {
     let body = codec::encode(request)?;
-    let response = http
-        .post(format!("http://{addr}{path}"))
+    let request = signer.sign_post(http.post(format!("http://{addr}{path}")), path, &body);
+    let response = request
         .header(reqwest::header::CONTENT_TYPE, eventide_consensus::network::CODEC_CONTENT_TYPE)
         .timeout(timeout)
         .body(body)

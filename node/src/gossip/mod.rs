@@ -3,25 +3,33 @@
 //! decides membership or job ownership is taken from gossip alone.
 //!
 //! - `member`: the published keys and the typed [`Member`] view of a peer.
+//! - `admission`: with a cluster secret, the transport that drops datagrams of peers
+//!   that have not proven it over TCP.
 
+mod admission;
 mod member;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use axum::Router;
 use chitchat::transport::UdpTransport;
 use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
+use eventide_consensus::auth::{Secret, Signer};
 use eventide_consensus::NodeId;
 use tokio::sync::watch;
 use tracing::info;
 
+use self::admission::{AdmissionTransport, Gate};
 pub use self::member::{newest_generations, Member, RaftRole, Sighting};
 use self::member::{
     KEY_API, KEY_BUSY, KEY_LABELS, KEY_LEAVING, KEY_NAME, KEY_RAFT, KEY_SLOTS, KEY_VERSION,
 };
 
-/// Separates Eventide's gossip from any other chitchat traffic on the network.
+/// Separates Eventide's gossip from any other chitchat traffic on the network (with a
+/// secret, the cluster id is a keyed hash of it instead).
 const CLUSTER_ID: &str = "eventide";
 
 /// What this node says about itself when it starts.
@@ -34,12 +42,16 @@ pub struct SelfInfo {
     pub labels: Vec<String>,
     pub seeds: Vec<String>,
     pub interval: Duration,
+    /// Signs the admission handshake; its secret (if any) turns admission on.
+    pub signer: Signer,
 }
 
 /// This node's gossip participant.
 pub struct Gossip {
     handle: ChitchatHandle,
     interval: Duration,
+    /// Admission of peers (with a cluster secret only).
+    gate: Option<Arc<Gate>>,
 }
 
 impl Gossip {
@@ -60,7 +72,10 @@ impl Gossip {
         };
         let config = ChitchatConfig {
             chitchat_id: ChitchatId::new(me.id.to_string(), generation, me.advertise),
-            cluster_id: CLUSTER_ID.to_owned(),
+            cluster_id: me
+                .signer
+                .secret()
+                .map_or_else(|| CLUSTER_ID.to_owned(), Secret::gossip_cluster_id),
             gossip_interval: me.interval,
             listen_addr: me.listen,
             seed_nodes: me.seeds.clone(),
@@ -79,11 +94,32 @@ impl Gossip {
             (KEY_LABELS.to_owned(), me.labels.join(",")),
             (KEY_VERSION.to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
         ];
-        let handle = spawn_chitchat(config, initial, &UdpTransport)
-            .await
-            .with_context(|| format!("failed to start gossip on udp {}", me.listen))?;
-        info!(generation, seeds = ?me.seeds, "gossip started");
-        Ok(Gossip { handle, interval: me.interval })
+        let gate = Gate::new(me.signer.clone(), me.advertise)?;
+        let started = match &gate {
+            Some(gate) => {
+                spawn_chitchat(config, initial, &AdmissionTransport { gate: gate.clone() }).await
+            }
+            None => spawn_chitchat(config, initial, &UdpTransport).await,
+        };
+        let handle =
+            started.with_context(|| format!("failed to start gossip on udp {}", me.listen))?;
+        info!(generation, seeds = ?me.seeds, admission = gate.is_some(), "gossip started");
+        Ok(Gossip { handle, interval: me.interval, gate })
+    }
+
+    /// The admission handshake's route, to mount among the signed internal routes (none
+    /// without a secret).
+    pub fn admission_routes(&self) -> Router {
+        self.gate.as_ref().map_or_else(Router::new, Gate::routes)
+    }
+
+    /// Proves over TCP that the node at `addr` holds the cluster secret (always true
+    /// without a secret). Membership changes ask this, never gossip alone.
+    pub async fn prove_peer(&self, addr: &str) -> anyhow::Result<()> {
+        match &self.gate {
+            Some(gate) => gate.prove(addr).await,
+            None => Ok(()),
+        }
     }
 
     async fn set(&self, key: &'static str, value: String) {

@@ -104,8 +104,15 @@ impl Runner {
                 wait_ms: MAX_CLAIM_WAIT.as_millis() as u64,
             };
             let timeout = MAX_CLAIM_WAIT + Duration::from_secs(5);
-            let response: anyhow::Result<ClaimResponse> =
-                rpc::call(&self.http, &leader, rpc::CLAIM_PATH, &request, timeout).await;
+            let response: anyhow::Result<ClaimResponse> = rpc::call(
+                &self.http,
+                &self.context.signer,
+                &leader,
+                rpc::CLAIM_PATH,
+                &request,
+                timeout,
+            )
+            .await;
             match response {
                 Ok(ClaimResponse::Job(assignment)) => {
                     let job = assignment.job;
@@ -174,9 +181,16 @@ impl Runner {
             let renewed = match self.leader_addr().await {
                 Some(leader) => {
                     let request = RenewRequest { runner: me, jobs: jobs.clone() };
-                    rpc::call(&self.http, &leader, rpc::RENEW_PATH, &request, RENEW_INTERVAL)
-                        .await
-                        .ok()
+                    rpc::call(
+                        &self.http,
+                        &self.context.signer,
+                        &leader,
+                        rpc::RENEW_PATH,
+                        &request,
+                        RENEW_INTERVAL,
+                    )
+                    .await
+                    .ok()
                 }
                 None => None,
             };

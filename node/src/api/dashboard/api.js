@@ -10,11 +10,56 @@ export class ApiError extends Error {
   }
 }
 
+const TOKEN_KEY = 'eventide-token';
+
+/** The API token the user gave this tab, if any (a cluster with a secret wants one). */
+export function token() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) || '';
+  } catch (_) {
+    return '';
+  }
+}
+
+export function setToken(value) {
+  try {
+    if (value) sessionStorage.setItem(TOKEN_KEY, value);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  } catch (_) {
+    // Storage can be disabled; the token then lasts until the page is reloaded.
+  }
+  memoryToken = value;
+}
+
+let memoryToken = '';
+
+/** The Authorization header for the API, when there is a token. */
+export function authHeaders() {
+  const value = token() || memoryToken;
+  return value ? { Authorization: `Bearer ${value}` } : {};
+}
+
+let onTokenNeeded = () => {};
+
+/** Called with the error whenever the API refuses a request for want of a token. */
+export function whenTokenNeeded(listener) {
+  onTokenNeeded = listener;
+}
+
+/** True for the answers a node gives when a request lacks the right token. */
+export function needsToken(error) {
+  return error instanceof ApiError && (error.status === 401 || error.status === 403);
+}
+
 export async function api(path, options) {
   const response = await fetch(path, {
     cache: 'no-store',
     ...options,
-    headers: { Accept: 'application/json', ...((options && options.headers) || {}) },
+    headers: {
+      Accept: 'application/json',
+      ...authHeaders(),
+      ...((options && options.headers) || {}),
+    },
   });
   const text = await response.text();
   let body = null;
@@ -25,7 +70,9 @@ export async function api(path, options) {
   }
   if (!response.ok) {
     const message = body && typeof body.error === 'string' ? body.error : text;
-    throw new ApiError(response.status, message || `HTTP ${response.status}`);
+    const error = new ApiError(response.status, message || `HTTP ${response.status}`);
+    if (needsToken(error)) onTokenNeeded(error);
+    throw error;
   }
   return body;
 }

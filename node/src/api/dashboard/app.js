@@ -14,7 +14,7 @@
 // status), jobs (the jobs table), overview, job, log (a job's output), commit.
 
 import { el, setChildren, setText, syncList } from './dom.js';
-import { api, cluster } from './api.js';
+import { api, cluster, setToken, whenTokenNeeded } from './api.js';
 import { overviewView } from './overview.js';
 import { jobView } from './job.js';
 import { commitView } from './commit.js';
@@ -64,6 +64,33 @@ function setConnection(ok, error) {
   indicator.title = ok
     ? `Updated ${new Date().toLocaleTimeString()}`
     : `Cannot reach this node: ${error && error.message ? error.message : error}`;
+}
+
+// A cluster with a secret wants a token for writes (and, with --private-api, for
+// reads): ask for it once; it is kept for this tab only (sessionStorage).
+function askForToken(error) {
+  const box = document.getElementById('auth');
+  if (box.childElementCount) return;
+  const input = el('input', {
+    id: 'token-input',
+    type: 'password',
+    autocomplete: 'off',
+    spellcheck: 'false',
+    placeholder: 'output of: eventide-node token',
+  });
+  const form = el('form', { class: 'token-form' },
+    el('label', { for: 'token-input' }, 'API token'),
+    input,
+    el('button', { type: 'submit', class: 'button' }, 'Use token'));
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    setToken(input.value.trim());
+    setChildren(box);
+    refresh();
+  });
+  setChildren(box, el('div', { class: 'banner banner-warn', role: 'alert' },
+    el('strong', {}, 'This cluster wants an API token'), ` (${error.message}). `, form));
+  input.focus();
 }
 
 function parseRoute() {
@@ -117,6 +144,7 @@ async function refresh() {
   }
 }
 
+whenTokenNeeded(askForToken);
 window.addEventListener('hashchange', () => {
   show();
   document.getElementById('main').focus({ preventScroll: true });

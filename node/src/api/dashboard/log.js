@@ -2,7 +2,7 @@
 // it is over.
 
 import { el, setText } from './dom.js';
-import { ApiError } from './api.js';
+import { ApiError, authHeaders } from './api.js';
 
 // The most output kept on a job page; the raw log link serves all of it.
 const LOG_KEEP = 1024 * 1024;
@@ -61,7 +61,11 @@ export class LogPane {
       this.append(chunk);
     };
     try {
-      const response = await fetch(path, { cache: 'no-store', signal: controller.signal });
+      const response = await fetch(path, {
+        cache: 'no-store',
+        signal: controller.signal,
+        headers: authHeaders(),
+      });
       if (!response.ok) throw new ApiError(response.status, `HTTP ${response.status}`);
       const decoder = new TextDecoder();
       if (response.body && response.body.getReader) {
