@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use eventide_consensus::auth::Signer;
 use eventide_consensus::network::Writer;
 use eventide_consensus::testing::{commit_for_test, start_cluster_for_test};
 use eventide_consensus::{
@@ -41,7 +42,8 @@ async fn run(commands: u64, proposers: &[usize]) {
     let (nodes, leader_id) = start_cluster_for_test(3, config).await;
     let leader = nodes.iter().find(|n| n.id == leader_id).expect("leader is a member");
     let raft = leader.raft.clone();
-    let writer = Writer::new(raft.clone(), Duration::from_secs(10)).expect("http client");
+    let writer =
+        Writer::new(raft.clone(), Duration::from_secs(10), Signer::new(None)).expect("http client");
 
     let total = commands * proposers.len() as u64;
     let first_job = prepare_running_jobs(&writer, leader_id, total).await;

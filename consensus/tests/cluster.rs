@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use eventide_consensus::auth::Signer;
 use eventide_consensus::network::Writer;
 use eventide_consensus::testing::{
     commit_for_test as commit, start_cluster_for_test, LocalNode, DEADLINE,
@@ -165,7 +166,8 @@ async fn concurrent_writes_share_entries_and_each_gets_its_own_reply() {
     write(&leader.raft, Command::Observe(observe)).await;
 
     for (node, first_job) in [(leader, 1), (follower, 1 + WRITERS)] {
-        let writer = Writer::new(node.raft.clone(), DEADLINE).expect("http client");
+        let writer =
+            Writer::new(node.raft.clone(), DEADLINE, Signer::new(None)).expect("http client");
         let before = leader.last_applied_index();
         let mut tasks = tokio::task::JoinSet::new();
         for job in first_job..first_job + WRITERS {

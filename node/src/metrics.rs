@@ -341,7 +341,8 @@ mod tests {
 
         let metrics = Metrics::new();
         metrics.rpc_error("claim");
-        let mut network = HttpNetwork::new().expect("http client");
+        let mut network =
+            HttpNetwork::new(eventide_consensus::auth::Signer::new(None)).expect("http client");
         metrics.count_raft_errors(network.errors());
         // Nothing listens on port 1 of loopback: the vote is refused in transport.
         let mut peer = network.new_client(NodeId(2), &NodeInfo::new("127.0.0.1:1", "gone")).await;
