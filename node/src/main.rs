@@ -6,7 +6,8 @@
 //! - `cluster`: bootstrap and autopilot (membership management on the leader).
 //! - `repos`: watched repositories.
 //! - `observer`, `dispatcher`, `runner`: the three CI roles.
-//! - `git`: mirrors, commit walks and checkouts; `repo_config`: `.eventide.toml`;
+//! - `git`: mirrors, commit walks and checkouts; `repo_config` (from the library, with
+//!   `units`): `.eventide.toml`;
 //!   `summary`: test counts from output and JUnit reports.
 //! - `api`: the HTTP API (public JSON, internal Raft RPC).
 //! - `client`: the CLI's HTTP client and its tables.
@@ -29,7 +30,6 @@ mod git;
 mod gossip;
 mod node;
 mod observer;
-mod repo_config;
 mod repos;
 mod runner;
 mod summary;
@@ -37,6 +37,7 @@ mod summary;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use eventide_node::{repo_config, units};
 
 use crate::client::{NodeArgs, ResultsArgs};
 use crate::config::{RunArgs, RunConfig};

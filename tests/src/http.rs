@@ -11,17 +11,52 @@ fn request(
     path: &str,
     body: Option<&str>,
 ) -> std::io::Result<(u16, String)> {
+    request_bytes(addr, method, path, "application/json", body.unwrap_or("").as_bytes())
+}
+
+/// `POST path` with any body and content type: the status code and body. The body is
+/// written while the answer is read, so that a server refusing a large body early (413)
+/// is heard even though it stops reading.
+pub fn post_raw(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    request_bytes(addr, "POST", path, content_type, body)
+}
+
+fn request_bytes(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(15)))?;
-    let body = body.unwrap_or("");
     let head = format!(
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body.as_bytes())?;
+    let mut writer = stream.try_clone()?;
+    let mut message = head.into_bytes();
+    message.extend_from_slice(body);
+    // A write error only means the server stopped reading; its answer decides.
+    let sender = std::thread::spawn(move || writer.write_all(&message));
     let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
+    let mut chunk = [0u8; 8192];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => response.extend_from_slice(&chunk[..n]),
+            // A reset after the answer arrived (the server closed on an unread body).
+            Err(_) if !response.is_empty() => break,
+            Err(error) => return Err(error),
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = sender.join();
     let text = String::from_utf8_lossy(&response);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let code = head

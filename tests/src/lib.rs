@@ -153,6 +153,9 @@ pub struct Options {
     pub bootstrap_expect: usize,
     /// Extra `run` flags for every node.
     pub extra: Vec<String>,
+    /// Extra `run` flags for the node at each index (after `extra`); nodes past the end
+    /// get none.
+    pub per_node: Vec<Vec<String>>,
 }
 
 impl Options {
@@ -165,7 +168,7 @@ impl Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { bootstrap_expect: 3, extra: Vec::new() }
+        Options { bootstrap_expect: 3, extra: Vec::new(), per_node: Vec::new() }
     }
 }
 
@@ -199,6 +202,14 @@ impl Cluster {
         self.nodes.len() - 1
     }
 
+    /// Like [`Cluster::add`], with extra `run` flags for the new node only.
+    pub fn add_with(&mut self, flags: &[&str]) -> usize {
+        let index = self.nodes.len();
+        self.options.per_node.resize(index + 1, Vec::new());
+        self.options.per_node[index] = flags.iter().map(|f| f.to_string()).collect();
+        self.add()
+    }
+
     fn add_node(&mut self, name: &str, addr: SocketAddr, seeds: &[SocketAddr]) {
         let data_dir = self.dir.path().join(name);
         let log = self.dir.path().join(format!("{name}.log"));
@@ -218,6 +229,9 @@ impl Cluster {
             args.push(seed.to_string());
         }
         args.extend(self.options.extra.iter().cloned());
+        if let Some(flags) = self.options.per_node.get(self.nodes.len()) {
+            args.extend(flags.iter().cloned());
+        }
         let mut node = Node { name: name.into(), addr, data_dir, log, args, child: None };
         spawn(&mut node);
         self.nodes.push(node);

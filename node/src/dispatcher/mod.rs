@@ -4,7 +4,8 @@
 //! out, is requeued (`Requeue`, fenced by attempt).
 //!
 //! - `leases`: the pure lease table.
-//! - `rpc`: the claim and renew messages and their client.
+//! - `rpc`: the claim and renew messages and their client (in the library, as
+//!   `eventide_node::dispatch_rpc`, so that they can be fuzzed).
 //!
 //! ```text
 //!  runner ── claim (long poll) ──> leader: next_claimable ─> Assign ─> lease
@@ -13,7 +14,7 @@
 //! ```
 
 mod leases;
-pub mod rpc;
+pub use eventide_node::dispatch_rpc as rpc;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -210,21 +211,16 @@ fn encoded<T: Serialize>(value: &T) -> Response {
     }
 }
 
-fn malformed(path: &str, error: codec::CodecError) -> Response {
-    warn!(path, error = %error, "refused malformed dispatcher rpc");
-    (StatusCode::BAD_REQUEST, format!("malformed request: {error}")).into_response()
-}
-
 async fn claim(State(dispatcher): State<Arc<Dispatcher>>, body: Bytes) -> Response {
-    match codec::decode::<ClaimRequest>(&body) {
+    match rpc::decode_request::<ClaimRequest>(CLAIM_PATH, &body) {
         Ok(request) => encoded(&dispatcher.claim(request).await),
-        Err(error) => malformed(CLAIM_PATH, error),
+        Err(response) => response,
     }
 }
 
 async fn renew(State(dispatcher): State<Arc<Dispatcher>>, body: Bytes) -> Response {
-    match codec::decode::<RenewRequest>(&body) {
+    match rpc::decode_request::<RenewRequest>(RENEW_PATH, &body) {
         Ok(request) => encoded(&dispatcher.renew(request)),
-        Err(error) => malformed(RENEW_PATH, error),
+        Err(response) => response,
     }
 }

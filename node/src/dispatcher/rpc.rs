@@ -3,9 +3,12 @@
 
 use std::time::Duration;
 
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use eventide_consensus::{codec, CommitId, JobId, NodeId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tracing::warn;
 
 pub const CLAIM_PATH: &str = "/internal/dispatch/claim";
 pub const RENEW_PATH: &str = "/internal/dispatch/renew";
@@ -77,4 +80,14 @@ pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         anyhow::bail!("{addr}{path} answered {status}: {}", String::from_utf8_lossy(&bytes));
     }
     Ok(codec::decode(&bytes)?)
+}
+
+/// Decodes the body of a dispatcher RPC as the leader's handlers do, or gives the 400
+/// answer for a malformed one (and logs why): bad input is refused, never a panic.
+#[allow(clippy::result_large_err)]
+pub fn decode_request<T: DeserializeOwned>(path: &str, body: &[u8]) -> Result<T, Response> {
+    codec::decode(body).map_err(|error| {
+        warn!(path, error = %error, bytes = body.len(), "refused malformed dispatcher rpc");
+        (StatusCode::BAD_REQUEST, format!("malformed request: {error}")).into_response()
+    })
 }
