@@ -4,9 +4,15 @@
 //! `fuzz_corpus/codec/` holds values as stored or sent: every decoder must refuse or
 //! decode them without panicking, both as they are and without their first byte (a
 //! crash file from the fuzzer starts with a type selector). `fuzz_corpus/raft_rpc/` holds
-//! request bodies posted to every Raft route of a live node. Files named `malformed-*`
-//! must be refused: by every decoder, and with a 400 by every route.
+//! request bodies posted to every Raft route of a live single-node cluster, which must
+//! still be running afterwards. Files named `malformed-*` must be refused: by every
+//! decoder, and with a 400 by every route.
+//!
+//! - `raft_rpc/malformed-append-with-the-receivers-own-vote.bin`: an append-entries
+//!   request whose vote names the receiving leader tripped an assertion in openraft
+//!   (`internal_rpc` target); such requests are now refused.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use eventide_consensus::codec::{self, CodecError};
@@ -70,6 +76,9 @@ fn codec_corpus_is_refused_or_decoded_without_panicking() {
 async fn raft_routes_answer_malformed_bodies_with_400() {
     let config = std::sync::Arc::new(RaftTiming::default().to_config("fuzz").expect("timing"));
     let node = LocalNode::start_for_test(1, config).await;
+    // A cluster of one: the node leads, as the fuzz target's node does.
+    node.raft.initialize(BTreeMap::from([(node.id, node.info())])).await.expect("initialize");
+    node.wait_for_leader(None).await;
     let client = reqwest::Client::new();
     for (name, bytes, refused) in corpus("raft_rpc") {
         for path in [APPEND_PATH, VOTE_PATH, SNAPSHOT_PATH, WRITE_PATH] {
@@ -89,5 +98,7 @@ async fn raft_routes_answer_malformed_bodies_with_400() {
             }
         }
     }
+    let running = node.raft.metrics().borrow().running_state.clone();
+    assert!(running.is_ok(), "raft stopped: {running:?}");
     node.kill().await;
 }
