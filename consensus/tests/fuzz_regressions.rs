@@ -11,6 +11,8 @@
 //! - `raft_rpc/malformed-append-with-the-receivers-own-vote.bin`: an append-entries
 //!   request whose vote names the receiving leader tripped an assertion in openraft
 //!   (`internal_rpc` target); such requests are now refused.
+//! - `raft_rpc/malformed-append-with-an-uncommitted-vote.bin`: an append-entries request
+//!   with an uncommitted vote tripped another (`vote must be committed`); refused too.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
