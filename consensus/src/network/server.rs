@@ -29,32 +29,38 @@ pub fn raft_routes(raft: Raft) -> Router {
 
 #[instrument(level = "trace", skip_all)]
 async fn append(State(raft): State<Raft>, body: Bytes) -> Response {
-    match decode_request::<AppendEntriesRequest>(APPEND_PATH, &body).and_then(|request| {
-        plausible(&raft, APPEND_PATH, &request.vote, Sender::Leader).map(|()| request)
-    }) {
-        Ok(request) => encode_reply(&raft.append_entries(request).await),
-        Err(response) => response,
+    let request = match decode_request::<AppendEntriesRequest>(APPEND_PATH, &body) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    if let Some(refusal) = implausible(&raft, APPEND_PATH, &request.vote, Sender::Leader) {
+        return refusal;
     }
+    encode_reply(&raft.append_entries(request).await)
 }
 
 #[instrument(level = "trace", skip_all)]
 async fn vote(State(raft): State<Raft>, body: Bytes) -> Response {
-    match decode_request::<VoteRequest>(VOTE_PATH, &body).and_then(|request| {
-        plausible(&raft, VOTE_PATH, &request.vote, Sender::Candidate).map(|()| request)
-    }) {
-        Ok(request) => encode_reply(&raft.vote(request).await),
-        Err(response) => response,
+    let request = match decode_request::<VoteRequest>(VOTE_PATH, &body) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    if let Some(refusal) = implausible(&raft, VOTE_PATH, &request.vote, Sender::Candidate) {
+        return refusal;
     }
+    encode_reply(&raft.vote(request).await)
 }
 
 #[instrument(level = "trace", skip_all)]
 async fn snapshot(State(raft): State<Raft>, body: Bytes) -> Response {
-    match decode_request::<InstallSnapshotRequest>(SNAPSHOT_PATH, &body).and_then(|request| {
-        plausible(&raft, SNAPSHOT_PATH, &request.vote, Sender::Leader).map(|()| request)
-    }) {
-        Ok(request) => encode_reply(&raft.install_snapshot(request).await),
-        Err(response) => response,
+    let request = match decode_request::<InstallSnapshotRequest>(SNAPSHOT_PATH, &body) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    if let Some(refusal) = implausible(&raft, SNAPSHOT_PATH, &request.vote, Sender::Leader) {
+        return refusal;
     }
+    encode_reply(&raft.install_snapshot(request).await)
 }
 
 /// Who sends a Raft request: a leader (append, snapshot) or a candidate (vote).
@@ -64,25 +70,24 @@ enum Sender {
     Candidate,
 }
 
-/// Refuses a request whose vote no real peer could send, which openraft does not expect
+/// The refusal of a request whose vote no real peer could send, which openraft does not expect
 /// (found by the `internal_rpc` fuzz target; both trip openraft's debug assertions and
 /// panic its core in a dev build):
 /// - a vote naming this very node: Raft never sends one over the network (a node votes
 ///   for itself and leads itself in process); a leader handed its own vote in an append
 ///   takes the follower's path while it leads;
 /// - an uncommitted vote from a leader: a leader's vote is committed by definition.
-#[allow(clippy::result_large_err)]
-fn plausible(raft: &Raft, path: &str, vote: &Vote, sender: Sender) -> Result<(), Response> {
+fn implausible(raft: &Raft, path: &str, vote: &Vote, sender: Sender) -> Option<Response> {
     let me = raft.metrics().borrow().id;
     let problem = if vote.leader_id().voted_for() == Some(me) {
         "the vote names the receiving node"
     } else if sender == Sender::Leader && !vote.is_committed() {
         "a leader's vote must be committed"
     } else {
-        return Ok(());
+        return None;
     };
     warn!(path, vote = %vote, problem, "refused implausible raft rpc");
-    Err((StatusCode::BAD_REQUEST, format!("malformed request: {problem}")).into_response())
+    Some((StatusCode::BAD_REQUEST, format!("malformed request: {problem}")).into_response())
 }
 
 /// Decodes a request body, or answers 400 and logs why.
