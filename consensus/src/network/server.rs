@@ -1,6 +1,8 @@
 //! The server side of Raft RPC: axum routes that decode a request, hand it to the local
 //! Raft node and encode its answer.
 
+use std::future::Future;
+
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
@@ -29,38 +31,76 @@ pub fn raft_routes(raft: Raft) -> Router {
 
 #[instrument(level = "trace", skip_all)]
 async fn append(State(raft): State<Raft>, body: Bytes) -> Response {
-    let request = match decode_request::<AppendEntriesRequest>(APPEND_PATH, &body) {
-        Ok(request) => request,
-        Err(response) => return response,
-    };
-    if let Some(refusal) = implausible(&raft, APPEND_PATH, &request.vote, Sender::Leader) {
-        return refusal;
-    }
-    encode_reply(&raft.append_entries(request).await)
+    serve(
+        raft,
+        APPEND_PATH,
+        &body,
+        Sender::Leader,
+        |raft, request: AppendEntriesRequest| async move { raft.append_entries(request).await },
+    )
+    .await
 }
 
 #[instrument(level = "trace", skip_all)]
 async fn vote(State(raft): State<Raft>, body: Bytes) -> Response {
-    let request = match decode_request::<VoteRequest>(VOTE_PATH, &body) {
-        Ok(request) => request,
-        Err(response) => return response,
-    };
-    if let Some(refusal) = implausible(&raft, VOTE_PATH, &request.vote, Sender::Candidate) {
-        return refusal;
-    }
-    encode_reply(&raft.vote(request).await)
+    serve(raft, VOTE_PATH, &body, Sender::Candidate, |raft, request: VoteRequest| async move {
+        raft.vote(request).await
+    })
+    .await
 }
 
 #[instrument(level = "trace", skip_all)]
 async fn snapshot(State(raft): State<Raft>, body: Bytes) -> Response {
-    let request = match decode_request::<InstallSnapshotRequest>(SNAPSHOT_PATH, &body) {
+    serve(
+        raft,
+        SNAPSHOT_PATH,
+        &body,
+        Sender::Leader,
+        |raft, request: InstallSnapshotRequest| async move { raft.install_snapshot(request).await },
+    )
+    .await
+}
+
+/// A Raft request, by the vote it carries.
+trait Voted: DeserializeOwned {
+    fn vote(&self) -> &Vote;
+}
+
+impl Voted for AppendEntriesRequest {
+    fn vote(&self) -> &Vote {
+        &self.vote
+    }
+}
+
+impl Voted for VoteRequest {
+    fn vote(&self) -> &Vote {
+        &self.vote
+    }
+}
+
+impl Voted for InstallSnapshotRequest {
+    fn vote(&self) -> &Vote {
+        &self.vote
+    }
+}
+
+/// Decodes a request, refuses it if its vote is implausible, else answers with the
+/// encoded reply of `call`.
+async fn serve<Request: Voted, Reply: Serialize, Call: Future<Output = Reply>>(
+    raft: Raft,
+    path: &str,
+    body: &[u8],
+    sender: Sender,
+    call: impl FnOnce(Raft, Request) -> Call,
+) -> Response {
+    let request = match decode_request::<Request>(path, body) {
         Ok(request) => request,
         Err(response) => return response,
     };
-    if let Some(refusal) = implausible(&raft, SNAPSHOT_PATH, &request.vote, Sender::Leader) {
+    if let Some(refusal) = implausible(&raft, path, request.vote(), sender) {
         return refusal;
     }
-    encode_reply(&raft.install_snapshot(request).await)
+    encode_reply(&call(raft, request).await)
 }
 
 /// Who sends a Raft request: a leader (append, snapshot) or a candidate (vote).
