@@ -110,3 +110,23 @@ pub async fn start_cluster_for_test(
 pub fn commit_for_test(n: u64) -> CommitId {
     CommitId::try_new(&format!("{n:040x}")).expect("40 hex digits")
 }
+
+/// The files of a fuzz regression corpus directory, sorted by name: `(name, bytes,
+/// refused)`, where `refused` marks the `malformed-*` inputs a decoder must refuse.
+pub fn fuzz_corpus_for_test(dir: &std::path::Path) -> Vec<(String, Vec<u8>, bool)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "{} holds no inputs", dir.display());
+    files
+        .into_iter()
+        .map(|path| {
+            let name = path.file_name().expect("a file name").to_string_lossy().into_owned();
+            let bytes = std::fs::read(&path).expect("readable");
+            let refused = name.starts_with("malformed-");
+            (name, bytes, refused)
+        })
+        .collect()
+}

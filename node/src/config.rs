@@ -15,6 +15,9 @@ use eventide_consensus::auth::Secret;
 use eventide_consensus::RaftTiming;
 use serde::Deserialize;
 
+use crate::runner::gate::MinFreeDisk;
+use crate::units::parse_duration;
+
 /// The address a node listens on when none is given.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7800";
 
@@ -68,6 +71,10 @@ pub struct RunArgs {
     /// Gossip round interval [default: 200ms].
     #[arg(long, env = "EVENTIDE_GOSSIP_INTERVAL", value_name = "DURATION")]
     pub gossip_interval: Option<String>,
+    /// Free space the data dir's disk must keep for this node's runner to claim jobs: a
+    /// size (512MiB, 1GiB) or a percentage of the disk (5%); 0 never pauses [default: 1GiB].
+    #[arg(long, env = "EVENTIDE_MIN_FREE_DISK", value_name = "SIZE|PERCENT")]
+    pub min_free_disk: Option<String>,
     /// A TOML file with any of these settings (keys as the flags, with underscores).
     #[arg(long, env = "EVENTIDE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -107,6 +114,7 @@ struct FileConfig {
     gossip_interval: Option<String>,
     secret_file: Option<PathBuf>,
     private_api: Option<bool>,
+    min_free_disk: Option<String>,
 }
 
 /// Everything a running node needs to know, validated.
@@ -130,6 +138,7 @@ pub struct RunConfig {
     pub secret: Option<Secret>,
     /// Reads of the public API need the token too.
     pub private_api: bool,
+    pub min_free_disk: MinFreeDisk,
 }
 
 impl RunConfig {
@@ -245,6 +254,12 @@ fn merge(args: RunArgs, file: FileConfig) -> anyhow::Result<RunConfig> {
     if private_api && secret.is_none() {
         bail!("--private-api needs a cluster secret (--secret-file or EVENTIDE_SECRET)");
     }
+    let min_free_disk = match args.min_free_disk.or(file.min_free_disk) {
+        None => MinFreeDisk::DEFAULT,
+        Some(text) => MinFreeDisk::parse(&text).with_context(|| {
+            format!("--min-free-disk {text:?}: expected a size such as 512MiB or 1GiB, or a percentage such as 5%")
+        })?,
+    };
 
     Ok(RunConfig {
         data_dir,
@@ -263,6 +278,7 @@ fn merge(args: RunArgs, file: FileConfig) -> anyhow::Result<RunConfig> {
         gossip_interval,
         secret,
         private_api,
+        min_free_disk,
     })
 }
 
@@ -322,41 +338,12 @@ fn parse_duration_flag(flag: &str, text: &str) -> anyhow::Result<Duration> {
     })
 }
 
-/// Parses `250ms`, `2s`, `1.5s`, `10m`, `1h`; a bare number is seconds.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let seconds = match unit.trim() {
-        "ms" => number / 1000.0,
-        "" | "s" => number,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => return None,
-    };
-    (seconds.is_finite() && (0.0..1e9).contains(&seconds)).then(|| Duration::from_secs_f64(seconds))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn args(data_dir: &str) -> RunArgs {
         RunArgs { data_dir: Some(data_dir.into()), ..RunArgs::default() }
-    }
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
-        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
-        for bad in ["", "s", "fast", "-1s", "1x", "1e400s"] {
-            assert_eq!(parse_duration(bad), None, "{bad:?}");
-        }
     }
 
     #[test]
@@ -370,6 +357,7 @@ mod tests {
         assert_eq!(config.dead_voter_grace, Duration::from_secs(15));
         assert_eq!(config.poll_interval, Duration::from_secs(1));
         assert_eq!(config.raft, RaftTiming::default());
+        assert_eq!(config.min_free_disk, MinFreeDisk::DEFAULT);
     }
 
     #[test]
@@ -402,6 +390,7 @@ mod tests {
             ),
             (RunArgs { heartbeat: Some("1s".into()), ..args("/d") }, "--heartbeat"),
             (RunArgs { labels: vec!["a b".into()], ..args("/d") }, "--labels"),
+            (RunArgs { min_free_disk: Some("lots".into()), ..args("/d") }, "--min-free-disk"),
             (
                 RunArgs { listen: Some("0.0.0.0:7800".parse().expect("addr")), ..args("/d") },
                 "--advertise",

@@ -6,7 +6,8 @@
 //! - `cluster`: bootstrap and autopilot (membership management on the leader).
 //! - `repos`: watched repositories.
 //! - `observer`, `dispatcher`, `runner`: the three CI roles.
-//! - `git`: mirrors, commit walks and checkouts; `repo_config`: `.eventide.toml`;
+//! - `git`: mirrors, commit walks and checkouts; `repo_config` (from the library, with
+//!   `units`): `.eventide.toml`;
 //!   `summary`: test counts from output and JUnit reports.
 //! - `api`: the HTTP API (public JSON, internal Raft RPC, `/metrics`).
 //! - `metrics`: the Prometheus registry and its update points.
@@ -31,7 +32,6 @@ mod gossip;
 mod metrics;
 mod node;
 mod observer;
-mod repo_config;
 mod repos;
 mod runner;
 mod summary;
@@ -39,6 +39,7 @@ mod summary;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
+use eventide_node::{repo_config, units};
 
 use crate::client::{NodeArgs, ResultsArgs};
 use crate::config::{RunArgs, RunConfig};

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::parse_duration;
+use crate::units::parse_duration;
 
 /// Where the configuration lives, relative to the checkout's root.
 pub const CONFIG_FILE: &str = ".eventide.toml";

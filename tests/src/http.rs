@@ -11,12 +11,23 @@ fn request(
     path: &str,
     body: Option<&str>,
 ) -> std::io::Result<(u16, String)> {
-    let body = body.unwrap_or("");
     let json = [("Content-Type", "application/json")];
-    request_with(addr, method, path, &json, body.as_bytes())
+    request_with(addr, method, path, &json, body.unwrap_or("").as_bytes())
 }
 
-/// A request with extra headers and a raw body: the status code and body.
+/// `POST path` with any body and content type: the status code and body.
+pub fn post_raw(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    request_with(addr, "POST", path, &[("Content-Type", content_type)], body)
+}
+
+/// A request with extra headers and a raw body: the status code and body. The body is
+/// written while the answer is read, so that a server refusing a large body early (413)
+/// is heard even though it stops reading.
 pub fn request_with(
     addr: SocketAddr,
     method: &str,
@@ -31,10 +42,24 @@ pub fn request_with(
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
+    let mut writer = stream.try_clone()?;
+    let mut message = head.into_bytes();
+    message.extend_from_slice(body);
+    // A write error only means the server stopped reading; its answer decides.
+    let sender = std::thread::spawn(move || writer.write_all(&message));
     let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
+    let mut chunk = [0u8; 8192];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => response.extend_from_slice(&chunk[..n]),
+            // A reset after the answer arrived (the server closed on an unread body).
+            Err(_) if !response.is_empty() => break,
+            Err(error) => return Err(error),
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = sender.join();
     let text = String::from_utf8_lossy(&response);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let code = head

@@ -164,6 +164,9 @@ pub struct Options {
     pub secret: Option<String>,
     /// Extra environment variables for every node process.
     pub env: Vec<(String, String)>,
+    /// Extra `run` flags for the node at each index (after `extra`); nodes past the end
+    /// get none.
+    pub per_node: Vec<Vec<String>>,
 }
 
 impl Options {
@@ -176,7 +179,13 @@ impl Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { bootstrap_expect: 3, extra: Vec::new(), secret: None, env: Vec::new() }
+        Options {
+            bootstrap_expect: 3,
+            extra: Vec::new(),
+            secret: None,
+            env: Vec::new(),
+            per_node: Vec::new(),
+        }
     }
 }
 
@@ -221,6 +230,14 @@ impl Cluster {
         self.nodes.len() - 1
     }
 
+    /// Like [`Cluster::add`], with extra `run` flags for the new node only.
+    pub fn add_with(&mut self, flags: &[&str]) -> usize {
+        let index = self.nodes.len();
+        self.options.per_node.resize(index + 1, Vec::new());
+        self.options.per_node[index] = flags.iter().map(|f| f.to_string()).collect();
+        self.add()
+    }
+
     fn add_node(
         &mut self,
         name: &str,
@@ -252,6 +269,9 @@ impl Cluster {
             args.push(path.display().to_string());
         }
         args.extend(self.options.extra.iter().cloned());
+        if let Some(flags) = self.options.per_node.get(self.nodes.len()) {
+            args.extend(flags.iter().cloned());
+        }
         let env = self.options.env.clone();
         let mut node =
             Node { name: name.into(), addr, data_dir, log, args, launcher, env, child: None };

@@ -1,6 +1,8 @@
 //! The server side of Raft RPC: axum routes that decode a request, hand it to the local
 //! Raft node and encode its answer.
 
+use std::future::Future;
+
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
@@ -14,7 +16,7 @@ use tracing::{instrument, warn};
 use super::batch::Proposer;
 use super::{forward, APPEND_PATH, CODEC_CONTENT_TYPE, SNAPSHOT_PATH, VOTE_PATH, WRITE_PATH};
 use crate::codec::{self, MESSAGE_LIMIT};
-use crate::types::{AppendEntriesRequest, InstallSnapshotRequest, Raft, VoteRequest};
+use crate::types::{AppendEntriesRequest, InstallSnapshotRequest, Raft, Vote, VoteRequest};
 
 /// The routes a node mounts to take part in Raft and to accept forwarded writes. Bodies larger than the codec's message
 /// limit are refused with 413 before they are read whole.
@@ -35,26 +37,103 @@ pub fn raft_routes(raft: Raft) -> Router {
 
 #[instrument(level = "trace", skip_all)]
 async fn append(State(raft): State<Raft>, body: Bytes) -> Response {
-    match decode_request::<AppendEntriesRequest>(APPEND_PATH, &body) {
-        Ok(request) => encode_reply(&raft.append_entries(request).await),
-        Err(response) => response,
-    }
+    serve(
+        raft,
+        APPEND_PATH,
+        &body,
+        Sender::Leader,
+        |raft, request: AppendEntriesRequest| async move { raft.append_entries(request).await },
+    )
+    .await
 }
 
 #[instrument(level = "trace", skip_all)]
 async fn vote(State(raft): State<Raft>, body: Bytes) -> Response {
-    match decode_request::<VoteRequest>(VOTE_PATH, &body) {
-        Ok(request) => encode_reply(&raft.vote(request).await),
-        Err(response) => response,
-    }
+    serve(raft, VOTE_PATH, &body, Sender::Candidate, |raft, request: VoteRequest| async move {
+        raft.vote(request).await
+    })
+    .await
 }
 
 #[instrument(level = "trace", skip_all)]
 async fn snapshot(State(raft): State<Raft>, body: Bytes) -> Response {
-    match decode_request::<InstallSnapshotRequest>(SNAPSHOT_PATH, &body) {
-        Ok(request) => encode_reply(&raft.install_snapshot(request).await),
-        Err(response) => response,
+    serve(
+        raft,
+        SNAPSHOT_PATH,
+        &body,
+        Sender::Leader,
+        |raft, request: InstallSnapshotRequest| async move { raft.install_snapshot(request).await },
+    )
+    .await
+}
+
+/// A Raft request, by the vote it carries.
+trait Voted: DeserializeOwned {
+    fn vote(&self) -> &Vote;
+}
+
+impl Voted for AppendEntriesRequest {
+    fn vote(&self) -> &Vote {
+        &self.vote
     }
+}
+
+impl Voted for VoteRequest {
+    fn vote(&self) -> &Vote {
+        &self.vote
+    }
+}
+
+impl Voted for InstallSnapshotRequest {
+    fn vote(&self) -> &Vote {
+        &self.vote
+    }
+}
+
+/// Decodes a request, refuses it if its vote is implausible, else answers with the
+/// encoded reply of `call`.
+async fn serve<Request: Voted, Reply: Serialize, Call: Future<Output = Reply>>(
+    raft: Raft,
+    path: &str,
+    body: &[u8],
+    sender: Sender,
+    call: impl FnOnce(Raft, Request) -> Call,
+) -> Response {
+    let request = match decode_request::<Request>(path, body) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    if let Some(refusal) = implausible(&raft, path, request.vote(), sender) {
+        return refusal;
+    }
+    encode_reply(&call(raft, request).await)
+}
+
+/// Who sends a Raft request: a leader (append, snapshot) or a candidate (vote).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sender {
+    Leader,
+    Candidate,
+}
+
+/// The refusal of a request whose vote no real peer could send, which openraft does not expect
+/// (found by the `internal_rpc` fuzz target; both trip openraft's debug assertions and
+/// panic its core in a dev build):
+/// - a vote naming this very node: Raft never sends one over the network (a node votes
+///   for itself and leads itself in process); a leader handed its own vote in an append
+///   takes the follower's path while it leads;
+/// - an uncommitted vote from a leader: a leader's vote is committed by definition.
+fn implausible(raft: &Raft, path: &str, vote: &Vote, sender: Sender) -> Option<Response> {
+    let me = raft.metrics().borrow().id;
+    let problem = if vote.leader_id().voted_for() == Some(me) {
+        "the vote names the receiving node"
+    } else if sender == Sender::Leader && !vote.is_committed() {
+        "a leader's vote must be committed"
+    } else {
+        return None;
+    };
+    warn!(path, vote = %vote, problem, "refused implausible raft rpc");
+    Some((StatusCode::BAD_REQUEST, format!("malformed request: {problem}")).into_response())
 }
 
 /// Decodes a request body, or answers 400 and logs why.

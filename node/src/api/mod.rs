@@ -33,6 +33,7 @@ use eventide_consensus::auth::{require_signature, InternalAuth};
 use eventide_consensus::network::{raft_routes, WriteError};
 use eventide_consensus::Refusal;
 use serde::{Deserialize, Serialize};
+use tracing::{debug, warn};
 
 use self::auth::ApiAuth;
 use crate::node::NodeContext;
@@ -75,7 +76,32 @@ pub fn router(context: Arc<NodeContext>, internal: Router) -> Router {
         .route("/", get(dashboard::index))
         .route("/ui/{file}", get(dashboard::file))
         .method_not_allowed_fallback(method_not_allowed);
-    public.merge(dashboard).merge(internal)
+    public.merge(dashboard).merge(internal).layer(axum::middleware::from_fn(log_refused))
+}
+
+/// Logs every request refused for its body (malformed, too large, wrong content type),
+/// so that bad input always leaves a line; other refusals (404, 409) log at debug. The
+/// internal decoders log their own 400s with the decode error, so those are not repeated.
+async fn log_refused(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    if status.is_client_error() {
+        let body_refused = matches!(
+            status,
+            StatusCode::PAYLOAD_TOO_LARGE
+                | StatusCode::UNSUPPORTED_MEDIA_TYPE
+                | StatusCode::UNPROCESSABLE_ENTITY
+        ) || (status == StatusCode::BAD_REQUEST
+            && !path.starts_with("/internal/"));
+        if body_refused {
+            warn!(%method, path, status = status.as_u16(), "refused malformed request");
+        } else {
+            debug!(%method, path, status = status.as_u16(), "refused request");
+        }
+    }
+    response
 }
 
 async fn not_found() -> ApiError {

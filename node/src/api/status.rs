@@ -36,6 +36,19 @@ pub struct NodeStatus {
     pub busy: u32,
     pub labels: Vec<String>,
     pub version: String,
+    /// The runner: `ok` (claims jobs), `off` (no slots) or `paused (<why>)`, such as
+    /// `paused (disk: 120 MiB free < 1 GiB)`.
+    #[serde(default)]
+    pub runner: String,
+}
+
+/// The `runner` field of a node's status.
+fn runner_state(slots: u32, paused: Option<&str>) -> String {
+    match (slots, paused) {
+        (_, Some(reason)) => format!("paused ({reason})"),
+        (0, None) => "off".to_owned(),
+        (_, None) => "ok".to_owned(),
+    }
 }
 
 /// Job counts by phase.
@@ -111,6 +124,10 @@ async fn build(context: &NodeContext) -> StatusDoc {
                 busy: member.map_or(0, |m| m.busy),
                 labels: member.map(|m| m.labels.iter().cloned().collect()).unwrap_or_default(),
                 version: member.map(|m| m.version.clone()).unwrap_or_default(),
+                runner: runner_state(
+                    member.map_or(0, |m| m.slots),
+                    member.and_then(|m| m.runner_paused.as_deref()),
+                ),
             },
         );
     }
@@ -125,6 +142,7 @@ async fn build(context: &NodeContext) -> StatusDoc {
             busy: member.busy,
             labels: member.labels.iter().cloned().collect(),
             version: member.version.clone(),
+            runner: runner_state(member.slots, member.runner_paused.as_deref()),
         });
     }
     // Until this node is a member, it reports its own role as gossip shows it.

@@ -71,6 +71,9 @@ pub fn status(doc: &StatusDoc) -> String {
             format!("{}/{}", node.busy, node.slots),
         );
     }
+    for node in doc.nodes.iter().filter(|n| n.runner.starts_with("paused")) {
+        let _ = writeln!(out, "{}", fit(&format!("runner on {}: {}", node.name, node.runner), 80));
+    }
     out
 }
 
@@ -185,6 +188,7 @@ mod tests {
             busy: 1,
             labels: vec![],
             version: "0.1.0".into(),
+            runner: "ok".into(),
         };
         let me = NodeRef { id: node(1).id, name: node(1).name, addr: node(1).addr };
         StatusDoc {

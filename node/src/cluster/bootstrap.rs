@@ -64,6 +64,7 @@ pub(crate) mod tests {
             labels: BTreeSet::new(),
             cluster: None,
             version: String::new(),
+            runner_paused: None,
             alive,
         }
     }

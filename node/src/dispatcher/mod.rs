@@ -4,7 +4,8 @@
 //! out, is requeued (`Requeue`, fenced by attempt).
 //!
 //! - `leases`: the pure lease table.
-//! - `rpc`: the claim and renew messages and their client.
+//! - `rpc`: the claim and renew messages and their client (in the library, as
+//!   `eventide_node::dispatch_rpc`, so that they can be fuzzed).
 //!
 //! ```text
 //!  runner ── claim (long poll) ──> leader: next_claimable ─> Assign ─> lease
@@ -13,7 +14,24 @@
 //! ```
 
 mod leases;
-pub mod rpc;
+pub use eventide_node::dispatch_rpc as rpc;
+
+/// Calls an internal RPC on `addr`, signed by `signer`; a failure counts in the
+/// `internal_rpc_errors` metric under the path's last segment.
+pub async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    signer: &eventide_consensus::auth::Signer,
+    addr: &str,
+    path: &str,
+    request: &Req,
+    timeout: Duration,
+) -> anyhow::Result<Resp> {
+    let result = rpc::send(http, signer, addr, path, request, timeout).await;
+    if result.is_err() {
+        crate::metrics::global().rpc_error(path.rsplit('/').next().unwrap_or(path));
+    }
+    result
+}
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -210,21 +228,16 @@ fn encoded<T: Serialize>(value: &T) -> Response {
     }
 }
 
-fn malformed(path: &str, error: codec::CodecError) -> Response {
-    warn!(path, error = %error, "refused malformed dispatcher rpc");
-    (StatusCode::BAD_REQUEST, format!("malformed request: {error}")).into_response()
-}
-
 async fn claim(State(dispatcher): State<Arc<Dispatcher>>, body: Bytes) -> Response {
-    match codec::decode::<ClaimRequest>(&body) {
+    match rpc::decode_request::<ClaimRequest>(CLAIM_PATH, &body) {
         Ok(request) => encoded(&dispatcher.claim(request).await),
-        Err(error) => malformed(CLAIM_PATH, error),
+        Err(response) => response,
     }
 }
 
 async fn renew(State(dispatcher): State<Arc<Dispatcher>>, body: Bytes) -> Response {
-    match codec::decode::<RenewRequest>(&body) {
+    match rpc::decode_request::<RenewRequest>(RENEW_PATH, &body) {
         Ok(request) => encoded(&dispatcher.renew(request)),
-        Err(error) => malformed(RENEW_PATH, error),
+        Err(response) => response,
     }
 }

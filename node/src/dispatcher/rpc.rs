@@ -3,10 +3,13 @@
 
 use std::time::Duration;
 
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use eventide_consensus::auth::Signer;
 use eventide_consensus::{codec, CommitId, JobId, NodeId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tracing::warn;
 
 pub const CLAIM_PATH: &str = "/internal/dispatch/claim";
 pub const RENEW_PATH: &str = "/internal/dispatch/renew";
@@ -56,24 +59,9 @@ pub enum RenewResponse {
     NotLeader,
 }
 
-/// Calls a dispatcher RPC on `addr`, signed by `signer`; a failure counts in the
-/// `internal_rpc_errors` metric.
-pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
-    http: &reqwest::Client,
-    signer: &Signer,
-    addr: &str,
-    path: &str,
-    request: &Req,
-    timeout: Duration,
-) -> anyhow::Result<Resp> {
-    let result = send(http, signer, addr, path, request, timeout).await;
-    if result.is_err() {
-        crate::metrics::global().rpc_error(path.rsplit('/').next().unwrap_or(path));
-    }
-    result
-}
-
-async fn send<Req: Serialize, Resp: DeserializeOwned>(
+/// Calls an internal RPC on `addr`, signed by `signer`. The binary's
+/// `dispatcher::call` wraps this to count failures in its metrics.
+pub async fn send<Req: Serialize, Resp: DeserializeOwned>(
     http: &reqwest::Client,
     signer: &Signer,
     addr: &str,
@@ -95,4 +83,14 @@ async fn send<Req: Serialize, Resp: DeserializeOwned>(
         anyhow::bail!("{addr}{path} answered {status}: {}", String::from_utf8_lossy(&bytes));
     }
     Ok(codec::decode(&bytes)?)
+}
+
+/// Decodes the body of a dispatcher RPC as the leader's handlers do, or gives the 400
+/// answer for a malformed one (and logs why): bad input is refused, never a panic.
+#[allow(clippy::result_large_err)]
+pub fn decode_request<T: DeserializeOwned>(path: &str, body: &[u8]) -> Result<T, Response> {
+    codec::decode(body).map_err(|error| {
+        warn!(path, error = %error, bytes = body.len(), "refused malformed dispatcher rpc");
+        (StatusCode::BAD_REQUEST, format!("malformed request: {error}")).into_response()
+    })
 }

@@ -42,7 +42,6 @@ use eventide_consensus::codec;
 use eventide_consensus::network::CODEC_CONTENT_TYPE;
 use serde::{Deserialize, Serialize};
 
-use crate::dispatcher::rpc;
 use tracing::{debug, info, warn};
 
 /// The handshake's path (under `/internal/`, so the request is signed).
@@ -204,9 +203,15 @@ impl Gate {
         let challenge = challenge();
         let request = AdmitRequest { from: self.me, challenge };
         // The same signed, codec-encoded call as the dispatcher's RPC.
-        let answer: AdmitResponse =
-            rpc::call(&self.http, &self.signer, addr, ADMIT_PATH, &request, HANDSHAKE_TIMEOUT)
-                .await?;
+        let answer: AdmitResponse = crate::dispatcher::call(
+            &self.http,
+            &self.signer,
+            addr,
+            ADMIT_PATH,
+            &request,
+            HANDSHAKE_TIMEOUT,
+        )
+        .await?;
         if !self.secret.verify_derived(&[ADMIT_LABEL, &challenge], &answer.proof) {
             anyhow::bail!("wrong proof");
         }

@@ -24,6 +24,9 @@ pub const KEY_LABELS: &str = "labels";
 pub const KEY_CLUSTER: &str = "cluster";
 /// The `eventide-node` version.
 pub const KEY_VERSION: &str = "version";
+/// Why this node's runner does not claim jobs (`disk: 120 MiB free < 1 GiB`), or empty
+/// while it does.
+pub const KEY_RUNNER_PAUSED: &str = "runner_paused";
 /// Set to `true` by a node that is shutting down cleanly, so peers stop counting on it
 /// before the failure detector notices.
 pub const KEY_LEAVING: &str = "leaving";
@@ -72,6 +75,8 @@ pub struct Member {
     pub labels: BTreeSet<String>,
     pub cluster: Option<String>,
     pub version: String,
+    /// Why its runner does not claim jobs, if it is paused.
+    pub runner_paused: Option<String>,
     /// Alive by the failure detector and not leaving.
     pub alive: bool,
 }
@@ -105,6 +110,7 @@ impl Member {
                 .unwrap_or_default(),
             cluster: get(KEY_CLUSTER).filter(|v| !v.is_empty()),
             version: get(KEY_VERSION).unwrap_or_default(),
+            runner_paused: get(KEY_RUNNER_PAUSED).filter(|v| !v.is_empty()),
             alive: sighting.alive && !leaving,
         })
     }
@@ -112,11 +118,18 @@ impl Member {
 
 /// One entry per node id: the newest generation wins, since a restarted node leaves its
 /// old incarnation behind in gossip for a while.
+///
+/// A live incarnation wins over a dead one whatever their generations: gossip is
+/// unauthenticated without a cluster secret, and one damaged or forged datagram can
+/// announce a higher generation of a real node that then never sends a heartbeat. Were
+/// the newest always taken, that single datagram would make a healthy node look dead
+/// (its jobs requeued, its Raft seat given away).
 pub fn newest_generations(members: impl IntoIterator<Item = Member>) -> Vec<Member> {
     let mut newest: BTreeMap<NodeId, Member> = BTreeMap::new();
     for member in members {
         match newest.get(&member.id) {
-            Some(known) if known.generation >= member.generation => {}
+            Some(known) if (known.alive, known.generation) >= (member.alive, member.generation) => {
+            }
             _ => {
                 newest.insert(member.id, member);
             }
@@ -200,5 +213,16 @@ mod tests {
         let members = newest_generations([new.clone(), old.clone(), other.clone()]);
         assert_eq!(members, vec![new.clone(), other.clone()]);
         assert_eq!(newest_generations([old, new.clone()]), vec![new]);
+    }
+
+    #[test]
+    fn a_forged_newer_generation_that_never_beats_does_not_hide_the_live_node() {
+        let real = sighting_member("5", 100, true, &[(KEY_NAME, "real")]).expect("id");
+        let forged = sighting_member("5", 9_000, false, &[(KEY_NAME, "forged")]).expect("id");
+        assert_eq!(newest_generations([real.clone(), forged.clone()]), vec![real.clone()]);
+        assert_eq!(newest_generations([forged.clone(), real.clone()]), vec![real]);
+        // With no live incarnation, the newest one speaks for the node.
+        let dead = sighting_member("5", 100, false, &[]).expect("id");
+        assert_eq!(newest_generations([dead, forged.clone()]), vec![forged]);
     }
 }

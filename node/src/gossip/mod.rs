@@ -25,7 +25,8 @@ use tracing::info;
 use self::admission::{AdmissionTransport, Gate};
 pub use self::member::{newest_generations, Member, RaftRole, Sighting};
 use self::member::{
-    KEY_API, KEY_BUSY, KEY_LABELS, KEY_LEAVING, KEY_NAME, KEY_RAFT, KEY_SLOTS, KEY_VERSION,
+    KEY_API, KEY_BUSY, KEY_LABELS, KEY_LEAVING, KEY_NAME, KEY_RAFT, KEY_RUNNER_PAUSED, KEY_SLOTS,
+    KEY_VERSION,
 };
 
 /// Separates Eventide's gossip from any other chitchat traffic on the network (with a
@@ -139,6 +140,11 @@ impl Gossip {
 
     pub async fn set_busy(&self, busy: u32) {
         self.set(KEY_BUSY, busy.to_string()).await;
+    }
+
+    /// Publishes why this node's runner does not claim jobs (`None`: it does).
+    pub async fn set_runner_paused(&self, reason: Option<&str>) {
+        self.set(KEY_RUNNER_PAUSED, reason.unwrap_or_default().to_owned()).await;
     }
 
     /// Every node gossip knows of (self included), one entry per node id.

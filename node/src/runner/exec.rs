@@ -82,6 +82,9 @@ pub struct ExecResult {
     pub output_tail: String,
     /// All output bytes produced, including those beyond the file cap.
     pub output_bytes: u64,
+    /// Why the output could not be written to `log_path` (a full disk), if it could not;
+    /// the job's result cannot be trusted then, and the job ends in `error`.
+    pub log_error: Option<String>,
 }
 
 /// Runs `spec.command` to its end, a timeout, or `cancel` becoming true.
@@ -174,6 +177,7 @@ pub async fn execute(spec: ExecSpec, mut cancel: watch::Receiver<bool>) -> io::R
         sink.await.map_err(|error| io::Error::other(format!("job output sink failed: {error}")))?;
     let output_bytes = sink.total;
     let output_tail = sink.tail.text(output_bytes);
+    let log_error = sink.write_error;
     debug!(
         pgid,
         end = ?end,
@@ -181,7 +185,7 @@ pub async fn execute(spec: ExecSpec, mut cancel: watch::Receiver<bool>) -> io::R
         output_bytes,
         "job process ended"
     );
-    Ok(ExecResult { end, duration, output_tail, output_bytes })
+    Ok(ExecResult { end, duration, output_tail, output_bytes, log_error })
 }
 
 fn end_of(status: ExitStatus) -> ExecEnd {
@@ -269,6 +273,8 @@ struct OutputSink<W> {
     at_line_start: bool,
     tail: Tail,
     total: u64,
+    /// The first error writing or flushing the file.
+    write_error: Option<String>,
 }
 
 impl<W: Write> OutputSink<W> {
@@ -280,6 +286,7 @@ impl<W: Write> OutputSink<W> {
             at_line_start: true,
             tail: Tail::new(tail_bytes),
             total: 0,
+            write_error: None,
         }
     }
 
@@ -290,6 +297,7 @@ impl<W: Write> OutputSink<W> {
         if let Some(file) = self.file.as_mut() {
             if let Err(error) = file.flush() {
                 warn!(error = %error, "failed to flush job log");
+                self.write_error.get_or_insert_with(|| error.to_string());
             }
         }
         self
@@ -315,6 +323,7 @@ impl<W: Write> OutputSink<W> {
         }
         if let Err(error) = &result {
             warn!(error = %error, "failed to write job log; keeping only the tail");
+            self.write_error.get_or_insert_with(|| error.to_string());
         }
         if capped || result.is_err() {
             self.file = None;

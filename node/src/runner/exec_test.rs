@@ -379,4 +379,5 @@ fn failing_log_keeps_the_tail() {
     assert!(sink.file.is_none());
     assert_eq!(sink.total, 12);
     assert_eq!(sink.tail.text(sink.total), "first second");
+    assert_eq!(sink.write_error.as_deref(), Some("no space left"), "the first error is kept");
 }

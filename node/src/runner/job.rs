@@ -116,19 +116,7 @@ async fn execute(
             ));
         }
     };
-    let (verdict, exit_code, message) = match result.end {
-        ExecEnd::Exited(0) => (Verdict::Passed, Some(0), None),
-        ExecEnd::Exited(code) => (Verdict::Failed, Some(code), None),
-        ExecEnd::Signalled(signal) => {
-            (Verdict::Failed, None, Some(format!("the command was killed by signal {signal}")))
-        }
-        ExecEnd::TimedOut => (
-            Verdict::TimedOut,
-            None,
-            Some(format!("timed out after {}s", config.timeout.as_secs())),
-        ),
-        ExecEnd::Cancelled => return None,
-    };
+    let (verdict, exit_code, message) = judge(result.end, result.log_error, config.timeout)?;
     tracing::debug!(job_id = %assignment.job, output_bytes = result.output_bytes, "command ended");
     let summary = test_summary(&result.output_tail, config, workspace);
     Some(Outcome {
@@ -138,6 +126,36 @@ async fn execute(
         output_tail: result.output_tail,
         summary,
         message,
+    })
+}
+
+/// The verdict, exit code and message of a command that ended; `None` if it was
+/// cancelled (no result to report). Output that could not be written to the node's disk
+/// makes the job an `error` whatever the command did: its log is incomplete.
+fn judge(
+    end: ExecEnd,
+    log_error: Option<String>,
+    timeout: Duration,
+) -> Option<(Verdict, Option<i32>, Option<String>)> {
+    let exit_code = match end {
+        ExecEnd::Exited(code) => Some(code),
+        _ => None,
+    };
+    if let (Some(error), false) = (&log_error, end == ExecEnd::Cancelled) {
+        let message =
+            format!("failed to write the job's output on the runner (disk full?): {error}");
+        return Some((Verdict::Error, exit_code, Some(message)));
+    }
+    Some(match end {
+        ExecEnd::Exited(0) => (Verdict::Passed, Some(0), None),
+        ExecEnd::Exited(code) => (Verdict::Failed, Some(code), None),
+        ExecEnd::Signalled(signal) => {
+            (Verdict::Failed, None, Some(format!("the command was killed by signal {signal}")))
+        }
+        ExecEnd::TimedOut => {
+            (Verdict::TimedOut, None, Some(format!("timed out after {}s", timeout.as_secs())))
+        }
+        ExecEnd::Cancelled => return None,
     })
 }
 
@@ -255,5 +273,38 @@ fn prune_logs(data_dir: &Path) {
     logs.sort();
     for (_, path) in &logs[..logs.len() - LOGS_KEPT] {
         let _ = std::fs::remove_file(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn exit_codes_signals_and_timeouts_are_judged() {
+        assert_eq!(
+            judge(ExecEnd::Exited(0), None, TIMEOUT),
+            Some((Verdict::Passed, Some(0), None))
+        );
+        assert_eq!(
+            judge(ExecEnd::Exited(3), None, TIMEOUT),
+            Some((Verdict::Failed, Some(3), None))
+        );
+        let (verdict, _, message) = judge(ExecEnd::TimedOut, None, TIMEOUT).expect("a result");
+        assert_eq!((verdict, message.as_deref()), (Verdict::TimedOut, Some("timed out after 60s")));
+        assert_eq!(judge(ExecEnd::Cancelled, None, TIMEOUT), None);
+    }
+
+    #[test]
+    fn output_lost_to_a_full_disk_is_an_error_even_if_the_tests_passed() {
+        let full = Some("No space left on device (os error 28)".to_owned());
+        let (verdict, exit_code, message) =
+            judge(ExecEnd::Exited(0), full.clone(), TIMEOUT).expect("a result");
+        assert_eq!((verdict, exit_code), (Verdict::Error, Some(0)));
+        let message = message.expect("a message");
+        assert!(message.contains("disk full") && message.contains("os error 28"), "{message}");
+        assert_eq!(judge(ExecEnd::Cancelled, full, TIMEOUT), None, "cancelled reports nothing");
     }
 }

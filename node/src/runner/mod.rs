@@ -4,14 +4,20 @@
 //!
 //! - `exec`: running one command safely (process group, timeout, capped output).
 //! - `job`: preparing, running and reporting one job.
+//! - `gate`: whether to claim at all (free disk above `--min-free-disk`, Raft running).
 //!
 //! ```text
 //!  slot worker ── claim ──> leader ── Assignment ──> job::run ── Finish ──> leader
 //!  renewer ── renew every 1 s ──> leader ── revoked? ──> cancel the job
 //!           └ no renewal for a lease period ──> self-fence: kill the job, report nothing
+//!  gate closed (disk low, raft stopped) ──> no claims; reason logged and gossiped
 //! ```
+//!
+//! Job workspaces live in `<data-dir>/work/`; each is removed when its job ends, and the
+//! whole directory is emptied when the runner starts (leftovers of a crash).
 
 pub mod exec;
+pub mod gate;
 pub mod job;
 
 use std::collections::BTreeMap;
@@ -20,11 +26,16 @@ use std::time::{Duration, Instant};
 
 use eventide_consensus::{JobId, NodeId};
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::dispatcher::rpc::{self, ClaimRequest, ClaimResponse, RenewRequest, RenewResponse};
 use crate::dispatcher::{LEASE_PERIOD, MAX_CLAIM_WAIT, RENEW_INTERVAL};
 use crate::node::NodeContext;
+
+use self::gate::{Conditions, Gate, Transition};
+
+/// How often a paused runner checks whether it may claim again.
+const GATE_POLL: Duration = Duration::from_secs(1);
 
 /// A job this node is running.
 struct Active {
@@ -41,6 +52,7 @@ pub struct Runner {
     context: Arc<NodeContext>,
     http: reqwest::Client,
     active: Mutex<BTreeMap<JobId, Active>>,
+    gate: Mutex<Gate>,
 }
 
 impl Runner {
@@ -49,7 +61,12 @@ impl Runner {
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .build()?;
-        Ok(Arc::new(Runner { context, http, active: Mutex::new(BTreeMap::new()) }))
+        Ok(Arc::new(Runner {
+            context,
+            http,
+            active: Mutex::new(BTreeMap::new()),
+            gate: Mutex::new(Gate::default()),
+        }))
     }
 
     fn active(&self) -> std::sync::MutexGuard<'_, BTreeMap<JobId, Active>> {
@@ -61,6 +78,13 @@ impl Runner {
         let slots = self.context.config.runner_slots;
         if slots == 0 {
             return;
+        }
+        let work = self.context.config.data_dir.join("work");
+        match tokio::task::spawn_blocking(move || clear_workspaces(&work)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(removed)) => info!(removed, "removed job workspaces left from a previous run"),
+            Ok(Err(error)) => warn!(error = %error, "failed to remove old job workspaces"),
+            Err(error) => warn!(error = %error, "failed to remove old job workspaces"),
         }
         info!(slots, labels = ?self.context.config.labels, "runner started");
         let mut tasks = tokio::task::JoinSet::new();
@@ -97,6 +121,10 @@ impl Runner {
         let me = self.context.id;
         let labels: Vec<String> = self.context.config.labels.iter().cloned().collect();
         loop {
+            if !self.may_claim().await {
+                tokio::time::sleep(GATE_POLL).await;
+                continue;
+            }
             let Some(leader) = self.leader_addr().await else { continue };
             let request = ClaimRequest {
                 runner: me,
@@ -104,7 +132,7 @@ impl Runner {
                 wait_ms: MAX_CLAIM_WAIT.as_millis() as u64,
             };
             let timeout = MAX_CLAIM_WAIT + Duration::from_secs(5);
-            let response: anyhow::Result<ClaimResponse> = rpc::call(
+            let response: anyhow::Result<ClaimResponse> = crate::dispatcher::call(
                 &self.http,
                 &self.context.signer,
                 &leader,
@@ -146,6 +174,39 @@ impl Runner {
         }
     }
 
+    /// Checks the gate before a claim; logs and publishes every change of it.
+    async fn may_claim(&self) -> bool {
+        let config = &self.context.config;
+        let disk = gate::disk_space(&config.data_dir);
+        let raft_stopped = match &self.context.raft.metrics().borrow().running_state {
+            Ok(()) => None,
+            Err(fatal) => Some(fatal.to_string()),
+        };
+        let decision = gate::decide(&Conditions {
+            disk: disk.as_ref().map(|space| *space),
+            min_free: config.min_free_disk,
+            raft_stopped: raft_stopped.as_deref(),
+        });
+        let (transition, paused) = {
+            let mut gate = self.gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let transition = gate.update(decision);
+            (transition, gate.paused().map(str::to_owned))
+        };
+        match &transition {
+            Some(Transition::Paused(reason) | Transition::Changed(reason)) => {
+                if raft_stopped.is_some() {
+                    error!(reason = %reason, "runner paused: not claiming jobs");
+                } else {
+                    warn!(reason = %reason, "runner paused: not claiming jobs");
+                }
+            }
+            Some(Transition::Resumed) => info!("runner resumed: claiming jobs again"),
+            None => {}
+        }
+        self.context.gossip.set_runner_paused(paused.as_deref()).await;
+        paused.is_none()
+    }
+
     async fn publish_busy(&self) {
         let busy = self.active().len() as u32;
         self.context.gossip.set_busy(busy).await;
@@ -181,7 +242,7 @@ impl Runner {
             let renewed = match self.leader_addr().await {
                 Some(leader) => {
                     let request = RenewRequest { runner: me, jobs: jobs.clone() };
-                    rpc::call(
+                    crate::dispatcher::call(
                         &self.http,
                         &self.context.signer,
                         &leader,
@@ -216,5 +277,44 @@ impl Runner {
                 self.silence(job, "lease not renewed for a whole lease period");
             }
         }
+    }
+}
+
+/// Removes every job workspace under `work` (none runs while the runner starts); returns
+/// how many there were.
+fn clear_workspaces(work: &std::path::Path) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(work) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(error) => return Err(error),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftover_workspaces_are_removed_at_start() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let work = dir.path().join("work");
+        assert_eq!(clear_workspaces(&work).expect("no dir is fine"), 0);
+        std::fs::create_dir_all(work.join("job-7-1/src")).expect("mkdir");
+        std::fs::write(work.join("job-7-1/src/a.py"), "x").expect("write");
+        std::fs::create_dir_all(work.join("job-8-2")).expect("mkdir");
+        std::fs::write(work.join("stray"), "x").expect("write");
+        assert_eq!(clear_workspaces(&work).expect("removed"), 3);
+        assert_eq!(std::fs::read_dir(&work).expect("still there").count(), 0);
     }
 }
