@@ -90,11 +90,18 @@ struct Case {
     addr: SocketAddr,
     path: String,
     body: Option<String>,
+    /// An `Authorization` header to send.
+    authorization: Option<String>,
 }
 
 impl Case {
     fn new(key: &'static str, addr: SocketAddr, path: impl Into<String>) -> Case {
-        Case { key, addr, path: path.into(), body: None }
+        Case { key, addr, path: path.into(), body: None, authorization: None }
+    }
+
+    fn authorization(mut self, value: impl Into<String>) -> Case {
+        self.authorization = Some(value.into());
+        self
     }
 
     fn body(mut self, body: impl Into<String>) -> Case {
@@ -104,9 +111,15 @@ impl Case {
 
     fn send(&self) -> (u16, String) {
         let method = self.key.split(' ').next().expect("method");
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(value) = &self.authorization {
+            headers.push(("Authorization", value));
+        }
+        let body = self.body.as_deref().unwrap_or("");
         let answer = match method {
-            "GET" => http::get(self.addr, &self.path),
-            "POST" => http::post(self.addr, &self.path, self.body.as_deref().unwrap_or("")),
+            "GET" | "POST" => {
+                http::request_with(self.addr, method, &self.path, &headers, body.as_bytes())
+            }
             other => panic!("no method {other}"),
         };
         answer.unwrap_or_else(|e| panic!("{}: no answer: {e}", self.key))
@@ -160,6 +173,17 @@ fn every_endpoint_and_error_answers_as_documented() {
     // A node that has not formed a cluster: no leader, ever.
     let lonely = Cluster::start(1, Options::default());
     let lone = lonely.nodes[0].addr;
+    // A node with a cluster secret and a private API: every request needs the token.
+    let private_options = Options {
+        secret: Some("an api test secret of enough length".into()),
+        extra: vec!["--private-api".into()],
+        ..Options::default()
+    };
+    let private = Cluster::start(1, private_options);
+    let guarded = private.nodes[0].addr;
+    wait_until("the private node to answer", DEADLINE, || {
+        http::get(guarded, "/api/v1/status").ok().filter(|(code, _)| *code == 401)
+    });
 
     let leader = cluster.wait_for_agreed_leader();
     let follower = (leader + 1) % 3;
@@ -222,6 +246,9 @@ fn every_endpoint_and_error_answers_as_documented() {
         Case::new("POST /api/v1/notify 503", lone, "/api/v1/notify"),
         Case::new("GET /metrics 200", at, "/metrics"),
         Case::new("GET /api/v1/unknown 404", at, "/api/v1/unknown"),
+        Case::new("POST /api/v1/notify 401", guarded, "/api/v1/notify"),
+        Case::new("GET /api/v1/status 403", guarded, "/api/v1/status")
+            .authorization("Bearer 0123456789abcdef"),
         Case::new("GET /api/v1/rerun 405", at, "/api/v1/rerun"),
     ];
 
