@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what building and testing Eventide needs beyond the Rust toolchain, git and
+# python3, on a Debian-like machine (as root, with apt-get); anything already present is
+# left alone, so running it again is cheap. Called by scripts/test.sh and .ci/run.
+#   - a C compiler and zlib: libgit2 is built from source by git2's -sys crate;
+#   - Chromium: the dashboard's browser test (tests/tests/t90_dashboard.rs);
+#   - iproute2 and nftables: the chaos test puts nodes in network namespaces and cuts
+#     links between them (tests/tests/t95_chaos.rs);
+#   - cargo-nextest: the test runner.
+set -euo pipefail
+
+missing=()
+{ command -v cc >/dev/null 2>&1 && [ -e /usr/include/zlib.h ]; } ||
+  missing+=(build-essential zlib1g-dev pkg-config)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
+
+if ((${#missing[@]})); then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "installing ${missing[*]} with apt-get" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  else
+    echo "warning: missing ${missing[*]}; install them (Debian package names) or some tests fail" >&2
+  fi
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing cargo-nextest (the test runner) from crates.io" >&2
+  cargo install cargo-nextest --locked
+fi
