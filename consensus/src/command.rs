@@ -42,7 +42,8 @@ pub enum Command {
     /// Several commands proposed together as one log entry, so that one disk flush and
     /// one replication round commit all of them. Applied in order, each exactly as if
     /// it were its own entry, with its own reply in [`Reply::Batch`]. A batch inside a
-    /// batch is refused (only that inner command).
+    /// batch is refused (only that inner command). Older binaries cannot decode it: in a
+    /// rolling upgrade from a version without batches, upgrade the leader last.
     Batch(Vec<Command>),
 }
 
