@@ -105,6 +105,18 @@ impl State {
             .find(|job| job.runnable_with(runner_labels))
     }
 
+    /// The queued jobs a runner with `runner_labels` may take, oldest first.
+    pub fn claimable<'a>(
+        &'a self,
+        runner_labels: &'a BTreeSet<String>,
+    ) -> impl Iterator<Item = &'a Job> + 'a {
+        self.index
+            .queued
+            .iter()
+            .filter_map(|id| self.data.jobs.get(id))
+            .filter(|job| job.runnable_with(runner_labels))
+    }
+
     pub fn repos(&self) -> impl Iterator<Item = &Repo> {
         self.data.repos.values()
     }

@@ -43,7 +43,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use eventide_consensus::{codec, Command, Reply};
+use eventide_consensus::{codec, Command, JobId, Reply};
 use openraft::ServerState;
 use serde::Serialize;
 use tracing::{debug, info, warn};
@@ -67,8 +67,23 @@ const TICK: Duration = Duration::from_millis(250);
 pub struct Dispatcher {
     context: Arc<NodeContext>,
     leases: Mutex<Leases>,
-    /// One claim decides at a time, so two runners never race for one job.
-    claiming: tokio::sync::Mutex<()>,
+    /// Jobs a claim has picked and is assigning (its `Assign` is in flight): other
+    /// claims skip them, so two runners never race for one job, yet concurrent claims
+    /// commit their `Assign`s together instead of one after another.
+    picking: Arc<Mutex<BTreeSet<JobId>>>,
+}
+
+/// A job picked by a claim; it is free for other claims again once this is dropped
+/// (assigned, refused, failed, or the claim abandoned mid-write).
+struct Picked {
+    job: JobId,
+    picking: Arc<Mutex<BTreeSet<JobId>>>,
+}
+
+impl Drop for Picked {
+    fn drop(&mut self) {
+        self.picking.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.job);
+    }
 }
 
 impl Dispatcher {
@@ -76,7 +91,7 @@ impl Dispatcher {
         Arc::new(Dispatcher {
             context,
             leases: Mutex::new(Leases::new(LEASE_PERIOD)),
-            claiming: tokio::sync::Mutex::new(()),
+            picking: Arc::new(Mutex::new(BTreeSet::new())),
         })
     }
 
@@ -161,41 +176,27 @@ impl Dispatcher {
             if !self.is_leader() {
                 return ClaimResponse::NotLeader;
             }
-            {
-                let _one_at_a_time = self.claiming.lock().await;
-                let pick = self.context.state_machine.read(|state| {
-                    let job = state.next_claimable(&labels)?;
-                    let repo = state.repo(job.repo)?;
-                    Some(Assignment {
-                        job: job.id,
-                        attempt: job.attempt,
-                        repo_url: repo.url.clone(),
-                        branch: job.branch.clone(),
-                        commit: job.commit.clone(),
-                    })
-                });
-                if let Some(assignment) = pick {
-                    let command = Command::Assign {
-                        job: assignment.job,
-                        runner: request.runner,
-                        attempt: assignment.attempt,
-                        at: clock::now(),
-                    };
-                    match self.context.writer.write(command).await {
-                        Ok(Reply::Assigned { job, attempt }) => {
-                            let running = RunningJob { job, runner: request.runner, attempt };
-                            self.leases().grant(running, Instant::now());
-                            info!(job_id = %job, attempt, peer = %request.runner, commit = %assignment.commit, "job assigned");
-                            return ClaimResponse::Job(assignment);
-                        }
-                        Ok(other) => {
-                            debug!(job_id = %assignment.job, reply = ?other, "assign refused; picking again");
-                            continue;
-                        }
-                        Err(error) => {
-                            warn!(job_id = %assignment.job, error = %error, "assign failed");
-                            return ClaimResponse::Nothing;
-                        }
+            if let Some((assignment, _picked)) = self.pick(&labels) {
+                let command = Command::Assign {
+                    job: assignment.job,
+                    runner: request.runner,
+                    attempt: assignment.attempt,
+                    at: clock::now(),
+                };
+                match self.context.writer.write(command).await {
+                    Ok(Reply::Assigned { job, attempt }) => {
+                        let running = RunningJob { job, runner: request.runner, attempt };
+                        self.leases().grant(running, Instant::now());
+                        info!(job_id = %job, attempt, peer = %request.runner, commit = %assignment.commit, "job assigned");
+                        return ClaimResponse::Job(assignment);
+                    }
+                    Ok(other) => {
+                        debug!(job_id = %assignment.job, reply = ?other, "assign refused; picking again");
+                        continue;
+                    }
+                    Err(error) => {
+                        warn!(job_id = %assignment.job, error = %error, "assign failed");
+                        return ClaimResponse::Nothing;
                     }
                 }
             }
@@ -205,6 +206,26 @@ impl Dispatcher {
                 Ok(Err(_)) | Err(_) => return ClaimResponse::Nothing,
             }
         }
+    }
+
+    /// The oldest queued job for `labels` that no other claim is assigning, marked as
+    /// picked until the returned guard is dropped.
+    fn pick(&self, labels: &BTreeSet<String>) -> Option<(Assignment, Picked)> {
+        let mut picking = self.picking.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let assignment = self.context.state_machine.read(|state| {
+            let job = state.claimable(labels).find(|job| !picking.contains(&job.id))?;
+            let repo = state.repo(job.repo)?;
+            Some(Assignment {
+                job: job.id,
+                attempt: job.attempt,
+                repo_url: repo.url.clone(),
+                branch: job.branch.clone(),
+                commit: job.commit.clone(),
+            })
+        })?;
+        picking.insert(assignment.job);
+        let picked = Picked { job: assignment.job, picking: self.picking.clone() };
+        Some((assignment, picked))
     }
 
     fn renew(&self, request: RenewRequest) -> RenewResponse {

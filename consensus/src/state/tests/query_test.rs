@@ -194,3 +194,27 @@ fn next_claimable_skips_jobs_whose_labels_the_runner_lacks() {
         assert_eq!(claim(&state, names), expected, "runner labels {names:?}");
     }
 }
+
+/// `claimable` lists, oldest first, every queued job `next_claimable` could give: the
+/// dispatcher skips the ones other claims are assigning.
+#[test]
+fn claimable_lists_every_queued_job_a_runner_may_take_oldest_first() {
+    let mut state = repo_with_jobs(0);
+    let labelled =
+        |n: u8, names: &[&str]| ObservedCommit { commit: commit(n), labels: labels(names) };
+    let observe = Observe {
+        commits: vec![labelled(1, &[]), labelled(2, &["gpu"]), labelled(3, &[]), labelled(4, &[])],
+        ..observation(REPO, MAIN, None, &[4])
+    };
+    apply_ok(&mut state, Command::Observe(observe));
+    apply_ok(&mut state, assign(3, RUNNER, 1));
+    let listed = |names: &[&str]| -> Vec<u64> {
+        state.claimable(&runner_labels(names)).map(|job| job.id.0).collect()
+    };
+    assert_eq!(listed(&[]), [1, 4]);
+    assert_eq!(listed(&["gpu"]), [1, 2, 4]);
+    assert_eq!(
+        state.next_claimable(&runner_labels(&["gpu"])).map(|job| job.id.0),
+        listed(&["gpu"]).first().copied()
+    );
+}
