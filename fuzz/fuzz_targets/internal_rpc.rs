@@ -76,7 +76,8 @@ fn start() -> Target {
     let router = runtime.block_on(async {
         let (log_store, state_machine) = store::open(dir.path()).expect("a store");
         let config = RaftTiming::default().to_config("fuzz").expect("default timing");
-        let network = HttpNetwork::new().expect("an http client");
+        let network =
+            HttpNetwork::new(eventide_consensus::auth::Signer::new(None)).expect("an http client");
         let raft = Raft::new(NodeId(1), Arc::new(config), network, log_store, state_machine)
             .await
             .expect("raft starts");
