@@ -166,8 +166,11 @@ fn a_new_branch_and_a_force_push_queue_only_new_commits() {
     assert_eq!(job_for(&jobs, &replacement)["branch"], "main");
     assert_eq!(job_for(&jobs, &feature1)["branch"], "feature");
     assert_eq!(job_for(&jobs, &feature2)["branch"], "feature");
-    // Nothing more arrives on later rounds.
+    // Later rounds queue nothing of the above again: the round that sees one more
+    // commit on main queues that commit alone.
+    let later = repo.commit("later");
     cluster.nodes[leader].notify();
-    std::thread::sleep(Duration::from_millis(600));
-    assert_eq!(cluster.nodes[leader].jobs("").expect("jobs").len(), 5);
+    let jobs = wait_for_final_jobs(&cluster, leader, 6, DEADLINE);
+    assert_eq!(jobs.len(), 6, "{jobs:#?}");
+    assert_eq!(job_for(&jobs, &later)["branch"], "main");
 }
