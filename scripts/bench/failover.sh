@@ -87,14 +87,9 @@ index_of() {  # port, ports...
 }
 
 # --- the binary -----------------------------------------------------------------------
-if [[ -n "${EVENTIDE_BIN:-}" ]]; then
-  BIN="$EVENTIDE_BIN"
-else
-  echo "building the release binary (cargo build --release -p eventide-node)" >&2
-  cargo build --release -p eventide-node >&2
-  BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/eventide-node"
-fi
-[[ -x "$BIN" ]] || { echo "no executable eventide-node at $BIN" >&2; exit 1; }
+# shellcheck source=scripts/bench/lib.sh
+source scripts/bench/lib.sh
+eventide_binary
 # Settings that would change what is measured if inherited from the environment.
 unset EVENTIDE_CONFIG EVENTIDE_REPOS EVENTIDE_BOOTSTRAP_EXPECT EVENTIDE_VOTERS EVENTIDE_ADVERTISE
 

@@ -23,13 +23,14 @@ import argparse
 import base64
 import json
 import os
-import socket
 import statistics
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+
+from benchlib import free_ports
 
 POLL = 0.01  # seconds between two status reads of one survivor, and between two writes
 WRITE_TIMEOUT = 2.0  # client timeout of one write; later writes keep being sent meanwhile
@@ -121,27 +122,6 @@ def system_for(args):
     if not args.url_dir:
         fail("--url-dir is needed for eventide: every write adds a repository made there")
     return Eventide(args.url_dir)
-
-
-def free_ports(count):
-    """Ports free for both TCP and UDP on 127.0.0.1 (a node listens on both)."""
-    held, ports = [], []
-    try:
-        while len(ports) < count:
-            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            held += [tcp, udp]
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            ports.append(port)
-    finally:
-        for sock in held:
-            sock.close()
-    return ports
 
 
 def healthy(system, ports):

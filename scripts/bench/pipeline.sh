@@ -100,14 +100,9 @@ probe() { "$PYTHON" "$PROBE" "$@"; }
 kill_probe() { { "$PYTHON" "$PROBE" ev-kill "$@" 2>&3; } 3>&2 2>/dev/null; }
 
 # --- the binaries and the environment -------------------------------------------------
-if [[ -n "${EVENTIDE_BIN:-}" ]]; then
-  BIN="$EVENTIDE_BIN"
-else
-  echo "building the release binary (cargo build --release -p eventide-node)" >&2
-  cargo build --release -p eventide-node >&2
-  BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/eventide-node"
-fi
-[[ -x "$BIN" ]] || { echo "no executable eventide-node at $BIN" >&2; exit 1; }
+# shellcheck source=scripts/bench/lib.sh
+source scripts/bench/lib.sh
+eventide_binary
 unset EVENTIDE_CONFIG EVENTIDE_REPOS EVENTIDE_BOOTSTRAP_EXPECT EVENTIDE_VOTERS EVENTIDE_ADVERTISE \
   EVENTIDE_RUNNER_SLOTS EVENTIDE_POLL_INTERVAL EVENTIDE_SEEDS EVENTIDE_NODE
 command -v git >/dev/null || { echo "git is needed" >&2; exit 1; }

@@ -28,7 +28,6 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+
+from benchlib import free_ports
 
 FINAL = {"passed", "failed", "timed_out", "error", "cancelled"}
 # Never route loopback traffic through a proxy named in the environment.
@@ -100,27 +101,6 @@ def wait_for(what, predicate, deadline, step):
 def append(path, row):
     with open(path, "a") as out:
         out.write(json.dumps(row) + "\n")
-
-
-def free_ports(count):
-    """Ports free for both TCP and UDP on 127.0.0.1 (an Eventide node listens on both)."""
-    held, ports = [], []
-    try:
-        while len(ports) < count:
-            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            held += [tcp, udp]
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            ports.append(port)
-    finally:
-        for sock in held:
-            sock.close()
-    return ports
 
 
 # --- git ------------------------------------------------------------------------------
