@@ -85,7 +85,8 @@ pub struct RunArgs {
     /// Require the API token for reads of the public API too (needs a secret).
     #[arg(long, env = "EVENTIDE_PRIVATE_API")]
     pub private_api: bool,
-    /// The secret from `EVENTIDE_SECRET` (never a flag: flags show in `ps`).
+    /// The secret from `EVENTIDE_SECRET` (never a flag: flags show in `ps`), taken out of
+    /// the environment by [`take_secret_env`] when the process starts.
     #[arg(skip)]
     pub secret_env: Option<String>,
 }
@@ -143,8 +144,7 @@ pub struct RunConfig {
 
 impl RunConfig {
     /// Merges flags and environment (already in `args`) with the `--config` file.
-    pub fn try_from_args(mut args: RunArgs) -> anyhow::Result<RunConfig> {
-        args.secret_env = std::env::var(SECRET_ENV).ok();
+    pub fn try_from_args(args: RunArgs) -> anyhow::Result<RunConfig> {
         let file = match &args.config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
@@ -284,6 +284,17 @@ fn merge(args: RunArgs, file: FileConfig) -> anyhow::Result<RunConfig> {
 
 /// The variable that may hold the cluster secret itself.
 pub const SECRET_ENV: &str = "EVENTIDE_SECRET";
+
+/// Takes `EVENTIDE_SECRET` out of this process's environment and returns it, so that no
+/// child process can inherit it. Call it before any thread starts: changing the
+/// environment races with threads that read it. The kernel still shows the environment
+/// the process started with in `/proc/<pid>/environ`, which is why the node also makes
+/// itself non-dumpable.
+pub fn take_secret_env() -> Option<String> {
+    let secret = std::env::var(SECRET_ENV).ok();
+    std::env::remove_var(SECRET_ENV);
+    secret
+}
 
 /// Reads the cluster secret from `path`; every problem names `--secret-file`.
 pub fn read_secret_file(path: &Path) -> anyhow::Result<Secret> {

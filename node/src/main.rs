@@ -189,7 +189,7 @@ enum RepoCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     if let Commands::Completions { shell } = cli.command {
         clap_complete::generate(
             shell,
@@ -198,6 +198,14 @@ fn main() -> ExitCode {
             &mut std::io::stdout(),
         );
         return ExitCode::SUCCESS;
+    }
+    if let Commands::Run(args) = &mut cli.command {
+        // Before the runtime starts any thread.
+        args.secret_env = config::take_secret_env();
+        if let Err(error) = forbid_inspection() {
+            eprintln!("error: failed to make the node non-dumpable: {error}");
+            return ExitCode::FAILURE;
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -239,6 +247,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Makes this process non-dumpable, so that other processes of the same user (the jobs
+/// it runs) cannot read its `/proc/<pid>/environ` or memory, nor trace it; nor does it
+/// leave core dumps. Processes with `CAP_SYS_PTRACE` (root) still can.
+#[cfg(target_os = "linux")]
+fn forbid_inspection() -> std::io::Result<()> {
+    use rustix::process::{set_dumpable_behavior, DumpableBehavior};
+    set_dumpable_behavior(DumpableBehavior::NotDumpable).map_err(std::io::Error::from)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn forbid_inspection() -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Logs go to stderr; `EVENTIDE_LOG` (or `RUST_LOG`) filters them, `info` by default.

@@ -3,20 +3,23 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use eventide_consensus::{Command, CommitId, JobId, Outcome, Reply, TestSummary, Verdict};
+use eventide_consensus::{Command, CommitId, JobId, Outcome, Reply, Verdict};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::exec::{self, ExecEnd, ExecSpec};
-use super::Runner;
+use super::workspace::{self, Refusal};
+use super::{reports, Runner};
 use crate::dispatcher::rpc::Assignment;
 use crate::repo_config::{self, RepoConfig, CONFIG_FILE};
-use crate::{clock, git, summary};
+use crate::{clock, git};
 
 /// Output kept in the replicated result (the state machine caps it again).
 pub const TAIL_BYTES: usize = 64 * 1024;
 /// Output kept on this node's disk per job.
 pub const LOG_FILE_CAP: u64 = 16 * 1024 * 1024;
+/// Largest `.eventide.toml` read, as the observer reads it from the mirror.
+const CONFIG_MAX_BYTES: u64 = git::MAX_FILE_BYTES as u64;
 /// Job logs kept on disk; older ones are deleted.
 const LOGS_KEPT: usize = 200;
 
@@ -36,6 +39,8 @@ pub async fn run(runner: &Runner, assignment: Assignment, cancel: watch::Receive
 
     let outcome = match prepare(&data_dir, &assignment, &workspace).await {
         Err(message) => {
+            let (job, attempt) = (assignment.job, assignment.attempt);
+            warn!(job_id = %job, attempt, error = %message, "job could not run");
             let _ = std::fs::write(&log, format!("eventide: {message}\n"));
             Some(error_outcome(message, started.elapsed()))
         }
@@ -78,11 +83,7 @@ async fn prepare(
         git::ensure_commit(&mirror, &url, &commit).map_err(|e| format!("{e:#}"))?;
         git::checkout(&mirror, &commit, &workspace)
             .map_err(|e| format!("checkout failed: {e:#}"))?;
-        let file = match std::fs::read_to_string(workspace.join(CONFIG_FILE)) {
-            Ok(text) => Some(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(format!("failed to read {CONFIG_FILE}: {e}")),
-        };
+        let file = read_config(&workspace)?;
         repo_config::resolve(file.as_deref(), workspace.join("tests").is_dir())
             .map_err(|e| e.to_string())
     })
@@ -118,7 +119,27 @@ async fn execute(
     };
     let (verdict, exit_code, message) = judge(result.end, result.log_error, config.timeout)?;
     tracing::debug!(job_id = %assignment.job, output_bytes = result.output_bytes, "command ended");
-    let summary = test_summary(&result.output_tail, config, workspace);
+    let job = assignment.job;
+    let (tail, patterns) = (result.output_tail.clone(), config.junit.clone());
+    let (workspace, log) = (workspace.to_owned(), log.to_owned());
+    // The reports are the job's own files: reading them may block, so not on this worker.
+    let found = tokio::task::spawn_blocking(move || {
+        let found = reports::read(job, &tail, &patterns, &workspace);
+        if let Some(note) = reports::skipped_message(&found.skipped) {
+            append_to_log(&log, &found.skipped);
+            return (found.summary, Some(note));
+        }
+        (found.summary, None)
+    })
+    .await;
+    let (summary, note) = found.unwrap_or_else(|error| {
+        warn!(job_id = %job, error = %error, "failed to read the test reports");
+        (None, Some(format!("failed to read the test reports: {error}")))
+    });
+    let message = match (message, note) {
+        (Some(message), Some(note)) => Some(format!("{message}; {note}")),
+        (message, note) => message.or(note),
+    };
     Some(Outcome {
         verdict,
         exit_code,
@@ -127,6 +148,32 @@ async fn execute(
         summary,
         message,
     })
+}
+
+/// The text of the checkout's `.eventide.toml`, `None` if it has none. Anything but a
+/// regular file of the checkout, within the size limit, is refused with a message that
+/// names the file (the job's error).
+fn read_config(workspace: &Path) -> Result<Option<String>, String> {
+    match workspace::read(workspace, Path::new(CONFIG_FILE), CONFIG_MAX_BYTES) {
+        Ok(bytes) => {
+            String::from_utf8(bytes).map(Some).map_err(|_| format!("{CONFIG_FILE} is not UTF-8"))
+        }
+        Err(Refusal::Missing) => Ok(None),
+        Err(refusal) => Err(format!("{CONFIG_FILE} {refusal}")),
+    }
+}
+
+/// Adds the runner's notes at the end of the job's log, where its reader looks.
+fn append_to_log(log: &Path, notes: &[String]) {
+    let text: String =
+        notes.iter().map(|note| format!("eventide: junit report {note}\n")).collect();
+    let appended = std::fs::OpenOptions::new()
+        .append(true)
+        .open(log)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()));
+    if let Err(error) = appended {
+        warn!(log = %log.display(), error = %error, "failed to add notes to the job log");
+    }
 }
 
 /// The verdict, exit code and message of a command that ended; `None` if it was
@@ -186,26 +233,6 @@ fn job_env(
         env.push((key.clone(), value.clone()));
     }
     env
-}
-
-fn test_summary(tail: &str, config: &RepoConfig, workspace: &Path) -> Option<TestSummary> {
-    let mut found = summary::parse_output(tail);
-    for pattern in &config.junit {
-        let full = workspace.join(pattern).display().to_string();
-        let Ok(paths) = glob::glob(&full) else { continue };
-        for path in paths.flatten().take(64) {
-            let Ok(xml) = std::fs::read_to_string(&path) else { continue };
-            match summary::parse_junit(&xml) {
-                Ok(report) => {
-                    summary::merge(found.get_or_insert_with(TestSummary::default), report)
-                }
-                Err(error) => {
-                    warn!(path = %path.display(), error = %error, "unreadable junit report")
-                }
-            }
-        }
-    }
-    found
 }
 
 fn error_outcome(message: String, elapsed: Duration) -> Outcome {

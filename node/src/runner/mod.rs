@@ -4,6 +4,8 @@
 //!
 //! - `exec`: running one command safely (process group, timeout, capped output).
 //! - `job`: preparing, running and reporting one job.
+//! - `workspace`: reading files of a job's checkout (regular files only, size-capped).
+//! - `reports`: test counts from the output and the JUnit reports of a job.
 //! - `gate`: whether to claim at all (free disk above `--min-free-disk`, Raft running).
 //!
 //! ```text
@@ -19,6 +21,8 @@
 pub mod exec;
 pub mod gate;
 pub mod job;
+pub mod reports;
+pub mod workspace;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
