@@ -81,7 +81,7 @@ enum Commands {
     },
     /// Show jobs and their results, newest first.
     #[command(
-        after_help = "Examples:\n  eventide-node results\n  eventide-node results --branch main --state failed --limit 5\n  eventide-node results --commit 1a2b3c4d --json\n  eventide-node results --follow"
+        after_help = "Examples:\n  eventide-node results\n  eventide-node results --branch main --state failed --limit 5\n  eventide-node results --commit 1a2b3c4d --json\n  eventide-node results --all --json\n  eventide-node results --follow"
     )]
     Results(ResultsArgs),
     /// Print a job's output (from any node; live with --follow).
