@@ -16,6 +16,7 @@ use eventide_consensus::RaftTiming;
 use serde::Deserialize;
 
 use crate::runner::gate::MinFreeDisk;
+use crate::server::HttpLimits;
 use crate::units::parse_duration;
 
 /// The address a node listens on when none is given.
@@ -75,6 +76,14 @@ pub struct RunArgs {
     /// size (512MiB, 1GiB) or a percentage of the disk (5%); 0 never pauses [default: 1GiB].
     #[arg(long, env = "EVENTIDE_MIN_FREE_DISK", value_name = "SIZE|PERCENT")]
     pub min_free_disk: Option<String>,
+    /// HTTP connections open at once; a quarter is kept for internal RPC, and it is
+    /// lowered to half the open-file limit [default: 1024].
+    #[arg(long, env = "EVENTIDE_HTTP_MAX_CONNECTIONS", value_name = "N")]
+    pub http_max_connections: Option<usize>,
+    /// How long a request's head may take to arrive, and a kept-alive connection may stay
+    /// idle [default: 10s].
+    #[arg(long, env = "EVENTIDE_HTTP_HEADER_TIMEOUT", value_name = "DURATION")]
+    pub http_header_timeout: Option<String>,
     /// A TOML file with any of these settings (keys as the flags, with underscores).
     #[arg(long, env = "EVENTIDE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -116,6 +125,8 @@ struct FileConfig {
     secret_file: Option<PathBuf>,
     private_api: Option<bool>,
     min_free_disk: Option<String>,
+    http_max_connections: Option<usize>,
+    http_header_timeout: Option<String>,
 }
 
 /// Everything a running node needs to know, validated.
@@ -140,6 +151,7 @@ pub struct RunConfig {
     /// Reads of the public API need the token too.
     pub private_api: bool,
     pub min_free_disk: MinFreeDisk,
+    pub http: HttpLimits,
 }
 
 impl RunConfig {
@@ -260,6 +272,12 @@ fn merge(args: RunArgs, file: FileConfig) -> anyhow::Result<RunConfig> {
             format!("--min-free-disk {text:?}: expected a size such as 512MiB or 1GiB, or a percentage such as 5%")
         })?,
     };
+    let http = http_limits(
+        args.http_max_connections,
+        file.http_max_connections,
+        args.http_header_timeout,
+        file.http_header_timeout,
+    )?;
 
     Ok(RunConfig {
         data_dir,
@@ -279,7 +297,31 @@ fn merge(args: RunArgs, file: FileConfig) -> anyhow::Result<RunConfig> {
         secret,
         private_api,
         min_free_disk,
+        http,
     })
+}
+
+fn http_limits(
+    flag_max: Option<usize>,
+    file_max: Option<usize>,
+    flag_timeout: Option<String>,
+    file_timeout: Option<String>,
+) -> anyhow::Result<HttpLimits> {
+    let max_connections = flag_max.or(file_max).unwrap_or(HttpLimits::DEFAULT_MAX_CONNECTIONS);
+    if !(HttpLimits::MIN_MAX_CONNECTIONS..=1_000_000).contains(&max_connections) {
+        bail!(
+            "--http-max-connections {max_connections}: must be between {} and 1000000",
+            HttpLimits::MIN_MAX_CONNECTIONS
+        );
+    }
+    let header_timeout = match flag_timeout.or(file_timeout) {
+        Some(text) => parse_duration_flag("http-header-timeout", &text)?,
+        None => HttpLimits::DEFAULT_HEADER_TIMEOUT,
+    };
+    if header_timeout < Duration::from_secs(1) || header_timeout > Duration::from_secs(600) {
+        bail!("--http-header-timeout: must be between 1s and 10m");
+    }
+    Ok(HttpLimits { max_connections, header_timeout })
 }
 
 /// The variable that may hold the cluster secret itself.
@@ -369,6 +411,7 @@ mod tests {
         assert_eq!(config.poll_interval, Duration::from_secs(1));
         assert_eq!(config.raft, RaftTiming::default());
         assert_eq!(config.min_free_disk, MinFreeDisk::DEFAULT);
+        assert_eq!(config.http, HttpLimits::default());
     }
 
     #[test]
@@ -402,6 +445,15 @@ mod tests {
             (RunArgs { heartbeat: Some("1s".into()), ..args("/d") }, "--heartbeat"),
             (RunArgs { labels: vec!["a b".into()], ..args("/d") }, "--labels"),
             (RunArgs { min_free_disk: Some("lots".into()), ..args("/d") }, "--min-free-disk"),
+            (RunArgs { http_max_connections: Some(4), ..args("/d") }, "--http-max-connections"),
+            (
+                RunArgs { http_header_timeout: Some("10ms".into()), ..args("/d") },
+                "--http-header-timeout",
+            ),
+            (
+                RunArgs { http_header_timeout: Some("later".into()), ..args("/d") },
+                "--http-header-timeout",
+            ),
             (
                 RunArgs { listen: Some("0.0.0.0:7800".parse().expect("addr")), ..args("/d") },
                 "--advertise",

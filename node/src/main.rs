@@ -10,6 +10,7 @@
 //!   `units`): `.eventide.toml`;
 //!   `summary`: test counts from output and JUnit reports.
 //! - `api`: the HTTP API (public JSON, internal Raft RPC, `/metrics`).
+//! - `server`: the HTTP server under it: connection cap, header and idle timeouts.
 //! - `metrics`: the Prometheus registry and its update points.
 //! - `client`: the CLI's HTTP client and its tables.
 //! - `clock`: the wall clock proposers read.
@@ -34,6 +35,7 @@ mod node;
 mod observer;
 mod repos;
 mod runner;
+mod server;
 mod summary;
 
 use std::process::ExitCode;
@@ -79,7 +81,7 @@ enum Commands {
     },
     /// Show jobs and their results, newest first.
     #[command(
-        after_help = "Examples:\n  eventide-node results\n  eventide-node results --branch main --state failed --limit 5\n  eventide-node results --commit 1a2b3c4d --json\n  eventide-node results --follow"
+        after_help = "Examples:\n  eventide-node results\n  eventide-node results --branch main --state failed --limit 5\n  eventide-node results --commit 1a2b3c4d --json\n  eventide-node results --all --json\n  eventide-node results --follow"
     )]
     Results(ResultsArgs),
     /// Print a job's output (from any node; live with --follow).

@@ -12,6 +12,7 @@
 //! ```text
 //!  runner ── claim_to_start / job_reported ─┐
 //!  dispatcher rpc ── rpc_error ─────────────┤
+//!  http server ── http_connection_refused ──┤
 //!  consensus HttpNetwork ── RpcErrors ──────┼─> Metrics ── render <── snapshot <── /metrics
 //!  watch_leader (raft metrics) ─────────────┘                 (replica, raft, gossip)
 //! ```
@@ -63,6 +64,7 @@ pub struct Metrics {
     raft_leader_changes: Counter,
     gossip_nodes: Family<Labels, Gauge>,
     rpc_errors: Family<Labels, Counter>,
+    http_refused: Family<Labels, Counter>,
     runner_slots: Gauge,
     runner_busy_slots: Gauge,
     /// The Raft transport's failure counts, copied into `rpc_errors` at each scrape.
@@ -113,6 +115,7 @@ impl Metrics {
             raft_leader_changes: Counter::default(),
             gossip_nodes: Family::default(),
             rpc_errors: Family::default(),
+            http_refused: Family::default(),
             runner_slots: Gauge::default(),
             runner_busy_slots: Gauge::default(),
             raft_errors: OnceLock::new(),
@@ -141,6 +144,8 @@ impl Metrics {
             "raft_leader_changes", m.raft_leader_changes, "Times this node learned of a new leader";
             "gossip_nodes", m.gossip_nodes, "Nodes known by gossip, by state (alive or dead)";
             "internal_rpc_errors", m.rpc_errors, "Failed internal RPCs sent by this node, by RPC";
+            "http_refused_connections", m.http_refused,
+                "HTTP connections answered 503 and closed, by reason (full, reserved)";
             "runner_slots", m.runner_slots, "Runner slots of this node";
             "runner_busy_slots", m.runner_busy_slots, "Runner slots of this node running a job";
         }
@@ -180,6 +185,12 @@ impl Metrics {
     /// An internal RPC sent by this node failed (`rpc`: claim, renew, …).
     pub fn rpc_error(&self, rpc: &str) {
         self.rpc_errors.get_or_create(&label("rpc", rpc)).inc();
+    }
+
+    /// An HTTP connection was refused: `full` (the cap is reached) or `reserved` (a
+    /// public request in the share kept for internal RPC).
+    pub fn http_connection_refused(&self, reason: &str) {
+        self.http_refused.get_or_create(&label("reason", reason)).inc();
     }
 
     /// Reports the failures of this Raft transport (append, vote, snapshot) as
@@ -330,6 +341,22 @@ mod tests {
         metrics.claim_to_start(Duration::from_millis(30));
         let text = metrics.render(&Snapshot::default()).expect("rendered");
         assert_eq!(sample(&text, "eventide_claim_to_start_seconds_count"), Some(1.0));
+    }
+
+    #[test]
+    fn refused_http_connections_are_counted_by_reason() {
+        let metrics = Metrics::new();
+        for reason in ["full", "full", "reserved"] {
+            metrics.http_connection_refused(reason);
+        }
+        let text = metrics.render(&Snapshot::default()).expect("rendered");
+        let refused = |reason: &str| {
+            sample(
+                &text,
+                &format!("eventide_http_refused_connections_total{{reason=\"{reason}\"}}"),
+            )
+        };
+        assert_eq!((refused("full"), refused("reserved")), (Some(2.0), Some(1.0)), "{text}");
     }
 
     #[tokio::test]

@@ -22,7 +22,7 @@ use crate::dispatcher::Dispatcher;
 use crate::gossip::{Gossip, SelfInfo};
 use crate::observer::{self, ObserverHealth};
 use crate::runner::Runner;
-use crate::{api, metrics, repos};
+use crate::{api, metrics, repos, server};
 
 /// How long a write waits for a leader to be elected before it fails.
 const WRITE_LEADER_WAIT: Duration = Duration::from_secs(5);
@@ -120,19 +120,10 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let dispatcher = Dispatcher::new(context.clone());
     let app = api::router(context.clone(), dispatcher.routes().merge(gossip.admission_routes()));
-    let server = tokio::spawn(
-        async move {
-            let stopped = async move {
-                let _ = stop_rx.wait_for(|stop| *stop).await;
-            };
-            // Peer addresses reach handlers (the log line of a refused internal request).
-            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-            if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
-                warn!(error = %error, "http server failed");
-            }
-        }
-        .in_current_span(),
-    );
+    let stopped = async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    };
+    let server = tokio::spawn(server::serve(listener, app, config.http, stopped).in_current_span());
     let settings = ClusterSettings {
         me: id,
         bootstrap_expect: config.bootstrap_expect as usize,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::{render, Api, NodeArgs};
-use crate::api::jobs::{JobDetailDoc, JobDoc, RerunRequest};
+use crate::api::jobs::{JobDetailDoc, JobDoc, RerunRequest, MAX_LIMIT};
 use crate::api::notify::NotifyDoc;
 use crate::api::status::StatusDoc;
 
@@ -26,9 +26,17 @@ pub struct ResultsArgs {
     /// Only jobs in this state (queued, running, passed, failed, timed_out, error, cancelled).
     #[arg(long)]
     pub state: Option<String>,
-    /// At most this many jobs, newest first.
-    #[arg(long, default_value_t = 20)]
+    /// At most this many jobs, newest first (fetched page by page, so any number works).
+    #[arg(
+        long,
+        default_value_t = 20,
+        conflicts_with = "all",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
     pub limit: usize,
+    /// Every job the cluster keeps, newest first.
+    #[arg(long)]
+    pub all: bool,
     /// Print one JSON array instead of a table.
     #[arg(long, conflicts_with = "follow")]
     pub json: bool,
@@ -37,8 +45,11 @@ pub struct ResultsArgs {
     pub follow: bool,
 }
 
-fn query(args: &ResultsArgs, limit: usize) -> String {
+fn query(args: &ResultsArgs, limit: usize, before: Option<u64>) -> String {
     let mut query = format!("/api/v1/jobs?limit={limit}");
+    if let Some(before) = before {
+        query.push_str(&format!("&before={before}"));
+    }
     for (key, value) in [("branch", &args.branch), ("commit", &args.commit), ("state", &args.state)]
     {
         if let Some(value) = value {
@@ -69,9 +80,37 @@ async fn node_names(api: &Api) -> BTreeMap<String, String> {
     }
 }
 
+/// The size of the next page when `have` jobs of `wanted` (`None`: all) are fetched;
+/// `None` when no page is left to ask for.
+fn next_page(wanted: Option<usize>, have: usize) -> Option<usize> {
+    let left = wanted.map_or(usize::MAX, |wanted| wanted.saturating_sub(have));
+    (left > 0).then(|| left.min(MAX_LIMIT))
+}
+
+/// Jobs newest first, `wanted` at most (`None`: all), a page of at most the API's limit
+/// at a time, each page starting below the last job of the one before.
+async fn list_jobs(
+    api: &Api,
+    args: &ResultsArgs,
+    wanted: Option<usize>,
+) -> anyhow::Result<Vec<JobDoc>> {
+    let mut jobs: Vec<JobDoc> = Vec::new();
+    while let Some(size) = next_page(wanted, jobs.len()) {
+        let before = jobs.last().map(|job| job.id);
+        let page: Vec<JobDoc> = api.get(&query(args, size, before)).await?;
+        let last_page = page.len() < size;
+        jobs.extend(page);
+        if last_page {
+            break;
+        }
+    }
+    Ok(jobs)
+}
+
 pub async fn results(args: ResultsArgs) -> anyhow::Result<()> {
     let api = Api::new(&args.node)?;
-    let jobs: Vec<JobDoc> = api.get(&query(&args, args.limit)).await?;
+    let wanted = (!args.all).then_some(args.limit);
+    let jobs = list_jobs(&api, &args, wanted).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&jobs)?);
         return Ok(());
@@ -96,7 +135,7 @@ pub async fn results(args: ResultsArgs) -> anyhow::Result<()> {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
-        let Ok(jobs) = api.get::<Vec<JobDoc>>(&query(&args, 200)).await else { continue };
+        let Ok(jobs) = api.get::<Vec<JobDoc>>(&query(&args, 200, None)).await else { continue };
         let landed: Vec<&JobDoc> = jobs
             .iter()
             .rev()
@@ -242,6 +281,23 @@ pub fn hook_install(node: &NodeArgs, repo: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_cover_the_limit_in_steps_of_the_api_limit() {
+        let cases = [
+            (Some(20), 0, Some(20)),
+            (Some(5000), 0, Some(1000)),
+            (Some(5000), 4000, Some(1000)),
+            (Some(5000), 4500, Some(500)),
+            (Some(5000), 5000, None),
+            (Some(1), 3, None),
+            (None, 0, Some(1000)),
+            (None, 123_000, Some(1000)),
+        ];
+        for (wanted, have, expected) in cases {
+            assert_eq!(next_page(wanted, have), expected, "{wanted:?} wanted, {have} fetched");
+        }
+    }
 
     #[test]
     fn query_values_are_encoded() {
