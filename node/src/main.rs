@@ -221,6 +221,8 @@ fn main() -> ExitCode {
             Commands::Run(args) => {
                 let config = RunConfig::try_from_args(*args)?;
                 init_logging();
+                // Before any git operation: libgit2's timeouts are process-wide globals.
+                git::set_fetch_limits(config.fetch)?;
                 node::run(config).await
             }
             Commands::Status { node, json, watch } => client::status(&node, json, watch).await,
