@@ -15,6 +15,7 @@ use eventide_consensus::auth::Secret;
 use eventide_consensus::RaftTiming;
 use serde::Deserialize;
 
+use crate::git::FetchLimits;
 use crate::runner::gate::MinFreeDisk;
 use crate::server::HttpLimits;
 use crate::units::parse_duration;
@@ -63,6 +64,13 @@ pub struct RunArgs {
     /// How often the observer polls repositories [default: 1s].
     #[arg(long, env = "EVENTIDE_POLL_INTERVAL", value_name = "DURATION")]
     pub poll_interval: Option<String>,
+    /// The longest a repository's server may stay silent during a fetch: to accept the
+    /// connection, or between two reads [default: 30s].
+    #[arg(long, env = "EVENTIDE_FETCH_TIMEOUT", value_name = "DURATION")]
+    pub fetch_timeout: Option<String>,
+    /// The longest one fetch may take, however the server behaves [default: 10m].
+    #[arg(long, env = "EVENTIDE_FETCH_DEADLINE", value_name = "DURATION")]
+    pub fetch_deadline: Option<String>,
     /// Raft heartbeat interval [default: 50ms].
     #[arg(long, env = "EVENTIDE_HEARTBEAT", value_name = "DURATION")]
     pub heartbeat: Option<String>,
@@ -119,6 +127,8 @@ struct FileConfig {
     #[serde(default)]
     repos: Vec<String>,
     poll_interval: Option<String>,
+    fetch_timeout: Option<String>,
+    fetch_deadline: Option<String>,
     heartbeat: Option<String>,
     election_timeout: Option<String>,
     gossip_interval: Option<String>,
@@ -144,6 +154,7 @@ pub struct RunConfig {
     pub labels: BTreeSet<String>,
     pub repos: Vec<String>,
     pub poll_interval: Duration,
+    pub fetch: FetchLimits,
     pub raft: RaftTiming,
     pub gossip_interval: Duration,
     /// The cluster secret; `None` runs without authentication (`auth: off`).
@@ -234,6 +245,20 @@ fn merge(args: RunArgs, file: FileConfig) -> anyhow::Result<RunConfig> {
     )?;
     let poll_interval =
         duration("poll-interval", args.poll_interval, file.poll_interval, Duration::from_secs(1))?;
+    let fetch = FetchLimits::try_new(
+        duration(
+            "fetch-timeout",
+            args.fetch_timeout,
+            file.fetch_timeout,
+            FetchLimits::DEFAULT.timeout,
+        )?,
+        duration(
+            "fetch-deadline",
+            args.fetch_deadline,
+            file.fetch_deadline,
+            FetchLimits::DEFAULT.deadline,
+        )?,
+    )?;
     let gossip_interval = duration(
         "gossip-interval",
         args.gossip_interval,
@@ -292,6 +317,7 @@ fn merge(args: RunArgs, file: FileConfig) -> anyhow::Result<RunConfig> {
         labels,
         repos,
         poll_interval,
+        fetch,
         raft,
         gossip_interval,
         secret,
@@ -412,6 +438,7 @@ mod tests {
         assert_eq!(config.raft, RaftTiming::default());
         assert_eq!(config.min_free_disk, MinFreeDisk::DEFAULT);
         assert_eq!(config.http, HttpLimits::default());
+        assert_eq!(config.fetch, FetchLimits::DEFAULT);
     }
 
     #[test]
@@ -454,6 +481,8 @@ mod tests {
                 RunArgs { http_header_timeout: Some("later".into()), ..args("/d") },
                 "--http-header-timeout",
             ),
+            (RunArgs { fetch_timeout: Some("0s".into()), ..args("/d") }, "--fetch-timeout"),
+            (RunArgs { fetch_deadline: Some("5s".into()), ..args("/d") }, "--fetch-deadline"),
             (
                 RunArgs { listen: Some("0.0.0.0:7800".parse().expect("addr")), ..args("/d") },
                 "--advertise",

@@ -288,3 +288,155 @@ fn an_interrupted_mirror_directory_is_initialized_in_place() {
     fetch_mirror(&mirror, &upstream.url()).expect("fetch into the empty directory");
     assert_eq!(branch_heads(&mirror).expect("heads")["main"], head);
 }
+
+/// A server that accepts connections and then never answers (`silent`), or answers an
+/// endless HTTP header one byte at a time (`trickling`). Dropping it closes everything.
+struct HostileServer {
+    addr: std::net::SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HostileServer {
+    fn silent() -> HostileServer {
+        HostileServer::start(None)
+    }
+
+    fn trickling(every: Duration) -> HostileServer {
+        HostileServer::start(Some(every))
+    }
+
+    fn start(trickle: Option<Duration>) -> HostileServer {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(mut stream) = stream else { continue };
+                let stopped = stopped.clone();
+                std::thread::spawn(move || {
+                    if trickle.is_some() {
+                        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nX-Endless: ");
+                    }
+                    // Pacing of the hostile server, not a synchronisation.
+                    let pause = trickle.unwrap_or(Duration::from_millis(20));
+                    while !stopped.load(Ordering::Relaxed) {
+                        if trickle.is_some() && stream.write_all(b"a").is_err() {
+                            return;
+                        }
+                        std::thread::sleep(pause);
+                    }
+                });
+            }
+        });
+        HostileServer { addr, stop }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/x.git", self.addr)
+    }
+}
+
+impl Drop for HostileServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wakes the accept loop so that it sees the flag.
+        let _ = std::net::TcpStream::connect(self.addr);
+    }
+}
+
+/// libgit2's socket timeout for this test process: one value, set before the first
+/// fetch over a socket.
+fn short_socket_timeout() -> Duration {
+    const TIMEOUT: Duration = Duration::from_millis(500);
+    static SET: OnceLock<()> = OnceLock::new();
+    SET.get_or_init(|| set_socket_timeout(TIMEOUT).expect("set the socket timeout"));
+    TIMEOUT
+}
+
+#[test]
+fn a_server_that_never_answers_fails_the_fetch_at_the_socket_timeout() {
+    let timeout = short_socket_timeout();
+    let server = HostileServer::silent();
+    let mirrors = tempfile::tempdir().expect("temp dir");
+    let mirror = mirror_in(&mirrors, &server.url());
+    let started = Instant::now();
+    let error = fetch_within(&mirror, &server.url(), Duration::from_secs(60), |_| false)
+        .expect_err("a silent server");
+    let message = format!("{error:#}");
+    assert!(message.starts_with(&format!("failed to fetch {}", server.url())), "{message}");
+    assert!(message.contains("timed out"), "libgit2's timeout, not the deadline: {message}");
+    assert!(started.elapsed() < timeout * 20, "took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_server_that_trickles_is_cut_at_the_deadline_and_blocks_no_other_fetch_for_long() {
+    short_socket_timeout();
+    let server = HostileServer::trickling(Duration::from_millis(50));
+    let mirrors = tempfile::tempdir().expect("temp dir");
+    let mirror = mirror_in(&mirrors, &server.url());
+    let deadline = Duration::from_secs(1);
+    let started = Instant::now();
+    let error =
+        fetch_within(&mirror, &server.url(), deadline, |_| false).expect_err("a trickling server");
+    let elapsed = started.elapsed();
+    assert!(format!("{error:#}").contains("fetch deadline of 1s"), "{error:#}");
+    assert!(elapsed >= deadline && elapsed < deadline * 5, "took {elapsed:?}");
+
+    // The fetch left behind still runs: another fetch of the mirror fails at once.
+    let upstream = Upstream::new();
+    let head = upstream.commit("a.txt", b"1", "first");
+    let again = Instant::now();
+    let error = fetch_within(&mirror, &upstream.url(), Duration::from_secs(60), |_| false)
+        .expect_err("the mirror is still being fetched");
+    assert!(format!("{error:#}").contains("still stuck"), "{error:#}");
+    assert!(again.elapsed() < deadline, "refused at once, took {:?}", again.elapsed());
+
+    // Once the server lets go, the thread ends and the mirror fetches again.
+    drop(server);
+    let until = Instant::now() + Duration::from_secs(30);
+    while let Err(error) =
+        fetch_within(&mirror, &upstream.url(), Duration::from_secs(60), |_| false)
+    {
+        assert!(Instant::now() < until, "the stuck fetch never ended: {error:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(branch_heads(&mirror).expect("heads")["main"], head);
+}
+
+#[test]
+fn a_fetch_that_waited_for_another_is_skipped_when_that_one_brought_the_commit() {
+    let upstream = Upstream::new();
+    let head = upstream.commit("a.txt", b"1", "first");
+    let mirrors = tempfile::tempdir().expect("temp dir");
+    let mirror = mirror_in(&mirrors, &upstream.url());
+    fetch_mirror(&mirror, &upstream.url()).expect("fetch");
+    // A url that cannot be fetched: only the skip lets this succeed.
+    let wanted = head.clone();
+    fetch_within(&mirror, "/does/not/exist", Duration::from_secs(60), move |mirror| {
+        has_commit(mirror, &wanted)
+    })
+    .expect("skipped");
+}
+
+#[test]
+fn fetch_limits_are_checked_against_each_other() {
+    let second = Duration::from_secs(1);
+    assert!(FetchLimits::try_new(second, second * 60).is_ok());
+    assert!(
+        FetchLimits::try_new(FetchLimits::DEFAULT.timeout, FetchLimits::DEFAULT.deadline).is_ok()
+    );
+    let cases = [
+        (Duration::ZERO, second, "--fetch-timeout"),
+        (second, FetchLimits::MAX + second, "--fetch-deadline"),
+        (second * 2, second, "must not be shorter"),
+    ];
+    for (timeout, deadline, expected) in cases {
+        let error = FetchLimits::try_new(timeout, deadline).expect_err(expected).to_string();
+        assert!(error.contains(expected), "{error}");
+    }
+}

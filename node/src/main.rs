@@ -177,6 +177,16 @@ enum RepoCommand {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Stop watching a repository; its queued and running jobs are cancelled.
+    #[command(
+        after_help = "Examples:\n  eventide-node repo remove ~/src/app\n  eventide-node repo remove 3"
+    )]
+    Remove {
+        /// Path or url of the repository (as `repo add` took it), or its id.
+        url: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
     /// List watched repositories.
     #[command(
         after_help = "Examples:\n  eventide-node repo list\n  eventide-node repo list --json"
@@ -221,6 +231,8 @@ fn main() -> ExitCode {
             Commands::Run(args) => {
                 let config = RunConfig::try_from_args(*args)?;
                 init_logging();
+                // Before any git operation: libgit2's timeouts are process-wide globals.
+                git::set_fetch_limits(config.fetch)?;
                 node::run(config).await
             }
             Commands::Status { node, json, watch } => client::status(&node, json, watch).await,
@@ -235,6 +247,9 @@ fn main() -> ExitCode {
                 client::hook_install(&node, &repo)
             }
             Commands::Repo(RepoCommand::Add { url, node }) => client::repo_add(&node, &url).await,
+            Commands::Repo(RepoCommand::Remove { url, node }) => {
+                client::repo_remove(&node, &url).await
+            }
             Commands::Repo(RepoCommand::List { node, json }) => {
                 client::repo_list(&node, json).await
             }

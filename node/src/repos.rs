@@ -1,46 +1,128 @@
-//! Watched repositories: how a user's repository argument becomes the url every node
-//! fetches, and registering the `--repo` flags once the node is in a cluster.
+//! Watched repositories: the one canonical form of a repository url, how a user's
+//! repository argument becomes it, and registering the `--repo` flags once the node is
+//! in a cluster.
+//!
+//! The cluster stores and compares urls only in canonical form ([`normalize_url`]): a
+//! local repository is its absolute path, without `.` or `..` segments, repeated or
+//! trailing slashes (`/a`, `/a/`, `/a/./` and `file:///a` are all `/a`); any other url is
+//! kept with its scheme and host in lower case, without a default port and without a
+//! trailing slash. A relative path has no meaning to a cluster (each node would resolve it
+//! against its own working directory), so it is refused there; only the process a person
+//! typed it into resolves it ([`resolve_argument`]: the CLI, and a node's `--repo` flags).
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventide_consensus::{Command, Refusal, Reply};
+use anyhow::{bail, Context};
+use eventide_consensus::{Command, Refusal, Reply, RepoId, State};
 use tracing::{info, warn};
+use url::Url;
 
 use crate::clock;
 use crate::node::NodeContext;
 
-/// Turns a repository argument into the url stored in the cluster: an existing local
-/// path becomes an absolute path (every node on this machine can open it); urls are kept
-/// as given.
+/// The canonical form of a repository url (see the module doc). Refuses relative paths,
+/// control characters, and `file://` urls naming another host.
 pub fn normalize_url(argument: &str) -> anyhow::Result<String> {
     let argument = argument.trim();
     if argument.is_empty() {
-        anyhow::bail!("empty repository url");
+        bail!("empty repository url");
     }
-    if argument.contains("://") {
-        return Ok(argument.to_owned());
+    if argument.chars().any(char::is_control) {
+        bail!("repository url {argument:?} contains control characters");
     }
-    let path = Path::new(argument);
-    let absolute =
-        std::fs::canonicalize(path).map_err(|e| anyhow::anyhow!("repository {argument}: {e}"))?;
-    Ok(absolute.to_string_lossy().into_owned())
+    if !argument.contains("://") {
+        if !argument.starts_with('/') {
+            bail!(
+                "repository path {argument} is relative: give an absolute path or a url \
+                 (file:///srv/app, http://host/app.git)"
+            );
+        }
+        return Ok(clean_absolute_path(argument));
+    }
+    let mut url =
+        Url::parse(argument).with_context(|| format!("repository url {argument} is not a url"))?;
+    if url.scheme() == "file" {
+        if let Some(host) = url.host_str().filter(|host| !host.is_empty()) {
+            bail!("repository url {argument} names host {host}: a file url is a path on each node");
+        }
+        let path = url
+            .to_file_path()
+            .ok()
+            .and_then(|path| path.to_str().map(str::to_owned))
+            .with_context(|| format!("repository url {argument} is not a local path"))?;
+        return Ok(clean_absolute_path(&path));
+    }
+    let path = url.path().trim_end_matches('/').to_owned();
+    if !path.is_empty() {
+        url.set_path(&path);
+    }
+    Ok(url.to_string())
+}
+
+/// A repository argument as a person typed it into this process: a relative path is
+/// taken relative to `cwd`, and a local path that exists is resolved through symbolic
+/// links; then [`normalize_url`].
+pub fn resolve_argument(argument: &str, cwd: &Path) -> anyhow::Result<String> {
+    let argument = argument.trim();
+    if argument.is_empty() || argument.contains("://") {
+        return normalize_url(argument);
+    }
+    let joined = cwd.join(argument);
+    let path = std::fs::canonicalize(&joined).unwrap_or(joined);
+    let text = path
+        .to_str()
+        .with_context(|| format!("repository path {} is not UTF-8", path.display()))?;
+    normalize_url(text)
+}
+
+/// The watched repository whose url has the canonical form `url`: the one stored with
+/// exactly that url, else one stored in another form before urls were normalised.
+pub fn find_watched(state: &State, url: &str) -> Option<RepoId> {
+    if let Some(repo) = state.repo_by_url(url) {
+        return Some(repo.id);
+    }
+    let same = |stored: &str| normalize_url(stored).is_ok_and(|canonical| canonical == url);
+    state.repos().find(|repo| same(&repo.url)).map(|repo| repo.id)
+}
+
+/// `/`-separated `path` (absolute) without empty, `.` and `..` segments; `..` at the
+/// root stays at the root, as the kernel has it.
+fn clean_absolute_path(path: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            name => segments.push(name),
+        }
+    }
+    format!("/{}", segments.join("/"))
 }
 
 /// Adds every `--repo` to the cluster that it does not watch yet. Runs in the
 /// background; retries until a leader accepts the writes.
 pub async fn add_configured(context: Arc<NodeContext>) {
+    let cwd = match std::env::current_dir() {
+        Ok(cwd) => cwd,
+        Err(error) => {
+            warn!(error = %error, "--repo ignored: the working directory is unreadable");
+            return;
+        }
+    };
     let mut urls = Vec::new();
     for argument in &context.config.repos {
-        match normalize_url(argument) {
+        match resolve_argument(argument, &cwd) {
             Ok(url) => urls.push(url),
-            Err(error) => warn!(error = %error, "--repo ignored"),
+            Err(error) => warn!(error = %format!("{error:#}"), "--repo ignored"),
         }
     }
     for url in urls {
         loop {
-            if context.state_machine.read(|state| state.repo_by_url(&url).is_some()) {
+            if context.state_machine.read(|state| find_watched(state, &url).is_some()) {
                 break;
             }
             let command = Command::AddRepo { url: url.clone(), at: clock::now() };
@@ -65,15 +147,97 @@ pub async fn add_configured(context: Arc<NodeContext>) {
 
 #[cfg(test)]
 mod tests {
+    use eventide_consensus::Timestamp;
+
     use super::*;
 
     #[test]
-    fn local_paths_become_absolute_and_urls_stay() {
+    fn every_spelling_of_a_local_repository_is_one_url() {
+        for spelling in [
+            "/a",
+            "/a/",
+            "//a//",
+            "/a/.",
+            "/a/b/..",
+            " /a ",
+            "file:///a",
+            "file:///a/",
+            "file://localhost/a",
+            "file:///x/../a",
+        ] {
+            assert_eq!(normalize_url(spelling).expect(spelling), "/a", "{spelling}");
+        }
+        assert_eq!(normalize_url("/").expect("root"), "/");
+        assert_eq!(normalize_url("/..").expect("above the root"), "/");
+        assert_eq!(normalize_url("file:///srv/my%20app").expect("escaped"), "/srv/my app");
+    }
+
+    #[test]
+    fn remote_urls_lose_only_what_does_not_name_the_repository() {
+        let cases = [
+            ("http://Git.Example.com:80/x.git/", "http://git.example.com/x.git"),
+            ("http://127.0.0.1:8080/x.git", "http://127.0.0.1:8080/x.git"),
+            ("http://host/a/./b/../x.git", "http://host/a/x.git"),
+            ("HTTPS://host/x", "https://host/x"),
+            ("http://host", "http://host/"),
+            ("git://host/x.git", "git://host/x.git"),
+            ("ssh://git@host/x.git/", "ssh://git@host/x.git"),
+        ];
+        for (given, canonical) in cases {
+            assert_eq!(normalize_url(given).expect(given), canonical, "{given}");
+        }
+    }
+
+    #[test]
+    fn relative_paths_and_malformed_urls_are_clear_errors() {
+        let cases = [
+            ("", "empty repository url"),
+            ("  ", "empty repository url"),
+            ("a", "repository path a is relative"),
+            ("./a", "repository path ./a is relative"),
+            ("../a", "repository path ../a is relative"),
+            ("git@host:app.git", "is relative"),
+            ("/a\nb", "contains control characters"),
+            ("x\u{85}y://host/a", "contains control characters"),
+            ("http://", "is not a url"),
+            ("file://other/a", "names host other"),
+        ];
+        for (given, expected) in cases {
+            let error = normalize_url(given).expect_err(given).to_string();
+            assert!(error.contains(expected), "{given:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn arguments_resolve_against_the_given_directory() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = normalize_url(&dir.path().to_string_lossy()).expect("existing path");
-        assert!(Path::new(&url).is_absolute());
-        assert_eq!(normalize_url("file:///srv/a.git").expect("url"), "file:///srv/a.git");
-        assert!(normalize_url("/does/not/exist/anywhere").is_err());
-        assert!(normalize_url("  ").is_err());
+        let cwd = std::fs::canonicalize(dir.path()).expect("canonical temp dir");
+        std::fs::create_dir(cwd.join("app")).expect("mkdir");
+        let app = cwd.join("app").to_string_lossy().into_owned();
+        assert_eq!(resolve_argument("app", &cwd).expect("relative"), app);
+        assert_eq!(resolve_argument("./app/", &cwd).expect("relative, slash"), app);
+        assert_eq!(resolve_argument(&format!("{app}/"), Path::new("/")).expect("absolute"), app);
+        // A path that does not exist (yet) is still made absolute.
+        let missing = cwd.join("missing").to_string_lossy().into_owned();
+        assert_eq!(resolve_argument("missing/", &cwd).expect("missing"), missing);
+        // A symbolic link is the repository it points to.
+        std::os::unix::fs::symlink(cwd.join("app"), cwd.join("link")).expect("symlink");
+        assert_eq!(resolve_argument("link", &cwd).expect("link"), app);
+        // Urls are not paths.
+        assert_eq!(resolve_argument("file:///a/", &cwd).expect("file url"), "/a");
+        assert_eq!(resolve_argument("http://h/x/", &cwd).expect("url"), "http://h/x");
+    }
+
+    #[test]
+    fn a_repository_stored_before_normalisation_is_found_by_its_canonical_url() {
+        let mut state = State::default();
+        for url in ["/srv/legacy/", "/srv/exact", "file:///srv/old"] {
+            let reply = state.apply(&Command::AddRepo { url: url.into(), at: Timestamp(1) });
+            assert!(matches!(reply, Reply::RepoAdded { .. }), "{reply:?}");
+        }
+        assert_eq!(find_watched(&state, "/srv/legacy"), Some(RepoId(1)));
+        assert_eq!(find_watched(&state, "/srv/exact"), Some(RepoId(2)));
+        assert_eq!(find_watched(&state, "/srv/old"), Some(RepoId(3)));
+        assert_eq!(find_watched(&state, "/srv/other"), None);
     }
 }

@@ -239,8 +239,8 @@ fn the_dashboard_shows_the_cluster_jobs_and_a_live_log() {
 }
 
 /// With a secret and `--private-api` every API read wants a token: the page (whose own
-/// files are open) asks for it once, then shows the cluster. The refused requests before
-/// that are expected; nothing else may go wrong.
+/// files are open) asks for it once, then shows the cluster and removes a repository
+/// with it. The refused requests before that are expected; nothing else may go wrong.
 #[test]
 fn a_private_cluster_s_dashboard_asks_for_the_token_once() {
     const SECRET: &str = "a dashboard secret of enough length";
@@ -290,6 +290,26 @@ fn a_private_cluster_s_dashboard_asks_for_the_token_once() {
         ));
         (status == true).then_some(())
     });
+    // The repository's remove button arms on a first click and removes on the second,
+    // a write that carries the token.
+    let remove = "document.querySelector('tr[data-repo-id] .repo-remove')";
+    browser.eval(&format!("{remove}.click()"));
+    browser.wait_for(
+        "the remove button armed",
+        PAGE_DEADLINE,
+        &format!("{remove}?.textContent === 'Confirm removal'"),
+    );
+    browser.eval(&format!("{remove}.click()"));
+    browser.wait_for(
+        "no repository left on the page",
+        PAGE_DEADLINE,
+        "document.querySelectorAll('tr[data-repo-id]').length === 0 && \
+         !!document.querySelector('table.repos tr.empty')",
+    );
+    let (code, body) =
+        http::request_with(served, "GET", "/api/v1/repos", &[("Authorization", &bearer)], b"")
+            .expect("list repositories");
+    assert_eq!((code, body.as_str()), (200, "[]"), "the repository is removed");
     assert_eq!(browser.eval("document.getElementById('auth').childElementCount"), 0);
     let unexpected: Vec<&String> = browser
         .problems()

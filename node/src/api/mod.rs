@@ -3,7 +3,8 @@
 //!
 //! - `auth`: the API token guard of the public routes.
 //! - `status`: `GET /api/v1/status`, the cluster as this node sees it.
-//! - `repos`: `GET|POST /api/v1/repos`, watched repositories.
+//! - `repos`: `GET|POST /api/v1/repos` and `DELETE /api/v1/repos/{id}`, watched
+//!   repositories.
 //! - `jobs`: jobs and results, cancel and rerun.
 //! - `logs`: a job's output from any node, live while it runs.
 //! - `notify`: an immediate observer round.
@@ -27,7 +28,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use eventide_consensus::auth::{require_signature, InternalAuth};
 use eventide_consensus::network::{raft_routes, WriteError};
@@ -46,6 +47,7 @@ pub fn router(context: Arc<NodeContext>, internal: Router) -> Router {
     let public = Router::new()
         .route("/api/v1/status", get(status::get_status))
         .route("/api/v1/repos", get(repos::list).post(repos::add))
+        .route("/api/v1/repos/{id}", delete(repos::remove))
         .route("/api/v1/jobs", get(jobs::list))
         .route("/api/v1/jobs/{id}", get(jobs::get))
         .route("/api/v1/jobs/{id}/log", get(logs::get))

@@ -1,18 +1,22 @@
 //! `GET /api/v1/repos` lists watched repositories; `POST /api/v1/repos` with
-//! `{"url": "..."}` adds one (through the leader, from any node).
+//! `{"url": "..."}` adds one and `DELETE /api/v1/repos/{id}` removes one (both through
+//! the leader, from any node). Urls are stored in canonical form
+//! ([`crate::repos::normalize_url`]); a relative path is refused, since each node would
+//! resolve it against its own working directory.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use eventide_consensus::{Command, Reply};
+use eventide_consensus::{Command, Refusal, Reply, RepoId};
 use serde::{Deserialize, Serialize};
 
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ApiPath};
 use super::ApiError;
 use crate::clock;
 use crate::node::NodeContext;
+use crate::repos::{find_watched, normalize_url};
 
 /// A watched repository.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -27,6 +31,15 @@ pub struct RepoDoc {
 #[derive(Serialize, Deserialize, Debug)]
 pub struct AddRepo {
     pub url: String,
+}
+
+/// The answer of `DELETE /api/v1/repos/{id}`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RemovedRepoDoc {
+    pub id: String,
+    pub url: String,
+    /// The jobs of the repository that were queued or running, now cancelled.
+    pub cancelled: Vec<u64>,
 }
 
 pub async fn list(State(context): State<Arc<NodeContext>>) -> Json<Vec<RepoDoc>> {
@@ -47,9 +60,15 @@ pub async fn add(
     State(context): State<Arc<NodeContext>>,
     ApiJson(body): ApiJson<AddRepo>,
 ) -> Result<(StatusCode, Json<RepoDoc>), ApiError> {
-    let url = body.url.trim().to_owned();
-    if url.is_empty() {
+    if body.url.trim().is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "url must not be empty"));
+    }
+    let url = normalize_url(&body.url)
+        .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, format!("{error:#}")))?;
+    // The state refuses the same url; this also finds one stored in another form before
+    // urls were normalised.
+    if let Some(existing) = context.state_machine.read(|state| find_watched(state, &url)) {
+        return Err(Refusal::DuplicateRepo { existing }.into());
     }
     let at = clock::now();
     match context.writer.write(Command::AddRepo { url: url.clone(), at }).await? {
@@ -57,9 +76,27 @@ pub async fn add(
             Ok((StatusCode::CREATED, Json(RepoDoc { id: repo.to_string(), url, added_at: at.0 })))
         }
         Reply::Refused(refusal) => Err(refusal.into()),
-        other => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected reply {other:?}"),
-        )),
+        other => Err(unexpected(&other)),
     }
+}
+
+pub async fn remove(
+    State(context): State<Arc<NodeContext>>,
+    ApiPath(id): ApiPath<u64>,
+) -> Result<Json<RemovedRepoDoc>, ApiError> {
+    let repo = RepoId(id);
+    let url = context.state_machine.read(|state| state.repo(repo).map(|found| found.url.clone()));
+    match context.writer.write(Command::RemoveRepo { repo, at: clock::now() }).await? {
+        Reply::RepoRemoved { repo, cancelled } => Ok(Json(RemovedRepoDoc {
+            id: repo.to_string(),
+            url: url.unwrap_or_default(),
+            cancelled: cancelled.iter().map(|job| job.0).collect(),
+        })),
+        Reply::Refused(refusal) => Err(refusal.into()),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn unexpected(reply: &Reply) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected reply {reply:?}"))
 }

@@ -17,11 +17,11 @@ use clap::Args;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::api::repos::{AddRepo, RepoDoc};
+use crate::api::repos::{AddRepo, RemovedRepoDoc, RepoDoc};
 use crate::api::status::StatusDoc;
 use crate::api::ErrorBody;
 use crate::config::{client_secret, DEFAULT_LISTEN};
-use crate::repos::normalize_url;
+use crate::repos::{normalize_url, resolve_argument};
 
 /// Which node the CLI talks to; any node will do.
 #[derive(Args, Debug, Clone)]
@@ -94,6 +94,11 @@ impl Api {
         serde_json::from_slice(&bytes).with_context(|| {
             format!("node {} answered something this CLI does not understand", self.node)
         })
+    }
+
+    async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let request = self.http.delete(format!("{}{}", self.base, path));
+        self.send(request).await
     }
 
     /// `GET path` whose body is read as it arrives (logs): no overall timeout.
@@ -187,12 +192,47 @@ pub fn token(secret_file: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A repository argument of `repo add` or `repo remove`: a relative path is taken from
+/// the working directory of the CLI, which is what the person typing it means.
+fn repo_url(argument: &str) -> anyhow::Result<String> {
+    let cwd = std::env::current_dir().context("failed to read the working directory")?;
+    resolve_argument(argument, &cwd)
+}
+
 /// `eventide-node repo add`.
-pub async fn repo_add(node: &NodeArgs, url: &str) -> anyhow::Result<()> {
+pub async fn repo_add(node: &NodeArgs, argument: &str) -> anyhow::Result<()> {
     let api = Api::new(node)?;
-    let url = normalize_url(url)?;
+    let url = repo_url(argument)?;
+    if url.starts_with('/') && !Path::new(&url).exists() {
+        anyhow::bail!("repository {url} does not exist");
+    }
     let repo: RepoDoc = api.post("/api/v1/repos", &AddRepo { url }).await?;
     println!("watching repository {} ({})", repo.id, repo.url);
+    Ok(())
+}
+
+/// `eventide-node repo remove`: by id, or by url in any spelling `repo add` takes.
+pub async fn repo_remove(node: &NodeArgs, argument: &str) -> anyhow::Result<()> {
+    let api = Api::new(node)?;
+    let repos: Vec<RepoDoc> = api.get("/api/v1/repos").await?;
+    let by_id = repos.iter().find(|repo| repo.id == argument.trim());
+    let found = match by_id {
+        Some(repo) => repo,
+        None => {
+            let url = repo_url(argument)?;
+            let same = |stored: &str| normalize_url(stored).is_ok_and(|canonical| canonical == url);
+            repos.iter().find(|repo| same(&repo.url)).with_context(|| {
+                format!("no watched repository is {url} (see eventide-node repo list)")
+            })?
+        }
+    };
+    let removed: RemovedRepoDoc = api.delete(&format!("/api/v1/repos/{}", found.id)).await?;
+    let cancelled = match removed.cancelled.len() {
+        0 => String::new(),
+        1 => "; 1 job cancelled".to_owned(),
+        n => format!("; {n} jobs cancelled"),
+    };
+    println!("stopped watching repository {} ({}){cancelled}", removed.id, found.url);
     Ok(())
 }
 

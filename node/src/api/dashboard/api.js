@@ -85,6 +85,10 @@ export function post(path, body) {
   });
 }
 
+export function remove(path) {
+  return api(path, { method: 'DELETE' });
+}
+
 export const cluster = {
   status: null,
   names: new Map(),

@@ -1,9 +1,9 @@
 // The overview (#/): the cluster, the queue, the jobs with their filters, and the
-// watched repositories.
+// watched repositories (each with a remove button that asks for a second click).
 
 import { el, emptyRow, setChildren, setText, syncList, table } from './dom.js';
 import { STATES, STATE_LABELS } from './format.js';
-import { ApiError, MAX_LIMIT, api, cluster } from './api.js';
+import { ApiError, MAX_LIMIT, api, cluster, remove } from './api.js';
 import { JOB_HEADINGS, syncJobs } from './jobs.js';
 
 const PAGE_SIZE = 50;
@@ -37,7 +37,7 @@ export function overviewView(route, refresh) {
     el('div', { class: 'card-head' }, el('h2', { id: 'nodes-title' }, 'Nodes')),
     nodes.wrapper);
 
-  const repos = table('repos', [['Repository'], ['Observer']]);
+  const repos = table('repos', [['Repository'], ['Observer'], ['', 'repo-actions']]);
   const reposCard = el('section', { class: 'card', 'aria-labelledby': 'repos-title' },
     el('div', { class: 'card-head' }, el('h2', { id: 'repos-title' }, 'Repositories')),
     repos.wrapper);
@@ -133,7 +133,7 @@ export function overviewView(route, refresh) {
     const list = status.repos || [];
     if (list.length === 0) {
       syncList(repos.body, ['none'], () => 'empty', () => '',
-        () => emptyRow(2, 'No repository is watched: start a node with --repo URL.'));
+        () => emptyRow(3, 'No repository is watched: add one with eventide-node repo add PATH.'));
       return;
     }
     syncList(repos.body, list, (repo) => repo.id, (repo) => JSON.stringify(repo), (repo) =>
@@ -141,7 +141,46 @@ export function overviewView(route, refresh) {
         el('td', { class: 'mono repo-url' }, repo.url),
         el('td', { class: 'repo-health' }, repo.error
           ? el('span', { class: 'health dead', title: repo.error }, repo.error)
-          : el('span', { class: 'health alive' }, 'OK'))));
+          : el('span', { class: 'health alive' }, 'OK')),
+        el('td', { class: 'repo-actions' }, removeControl(repo))));
+  }
+
+  // The first click arms the button, the second removes the repository (the API
+  // cancels its queued and running jobs); an armed button disarms itself after a while.
+  function removeControl(repo) {
+    const button = el('button', {
+      type: 'button', class: 'button button-quiet repo-remove',
+      dataset: { focusKey: `remove-${repo.id}` }, title: `Stop watching ${repo.url}`,
+    }, 'Remove');
+    const note = el('span', { class: 'repo-note muted', role: 'status', 'aria-live': 'polite' });
+    let armed = null;
+    const disarm = () => {
+      clearTimeout(armed);
+      armed = null;
+      setText(button, 'Remove');
+      button.classList.replace('button-danger', 'button-quiet');
+    };
+    button.addEventListener('click', async () => {
+      if (!armed) {
+        armed = setTimeout(() => { disarm(); setText(note, ''); }, 10000);
+        setText(button, 'Confirm removal');
+        button.classList.replace('button-quiet', 'button-danger');
+        setText(note, 'Its queued and running jobs will be cancelled.');
+        return;
+      }
+      disarm();
+      button.disabled = true;
+      setText(note, 'Removing…');
+      try {
+        await remove(`/api/v1/repos/${encodeURIComponent(repo.id)}`);
+        setText(note, 'Removed.');
+        refresh();
+      } catch (error) {
+        button.disabled = false;
+        setText(note, `Remove failed: ${error.message}`);
+      }
+    });
+    return [button, note];
   }
 
   async function update() {

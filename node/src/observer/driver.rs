@@ -1,0 +1,341 @@
+//! The observer's driver: rounds on the leader, one task per repository.
+//!
+//! Every poll interval (or `notify`) the driver starts a round of each watched
+//! repository that has none running: a task that fetches and plans off the runtime,
+//! then proposes each moved branch's `Observe` in order. A `notify` during a round marks
+//! the repository to go again as soon as it ends, so that it is not lost. A slow or dead
+//! upstream thus only ever delays itself; its fetch is bounded by the fetch deadline
+//! (`git::FetchLimits`), and the error shows in `status`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use eventide_consensus::network::WriteError;
+use eventide_consensus::{Command, CommitId, Observe, ObservedCommit, Refusal, Reply, RepoId};
+use openraft::ServerState;
+use tracing::{debug, info, warn, Instrument};
+
+use super::health::ObserverHealth;
+use super::plan::{bound_skipped, plan_branches, BranchPlan, COMMITS_PER_ROUND};
+use super::refusals::RefusalMemo;
+use crate::node::NodeContext;
+use crate::{clock, git, repo_config};
+
+/// The shortest pause between rounds, whatever the configured poll interval.
+const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Runs the observer forever: one round per poll interval or `notify`, on the leader only.
+pub async fn run(context: Arc<NodeContext>, health: Arc<ObserverHealth>) {
+    let span = tracing::info_span!("observer", role = "observer");
+    async move {
+        let pause = context.config.poll_interval.max(MIN_POLL_INTERVAL);
+        let observer = Arc::new(Observer {
+            context,
+            health,
+            refusals: Mutex::default(),
+            last_write_error: Mutex::default(),
+            rounds: Mutex::default(),
+        });
+        loop {
+            let notified = tokio::select! {
+                () = tokio::time::sleep(pause) => false,
+                () = observer.context.wake_observer.notified() => true,
+            };
+            if observer.is_leader() {
+                observer.start_rounds(notified);
+            } else {
+                observer.health.clear();
+                *lock(&observer.last_write_error) = None;
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// A watched repository as the state had it when its round began.
+#[derive(Clone, Debug)]
+struct WatchedRepo {
+    id: RepoId,
+    url: String,
+    /// Observed branches and their cursor heads.
+    cursors: BTreeMap<String, CommitId>,
+}
+
+/// One prepared `Observe`, before its time stamp.
+struct Proposal {
+    plan: BranchPlan,
+    commits: Vec<ObservedCommit>,
+    /// Skipped commits left out of `plan.skipped` by `MAX_SKIPPED_LISTED`.
+    unlisted_skipped: usize,
+}
+
+/// Why a repository's round stopped early.
+enum RepoError {
+    /// Something about this repository; recorded in [`ObserverHealth`].
+    Repo(anyhow::Error),
+    /// The cluster did not take a write: the rest of the round would fail the same way.
+    Write(WriteError),
+}
+
+/// What the rounds of all repositories share.
+struct Observer {
+    context: Arc<NodeContext>,
+    health: Arc<ObserverHealth>,
+    refusals: Mutex<RefusalMemo>,
+    /// The last write failure logged, so that a lost quorum is logged once, not per round.
+    last_write_error: Mutex<Option<String>>,
+    /// The repositories whose round runs, each with whether another was asked for
+    /// meanwhile.
+    rounds: Mutex<HashMap<RepoId, bool>>,
+}
+
+/// A repository's entry in [`Observer::rounds`], removed when its task ends, even by a
+/// panic.
+struct RoundEntry {
+    observer: Arc<Observer>,
+    repo: RepoId,
+    /// Already removed (under the same lock that saw no new round was asked for).
+    removed: bool,
+}
+
+impl Drop for RoundEntry {
+    fn drop(&mut self) {
+        if !self.removed {
+            lock(&self.observer.rounds).remove(&self.repo);
+        }
+    }
+}
+
+impl Observer {
+    fn is_leader(&self) -> bool {
+        self.context.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// Starts a round of every watched repository that has none running. On `notify`
+    /// the running ones are asked for another (their fetch may have begun before the
+    /// push); a poll leaves them be.
+    fn start_rounds(self: &Arc<Self>, notified: bool) {
+        let repos: BTreeSet<RepoId> =
+            self.context.state_machine.read(|state| state.repos().map(|repo| repo.id).collect());
+        self.health.retain(&repos);
+        lock(&self.refusals).retain_repos(&repos);
+        let mut rounds = lock(&self.rounds);
+        for repo in repos {
+            if let Some(again) = rounds.get_mut(&repo) {
+                *again |= notified;
+                continue;
+            }
+            rounds.insert(repo, false);
+            let entry = RoundEntry { observer: self.clone(), repo, removed: false };
+            let observer = self.clone();
+            tokio::spawn(async move { observer.rounds_of(entry).await }.in_current_span());
+        }
+    }
+
+    /// Runs rounds of one repository until none is asked for.
+    async fn rounds_of(self: Arc<Self>, mut entry: RoundEntry) {
+        loop {
+            self.round(entry.repo).await;
+            let mut rounds = lock(&self.rounds);
+            match rounds.get_mut(&entry.repo) {
+                Some(again) if *again && self.is_leader() => *again = false,
+                _ => {
+                    rounds.remove(&entry.repo);
+                    entry.removed = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One round of one repository, from the state as it is now.
+    async fn round(&self, repo: RepoId) {
+        let watched = self.context.state_machine.read(|state| {
+            state.repo(repo).map(|found| WatchedRepo {
+                id: repo,
+                url: found.url.clone(),
+                cursors: state
+                    .cursors(repo)
+                    .map(|(branch, cursor)| (branch.to_owned(), cursor.head.clone()))
+                    .collect(),
+            })
+        });
+        let Some(watched) = watched.filter(|_| self.is_leader()) else { return };
+        let error = match self.observe_repo(&watched).await {
+            Ok(()) => None,
+            Err(RepoError::Repo(error)) => Some(format!("{error:#}")),
+            Err(RepoError::Write(error)) => {
+                let message = error.to_string();
+                let mut last = lock(&self.last_write_error);
+                if last.as_ref() != Some(&message) {
+                    warn!(repo = %repo, error = %message, "observe not committed");
+                    *last = Some(message);
+                }
+                return;
+            }
+        };
+        *lock(&self.last_write_error) = None;
+        if !self.is_leader() {
+            return;
+        }
+        let url = &watched.url;
+        match (self.health.replace(repo, error.clone()), error) {
+            (previous, Some(error)) if previous.as_ref() != Some(&error) => {
+                warn!(repo = %repo, url = %url, error = %error, "cannot observe repository");
+            }
+            (Some(_), None) => info!(repo = %repo, url = %url, "repository observed again"),
+            _ => {}
+        }
+    }
+
+    /// Fetches and plans off the runtime, then proposes each branch's `Observe` in order.
+    /// A refused branch does not stop the others; the first refusal is the repository's
+    /// error. A branch whose head was refused before is not proposed again (its refusal
+    /// stays the repository's error).
+    async fn observe_repo(&self, repo: &WatchedRepo) -> Result<(), RepoError> {
+        let mirrors = self.context.config.data_dir.join("mirrors");
+        let span = tracing::Span::current();
+        let watched = repo.clone();
+        let proposals = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            prepare(&mirrors, &watched)
+        })
+        .await
+        .context("observer task failed")
+        .and_then(|prepared| prepared)
+        .map_err(RepoError::Repo)?;
+
+        let planned = proposals
+            .iter()
+            .map(|proposal| (proposal.plan.branch.clone(), proposal.plan.new_head.clone()))
+            .collect();
+        lock(&self.refusals).retain_planned(repo.id, &planned);
+        let mut first_error = None;
+        for proposal in proposals {
+            let (branch, head) = (&proposal.plan.branch, &proposal.plan.new_head);
+            let remembered = lock(&self.refusals)
+                .refused(repo.id, branch, head, Instant::now())
+                .map(|reason| refused_error(branch, head, reason));
+            let result = match remembered {
+                Some(error) => Err(RepoError::Repo(error)),
+                None => self.propose(repo.id, proposal).await,
+            };
+            match result {
+                Ok(()) => {}
+                Err(RepoError::Repo(error)) => {
+                    first_error.get_or_insert(error);
+                }
+                Err(write) => return Err(write),
+            }
+        }
+        first_error.map_or(Ok(()), |error| Err(RepoError::Repo(error)))
+    }
+
+    async fn propose(&self, repo: RepoId, proposal: Proposal) -> Result<(), RepoError> {
+        let Proposal { plan, commits, unlisted_skipped } = proposal;
+        let skipped = plan.skipped.len() + unlisted_skipped;
+        let branch = plan.branch.clone();
+        let new_head = plan.new_head.clone();
+        let command = Command::Observe(Observe {
+            repo,
+            branch: plan.branch,
+            expected_head: plan.expected_head,
+            new_head: plan.new_head,
+            commits,
+            skipped: plan.skipped,
+            at: clock::now(),
+        });
+        match self.context.writer.write(command).await.map_err(RepoError::Write)? {
+            Reply::Observed { jobs } if jobs.is_empty() && skipped == 0 => {
+                debug!(repo = %repo, branch = %branch, commit = %new_head, "branch cursor moved");
+            }
+            Reply::Observed { jobs } => {
+                info!(
+                    repo = %repo,
+                    branch = %branch,
+                    commit = %new_head,
+                    jobs = jobs.len(),
+                    skipped,
+                    "new commits queued"
+                );
+            }
+            Reply::Refused(Refusal::CursorMoved { expected, actual }) => {
+                // Another leader observed first; the next round starts from its cursor.
+                debug!(repo = %repo, branch = %branch, ?expected, ?actual, "branch cursor moved meanwhile");
+            }
+            // Removed during the round: the next round no longer sees it.
+            Reply::Refused(Refusal::UnknownRepo { .. }) => {}
+            Reply::Refused(refusal) => {
+                let reason = refusal.to_string();
+                let error = refused_error(&branch, &new_head, &reason);
+                lock(&self.refusals).remember(repo, &branch, &new_head, reason, Instant::now());
+                return Err(RepoError::Repo(error));
+            }
+            other => {
+                return Err(RepoError::Repo(anyhow::anyhow!(
+                    "observe of branch {branch:?}: unexpected reply {other:?}"
+                )));
+            }
+        }
+        lock(&self.refusals).forget(repo, &branch);
+        Ok(())
+    }
+}
+
+/// The error of a refused observation; the branch is quoted, since what the state
+/// refuses in a name may be unprintable.
+fn refused_error(branch: &str, head: &CommitId, reason: &str) -> anyhow::Error {
+    anyhow::anyhow!("observe of branch {branch:?} at {head} refused: {reason}")
+}
+
+/// Locks a mutex whose data a panic cannot leave torn.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The blocking part of a repository's round: fetch, plan, and read each new commit's
+/// runner labels.
+fn prepare(mirrors: &Path, repo: &WatchedRepo) -> anyhow::Result<Vec<Proposal>> {
+    let mirror: PathBuf = git::mirror_path(mirrors, &repo.url);
+    git::fetch_mirror(&mirror, &repo.url)?;
+    let heads = git::branch_heads(&mirror)?;
+    let first_round = repo.cursors.is_empty();
+    let mut walk = |head: &CommitId, hide: &[CommitId]| git::new_commits(&mirror, head, hide);
+    let plans = plan_branches(&heads, &repo.cursors, first_round, COMMITS_PER_ROUND, &mut walk)?;
+    let proposals = plans
+        .into_iter()
+        .map(|mut plan| {
+            let unlisted_skipped = bound_skipped(&mut plan.skipped);
+            let commits = plan
+                .commits
+                .iter()
+                .map(|commit| ObservedCommit {
+                    commit: commit.clone(),
+                    labels: labels_at(&mirror, commit),
+                })
+                .collect();
+            Proposal { plan, commits, unlisted_skipped }
+        })
+        .collect();
+    Ok(proposals)
+}
+
+/// The runner labels `commit` requires. A configuration that cannot be read requires
+/// none: the job goes to any runner, which reports the problem as the job's error.
+fn labels_at(mirror: &Path, commit: &CommitId) -> Vec<String> {
+    match git::read_file_at(mirror, commit, repo_config::CONFIG_FILE) {
+        Ok(file) => repo_config::labels_of(file.as_deref()),
+        Err(error) => {
+            debug!(commit = %commit, error = %format!("{error:#}"), "configuration unreadable");
+            repo_config::labels_of(None)
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "driver_test.rs"]
+mod tests;
