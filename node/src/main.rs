@@ -200,6 +200,9 @@ enum RepoCommand {
     },
 }
 
+/// How long the process waits for blocking tasks (a stuck fetch) once it has stopped.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     if let Commands::Completions { shell } = cli.command {
@@ -257,6 +260,9 @@ fn main() -> ExitCode {
             Commands::Token { secret_file } => client::token(secret_file.as_deref()),
         }
     });
+    // A blocking task can be stuck in a fetch until its deadline; the node has stopped
+    // everything it owns by now, so do not wait for such a task to exit.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
