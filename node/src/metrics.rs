@@ -149,6 +149,10 @@ impl Metrics {
             "runner_slots", m.runner_slots, "Runner slots of this node";
             "runner_busy_slots", m.runner_busy_slots, "Runner slots of this node running a job";
         }
+        // Both reasons are exported from the start, so that a scrape shows them at 0.
+        for reason in ["full", "reserved"] {
+            let _ = metrics.http_refused.get_or_create(&label("reason", reason));
+        }
         Metrics { registry, ..metrics }
     }
 
