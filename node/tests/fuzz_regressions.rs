@@ -6,10 +6,10 @@
 //! bodies. Files named `malformed-*` must be refused with an error; every other file
 //! must be accepted; none may panic.
 //!
-//! - `admission/malformed-relayed-to-another-node.bin`, `malformed-from-another-host.bin`:
-//!   a node's signed request relayed by an outsider (issue 10) was answered, which let
-//!   the outsider pass the handshake; a request must now be for the receiving node and
-//!   come from the host it names.
+//! - `admission/malformed-relayed-to-another-node.bin`: a node's signed request relayed
+//!   by an outsider (issue 10) was answered, which let the outsider pass the handshake;
+//!   a request must now be for the receiving node. `request-from-another-host.bin` is
+//!   answered, but does not admit its asker on its word.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -56,18 +56,22 @@ fn dispatch_corpus_is_answered_with_400() {
 }
 
 #[test]
-fn admission_corpus_is_refused_unless_for_this_node_from_its_peer() {
+fn admission_corpus_is_refused_unless_for_this_node() {
     // The receiving node and the asker's host the corpus is written for.
     let me: [SocketAddr; 2] =
         ["10.0.0.2:7800".parse().expect("addr"), "10.0.0.2:7800".parse().expect("addr")];
     let peer: IpAddr = "10.0.0.1".parse().expect("ip");
     for (name, bytes, refused) in corpus("admission") {
-        match admit_rpc::check_request(&bytes, &me, peer) {
-            Ok(request) => assert!(!refused, "{name} was accepted: {request:?}"),
+        match admit_rpc::check_request(&bytes, &me) {
+            Ok(request) => {
+                assert!(!refused, "{name} was accepted: {request:?}");
+                let from_elsewhere = name.contains("another-host");
+                assert_eq!(admit_rpc::comes_from(&request, peer), !from_elsewhere, "{name}");
+            }
             Err(refusal) => assert!(refused, "{name} was refused: {refusal}"),
         }
         if let Some((_, rest)) = bytes.split_first() {
-            let _ = admit_rpc::check_request(rest, &me, peer);
+            let _ = admit_rpc::check_request(rest, &me);
         }
     }
 }

@@ -231,14 +231,14 @@ impl Gate {
 type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
 
 /// Answers a handshake: the request passed the signature check, so it was made by a
-/// holder of the secret; it is answered (and its sender admitted) only if it is for
-/// this node and comes from the host it names.
+/// holder of the secret; it is answered only if it is for this node, and its sender is
+/// admitted only if the request comes from the host it names (see `admit_rpc`).
 async fn admit(State(gate): State<Arc<Gate>>, peer: Peer, body: Bytes) -> Response {
     let Some(Extension(ConnectInfo(peer))) = peer else {
         error!("the http server records no peer addresses; refusing gossip admission");
         return (StatusCode::INTERNAL_SERVER_ERROR, "no peer address").into_response();
     };
-    let request = match admit_rpc::check_request(&body, &gate.addresses, peer.ip()) {
+    let request = match admit_rpc::check_request(&body, &gate.addresses) {
         Ok(request) => request,
         Err(refusal) if refusal.is_relayed() => {
             warn!(peer = %peer, error = %refusal, "refused a relayed admission request");
@@ -249,8 +249,13 @@ async fn admit(State(gate): State<Arc<Gate>>, peer: Peer, body: Bytes) -> Respon
             return (StatusCode::BAD_REQUEST, refusal.to_string()).into_response();
         }
     };
-    gate.table().admit(request.from, Instant::now());
-    debug!(peer = %request.from, "gossip peer admitted by its handshake");
+    if admit_rpc::comes_from(&request, peer.ip()) {
+        gate.table().admit(request.from, Instant::now());
+        debug!(peer = %request.from, "gossip peer admitted by its handshake");
+    } else {
+        // Behind NAT, or relayed: this node's own handshake decides about `from`.
+        debug!(peer = %peer, from = %request.from, "answered an admission request from another host than it names, without admitting it");
+    }
     let proof = admit_rpc::proof(&gate.secret, &request);
     match codec::encode(&AdmitResponse { proof }) {
         Ok(bytes) => ([(header::CONTENT_TYPE, CODEC_CONTENT_TYPE)], bytes).into_response(),

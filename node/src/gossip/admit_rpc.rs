@@ -9,12 +9,18 @@
 //! `HMAC(secret, label, from, to, challenge)` under a label of its own, so a proof
 //! answers exactly one direction of one handshake.
 //!
-//! The answering side checks, besides the signature, that the request is for itself
-//! (`to` is its advertised or listen address) and comes from where it says
-//! (`from`'s IP is the TCP peer's IP; ports cannot be compared, the connection comes
-//! from an ephemeral port). Only then does it admit `from` and answer. So an outsider
-//! that receives a node's request (by making the node ask it) can neither relay it back
-//! to that node nor to another node to get the proof: neither is `to`.
+//! The answering side checks, besides the signature, that the request is for itself:
+//! `to` is its advertised or listen address, else it refuses. So an outsider that
+//! receives a node's request (by making the node ask it) can neither relay it back to
+//! that node nor to another node to get the proof: neither is `to`.
+//!
+//! It answers and, only if the request comes from where it says ([`comes_from`]:
+//! `from`'s IP is the TCP peer's IP; ports cannot be compared, the connection comes
+//! from an ephemeral port), also admits `from` without a handshake of its own. A node
+//! behind NAT (its connections come from another address than it advertises) is then
+//! not admitted on its word, but still proven by the answering node's own handshake
+//! with it; answering it is safe, since the proof only serves the handshake that `from`
+//! started with `to`.
 //!
 //! The older handshake ([`UNBOUND_ADMIT_PATH`], `{ from, challenge }`) bound neither;
 //! it is refused with 410 so that a node of an older version says why it is not
@@ -58,11 +64,6 @@ pub enum Refusal {
     NotForThisNode {
         to: SocketAddr,
     },
-    /// A signed request from another host than the one it names: relayed here.
-    NotFromThePeer {
-        from: SocketAddr,
-        peer: IpAddr,
-    },
 }
 
 impl fmt::Display for Refusal {
@@ -72,9 +73,6 @@ impl fmt::Display for Refusal {
             Refusal::NotForThisNode { to } => {
                 write!(f, "the request is for {to}, not for this node")
             }
-            Refusal::NotFromThePeer { from, peer } => {
-                write!(f, "the request names {from} but comes from {peer}")
-            }
         }
     }
 }
@@ -83,27 +81,26 @@ impl std::error::Error for Refusal {}
 
 impl Refusal {
     /// True for a request that was relayed (well formed and signed, but for another
-    /// node or from another host).
+    /// node).
     pub fn is_relayed(&self) -> bool {
         !matches!(self, Refusal::Malformed(_))
     }
 }
 
 /// Decodes and checks a request received by the node whose gossip addresses are `me`
-/// (advertised and listen), over a TCP connection from `peer`.
-pub fn check_request(
-    body: &[u8],
-    me: &[SocketAddr],
-    peer: IpAddr,
-) -> Result<AdmitRequest, Refusal> {
+/// (advertised and listen).
+pub fn check_request(body: &[u8], me: &[SocketAddr]) -> Result<AdmitRequest, Refusal> {
     let request: AdmitRequest = codec::decode(body).map_err(Refusal::Malformed)?;
     if !me.iter().any(|addr| same_addr(*addr, request.to)) {
         return Err(Refusal::NotForThisNode { to: request.to });
     }
-    if request.from.ip().to_canonical() != peer.to_canonical() {
-        return Err(Refusal::NotFromThePeer { from: request.from, peer });
-    }
     Ok(request)
+}
+
+/// Whether `request` came over a TCP connection from its asker's host (`peer`), so that
+/// the asker may be admitted on its word.
+pub fn comes_from(request: &AdmitRequest, peer: IpAddr) -> bool {
+    request.from.ip().to_canonical() == peer.to_canonical()
 }
 
 /// Equal addresses, an IPv4 address and its IPv6-mapped form being the same.
@@ -156,16 +153,16 @@ mod tests {
     }
 
     #[test]
-    fn a_request_for_this_node_from_its_peer_passes() {
+    fn a_request_for_this_node_passes() {
         let me = [addr("10.0.0.2:7800"), addr("0.0.0.0:7800")];
         let asked = request("10.0.0.1:7800", "10.0.0.2:7800");
-        let checked = check_request(&body(&asked), &me, ip("10.0.0.1")).expect("passes");
-        assert_eq!(checked, asked);
+        assert_eq!(check_request(&body(&asked), &me).expect("passes"), asked);
         // The listen address counts too (an advertised address behind a port mapping).
         let me = [addr("192.0.2.9:17800"), addr("10.0.0.2:7800")];
-        assert!(check_request(&body(&asked), &me, ip("10.0.0.1")).is_ok());
-        // IPv4 peers of a dual-stack socket show up IPv6-mapped.
-        assert!(check_request(&body(&asked), &me, ip("::ffff:10.0.0.1")).is_ok());
+        assert!(check_request(&body(&asked), &me).is_ok());
+        // The same address IPv6-mapped.
+        let mapped = request("10.0.0.1:7800", "[::ffff:10.0.0.2]:7800");
+        assert!(check_request(&body(&mapped), &me).is_ok());
     }
 
     #[test]
@@ -173,32 +170,34 @@ mod tests {
         let me = [addr("10.0.0.2:7800"), addr("10.0.0.2:7800")];
         // The asker dialled an outsider, who relayed the request here.
         let relayed = request("10.0.0.2:7800", "10.0.0.66:7800");
-        let refusal = check_request(&body(&relayed), &me, ip("10.0.0.2")).expect_err("refused");
+        let refusal = check_request(&body(&relayed), &me).expect_err("refused");
         assert!(matches!(refusal, Refusal::NotForThisNode { .. }) && refusal.is_relayed());
         // Same host, other port: another node.
         let other_port = request("10.0.0.1:7800", "10.0.0.2:7801");
-        assert!(check_request(&body(&other_port), &me, ip("10.0.0.1")).is_err());
+        assert!(check_request(&body(&other_port), &me).is_err());
     }
 
     #[test]
-    fn a_request_from_another_host_than_it_names_is_refused() {
-        let me = [addr("10.0.0.2:7800")];
+    fn only_a_request_from_the_host_it_names_admits_its_asker() {
         let asked = request("10.0.0.1:7800", "10.0.0.2:7800");
-        let refusal = check_request(&body(&asked), &me, ip("10.0.0.66")).expect_err("refused");
-        assert!(matches!(refusal, Refusal::NotFromThePeer { .. }) && refusal.is_relayed());
+        assert!(comes_from(&asked, ip("10.0.0.1")));
+        // IPv4 peers of a dual-stack socket show up IPv6-mapped.
+        assert!(comes_from(&asked, ip("::ffff:10.0.0.1")));
+        // Relayed, or from behind NAT: answered, but the asker is not admitted on its word.
+        assert!(!comes_from(&asked, ip("10.0.0.66")));
+        assert!(!comes_from(&request("[::1]:7800", "10.0.0.2:7800"), ip("10.0.0.1")));
     }
 
     #[test]
     fn malformed_and_older_requests_are_refused() {
         let me = [addr("10.0.0.2:7800")];
-        let peer = ip("10.0.0.1");
         for bytes in [Vec::new(), vec![1], vec![1; 100], vec![9, 0, 10, 0, 0, 1, 0x60, 0x1e]] {
-            let refusal = check_request(&bytes, &me, peer).expect_err("refused");
+            let refusal = check_request(&bytes, &me).expect_err("refused");
             assert!(!refusal.is_relayed());
         }
         // The older request, `{ from, challenge }`, does not decode as this one.
         let older = codec::encode(&(addr("10.0.0.1:7800"), [7u8; 32])).expect("encode");
-        assert!(matches!(check_request(&older, &me, peer), Err(Refusal::Malformed(_))));
+        assert!(matches!(check_request(&older, &me), Err(Refusal::Malformed(_))));
     }
 
     #[test]
