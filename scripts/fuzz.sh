@@ -6,9 +6,10 @@
 #   scripts/fuzz.sh --seconds 300 codec     # one target, 5 minutes
 #
 # Targets: codec (every type the codec decodes), internal_rpc (the Raft routes in
-# process and the dispatcher's decoder), repo_config (.eventide.toml). The corpus
-# grows in fuzz/corpus/<target>/ (not committed); the regression inputs under
-# consensus/tests/fuzz_corpus/ and node/tests/fuzz_corpus/ seed it. A crash leaves its
+# process and the dispatcher's decoder), admission (the gossip admission handshake's
+# checks), repo_config (.eventide.toml). The corpus grows in fuzz/corpus/<target>/ (not
+# committed); the regression inputs under consensus/tests/fuzz_corpus/ and
+# node/tests/fuzz_corpus/ seed it. A crash leaves its
 # input in fuzz/artifacts/<target>/: fix the bug, then add the input to the regression
 # corpus so that the normal test suite replays it.
 #
@@ -30,7 +31,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(codec internal_rpc repo_config)
+  targets=(codec internal_rpc admission repo_config)
 fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -45,8 +46,9 @@ seeds_of() {
   case "$1" in
     codec) echo consensus/tests/fuzz_corpus/codec ;;
     internal_rpc) echo "consensus/tests/fuzz_corpus/raft_rpc node/tests/fuzz_corpus/dispatch_rpc" ;;
+    admission) echo node/tests/fuzz_corpus/admission ;;
     repo_config) echo node/tests/fuzz_corpus/repo_config ;;
-    *) echo "unknown target $1 (codec, internal_rpc, repo_config)" >&2; return 1 ;;
+    *) echo "unknown target $1 (codec, internal_rpc, admission, repo_config)" >&2; return 1 ;;
   esac
 }
 

@@ -4,7 +4,10 @@
 //! log on any replica, at any time, gives byte-identical state. A command the state
 //! machine refuses changes nothing and answers [`Reply::Refused`] with the reason.
 
-use serde::{Deserialize, Serialize};
+use std::cell::Cell;
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::state::{JobStatus, Limits};
 use crate::types::{CommitId, JobId, NodeId, RepoId, Timestamp};
@@ -41,10 +44,12 @@ pub enum Command {
     SetLimits { limits: Limits },
     /// Several commands proposed together as one log entry, so that one disk flush and
     /// one replication round commit all of them. Applied in order, each exactly as if
-    /// it were its own entry, with its own reply in [`Reply::Batch`]. A batch inside a
-    /// batch is refused (only that inner command). Older binaries cannot decode it: in a
-    /// rolling upgrade from a version without batches, upgrade the leader last.
-    Batch(Vec<Command>),
+    /// it were its own entry, with its own reply in [`Reply::Batch`]. A batch never
+    /// holds a batch: decoding refuses one, on the wire and from disk, and the state
+    /// machine refuses only that inner command should one be applied in process. Older
+    /// binaries cannot decode it: in a rolling upgrade from a version without batches,
+    /// upgrade the leader last.
+    Batch(#[serde(deserialize_with = "unnested_batch")] Vec<Command>),
 }
 
 impl Command {
@@ -199,8 +204,9 @@ pub enum Reply {
         job: JobId,
     },
     LimitsSet,
-    /// One reply per command of a [`Command::Batch`], in order.
-    Batch(Vec<Reply>),
+    /// One reply per command of a [`Command::Batch`], in order (never a batch itself:
+    /// decoding refuses one).
+    Batch(#[serde(deserialize_with = "unnested_batch")] Vec<Reply>),
     Refused(Refusal),
 }
 
@@ -235,4 +241,33 @@ impl Reply {
             _ => None,
         }
     }
+}
+
+thread_local! {
+    /// Set while this thread decodes the elements of a batch.
+    static IN_BATCH: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Decodes the elements of a [`Command::Batch`] or a [`Reply::Batch`], refusing a batch
+/// among them before reading it: batches nest one level, so that a hostile body cannot
+/// make decoding recurse once per level (the codec bounds every value's depth too).
+/// The wire format is unchanged. Decoding is synchronous, so a flag of the decoding
+/// thread knows whether this batch is inside another.
+fn unnested_batch<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    /// Clears the flag when the outer batch is decoded, or fails, or unwinds.
+    struct Outermost;
+    impl Drop for Outermost {
+        fn drop(&mut self) {
+            IN_BATCH.with(|flag| flag.set(false));
+        }
+    }
+    if IN_BATCH.with(|flag| flag.replace(true)) {
+        return Err(D::Error::custom("a batch inside a batch"));
+    }
+    let _outermost = Outermost;
+    Vec::deserialize(deserializer)
 }

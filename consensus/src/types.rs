@@ -158,6 +158,7 @@ pub type Raft = openraft::Raft<TypeConfig>;
 pub type LogId = openraft::LogId<NodeId>;
 pub type Vote = openraft::Vote<NodeId>;
 pub type Entry = openraft::Entry<TypeConfig>;
+pub type EntryPayload = openraft::EntryPayload<TypeConfig>;
 pub type Snapshot = openraft::Snapshot<TypeConfig>;
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, NodeInfo>;
 pub type StoredMembership = openraft::StoredMembership<NodeId, NodeInfo>;

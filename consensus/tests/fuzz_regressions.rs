@@ -13,6 +13,16 @@
 //!   (`internal_rpc` target); such requests are now refused.
 //! - `raft_rpc/malformed-append-with-an-uncommitted-vote.bin`: an append-entries request
 //!   with an uncommitted vote tripped another (`vote must be committed`); refused too.
+//! - `*/malformed-batch-inside-a-batch.bin`, `*/malformed-batch-nested-10000-deep.bin`
+//!   (issue 10): a `Batch` nested a million levels deep overflowed the decoding
+//!   thread's stack and killed the node; a batch inside a batch is now refused while
+//!   decoding, and every value's nesting is bounded.
+//! - `raft_rpc/malformed-vote-at-term-u64-max.bin`, `malformed-append-at-term-u64-max.bin`
+//!   (issue 10): openraft took the term and overflowed computing `term + 1`.
+//! - `raft_rpc/malformed-append-with-a-gap-after-prev-log-id.bin`: entries that do not
+//!   follow `prev_log_id` trip an assertion in openraft.
+//! - `raft_rpc/malformed-snapshot-chunk-at-2-pow-40.bin` (issue 10): the node tried to
+//!   allocate the chunk's offset (1 TiB) and aborted.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

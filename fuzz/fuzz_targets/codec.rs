@@ -5,7 +5,9 @@
 //! unbounded allocation aborts). A value that decodes must encode again, and that
 //! encoding must decode to a value that encodes to the same bytes. A decoded `State`
 //! (from a snapshot) is also queried and has a decoded command applied to it, as a
-//! follower does after installing a snapshot.
+//! follower does after installing a snapshot. A decoded batch never holds a batch, and
+//! nothing decoded nests deeper than the codec's depth limit (both would have recursed
+//! once per level of the input, overflowing the stack on a deep one).
 
 #![no_main]
 
@@ -14,11 +16,12 @@ use std::collections::BTreeSet;
 use eventide_consensus::codec::{self, CodecError};
 use eventide_consensus::network::WriteError;
 use eventide_consensus::types::{
-    AppendEntriesRequest, AppendEntriesResponse, Entry, InstallSnapshotError,
+    AppendEntriesRequest, AppendEntriesResponse, Entry, EntryPayload, InstallSnapshotError,
     InstallSnapshotRequest, InstallSnapshotResponse, LogId, RaftError, SnapshotMeta,
     StoredMembership, Vote, VoteRequest, VoteResponse,
 };
 use eventide_consensus::{Command, JobFilter, NodeId, Reply, State};
+use eventide_node::admit_rpc::{AdmitRequest, AdmitResponse};
 use eventide_node::dispatch_rpc::{ClaimRequest, ClaimResponse, RenewRequest, RenewResponse};
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
@@ -41,9 +44,10 @@ fn check<T: Serialize + DeserializeOwned>(bytes: &[u8]) -> Option<T> {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, bytes)) = data.split_first() else { return };
-    match which % 19 {
+    match which % 22 {
         0 => {
             if let Some(command) = check::<Command>(bytes) {
+                assert_unnested(&command);
                 // A command any proposer could have sent, applied to an empty state.
                 let mut state = State::default();
                 let _ = state.apply(&command);
@@ -72,11 +76,26 @@ fuzz_target!(|data: &[u8]| {
         12 => {
             drop(check::<Result<InstallSnapshotResponse, RaftError<InstallSnapshotError>>>(bytes))
         }
-        13 => drop(check::<Result<Reply, WriteError>>(bytes)),
+        13 => {
+            if let Some(Ok(Reply::Batch(replies))) = check::<Result<Reply, WriteError>>(bytes) {
+                assert!(!replies.iter().any(|r| matches!(r, Reply::Batch(_))), "a nested reply");
+            }
+        }
         14 => drop(check::<ClaimRequest>(bytes)),
         15 => drop(check::<ClaimResponse>(bytes)),
         16 => drop(check::<RenewRequest>(bytes)),
         17 => drop(check::<RenewResponse>(bytes)),
+        18 => drop(check::<AdmitRequest>(bytes)),
+        19 => drop(check::<AdmitResponse>(bytes)),
+        20 => {
+            if let Some(request) = check::<AppendEntriesRequest>(bytes) {
+                for entry in &request.entries {
+                    if let EntryPayload::Normal(command) = &entry.payload {
+                        assert_unnested(command);
+                    }
+                }
+            }
+        }
         _ => {
             // A snapshot state and a command behind it, split by a length byte.
             let Some((&split, rest)) = bytes.split_first() else { return };
@@ -88,6 +107,13 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// A decoded batch holds no batch.
+fn assert_unnested(command: &Command) {
+    if let Command::Batch(commands) = command {
+        assert!(!commands.iter().any(|c| matches!(c, Command::Batch(_))), "a nested batch");
+    }
+}
 
 /// Reads a decoded state through every query a node serves, then applies `command`.
 fn exercise(mut state: State, command: Option<Command>) {

@@ -1,14 +1,22 @@
 //! Inputs that broke the node's parsers under `cargo fuzz` (see `fuzz/` and
 //! `scripts/fuzz.sh`), and hand-made malformed ones, replayed in the normal test suite.
 //!
-//! `fuzz_corpus/repo_config/` holds `.eventide.toml` texts and `fuzz_corpus/dispatch_rpc/`
-//! dispatcher request bodies. Files named `malformed-*` must be refused with an error;
-//! every other file must be accepted; none may panic.
+//! `fuzz_corpus/repo_config/` holds `.eventide.toml` texts, `fuzz_corpus/dispatch_rpc/`
+//! dispatcher request bodies and `fuzz_corpus/admission/` gossip admission request
+//! bodies. Files named `malformed-*` must be refused with an error; every other file
+//! must be accepted; none may panic.
+//!
+//! - `admission/malformed-relayed-to-another-node.bin`: a node's signed request relayed
+//!   by an outsider (issue 10) was answered, which let the outsider pass the handshake;
+//!   a request must now be for the receiving node. `request-from-another-host.bin` is
+//!   answered, but does not admit its asker on its word.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use axum::http::StatusCode;
 use eventide_consensus::testing::fuzz_corpus_for_test;
+use eventide_node::admit_rpc;
 use eventide_node::dispatch_rpc::{self, ClaimRequest, RenewRequest, CLAIM_PATH, RENEW_PATH};
 use eventide_node::repo_config;
 
@@ -43,6 +51,27 @@ fn dispatch_corpus_is_answered_with_400() {
                 let response = answer.unwrap_or_else(|| panic!("{name} was accepted"));
                 assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{name}");
             }
+        }
+    }
+}
+
+#[test]
+fn admission_corpus_is_refused_unless_for_this_node() {
+    // The receiving node and the asker's host the corpus is written for.
+    let me: [SocketAddr; 2] =
+        ["10.0.0.2:7800".parse().expect("addr"), "10.0.0.2:7800".parse().expect("addr")];
+    let peer: IpAddr = "10.0.0.1".parse().expect("ip");
+    for (name, bytes, refused) in corpus("admission") {
+        match admit_rpc::check_request(&bytes, &me) {
+            Ok(request) => {
+                assert!(!refused, "{name} was accepted: {request:?}");
+                let from_elsewhere = name.contains("another-host");
+                assert_eq!(admit_rpc::comes_from(&request, peer), !from_elsewhere, "{name}");
+            }
+            Err(refusal) => assert!(refused, "{name} was refused: {refusal}"),
+        }
+        if let Some((_, rest)) = bytes.split_first() {
+            let _ = admit_rpc::check_request(rest, &me);
         }
     }
 }

@@ -64,8 +64,14 @@ impl Proposer {
     }
 
     /// Proposes `command` on this node and waits for it to be applied (or refused by
-    /// Raft, e.g. because this node is not the leader).
+    /// Raft, e.g. because this node is not the leader). A batch that holds a batch is
+    /// refused here: no node could decode that entry.
     pub(super) async fn propose(&self, command: Command) -> Local {
+        if let Command::Batch(commands) = &command {
+            if commands.iter().any(|c| matches!(c, Command::Batch(_))) {
+                return Local::Failed("a batch cannot contain a batch".into());
+            }
+        }
         let (answer, answered) = oneshot::channel();
         if self.queue.send(Pending { command, answer }).await.is_err() {
             return Local::Failed("the proposer has stopped".into());
@@ -87,12 +93,14 @@ async fn run_batcher(raft: Raft, mut receiver: mpsc::Receiver<Pending>) {
         };
         // Waiting for a slot is what lets concurrent writes pile up into one entry.
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        // A batch written as such is an entry of its own: batches never nest.
+        let alone = matches!(first.command, Command::Batch(_));
         let mut batch = vec![first];
         let mut bytes = batch[0].command.approximate_size();
-        while batch.len() < MAX_BATCH_COMMANDS {
+        while !alone && batch.len() < MAX_BATCH_COMMANDS {
             let Ok(next) = receiver.try_recv() else { break };
             let size = next.command.approximate_size();
-            if bytes + size > MAX_BATCH_BYTES {
+            if bytes + size > MAX_BATCH_BYTES || matches!(next.command, Command::Batch(_)) {
                 carried = Some(next);
                 break;
             }

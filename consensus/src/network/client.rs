@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::debug;
 
+use super::plausible::{self, Problem};
 use super::{APPEND_PATH, CODEC_CONTENT_TYPE, SNAPSHOT_PATH, VOTE_PATH};
 use crate::auth::Signer;
 use crate::codec::{self, MESSAGE_LIMIT};
@@ -168,6 +169,31 @@ struct RemoteRefused {
     text: String,
 }
 
+/// A peer answered with a term or log id no correct peer has (see `plausible`): the
+/// answer is dropped as a transport failure rather than handed to openraft.
+#[derive(Debug, thiserror::Error)]
+#[error("implausible answer: {problem}")]
+struct ImplausibleAnswer {
+    problem: Problem,
+}
+
+/// Turns an implausible answer into a transport error (openraft's error type, as large
+/// as it is).
+#[allow(clippy::result_large_err)]
+fn plausible_answer<T, E: StdError>(
+    answer: Result<T, RpcError<E>>,
+    check: impl FnOnce(&T) -> Result<(), Problem>,
+) -> Result<T, RpcError<E>> {
+    let answer = answer?;
+    match check(&answer) {
+        Ok(()) => Ok(answer),
+        Err(problem) => {
+            debug!(problem, "dropped an implausible raft answer");
+            Err(RpcError::Network(NetworkError::new(&ImplausibleAnswer { problem })))
+        }
+    }
+}
+
 impl RaftNetwork<TypeConfig> for HttpConnection {
     async fn append_entries(
         &mut self,
@@ -183,7 +209,8 @@ impl RaftNetwork<TypeConfig> for HttpConnection {
                 return Err(RpcError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(hint)));
             }
         }
-        self.call(APPEND_PATH, &request, option.hard_ttl()).await
+        let answer = self.call(APPEND_PATH, &request, option.hard_ttl()).await;
+        plausible_answer(answer, plausible::append_answer)
     }
 
     async fn install_snapshot(
@@ -191,7 +218,10 @@ impl RaftNetwork<TypeConfig> for HttpConnection {
         request: InstallSnapshotRequest,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse, RpcError<InstallSnapshotError>> {
-        self.call(SNAPSHOT_PATH, &request, option.hard_ttl()).await
+        let answer = self.call(SNAPSHOT_PATH, &request, option.hard_ttl()).await;
+        plausible_answer(answer, |answer: &InstallSnapshotResponse| {
+            plausible::answered_vote(&answer.vote)
+        })
     }
 
     async fn vote(
@@ -199,7 +229,8 @@ impl RaftNetwork<TypeConfig> for HttpConnection {
         request: VoteRequest,
         option: RPCOption,
     ) -> Result<VoteResponse, RpcError> {
-        self.call(VOTE_PATH, &request, option.hard_ttl()).await
+        let answer = self.call(VOTE_PATH, &request, option.hard_ttl()).await;
+        plausible_answer(answer, plausible::vote_answer)
     }
 
     /// Retry an unreachable peer every 100 ms rather than openraft's 500 ms: a node that

@@ -1,7 +1,9 @@
 //! Raft RPC over HTTP: `client` is openraft's `RaftNetworkFactory` (what a node uses to
-//! reach its peers), `server` is the axum routes a node mounts to answer them, and
-//! `forward` lets any node accept a write by forwarding it to the leader, and `batch`
-//! proposes concurrent writes together as one entry (group commit).
+//! reach its peers), `server` is the axum routes a node mounts to answer them,
+//! `plausible` holds the pure checks that refuse what no correct peer sends (terms,
+//! indexes, snapshot offsets), `forward` lets any node accept a write by forwarding it
+//! to the leader, and `batch` proposes concurrent writes together as one entry (group
+//! commit).
 //!
 //! Bodies are codec-encoded (versioned, size-limited bincode). A response body is the
 //! encoded `Result<Response, RaftError>` of the call on the remote node, so a remote
@@ -16,11 +18,13 @@
 mod batch;
 mod client;
 mod forward;
+mod plausible;
 mod server;
 
 pub use batch::{Proposer, MAX_BATCH_BYTES, MAX_BATCH_COMMANDS, MAX_IN_FLIGHT};
 pub use client::{HttpConnection, HttpNetwork, RpcErrors};
 pub use forward::{WriteError, Writer};
+pub use plausible::{MAX_LOG_INDEX, MAX_SNAPSHOT_BYTES, MAX_SNAPSHOT_ID_BYTES, MAX_TERM};
 pub use server::raft_routes;
 
 /// Path of the append-entries RPC (heartbeats included).

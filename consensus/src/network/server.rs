@@ -1,7 +1,7 @@
 //! The server side of Raft RPC: axum routes that decode a request, hand it to the local
 //! Raft node and encode its answer.
 
-use std::future::Future;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -14,126 +14,102 @@ use serde::Serialize;
 use tracing::{instrument, warn};
 
 use super::batch::Proposer;
+use super::plausible::{self, Chunk, Problem, SnapshotReceived};
 use super::{forward, APPEND_PATH, CODEC_CONTENT_TYPE, SNAPSHOT_PATH, VOTE_PATH, WRITE_PATH};
 use crate::codec::{self, MESSAGE_LIMIT};
-use crate::types::{AppendEntriesRequest, InstallSnapshotRequest, Raft, Vote, VoteRequest};
+use crate::types::{AppendEntriesRequest, InstallSnapshotRequest, NodeId, Raft, VoteRequest};
 
-/// The routes a node mounts to take part in Raft and to accept forwarded writes. Bodies larger than the codec's message
-/// limit are refused with 413 before they are read whole.
+/// The routes a node mounts to take part in Raft and to accept forwarded writes. Bodies
+/// larger than the codec's message limit are refused with 413 before they are read
+/// whole; bodies that do not decode, or that decode into a request no correct peer
+/// sends (see [`plausible`]), with 400.
 /// Forwarded writes are batched by a [`Proposer`] of their own (started here, so this
 /// must run inside a tokio runtime).
 pub fn raft_routes(raft: Raft) -> Router {
     let writes = Router::new()
         .route(WRITE_PATH, post(forward::write))
         .with_state(Proposer::new(raft.clone()));
+    let snapshots = Router::new()
+        .route(SNAPSHOT_PATH, post(snapshot))
+        .with_state(Snapshots { raft: raft.clone(), received: Arc::default() });
     Router::new()
         .route(APPEND_PATH, post(append))
         .route(VOTE_PATH, post(vote))
-        .route(SNAPSHOT_PATH, post(snapshot))
         .with_state(raft)
         .merge(writes)
+        .merge(snapshots)
         .layer(DefaultBodyLimit::max(MESSAGE_LIMIT + 1))
 }
 
 #[instrument(level = "trace", skip_all)]
 async fn append(State(raft): State<Raft>, body: Bytes) -> Response {
-    serve(
-        raft,
-        APPEND_PATH,
-        &body,
-        Sender::Leader,
-        |raft, request: AppendEntriesRequest| async move { raft.append_entries(request).await },
-    )
-    .await
+    let request: AppendEntriesRequest = match decode_request(APPEND_PATH, &body) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    if let Err(problem) = plausible::append_request(me(&raft), &request) {
+        return implausible(APPEND_PATH, &request.vote, problem);
+    }
+    encode_reply(&raft.append_entries(request).await)
 }
 
 #[instrument(level = "trace", skip_all)]
 async fn vote(State(raft): State<Raft>, body: Bytes) -> Response {
-    serve(raft, VOTE_PATH, &body, Sender::Candidate, |raft, request: VoteRequest| async move {
-        raft.vote(request).await
-    })
-    .await
-}
-
-#[instrument(level = "trace", skip_all)]
-async fn snapshot(State(raft): State<Raft>, body: Bytes) -> Response {
-    serve(
-        raft,
-        SNAPSHOT_PATH,
-        &body,
-        Sender::Leader,
-        |raft, request: InstallSnapshotRequest| async move { raft.install_snapshot(request).await },
-    )
-    .await
-}
-
-/// A Raft request, by the vote it carries.
-trait Voted: DeserializeOwned {
-    fn vote(&self) -> &Vote;
-}
-
-impl Voted for AppendEntriesRequest {
-    fn vote(&self) -> &Vote {
-        &self.vote
-    }
-}
-
-impl Voted for VoteRequest {
-    fn vote(&self) -> &Vote {
-        &self.vote
-    }
-}
-
-impl Voted for InstallSnapshotRequest {
-    fn vote(&self) -> &Vote {
-        &self.vote
-    }
-}
-
-/// Decodes a request, refuses it if its vote is implausible, else answers with the
-/// encoded reply of `call`.
-async fn serve<Request: Voted, Reply: Serialize, Call: Future<Output = Reply>>(
-    raft: Raft,
-    path: &str,
-    body: &[u8],
-    sender: Sender,
-    call: impl FnOnce(Raft, Request) -> Call,
-) -> Response {
-    let request = match decode_request::<Request>(path, body) {
+    let request: VoteRequest = match decode_request(VOTE_PATH, &body) {
         Ok(request) => request,
         Err(response) => return response,
     };
-    if let Some(refusal) = implausible(&raft, path, request.vote(), sender) {
-        return refusal;
+    if let Err(problem) = plausible::vote_request(me(&raft), &request) {
+        return implausible(VOTE_PATH, &request.vote, problem);
     }
-    encode_reply(&call(raft, request).await)
+    encode_reply(&raft.vote(request).await)
 }
 
-/// Who sends a Raft request: a leader (append, snapshot) or a candidate (vote).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Sender {
-    Leader,
-    Candidate,
+/// The snapshot route's state: what this node has been sent of the snapshot streamed
+/// to it, besides the Raft node. The lock is held from the check of a chunk until
+/// openraft has taken it, so that concurrent chunks cannot all pass the check against
+/// the same record (openraft takes chunks one at a time anyway, as leaders send them).
+#[derive(Clone)]
+struct Snapshots {
+    raft: Raft,
+    received: Arc<tokio::sync::Mutex<SnapshotReceived>>,
 }
 
-/// The refusal of a request whose vote no real peer could send, which openraft does not expect
-/// (found by the `internal_rpc` fuzz target; both trip openraft's debug assertions and
-/// panic its core in a dev build):
-/// - a vote naming this very node: Raft never sends one over the network (a node votes
-///   for itself and leads itself in process); a leader handed its own vote in an append
-///   takes the follower's path while it leads;
-/// - an uncommitted vote from a leader: a leader's vote is committed by definition.
-fn implausible(raft: &Raft, path: &str, vote: &Vote, sender: Sender) -> Option<Response> {
-    let me = raft.metrics().borrow().id;
-    let problem = if vote.leader_id().voted_for() == Some(me) {
-        "the vote names the receiving node"
-    } else if sender == Sender::Leader && !vote.is_committed() {
-        "a leader's vote must be committed"
-    } else {
-        return None;
+#[instrument(level = "trace", skip_all)]
+async fn snapshot(State(snapshots): State<Snapshots>, body: Bytes) -> Response {
+    let request: InstallSnapshotRequest = match decode_request(SNAPSHOT_PATH, &body) {
+        Ok(request) => request,
+        Err(response) => return response,
     };
+    if let Err(problem) = plausible::snapshot_request(me(&snapshots.raft), &request) {
+        return implausible(SNAPSHOT_PATH, &request.vote, problem);
+    }
+    let mut received = snapshots.received.lock().await;
+    let chunk = Chunk::of(&request);
+    if let Err(problem) = received.check(&chunk) {
+        return implausible(SNAPSHOT_PATH, &request.vote, problem);
+    }
+    let vote = request.vote;
+    let result = snapshots.raft.install_snapshot(request).await;
+    // openraft takes a chunk exactly when its vote is at least the node's, which it
+    // answers with.
+    if matches!(&result, Ok(answer) if vote >= answer.vote) {
+        received.record(chunk);
+    }
+    drop(received);
+    encode_reply(&result)
+}
+
+/// This node's id.
+fn me(raft: &Raft) -> NodeId {
+    raft.metrics().borrow().id
+}
+
+/// The refusal of a request no correct peer sends (see [`plausible`]); several were
+/// found by the `internal_rpc` fuzz target, tripping openraft's debug assertions.
+fn implausible(path: &str, vote: &crate::types::Vote, problem: Problem) -> Response {
     warn!(path, vote = %vote, problem, "refused implausible raft rpc");
-    Some((StatusCode::BAD_REQUEST, format!("malformed request: {problem}")).into_response())
+    (StatusCode::BAD_REQUEST, format!("malformed request: {problem}")).into_response()
 }
 
 /// Decodes a request body, or answers 400 and logs why.

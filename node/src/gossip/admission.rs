@@ -3,19 +3,25 @@
 //!
 //! chitchat offers no hook to sign its datagrams, so the proof happens beside it, over
 //! TCP on the same port: the first datagram to or from an unknown address starts a
-//! handshake, `POST /internal/gossip/admit` to that address, itself a signed internal
-//! request (so the answering side admits the asker), carrying a fresh challenge that the
-//! peer must answer with `HMAC(secret, label, challenge)`. Until the handshake succeeds,
-//! that address's datagrams are dropped. Admitted addresses expire and are proven again;
-//! failed handshakes are retried at most once per [`RETRY_AFTER_FAILURE`] per address,
-//! and only [`MAX_PENDING`] run at once.
+//! handshake (`admit_rpc`: a signed request bound to both ends, answered with an HMAC
+//! of the request). Until the handshake succeeds, that address's datagrams are
+//! dropped. The answering side admits the asker too, once it has checked that the
+//! request is for itself and comes from the asker's host. Admitted addresses expire and
+//! are proven again; failed handshakes are retried at most once per
+//! [`RETRY_AFTER_FAILURE`] per address, and only [`MAX_PENDING`] run at once.
 //!
 //! UDP sources can be spoofed, so gossip stays a source of hints: membership changes
 //! (autopilot) prove the peer again with [`Gate::prove`] before adding it.
 //!
+//! Rolling upgrade: the handshake of older versions (`POST /internal/gossip/admit`, bound
+//! to neither end) is refused with 410, and they answer this one with 404, so gossip
+//! between an upgraded node and an older one stops until both run this version (Raft,
+//! which the handshake does not gate, carries on). Upgrade nodes in quick succession,
+//! well within `--dead-voter-grace`, or raise it for the upgrade.
+//!
 //! ```text
 //!  datagram from X ─> Admissions::on_datagram ─> Pass ──────────────> chitchat
-//!                                              └> Drop + handshake ─> POST X/internal/gossip/admit
+//!                                              └> Drop + handshake ─> POST X/internal/gossip/v2/admit
 //!                                                                     proof ok ─> admit(X)
 //! ```
 
@@ -30,24 +36,20 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use async_trait::async_trait;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
+use axum::{Extension, Router};
 use chitchat::transport::{RecvOutcome, SendOutcome, Socket, Transport, UdpTransport};
 use chitchat::ChitchatEnvelope;
 use eventide_consensus::auth::{Secret, Signer};
 use eventide_consensus::codec;
 use eventide_consensus::network::CODEC_CONTENT_TYPE;
-use serde::{Deserialize, Serialize};
 
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
-/// The handshake's path (under `/internal/`, so the request is signed).
-pub const ADMIT_PATH: &str = "/internal/gossip/admit";
-/// What the proof is keyed on, besides the challenge.
-const ADMIT_LABEL: &[u8] = b"eventide-gossip-admit";
+use eventide_node::admit_rpc::{self, AdmitRequest, AdmitResponse, ADMIT_PATH, UNBOUND_ADMIT_PATH};
 /// How long an admitted address stays admitted.
 const ADMITTED_FOR: Duration = Duration::from_secs(10 * 60);
 /// The least time between two handshakes with an address that failed one; it doubles
@@ -132,39 +134,35 @@ impl Admissions {
     }
 }
 
-/// The handshake's request: who asks (its gossip address) and the challenge.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct AdmitRequest {
-    from: SocketAddr,
-    challenge: [u8; 32],
-}
-
-/// The answer: `HMAC(secret, ADMIT_LABEL, challenge)`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct AdmitResponse {
-    proof: [u8; 32],
-}
-
 /// The shared side of admission: the table, the secret, and the HTTP client for
 /// handshakes.
 pub struct Gate {
     secret: Secret,
     signer: Signer,
-    /// This node's gossip address, as peers see the source of its datagrams.
+    /// This node's gossip address, as peers see the source of its datagrams (the
+    /// advertised address).
     me: SocketAddr,
+    /// The addresses a request for this node may name: advertised and listen.
+    addresses: [SocketAddr; 2],
     http: reqwest::Client,
     table: Mutex<Admissions>,
 }
 
 impl Gate {
-    pub fn new(signer: Signer, me: SocketAddr) -> anyhow::Result<Option<Arc<Gate>>> {
+    /// `me` is the advertised address, `listen` the one the node binds.
+    pub fn new(
+        signer: Signer,
+        me: SocketAddr,
+        listen: SocketAddr,
+    ) -> anyhow::Result<Option<Arc<Gate>>> {
         let Some(secret) = signer.secret().cloned() else { return Ok(None) };
         let http = reqwest::Client::builder()
             .connect_timeout(HANDSHAKE_TIMEOUT)
             .timeout(HANDSHAKE_TIMEOUT)
             .build()
             .context("failed to build the http client")?;
-        Ok(Some(Arc::new(Gate { secret, signer, me, http, table: Mutex::default() })))
+        let addresses = [me, listen];
+        Ok(Some(Arc::new(Gate { secret, signer, me, addresses, http, table: Mutex::default() })))
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Admissions> {
@@ -200,8 +198,9 @@ impl Gate {
 
     /// Asks the node at `addr` (TCP) to prove the cluster secret.
     pub async fn prove(&self, addr: &str) -> anyhow::Result<()> {
-        let challenge = challenge();
-        let request = AdmitRequest { from: self.me, challenge };
+        let to: SocketAddr =
+            addr.parse().with_context(|| format!("{addr} is not an ip address and port"))?;
+        let request = AdmitRequest { from: self.me, to, challenge: challenge() };
         // The same signed, codec-encoded call as the dispatcher's RPC.
         let answer: AdmitResponse = crate::dispatcher::call(
             &self.http,
@@ -212,30 +211,52 @@ impl Gate {
             HANDSHAKE_TIMEOUT,
         )
         .await?;
-        if !self.secret.verify_derived(&[ADMIT_LABEL, &challenge], &answer.proof) {
+        if !admit_rpc::verify(&self.secret, &request, &answer) {
             anyhow::bail!("wrong proof");
         }
         Ok(())
     }
 
-    /// The handshake's route, to be mounted among the signed internal routes: the request
-    /// passed the signature check, so its sender holds the secret and is admitted.
+    /// The handshake's routes, to be mounted among the signed internal routes (the older
+    /// handshake's path only to refuse it).
     pub fn routes(self: &Arc<Self>) -> Router {
-        Router::new().route(ADMIT_PATH, post(admit)).with_state(self.clone())
+        Router::new()
+            .route(ADMIT_PATH, post(admit))
+            .route(UNBOUND_ADMIT_PATH, post(unbound_admit))
+            .with_state(self.clone())
     }
 }
 
-async fn admit(State(gate): State<Arc<Gate>>, body: Bytes) -> Response {
-    let request: AdmitRequest = match codec::decode(&body) {
+/// The peer address of a connection, as the HTTP server records it.
+type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
+
+/// Answers a handshake: the request passed the signature check, so it was made by a
+/// holder of the secret; it is answered only if it is for this node, and its sender is
+/// admitted only if the request comes from the host it names (see `admit_rpc`).
+async fn admit(State(gate): State<Arc<Gate>>, peer: Peer, body: Bytes) -> Response {
+    let Some(Extension(ConnectInfo(peer))) = peer else {
+        error!("the http server records no peer addresses; refusing gossip admission");
+        return (StatusCode::INTERNAL_SERVER_ERROR, "no peer address").into_response();
+    };
+    let request = match admit_rpc::check_request(&body, &gate.addresses) {
         Ok(request) => request,
-        Err(error) => {
-            warn!(error = %error, "refused malformed gossip admission request");
-            return (StatusCode::BAD_REQUEST, "malformed request").into_response();
+        Err(refusal) if refusal.is_relayed() => {
+            warn!(peer = %peer, error = %refusal, "refused a relayed admission request");
+            return (StatusCode::FORBIDDEN, refusal.to_string()).into_response();
+        }
+        Err(refusal) => {
+            warn!(peer = %peer, error = %refusal, "refused malformed gossip admission request");
+            return (StatusCode::BAD_REQUEST, refusal.to_string()).into_response();
         }
     };
-    gate.table().admit(request.from, Instant::now());
-    debug!(peer = %request.from, "gossip peer admitted by its handshake");
-    let proof = gate.secret.derive(&[ADMIT_LABEL, &request.challenge]);
+    if admit_rpc::comes_from(&request, peer.ip()) {
+        gate.table().admit(request.from, Instant::now());
+        debug!(peer = %request.from, "gossip peer admitted by its handshake");
+    } else {
+        // Behind NAT, or relayed: this node's own handshake decides about `from`.
+        debug!(peer = %peer, from = %request.from, "answered an admission request from another host than it names, without admitting it");
+    }
+    let proof = admit_rpc::proof(&gate.secret, &request);
     match codec::encode(&AdmitResponse { proof }) {
         Ok(bytes) => ([(header::CONTENT_TYPE, CODEC_CONTENT_TYPE)], bytes).into_response(),
         Err(error) => {
@@ -243,6 +264,15 @@ async fn admit(State(gate): State<Arc<Gate>>, body: Bytes) -> Response {
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
+}
+
+/// Refuses the handshake of older versions, which bound neither end (see the module
+/// doc for the rolling upgrade).
+async fn unbound_admit(peer: Peer) -> Response {
+    let peer = peer.map_or_else(|| "unknown".to_owned(), |Extension(ConnectInfo(a))| a.to_string());
+    warn!(peer = %peer, "refused the unbound admission handshake of an older version; upgrade that node");
+    (StatusCode::GONE, "this node needs the bound admission handshake: upgrade the asking node")
+        .into_response()
 }
 
 /// Challenges made so far, so that no two are hashed from the same input.

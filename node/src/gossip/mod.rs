@@ -5,6 +5,8 @@
 //! - `member`: the published keys and the typed [`Member`] view of a peer.
 //! - `admission`: with a cluster secret, the transport that drops datagrams of peers
 //!   that have not proven it over TCP.
+//! - `admit_rpc`: the messages and pure checks of the admission handshake (in the
+//!   library, as `eventide_node::admit_rpc`, so that they can be fuzzed).
 
 mod admission;
 mod member;
@@ -95,7 +97,7 @@ impl Gossip {
             (KEY_LABELS.to_owned(), me.labels.join(",")),
             (KEY_VERSION.to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
         ];
-        let gate = Gate::new(me.signer.clone(), me.advertise)?;
+        let gate = Gate::new(me.signer.clone(), me.advertise, me.listen)?;
         let started = match &gate {
             Some(gate) => {
                 spawn_chitchat(config, initial, &AdmissionTransport { gate: gate.clone() }).await
