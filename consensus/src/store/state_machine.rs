@@ -29,7 +29,6 @@ use super::committed::CommittedIndex;
 use super::error::{storage_error, StoreError};
 use super::group_commit::GroupCommit;
 use super::snapshot::{Payload, Replace, SnapshotStore};
-use crate::codec;
 use crate::command::Reply;
 use crate::state::State;
 use crate::types::{
@@ -134,12 +133,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let (meta, data) = {
             let applied = self.read_applied();
-            let data = codec::encode(&Payload {
+            let data = Payload {
                 last_applied: applied.last_applied,
                 last_membership: applied.last_membership.clone(),
                 state: &applied.state,
-            })
-            .map_err(StoreError::encode("snapshot data"))
+            }
+            .encode()
             .map_err(storage_error(|cause| StorageIOError::write_snapshot(None, cause)))?;
             let snapshot_id = self
                 .snapshots
