@@ -12,13 +12,14 @@ use std::time::{Duration, Instant};
 
 use eventide_consensus::auth::Signer;
 use eventide_consensus::network::Writer;
+use eventide_consensus::state::MAX_COMMITS_PER_OBSERVE;
 use eventide_consensus::testing::{commit_for_test, start_cluster_for_test};
 use eventide_consensus::{
-    Command, JobId, NodeId, Observe, ObservedCommit, Outcome, RaftTiming, Reply, Timestamp, Verdict,
+    Command, JobId, Limits, NodeId, Observe, ObservedCommit, Outcome, RaftTiming, Reply, Timestamp,
+    Verdict,
 };
 
 const OUTPUT_TAIL_BYTES: usize = 4 * 1024;
-const OBSERVE_BATCH: u64 = 5_000;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -84,28 +85,31 @@ async fn run(commands: u64, proposers: &[usize]) {
 }
 
 /// Queues and assigns `count` jobs, so that each can take one `Finish`; returns the
-/// first job id.
+/// first job id. A repository holds at most a full queue of them, so they are spread
+/// over as many repositories as that takes.
 async fn prepare_running_jobs(writer: &Writer, runner: NodeId, count: u64) -> u64 {
-    let Reply::RepoAdded { repo } =
-        write(writer, Command::AddRepo { url: "file:///srv/bench.git".into(), at: Timestamp(0) })
-            .await
-    else {
-        panic!("repository not added");
-    };
-    let mut head = None;
+    let limits = Limits::default();
+    let per_repo = u64::from(limits.max_queue_per_repo).min(MAX_COMMITS_PER_OBSERVE as u64);
+    let most = per_repo * u64::from(limits.max_repos);
+    assert!(count <= most, "at most {most} commands in all (repositories x their queue)");
     let mut observed = 0;
     let mut first = None;
     while observed < count {
-        let batch = OBSERVE_BATCH.min(count - observed);
+        let url = format!("file:///srv/bench-{}.git", observed / per_repo);
+        let Reply::RepoAdded { repo } =
+            write(writer, Command::AddRepo { url, at: Timestamp(0) }).await
+        else {
+            panic!("repository not added");
+        };
+        let batch = per_repo.min(count - observed);
         let commits: Vec<ObservedCommit> = (observed + 1..=observed + batch)
             .map(|n| ObservedCommit { commit: commit_for_test(n), labels: Vec::new() })
             .collect();
-        let new_head = commit_for_test(observed + batch);
         let observe = Observe {
             repo,
             branch: "main".into(),
-            expected_head: head.replace(new_head.clone()),
-            new_head,
+            expected_head: None,
+            new_head: commit_for_test(observed + batch),
             commits,
             skipped: Vec::new(),
             at: Timestamp(1),

@@ -231,6 +231,14 @@ pub enum Refusal {
     AlreadyFinal { job: JobId, status: JobStatus },
     #[error("invalid command: {reason}")]
     Invalid { reason: String },
+    /// The repository already has `limit` jobs queued or running (`max_queue_per_repo`).
+    #[error(
+        "repository {repo} already has {limit} jobs queued or running, the most it may have; try again once some have finished"
+    )]
+    QueueFull { repo: RepoId, limit: u32 },
+    /// The state keeps no more of `what` (`max_repos`, `max_branches_per_repo`).
+    #[error("{what}: at most {limit}")]
+    LimitReached { what: String, limit: u32 },
 }
 
 impl Reply {

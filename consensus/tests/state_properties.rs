@@ -137,16 +137,27 @@ fn verdict() -> impl Strategy<Value = Verdict> {
     ]
 }
 
-/// Mostly usable limits with tiny retention; sometimes invalid ones.
+/// Mostly usable limits with tiny retention and queues; sometimes invalid ones.
 fn limits() -> impl Strategy<Value = Limits> {
-    (0u32..4, prop_oneof![Just(1000u32), Just(1024), Just(4096)], 0u32..5, 0u32..7).prop_map(
-        |(max_attempts, output_tail_bytes, retained_outputs, retained_jobs)| Limits {
-            max_attempts,
-            output_tail_bytes,
-            retained_outputs,
-            retained_jobs,
-        },
+    let capacity = |most: u32| prop_oneof![Just(0u32), 1u32..4, Just(most), Just(most + 1)];
+    (
+        (0u32..4, prop_oneof![Just(1000u32), Just(1024), Just(4096)], 0u32..5, 0u32..7),
+        (capacity(500), capacity(100), capacity(1000)),
     )
+        .prop_map(
+            |(
+                (max_attempts, output_tail_bytes, retained_outputs, retained_jobs),
+                (max_queue_per_repo, max_repos, max_branches_per_repo),
+            )| Limits {
+                max_attempts,
+                output_tail_bytes,
+                retained_outputs,
+                retained_jobs,
+                max_queue_per_repo,
+                max_repos,
+                max_branches_per_repo,
+            },
+        )
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -408,6 +419,12 @@ fn check_one_final_result_per_job(steps: &[Step]) -> Result<(), TestCaseError> {
         for job in ended_by(&reply) {
             prop_assert!(ended.insert(job), "{:?} ended job {} a second time", command, job);
         }
+        // An observation ends at once the jobs whose labels it refuses.
+        if let Reply::Observed { jobs } = &reply {
+            let at_once =
+                jobs.iter().filter(|id| state.job(**id).is_some_and(|j| j.result.is_some()));
+            ended.extend(at_once);
+        }
         if let (Reply::Finished { job, .. }, Command::Finish { outcome, .. }) = (&reply, &command) {
             let limit = state.limits().output_tail_bytes as usize;
             if let Some(result) = state.job(*job).and_then(|job| job.result.as_ref()) {
@@ -455,11 +472,22 @@ fn check_no_job_is_lost(steps: &[Step]) -> Result<(), TestCaseError> {
         let named = ended_by(&reply);
 
         let created = before.last_job_id().0 + 1..=state.last_job_id().0;
+        let mut newly_final = Vec::new();
         for id in created.map(JobId) {
             let job = state.job(id);
+            // Queued, or (labels beyond the bounds) ended in error at once, saying why.
+            let refused_labels = job.is_some_and(|job| {
+                job.status == JobStatus::Error
+                    && job.result.as_ref().and_then(|r| r.message.as_deref()).is_some_and(
+                        |message| message.starts_with("not run: its runner labels are refused"),
+                    )
+            });
+            if refused_labels {
+                finish_order.push(id);
+                continue;
+            }
             prop_assert_eq!(job.map(|job| job.status), Some(JobStatus::Queued), "new job {}", id);
         }
-        let mut newly_final = Vec::new();
         for job in all_jobs(&before).into_iter().filter(|job| !job.status.is_final()) {
             let now = state.job(job.id).map(|job| job.status);
             if now.is_some_and(|status| !status.is_final()) {
@@ -516,6 +544,42 @@ fn check_no_job_is_lost(steps: &[Step]) -> Result<(), TestCaseError> {
         prop_assert!(pruned.windows(2).all(|pair| pair[0] || !pair[1]), "{:?}", pruned);
         let with_output = pruned.iter().filter(|pruned| !**pruned).count();
         prop_assert!(with_output <= state.limits().retained_outputs as usize);
+    }
+    Ok(())
+}
+
+/// The bounds on what the state holds: a command adds open jobs to a repository only
+/// while it has fewer than `max_queue_per_repo`, a repository only while fewer than
+/// `max_repos` are watched, a branch cursor only while its repository has fewer than
+/// `max_branches_per_repo`; and the queue, repository and branch refusals say so.
+fn check_capacity_rules(steps: &[Step]) -> Result<(), TestCaseError> {
+    let mut state = State::default();
+    for (index, step) in steps.iter().enumerate() {
+        let command = bind(step, &state, index);
+        let before = state.clone();
+        let reply = state.apply(&command);
+        let limits = before.limits();
+        for repo in state.repos().map(|repo| repo.id) {
+            if state.open_jobs(repo) > before.open_jobs(repo) {
+                prop_assert!(
+                    before.open_jobs(repo) < limits.max_queue_per_repo,
+                    "{:?} added jobs to the full queue of {}",
+                    command,
+                    repo
+                );
+            }
+            let branches = state.cursors(repo).count();
+            if branches > before.cursors(repo).count() {
+                prop_assert!(before.cursors(repo).count() < limits.max_branches_per_repo as usize);
+            }
+        }
+        if state.repos().count() > before.repos().count() {
+            prop_assert!(before.repos().count() < limits.max_repos as usize);
+        }
+        if let Some(Refusal::QueueFull { repo, limit }) = reply.refusal() {
+            prop_assert_eq!(*limit, limits.max_queue_per_repo);
+            prop_assert!(before.open_jobs(*repo) >= *limit);
+        }
     }
     Ok(())
 }
@@ -639,6 +703,11 @@ proptest! {
     #[test]
     fn a_queued_job_is_never_lost(steps in steps()) {
         check_no_job_is_lost(&steps)?;
+    }
+
+    #[test]
+    fn queues_repositories_and_branches_stay_within_their_limits(steps in steps()) {
+        check_capacity_rules(&steps)?;
     }
 
     #[test]

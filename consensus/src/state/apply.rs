@@ -2,9 +2,9 @@
 //! state only once the command is known to apply, so a refusal changes nothing.
 
 use super::{
-    Attempt, Cursor, Job, JobResult, JobStatus, Limits, Repo, State, Trigger,
-    MAX_COMMITS_PER_OBSERVE, MAX_FAILING_NAMES, MAX_LABELS, MAX_MESSAGE_BYTES, MAX_NAME_BYTES,
-    MAX_REASON_BYTES,
+    Attempt, Cursor, Job, JobResult, JobStatus, Limits, Repo, State, Trigger, MAX_BRANCH_BYTES,
+    MAX_COMMITS_PER_OBSERVE, MAX_FAILING_NAMES, MAX_LABELS, MAX_LABEL_BYTES, MAX_MESSAGE_BYTES,
+    MAX_NAME_BYTES, MAX_NOTE_BYTES, MAX_REASON_BYTES, MAX_TEST_NAME_BYTES,
 };
 use crate::command::{Command, Observe, Outcome, Refusal, Reply, TestSummary};
 use crate::types::{CommitId, JobId, NodeId, RepoId, Timestamp};
@@ -52,9 +52,16 @@ impl State {
     }
 
     fn add_repo(&mut self, url: &str, at: Timestamp) -> Result<Reply, Refusal> {
-        check_name("repository url", url)?;
+        check_text("repository url", url, MAX_NAME_BYTES)?;
         if let Some(&existing) = self.index.repo_by_url.get(url) {
             return Err(Refusal::DuplicateRepo { existing });
+        }
+        let limit = self.data.limits.max_repos;
+        if self.data.repos.len() >= limit as usize {
+            return Err(Refusal::LimitReached {
+                what: "no more repositories can be watched".to_owned(),
+                limit,
+            });
         }
         self.data.last_repo_id += 1;
         let id = RepoId(self.data.last_repo_id);
@@ -83,22 +90,25 @@ impl State {
         Ok(Reply::RepoRemoved { repo, cancelled: open })
     }
 
+    /// Moves the cursor and queues one job per commit. Refused, with the cursor left where
+    /// it was, when the repository's queue is full: the observer offers the same commits
+    /// again on its next round, so none is lost. A commit whose labels break the bounds
+    /// gets a job that ends in `error` at once, saying why, rather than stalling the
+    /// branch on an observation that could never apply.
     fn observe(&mut self, observe: &Observe) -> Result<Reply, Refusal> {
         let Observe { repo, branch, expected_head, new_head, commits, skipped, at } = observe;
         if !self.data.repos.contains_key(repo) {
             return Err(Refusal::UnknownRepo { repo: *repo });
         }
-        check_name("branch", branch)?;
+        check_text("branch", branch, MAX_BRANCH_BYTES)?;
         if commits.len() > MAX_COMMITS_PER_OBSERVE {
             return Err(invalid(format!(
                 "{} commits in one observation, at most {MAX_COMMITS_PER_OBSERVE}",
                 commits.len()
             )));
         }
-        for commit in commits {
-            check_labels(&commit.labels)?;
-        }
-        let actual = self.data.cursors.get(repo).and_then(|branches| branches.get(branch));
+        let branches = self.data.cursors.get(repo);
+        let actual = branches.and_then(|branches| branches.get(branch));
         let actual_head = actual.map(|cursor| cursor.head.clone());
         if actual_head != *expected_head {
             return Err(Refusal::CursorMoved {
@@ -106,32 +116,59 @@ impl State {
                 actual: actual_head,
             });
         }
+        let limits = &self.data.limits;
+        let branch_count = branches.map_or(0, |branches| branches.len());
+        if actual.is_none() && branch_count >= limits.max_branches_per_repo as usize {
+            return Err(Refusal::LimitReached {
+                what: format!("no more branches of repository {repo} can be observed"),
+                limit: limits.max_branches_per_repo,
+            });
+        }
+        if !commits.is_empty() {
+            self.check_queue(*repo)?;
+        }
 
         let (skipped_total, mut recent_skipped) = actual
             .map(|cursor| (cursor.skipped_total, cursor.recent_skipped.clone()))
             .unwrap_or_default();
-        recent_skipped.extend(skipped.iter().cloned());
+        let keep = skipped.len().min(Cursor::RECENT_SKIPPED);
+        recent_skipped.extend(skipped[skipped.len() - keep..].iter().cloned());
         let overflow = recent_skipped.len().saturating_sub(Cursor::RECENT_SKIPPED);
         recent_skipped.drain(..overflow);
         let cursor = Cursor {
             head: new_head.clone(),
             updated_at: *at,
-            skipped_total: skipped_total + skipped.len() as u64,
+            skipped_total: skipped_total.saturating_add(skipped.len() as u64),
             recent_skipped,
         };
         self.data.cursors.entry(*repo).or_default().insert(branch.clone(), cursor);
 
         let jobs = commits
             .iter()
-            .map(|observed| {
-                self.queue_job(
+            .map(|observed| match labels_problem(&observed.labels) {
+                None => self.queue_job(
                     *repo,
                     branch,
                     &observed.commit,
                     &observed.labels,
                     Trigger::Push,
                     *at,
-                )
+                ),
+                Some(problem) => {
+                    let id =
+                        self.queue_job(*repo, branch, &observed.commit, &[], Trigger::Push, *at);
+                    let message = format!("not run: its runner labels are refused: {problem}");
+                    self.end_job(id, JobStatus::Error, |_: &Job| JobResult {
+                        exit_code: None,
+                        duration_ms: 0,
+                        output_tail: String::new(),
+                        output_pruned: false,
+                        summary: None,
+                        message: Some(message),
+                        finished_at: *at,
+                    });
+                    id
+                }
             })
             .collect();
         Ok(Reply::Observed { jobs })
@@ -238,8 +275,11 @@ impl State {
         if !self.data.repos.contains_key(&repo) {
             return Err(Refusal::UnknownRepo { repo });
         }
-        check_name("branch", branch)?;
-        check_labels(labels)?;
+        check_text("branch", branch, MAX_BRANCH_BYTES)?;
+        if let Some(problem) = labels_problem(labels) {
+            return Err(invalid(problem));
+        }
+        self.check_queue(repo)?;
         let job = self.queue_job(repo, branch, commit, labels, Trigger::Rerun, at);
         Ok(Reply::RerunQueued { job })
     }
@@ -259,7 +299,7 @@ impl State {
 
     fn set_limits(&mut self, limits: &Limits) -> Result<Reply, Refusal> {
         if let Some(problem) = limits.problem() {
-            return Err(invalid(problem.to_owned()));
+            return Err(invalid(problem));
         }
         self.data.limits = limits.clone();
         self.enforce_retention();
@@ -267,6 +307,15 @@ impl State {
     }
 
     // ---- helpers: every change to a job goes through these, so the indexes follow ----
+
+    /// Refuses more jobs for a repository whose queue is full.
+    fn check_queue(&self, repo: RepoId) -> Result<(), Refusal> {
+        let limit = self.data.limits.max_queue_per_repo;
+        if self.open_jobs(repo) >= limit {
+            return Err(Refusal::QueueFull { repo, limit });
+        }
+        Ok(())
+    }
 
     /// The job, if `attempt` is its current one and it is not final.
     fn job_for_update(&self, id: JobId, attempt: u32) -> Result<&Job, Refusal> {
@@ -330,7 +379,11 @@ impl State {
         debug_assert!(status.is_final());
         self.update_job(id, |job| {
             debug_assert!(job.result.is_none(), "job {id} finished twice");
-            job.result = Some(result(job));
+            let mut result = result(job);
+            if let Some(message) = &mut result.message {
+                truncate_to(message, MAX_MESSAGE_BYTES);
+            }
+            job.result = Some(result);
             job.status = status;
         });
         self.data.finished.push_back(id);
@@ -338,22 +391,29 @@ impl State {
         self.enforce_retention();
     }
 
-    fn end_attempt(&mut self, id: JobId, at: Timestamp, note: Option<String>) {
+    fn end_attempt(&mut self, id: JobId, at: Timestamp, mut note: Option<String>) {
+        if let Some(note) = &mut note {
+            truncate_to(note, MAX_NOTE_BYTES);
+        }
         if let Some(attempt) = self.data.jobs.get_mut(&id).and_then(|job| job.attempts.last_mut()) {
             attempt.ended_at = Some(at);
             attempt.note = note;
         }
     }
 
-    /// Drops the output of final jobs beyond `retained_outputs` and forgets final jobs
-    /// beyond `retained_jobs`, oldest first.
-    fn enforce_retention(&mut self) {
+    /// Drops the output and the failing test names (not their counts) of final jobs
+    /// beyond `retained_outputs`, and forgets final jobs beyond `retained_jobs`, oldest
+    /// first.
+    pub(super) fn enforce_retention(&mut self) {
         let limits = &self.data.limits;
         while self.data.outputs_kept.len() > limits.retained_outputs as usize {
             let Some(id) = self.data.outputs_kept.pop_front() else { break };
             if let Some(result) = self.data.jobs.get_mut(&id).and_then(|job| job.result.as_mut()) {
                 result.output_tail = String::new();
                 result.output_pruned = true;
+                if let Some(summary) = &mut result.summary {
+                    summary.failing = Vec::new();
+                }
             }
         }
         while self.data.finished.len() > limits.retained_jobs as usize {
@@ -381,24 +441,34 @@ fn invalid(reason: String) -> Refusal {
     Refusal::Invalid { reason }
 }
 
-fn check_name(what: &str, name: &str) -> Result<(), Refusal> {
-    if name.is_empty() {
-        return Err(invalid(format!("empty {what}")));
+/// Why `text` cannot be a name (`what`) of at most `limit` bytes, if it cannot.
+fn text_problem(what: &str, text: &str, limit: usize) -> Option<String> {
+    if text.is_empty() {
+        Some(format!("empty {what}"))
+    } else if text.len() > limit {
+        Some(format!("{what} longer than {limit} bytes"))
+    } else if text.chars().any(char::is_control) {
+        Some(format!("{what} contains control characters"))
+    } else {
+        None
     }
-    if name.len() > MAX_NAME_BYTES {
-        return Err(invalid(format!("{what} longer than {MAX_NAME_BYTES} bytes")));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(invalid(format!("{what} contains control characters")));
-    }
-    Ok(())
 }
 
-fn check_labels(labels: &[String]) -> Result<(), Refusal> {
+fn check_text(what: &str, text: &str, limit: usize) -> Result<(), Refusal> {
+    text_problem(what, text, limit).map_or(Ok(()), |problem| Err(invalid(problem)))
+}
+
+fn labels_problem(labels: &[String]) -> Option<String> {
     if labels.len() > MAX_LABELS {
-        return Err(invalid(format!("more than {MAX_LABELS} labels")));
+        return Some(format!("more than {MAX_LABELS} labels"));
     }
-    labels.iter().try_for_each(|label| check_name("label", label))
+    labels.iter().find_map(|label| text_problem("label", label, MAX_LABEL_BYTES))
+}
+
+/// Cuts `text` to at most `limit` bytes, on a character boundary.
+fn truncate_to(text: &mut String, limit: usize) {
+    let kept = head_of(text, limit).len();
+    text.truncate(kept);
 }
 
 /// The first `limit` bytes of `text`, ending on a character boundary.
@@ -413,14 +483,14 @@ pub(crate) fn head_of(text: &str, limit: usize) -> &str {
     &text[..end]
 }
 
-/// A summary within [`MAX_FAILING_NAMES`] names of at most [`MAX_NAME_BYTES`] bytes.
+/// A summary within [`MAX_FAILING_NAMES`] names of at most [`MAX_TEST_NAME_BYTES`] bytes.
 fn capped_summary(summary: &TestSummary) -> TestSummary {
     TestSummary {
         failing: summary
             .failing
             .iter()
             .take(MAX_FAILING_NAMES)
-            .map(|name| head_of(name, MAX_NAME_BYTES).to_owned())
+            .map(|name| head_of(name, MAX_TEST_NAME_BYTES).to_owned())
             .collect(),
         ..summary.clone()
     }

@@ -24,12 +24,12 @@ pub struct Cursor {
     /// How many commits the observer's per-round cap has skipped on this branch.
     pub skipped_total: u64,
     /// The most recently skipped commits, newest last, at most
-    /// [`Cursor::RECENT_SKIPPED`] of them, so that a user can rerun them.
+    /// [`Cursor::RECENT_SKIPPED`] of them.
     pub recent_skipped: Vec<CommitId>,
 }
 
 impl Cursor {
-    pub const RECENT_SKIPPED: usize = 100;
+    pub const RECENT_SKIPPED: usize = 10;
 }
 
 /// Why a job exists.
@@ -106,7 +106,8 @@ pub struct JobResult {
     pub duration_ms: u64,
     /// The end of the output, at most `Limits::output_tail_bytes`.
     pub output_tail: String,
-    /// True once retention dropped the tail to keep the state small.
+    /// True once retention dropped the tail, and the failing test names (their counts
+    /// stay), to keep the state small.
     pub output_pruned: bool,
     pub summary: Option<TestSummary>,
     /// Why the job could not run, was cancelled or gave up.

@@ -7,12 +7,16 @@
 //! - `job`: the records (repositories, cursors, jobs).
 //! - `apply`: the rules, one function per command.
 //! - `query`: read-only views the rest of the system needs.
+//! - `bounds`: the largest state (and so snapshot) the limits allow.
+//! - `legacy`: the data as snapshots of earlier versions hold it.
 //!
 //! Only [`Data`] is replicated and snapshotted; the indexes are derived from it and
 //! rebuilt when a snapshot is decoded.
 
 mod apply;
+mod bounds;
 mod job;
+mod legacy;
 mod query;
 #[cfg(test)]
 mod tests;
@@ -21,22 +25,42 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use self::bounds::largest_state_bytes;
 pub use self::job::{Attempt, Cursor, Job, JobResult, JobStatus, Repo, Trigger};
+pub use self::legacy::StateV1;
+#[cfg(test)]
+pub(crate) use self::legacy::WrittenV1;
 pub use self::query::{JobFilter, QueueCounts};
 use crate::types::{CommitId, JobId, NodeId, RepoId};
 
 /// Limits the state machine enforces; changed by `Command::SetLimits`.
+///
+/// With the per-item bounds below they bound the whole state, and so every snapshot: see
+/// [`largest_state_bytes`]. The defaults are also the most each limit may be set to,
+/// so that no sequence of `SetLimits` can let the state outgrow what a node can read back
+/// from its own disk.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// Attempts a job gets when its runner is lost before it ends in `error`.
     pub max_attempts: u32,
     /// The most output a final job keeps.
     pub output_tail_bytes: u32,
-    /// Final jobs whose output tail is kept; older ones keep only their result.
+    /// Final jobs whose output tail (and failing test names) are kept; older ones keep
+    /// only their result and counts.
     pub retained_outputs: u32,
     /// Final jobs kept at all; older ones are forgotten (their cursors remain, so their
     /// commits are never queued again).
     pub retained_jobs: u32,
+    /// Jobs a repository may have queued or running. At that many, a rerun is refused
+    /// ([`Refusal::QueueFull`](crate::command::Refusal::QueueFull)) and so is an
+    /// observation, whose cursor then stays, so that its commits are offered again. An
+    /// observation is never split: one accepted below the limit may pass it by up to
+    /// [`MAX_COMMITS_PER_OBSERVE`] - 1 jobs.
+    pub max_queue_per_repo: u32,
+    /// Repositories watched at once.
+    pub max_repos: u32,
+    /// Branches of one repository with a cursor; an observation of another is refused.
+    pub max_branches_per_repo: u32,
 }
 
 impl Default for Limits {
@@ -46,39 +70,59 @@ impl Default for Limits {
             output_tail_bytes: 64 * 1024,
             retained_outputs: 1_000,
             retained_jobs: 100_000,
+            max_queue_per_repo: 500,
+            max_repos: 100,
+            max_branches_per_repo: 1_000,
         }
     }
 }
 
 impl Limits {
     /// Why these limits cannot be used, if they cannot.
-    pub fn problem(&self) -> Option<&'static str> {
-        if self.max_attempts == 0 {
-            Some("max_attempts must be at least 1")
-        } else if self.output_tail_bytes < 1024 {
-            Some("output_tail_bytes must be at least 1024")
-        } else if self.retained_jobs == 0 {
-            Some("retained_jobs must be at least 1")
-        } else if self.retained_outputs > self.retained_jobs {
-            Some("retained_outputs must not exceed retained_jobs")
-        } else {
-            None
+    pub fn problem(&self) -> Option<String> {
+        let most = Limits::default();
+        let checks = [
+            ("max_attempts", self.max_attempts, 1, most.max_attempts),
+            ("output_tail_bytes", self.output_tail_bytes, 1024, most.output_tail_bytes),
+            ("retained_outputs", self.retained_outputs, 0, most.retained_outputs),
+            ("retained_jobs", self.retained_jobs, 1, most.retained_jobs),
+            ("max_queue_per_repo", self.max_queue_per_repo, 1, most.max_queue_per_repo),
+            ("max_repos", self.max_repos, 1, most.max_repos),
+            ("max_branches_per_repo", self.max_branches_per_repo, 1, most.max_branches_per_repo),
+        ];
+        for (name, value, least, most) in checks {
+            if value < least || value > most {
+                return Some(format!("{name} must be {least} to {most}, not {value}"));
+            }
         }
+        if self.retained_outputs > self.retained_jobs {
+            return Some("retained_outputs must not exceed retained_jobs".to_owned());
+        }
+        None
     }
 }
 
 /// The most commits one `Observe` may queue; the observer caps far lower (100 by default).
-pub const MAX_COMMITS_PER_OBSERVE: usize = 10_000;
-/// The longest repository url or branch name accepted.
+pub const MAX_COMMITS_PER_OBSERVE: usize = 500;
+/// The longest repository url accepted.
 pub const MAX_NAME_BYTES: usize = 4096;
+/// The longest branch name accepted (what most forges allow).
+pub const MAX_BRANCH_BYTES: usize = 255;
 /// The most labels a job may require.
-pub const MAX_LABELS: usize = 64;
-/// The longest message kept with a result (why a job could not run).
-pub const MAX_MESSAGE_BYTES: usize = 4096;
+pub const MAX_LABELS: usize = 8;
+/// The longest label accepted.
+pub const MAX_LABEL_BYTES: usize = 32;
+/// The longest message kept with a result (why a job could not run, was cancelled or
+/// gave up).
+pub const MAX_MESSAGE_BYTES: usize = 512;
 /// The longest reason kept for a requeue or a cancel.
-pub const MAX_REASON_BYTES: usize = 1024;
+pub const MAX_REASON_BYTES: usize = 64;
+/// The longest note kept with an attempt: a reason behind a short prefix ("requeued: ").
+pub const MAX_NOTE_BYTES: usize = MAX_REASON_BYTES + 16;
 /// The most failing test names kept with a result; longer lists are cut.
 pub const MAX_FAILING_NAMES: usize = 100;
+/// The longest failing test name kept; longer ones are cut.
+pub const MAX_TEST_NAME_BYTES: usize = 256;
 
 /// The replicated data: exactly what a snapshot holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +147,8 @@ struct Index {
     running: BTreeMap<NodeId, BTreeSet<JobId>>,
     by_commit: BTreeMap<CommitId, BTreeSet<JobId>>,
     repo_by_url: BTreeMap<String, RepoId>,
+    /// How many jobs of each repository are queued or running (no entry: none).
+    open_by_repo: BTreeMap<RepoId, u32>,
 }
 
 impl Index {
@@ -134,6 +180,9 @@ impl Index {
 
     /// Records the job under its current status.
     fn track_status(&mut self, job: &Job) {
+        if !job.status.is_final() {
+            *self.open_by_repo.entry(job.repo).or_default() += 1;
+        }
         match (job.status, job.runner) {
             (JobStatus::Queued, _) => {
                 self.queued.insert(job.id);
@@ -147,6 +196,14 @@ impl Index {
 
     /// Forgets the job under its current status (call before changing it).
     fn untrack_status(&mut self, job: &Job) {
+        if !job.status.is_final() {
+            if let Some(open) = self.open_by_repo.get_mut(&job.repo) {
+                *open -= 1;
+                if *open == 0 {
+                    self.open_by_repo.remove(&job.repo);
+                }
+            }
+        }
         match (job.status, job.runner) {
             (JobStatus::Queued, _) => {
                 self.queued.remove(&job.id);

@@ -76,6 +76,11 @@ impl State {
             .collect()
     }
 
+    /// How many jobs of `repo` are queued or running (what `max_queue_per_repo` bounds).
+    pub fn open_jobs(&self, repo: RepoId) -> u32 {
+        self.index.open_by_repo.get(&repo).copied().unwrap_or(0)
+    }
+
     pub fn queue_counts(&self) -> QueueCounts {
         let queued = self.index.queued.len() as u64;
         let running = self.index.running.values().map(|ids| ids.len() as u64).sum();

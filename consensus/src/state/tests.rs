@@ -5,6 +5,7 @@
 //! checked to leave the state equal to what it was.
 
 mod batch_test;
+mod capacity_test;
 mod job_test;
 mod limits_test;
 mod query_test;

@@ -32,6 +32,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::{debug, instrument, warn};
 
+use super::committed::CommittedIndex;
 use super::error::{storage_error, StoreError};
 use super::group_commit::GroupCommit;
 use super::keys;
@@ -49,20 +50,34 @@ pub struct LogStore {
     meta: sled::Tree,
     /// Makes writes durable, one flush for all that wait.
     group_commit: GroupCommit,
+    /// The committed index written and on disk, shared with the state machine store.
+    committed: Arc<CommittedIndex>,
 }
 
 impl LogStore {
     /// Wraps the trees of an open database and sweeps entries left behind by a purge that a
-    /// crash interrupted.
-    pub(super) fn new(log: sled::Tree, meta: sled::Tree) -> Result<LogStore, StoreError> {
-        let group_commit = GroupCommit::new(log.clone());
-        let store = LogStore { log: Arc::new(log), meta, group_commit };
+    /// crash interrupted. `group_commit` flushes this database.
+    pub(super) fn new(
+        log: sled::Tree,
+        meta: sled::Tree,
+        group_commit: GroupCommit,
+    ) -> Result<LogStore, StoreError> {
+        let committed = Arc::new(CommittedIndex::default());
+        let store = LogStore { log: Arc::new(log), meta, group_commit, committed };
+        let on_disk =
+            store.read_meta::<Option<LogId>>(keys::COMMITTED, "the committed log id")?.flatten();
+        store.committed.found_on_disk(on_disk.as_ref());
         if let Some(purged) =
             store.read_meta::<LogId>(keys::LAST_PURGED, "the last purged log id")?
         {
             store.remove_through(purged.index)?;
         }
         Ok(store)
+    }
+
+    /// The committed index this store writes, for the state machine store.
+    pub(super) fn committed_index(&self) -> Arc<CommittedIndex> {
+        self.committed.clone()
     }
 
     fn read_meta<T: DeserializeOwned>(
@@ -235,11 +250,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.read_meta(keys::VOTE, "the vote").map_err(storage_error(StorageIOError::read_vote))
     }
 
-    /// Not flushed: losing the newest committed id on a crash only means that fewer
-    /// entries are re-applied on restart; the leader tells the node again.
+    /// Not flushed here, which would hold up the Raft core on every commit: the state
+    /// machine store flushes it before the entries it covers become visible to readers
+    /// (see [`CommittedIndex`]), so that after a crash the node re-applies at least every
+    /// entry whose effect it has shown.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         self.write_meta(keys::COMMITTED, &committed, "the committed log id")
-            .map_err(storage_error(StorageIOError::write))
+            .map_err(storage_error(StorageIOError::write))?;
+        self.committed.written(committed.as_ref());
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {

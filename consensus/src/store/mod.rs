@@ -6,6 +6,8 @@
 //! - `log`: [`LogStore`], openraft's `RaftLogStorage` (log, vote, committed pointer).
 //! - `group_commit`: the flusher that makes the log store's writes durable, one flush for
 //!   every write waiting.
+//! - `committed`: the committed index as written and as on disk, so that the state
+//!   machine never shows an entry whose committed index a crash could lose.
 //! - `state_machine`: [`StateMachineStore`], openraft's `RaftStateMachine` over the
 //!   in-memory [`State`](crate::state::State), and the read API the node uses.
 //! - `snapshot`: the current snapshot in sled and the format of its data.
@@ -15,13 +17,14 @@
 //!  openraft ── append / vote / truncate / purge ──> LogStore ──> trees log, meta ─┐
 //!     │                                           (flush before acknowledging)   │
 //!     └── apply / snapshot ──> StateMachineStore ──> tree snapshot ──────────────┴─> one sled Db
-//!                                │ State in memory         (flush before current)
+//!          (committed id made durable first) │ State in memory  (flush before current)
 //!                                └─> read(|state| ..) for the rest of the node
 //! ```
 //!
 //! Every stored value goes through [`codec`](crate::codec) and starts with its format
 //! version.
 
+mod committed;
 mod error;
 mod group_commit;
 mod keys;

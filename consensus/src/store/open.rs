@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::error::StoreError;
+use super::group_commit::GroupCommit;
 use super::keys;
 use super::log::LogStore;
 use super::snapshot::SnapshotStore;
@@ -26,9 +27,12 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
     let open_tree = |tree: &'static str| {
         database.open_tree(tree).map_err(|source| StoreError::OpenTree { tree, source })
     };
-    let log_store = LogStore::new(open_tree(keys::LOG_TREE)?, open_tree(keys::META_TREE)?)?;
+    let log_tree = open_tree(keys::LOG_TREE)?;
+    let group_commit = GroupCommit::new(log_tree.clone());
+    let log_store = LogStore::new(log_tree, open_tree(keys::META_TREE)?, group_commit.clone())?;
     let snapshots = SnapshotStore::new(open_tree(keys::SNAPSHOT_TREE)?, database.clone());
-    let state_machine = StateMachineStore::load(snapshots)?;
+    let state_machine =
+        StateMachineStore::load(snapshots, group_commit, log_store.committed_index())?;
     tracing::debug!(path = %dir.display(), recovered = database.was_recovered(), "store opened");
     Ok((log_store, state_machine))
 }

@@ -1,8 +1,12 @@
 //! The current snapshot in sled, and the format of a snapshot's data.
 //!
-//! A snapshot's data is `codec(Payload)`: the last applied log id, the last membership and
-//! the whole CI [`State`], behind the codec's format version. The meta repeats the first
-//! two; a payload that disagrees with its meta is refused on install and on load.
+//! A snapshot's data is `codec((PAYLOAD_V2, Payload))`: the last applied log id, the last
+//! membership and the whole CI [`State`], behind the codec's format version and the
+//! payload's own. The meta repeats the first two; a payload that disagrees with its meta
+//! is refused on install and on load. A payload of version 1 (written before the state
+//! had limits per repository) has no version of its own, starts with the tag of an
+//! `Option` (0 or 1) where version 2 has its 2, and still loads (see
+//! [`StateV1`](crate::state::StateV1)).
 //!
 //! Only one snapshot is kept. Its meta and data are written in one atomic batch and
 //! flushed before it is reported as current. A snapshot never replaces a newer one that a
@@ -16,8 +20,11 @@ use tracing::debug;
 use super::error::StoreError;
 use super::keys;
 use crate::codec;
-use crate::state::State;
+use crate::state::{State, StateV1};
 use crate::types::{LogId, SnapshotMeta, StoredMembership};
+
+/// The payload's format version, written in front of it.
+const PAYLOAD_V2: u8 = 2;
 
 /// What a snapshot's data holds. `S` is `&State` when building and `State` when reading.
 #[derive(Serialize, Deserialize)]
@@ -27,11 +34,31 @@ pub(super) struct Payload<S> {
     pub(super) state: S,
 }
 
+impl Payload<&State> {
+    /// The bytes of a snapshot's data.
+    pub(super) fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        codec::encode(&(PAYLOAD_V2, self)).map_err(StoreError::encode("snapshot data"))
+    }
+}
+
 impl Payload<State> {
-    /// Decodes a snapshot's data and checks it against the snapshot's meta.
+    /// Decodes a snapshot's data, of any version, and checks it against the snapshot's
+    /// meta.
     pub(super) fn decode_for(meta: &SnapshotMeta, data: &[u8]) -> Result<Self, StoreError> {
-        let payload: Payload<State> =
-            codec::decode_stored(data).map_err(StoreError::decode("snapshot data"))?;
+        let payload = match codec::decode_stored::<(u8, Payload<State>)>(data) {
+            Ok((PAYLOAD_V2, payload)) => payload,
+            current => match codec::decode_stored::<Payload<StateV1>>(data) {
+                Ok(Payload { last_applied, last_membership, state: StateV1(state) }) => {
+                    Payload { last_applied, last_membership, state }
+                }
+                Err(error) => {
+                    return Err(StoreError::decode("snapshot data")(match current {
+                        Err(current) => current,
+                        Ok(_) => error,
+                    }));
+                }
+            },
+        };
         if payload.last_applied != meta.last_log_id {
             return Err(StoreError::SnapshotMismatch { field: "last applied log id" });
         }
@@ -130,5 +157,55 @@ impl SnapshotStore {
         }
         self.tree.flush_async().await.map_err(StoreError::database("flush the database"))?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::Command;
+    use crate::state::WrittenV1;
+    use crate::types::{NodeId, Timestamp};
+
+    fn meta(last_applied: Option<LogId>) -> SnapshotMeta {
+        SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership: StoredMembership::default(),
+            snapshot_id: "1-7-1".to_owned(),
+        }
+    }
+
+    fn sample() -> State {
+        let mut state = State::default();
+        state.apply(&Command::AddRepo { url: "file:///srv/app.git".into(), at: Timestamp(1) });
+        state
+    }
+
+    #[test]
+    fn a_payload_decodes_and_a_version_1_payload_still_does() {
+        let state = sample();
+        let last_applied = Some(LogId::new(openraft::CommittedLeaderId::new(1, NodeId(1)), 7));
+        let membership = StoredMembership::default();
+        let current =
+            Payload { last_applied, last_membership: membership.clone(), state: &state }.encode();
+        let decoded = Payload::decode_for(&meta(last_applied), &current.expect("encodes"));
+        assert_eq!(decoded.expect("decodes").state, state);
+
+        let written = WrittenV1::of(&state, (3, 65_536, 1_000, 100_000));
+        let old =
+            codec::encode(&Payload { last_applied, last_membership: membership, state: written })
+                .expect("encodes");
+        let decoded = Payload::decode_for(&meta(last_applied), &old).expect("version 1 decodes");
+        assert_eq!(decoded.state, state);
+        assert_eq!(decoded.last_applied, last_applied);
+    }
+
+    #[test]
+    fn a_payload_that_is_no_version_is_refused() {
+        let garbage = codec::encode(&(9u8, "not a snapshot")).expect("encodes");
+        assert!(matches!(
+            Payload::decode_for(&meta(None), &garbage),
+            Err(StoreError::Decode { value: "snapshot data", .. })
+        ));
     }
 }

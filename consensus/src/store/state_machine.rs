@@ -2,9 +2,15 @@
 //!
 //! Applying an entry writes nothing to disk. After a restart the state is the last
 //! snapshot's, and openraft re-applies the committed entries after it (the log store keeps
-//! the committed log id for that). So `applied_state()` right after [`open`](super::open)
-//! is the snapshot's last log id and membership, not the last entry applied before the
-//! restart.
+//! the committed log id for that), before `Raft::new` returns. So `applied_state()` right
+//! after [`open`](super::open) is the snapshot's last log id and membership, not the last
+//! entry applied before the restart.
+//!
+//! Reads never go back in time across a crash: before a batch of entries is applied (and
+//! so before anyone can read its effect), the committed log id that covers it is made
+//! durable, by a flush unless an earlier one already covered it (see
+//! [`CommittedIndex`]). A restarted node therefore re-applies at least every entry it
+//! had shown.
 //!
 //! Locking: one `std::sync::RwLock` guards the state and the applied pointers together.
 //! It is never held across an `.await`. `apply` holds the write lock for one batch of
@@ -13,14 +19,16 @@
 
 use std::io::Cursor;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use tracing::{debug, instrument, trace};
 
+use super::committed::CommittedIndex;
 use super::error::{storage_error, StoreError};
+use super::group_commit::GroupCommit;
 use super::snapshot::{Payload, Replace, SnapshotStore};
-use crate::codec;
 use crate::command::Reply;
 use crate::state::State;
 use crate::types::{
@@ -33,6 +41,10 @@ use crate::types::{
 pub struct StateMachineStore {
     applied: Arc<RwLock<Applied>>,
     snapshots: SnapshotStore,
+    /// Flushes the database (the log store's flusher, shared).
+    group_commit: GroupCommit,
+    /// The committed index the log store writes; made durable before entries apply.
+    committed: Arc<CommittedIndex>,
 }
 
 /// Everything the applied entries have produced, kept together under one lock.
@@ -55,12 +67,43 @@ impl From<Payload<State>> for Applied {
 
 impl StateMachineStore {
     /// Starts from the current snapshot in `snapshots`, or from the empty state.
-    pub(super) fn load(snapshots: SnapshotStore) -> Result<StateMachineStore, StoreError> {
+    /// `group_commit` and `committed` are the log store's.
+    pub(super) fn load(
+        snapshots: SnapshotStore,
+        group_commit: GroupCommit,
+        committed: Arc<CommittedIndex>,
+    ) -> Result<StateMachineStore, StoreError> {
         let applied = match snapshots.load()? {
             Some((meta, data)) => Applied::from(Payload::decode_for(&meta, &data)?),
             None => Applied::default(),
         };
-        Ok(StateMachineStore { applied: Arc::new(RwLock::new(applied)), snapshots })
+        Ok(StateMachineStore {
+            applied: Arc::new(RwLock::new(applied)),
+            snapshots,
+            group_commit,
+            committed,
+        })
+    }
+
+    /// Returns once the committed log id covering the entry at `index` is on disk.
+    /// openraft saves that id before it applies the entry, so one flush is enough, and
+    /// none is needed when an earlier flush already covered it (entries re-applied at
+    /// start, or a batch whose id an append's flush wrote). An entry applied with no
+    /// committed id saved for it (storage tests do that) is flushed each time.
+    async fn make_committed_durable(&self, index: u64) -> Result<(), StoreError> {
+        if self.committed.is_durable(index) {
+            return Ok(());
+        }
+        let covered = self.committed.covered_by_next_flush();
+        let started = Instant::now();
+        self.group_commit.flush().await?;
+        self.committed.flushed(covered);
+        trace!(
+            log_index = index,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "committed id flushed"
+        );
+        Ok(())
     }
 
     /// Runs `f` on the current state. Keep `f` short: entries are not applied meanwhile.
@@ -90,12 +133,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let (meta, data) = {
             let applied = self.read_applied();
-            let data = codec::encode(&Payload {
+            let data = Payload {
                 last_applied: applied.last_applied,
                 last_membership: applied.last_membership.clone(),
                 state: &applied.state,
-            })
-            .map_err(StoreError::encode("snapshot data"))
+            }
+            .encode()
             .map_err(storage_error(|cause| StorageIOError::write_snapshot(None, cause)))?;
             let snapshot_id = self
                 .snapshots
@@ -135,8 +178,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let entries = entries.into_iter();
-        let mut replies = Vec::with_capacity(entries.size_hint().0);
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        if let Some(last) = entries.last() {
+            self.make_committed_durable(last.log_id.index)
+                .await
+                .map_err(storage_error(StorageIOError::write))?;
+        }
+        let mut replies = Vec::with_capacity(entries.len());
         let mut applied = self.write_applied();
         for entry in entries {
             trace!(log_index = entry.log_id.index, "apply");

@@ -11,9 +11,10 @@ use axum::http::StatusCode;
 use axum::Json;
 use eventide_consensus::state::{Attempt, Trigger};
 use eventide_consensus::{
-    Command, Job, JobFilter, JobId, JobStatus, Reply, RepoId, State as CiState,
+    Command, Job, JobFilter, JobId, JobStatus, Refusal, Reply, RepoId, State as CiState,
 };
 use serde::{Deserialize, Serialize};
+use tracing::warn;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::ApiError;
@@ -261,6 +262,10 @@ pub async fn rerun(
     match context.writer.write(command).await? {
         Reply::RerunQueued { job } => {
             Ok((StatusCode::CREATED, Json(applied_job(&context, job, |_| true).await?)))
+        }
+        Reply::Refused(refusal @ Refusal::QueueFull { .. }) => {
+            warn!(commit = %prefix, error = %refusal, "rerun refused");
+            Err(refusal.into())
         }
         Reply::Refused(refusal) => Err(refusal.into()),
         other => Err(unexpected(other)),

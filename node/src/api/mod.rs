@@ -168,6 +168,9 @@ impl From<Refusal> for ApiError {
         let status = match refusal {
             Refusal::UnknownRepo { .. } | Refusal::UnknownJob { .. } => StatusCode::NOT_FOUND,
             Refusal::Invalid { .. } => StatusCode::BAD_REQUEST,
+            // The repository's queue empties as its jobs end: worth trying again later.
+            Refusal::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::LimitReached { .. } => StatusCode::CONFLICT,
             _ => StatusCode::CONFLICT,
         };
         ApiError::new(status, refusal.to_string())

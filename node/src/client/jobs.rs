@@ -174,7 +174,10 @@ pub async fn rerun(
 ) -> anyhow::Result<()> {
     let api = Api::new(node)?;
     let request = RerunRequest { commit: commit.to_owned(), branch };
-    let job: JobDoc = api.post("/api/v1/rerun", &request).await?;
+    let job: JobDoc = api
+        .post("/api/v1/rerun", &request)
+        .await
+        .with_context(|| format!("failed to rerun {commit}"))?;
     println!("queued job {} (rerun of {} on {})", job.id, short(&job.commit), job.branch);
     if !wait {
         return Ok(());

@@ -7,7 +7,7 @@ use super::*;
 use crate::command::TestSummary;
 use crate::state::{
     Attempt, JobFilter, JobResult, JobStatus, QueueCounts, Trigger, MAX_FAILING_NAMES,
-    MAX_MESSAGE_BYTES, MAX_REASON_BYTES,
+    MAX_MESSAGE_BYTES, MAX_REASON_BYTES, MAX_TEST_NAME_BYTES,
 };
 
 fn status(state: &State, job: u64) -> Option<JobStatus> {
@@ -402,7 +402,7 @@ fn messages_reasons_and_failing_names_are_capped() {
         passed: 0,
         failed: 500,
         skipped: 0,
-        failing: (0..500).map(|i| format!("test_{i}")).collect(),
+        failing: (0..500).map(|i| format!("test_{i}_{}", "n".repeat(3 * i))).collect(),
     });
     apply_ok(&mut state, finish_with(1, 1, long));
     let kept = result(&state, 1);
@@ -410,6 +410,9 @@ fn messages_reasons_and_failing_names_are_capped() {
     assert!(message.len() <= MAX_MESSAGE_BYTES && message.len() > MAX_MESSAGE_BYTES - 2);
     let summary = kept.summary.expect("summary kept");
     assert_eq!(summary.failing.len(), MAX_FAILING_NAMES);
+    assert!(summary.failing.iter().all(|name| name.len() <= MAX_TEST_NAME_BYTES));
+    assert_eq!(summary.failing[1], "test_1_nnn", "short names are kept whole");
+    assert_eq!(summary.failing[99].len(), MAX_TEST_NAME_BYTES, "long names are cut");
     assert_eq!(summary.failed, 500, "counts are kept whole");
 
     apply_ok(&mut state, assign(2, runner, 1));

@@ -2,6 +2,7 @@
 //! (first to become final) first, while open jobs are never touched.
 
 use super::*;
+use crate::command::TestSummary;
 use crate::state::{JobFilter, JobStatus, QueueCounts};
 
 fn ids_for_commit(state: &State, n: u8) -> Vec<JobId> {
@@ -21,18 +22,49 @@ fn pass_with_output(state: &mut State, job: u64) {
 }
 
 #[test]
-fn set_limits_refuses_unusable_limits() {
+fn set_limits_refuses_unusable_limits_and_any_above_the_defaults() {
     let defaults = Limits::default;
     let cases = [
-        (Limits { max_attempts: 0, ..defaults() }, "max_attempts must be at least 1"),
+        (Limits { max_attempts: 0, ..defaults() }, "max_attempts must be 1 to 3, not 0"),
+        (Limits { max_attempts: 4, ..defaults() }, "max_attempts must be 1 to 3, not 4"),
         (
             Limits { output_tail_bytes: 1023, ..defaults() },
-            "output_tail_bytes must be at least 1024",
+            "output_tail_bytes must be 1024 to 65536, not 1023",
         ),
-        (Limits { retained_jobs: 0, ..defaults() }, "retained_jobs must be at least 1"),
+        (
+            Limits { output_tail_bytes: 65537, ..defaults() },
+            "output_tail_bytes must be 1024 to 65536, not 65537",
+        ),
+        (
+            Limits { retained_outputs: 1001, ..defaults() },
+            "retained_outputs must be 0 to 1000, not 1001",
+        ),
+        (Limits { retained_jobs: 0, ..defaults() }, "retained_jobs must be 1 to 100000, not 0"),
+        (
+            Limits { retained_jobs: 100_001, ..defaults() },
+            "retained_jobs must be 1 to 100000, not 100001",
+        ),
         (
             Limits { retained_jobs: 5, retained_outputs: 6, ..defaults() },
             "retained_outputs must not exceed retained_jobs",
+        ),
+        (
+            Limits { max_queue_per_repo: 0, ..defaults() },
+            "max_queue_per_repo must be 1 to 500, not 0",
+        ),
+        (
+            Limits { max_queue_per_repo: 501, ..defaults() },
+            "max_queue_per_repo must be 1 to 500, not 501",
+        ),
+        (Limits { max_repos: 0, ..defaults() }, "max_repos must be 1 to 100, not 0"),
+        (Limits { max_repos: 101, ..defaults() }, "max_repos must be 1 to 100, not 101"),
+        (
+            Limits { max_branches_per_repo: 0, ..defaults() },
+            "max_branches_per_repo must be 1 to 1000, not 0",
+        ),
+        (
+            Limits { max_branches_per_repo: u32::MAX, ..defaults() },
+            "max_branches_per_repo must be 1 to 1000, not 4294967295",
         ),
     ];
     for (limits, reason) in cases {
@@ -45,8 +77,15 @@ fn set_limits_refuses_unusable_limits() {
 #[test]
 fn set_limits_replaces_the_limits() {
     let mut state = State::default();
-    let limits =
-        Limits { max_attempts: 1, output_tail_bytes: 1024, retained_outputs: 0, retained_jobs: 1 };
+    let limits = Limits {
+        max_attempts: 1,
+        output_tail_bytes: 1024,
+        retained_outputs: 0,
+        retained_jobs: 1,
+        max_queue_per_repo: 1,
+        max_repos: 1,
+        max_branches_per_repo: 1,
+    };
     assert_eq!(state.apply(&Command::SetLimits { limits: limits.clone() }), Reply::LimitsSet);
     assert_eq!(*state.limits(), limits);
 }
@@ -87,6 +126,23 @@ fn retention_prunes_outputs_then_forgets_jobs_in_the_order_they_ended() {
         observe(REPO, MAIN, None, &[1, 3]),
         Refusal::CursorMoved { expected: None, actual: Some(commit(6)) },
     );
+}
+
+#[test]
+fn retention_drops_failing_test_names_with_the_output_and_keeps_the_counts() {
+    let mut state = repo_with_jobs(2);
+    apply_ok(&mut state, set_limits(|limits| limits.retained_outputs = 1));
+    let failing = TestSummary { passed: 1, failed: 2, skipped: 3, failing: labels(&["a", "b"]) };
+    for job in [1, 2] {
+        apply_ok(&mut state, assign(job, RUNNER, 1));
+        let mut failed = outcome(Verdict::Failed, "FAILED");
+        failed.summary = Some(failing.clone());
+        apply_ok(&mut state, finish_with(job, 1, failed));
+    }
+    let summary = |job| state.job(JobId(job)).and_then(|j| j.result.clone()?.summary);
+    assert_eq!(summary(1), Some(TestSummary { failing: Vec::new(), ..failing.clone() }));
+    assert_eq!(summary(2), Some(failing));
+    assert_eq!(output_of(&state, 1), Some((String::new(), true)));
 }
 
 #[test]

@@ -2,7 +2,9 @@
 
 use super::*;
 use crate::state::{Cursor, JobFilter, JobStatus, QueueCounts, Trigger};
-use crate::state::{MAX_COMMITS_PER_OBSERVE, MAX_LABELS, MAX_NAME_BYTES};
+use crate::state::{
+    MAX_BRANCH_BYTES, MAX_COMMITS_PER_OBSERVE, MAX_LABELS, MAX_LABEL_BYTES, MAX_NAME_BYTES,
+};
 
 #[test]
 fn add_repo_gives_sequential_ids_and_indexes_the_url() {
@@ -193,12 +195,19 @@ fn observe_records_skipped_commits_in_the_cursor_up_to_the_cap() {
     assert_eq!(cursor.skipped_total, 150);
     assert_eq!(cursor.recent_skipped.len(), Cursor::RECENT_SKIPPED);
     // The newest are kept, newest last.
-    assert_eq!(cursor.recent_skipped, commits(50..150));
+    assert_eq!(cursor.recent_skipped, commits(140..150));
+
+    // A few more push the oldest out.
+    let mut third = observation(REPO, MAIN, Some(201), &[202]);
+    third.skipped = commits(150..153);
+    apply_ok(&mut state, Command::Observe(third));
+    let cursor = state.cursor(REPO, MAIN).expect("the branch has a cursor");
+    assert_eq!(cursor.recent_skipped, commits(143..153));
 
     // An observation that skips nothing keeps the record.
-    apply_ok(&mut state, observe(REPO, MAIN, Some(201), &[202]));
+    apply_ok(&mut state, observe(REPO, MAIN, Some(202), &[203]));
     let cursor = state.cursor(REPO, MAIN).expect("the branch has a cursor");
-    assert_eq!((cursor.skipped_total, cursor.recent_skipped.len()), (150, 100));
+    assert_eq!((cursor.skipped_total, cursor.recent_skipped.len()), (153, 10));
 }
 
 #[test]
@@ -212,43 +221,81 @@ fn observe_refuses_an_unknown_repository() {
 }
 
 #[test]
-fn observe_refuses_invalid_branches_labels_and_too_many_commits() {
-    let too_many = Observe {
-        commits: vec![
-            ObservedCommit { commit: commit(1), labels: Vec::new() };
-            MAX_COMMITS_PER_OBSERVE + 1
-        ],
+fn observe_refuses_invalid_branches_and_too_many_commits() {
+    let with_commits = |count: usize| Observe {
+        commits: vec![ObservedCommit { commit: commit(1), labels: Vec::new() }; count],
         ..observation(REPO, MAIN, None, &[1])
     };
-    let most = Observe {
-        commits: vec![
-            ObservedCommit { commit: commit(1), labels: Vec::new() };
-            MAX_COMMITS_PER_OBSERVE
-        ],
-        ..observation(REPO, MAIN, None, &[1])
-    };
-    let with_labels = |labels: Vec<String>| Observe {
-        commits: vec![ObservedCommit { commit: commit(1), labels }],
-        ..observation(REPO, MAIN, None, &[1])
-    };
-    let label_names: Vec<String> = (0..=MAX_LABELS).map(|n| format!("label-{n}")).collect();
+    let longest = "b".repeat(MAX_BRANCH_BYTES);
+    let too_long = format!("{longest}é");
     let cases = [
-        (observation(REPO, "", None, &[1]), Some("empty branch")),
-        (observation(REPO, "a\tb", None, &[1]), Some("branch contains control characters")),
-        (too_many, Some("10001 commits in one observation, at most 10000")),
-        (with_labels(label_names.clone()), Some("more than 64 labels")),
-        (with_labels(labels(&["linux", ""])), Some("empty label")),
-        (with_labels(label_names[..MAX_LABELS].to_vec()), None),
-        (most, None),
+        (observation(REPO, "", None, &[1]), Some("empty branch".to_owned())),
+        (observation(REPO, "a\tb", None, &[1]), Some("branch contains control characters".into())),
+        (observation(REPO, &too_long, None, &[1]), Some("branch longer than 255 bytes".into())),
+        (
+            with_commits(MAX_COMMITS_PER_OBSERVE + 1),
+            Some(format!("501 commits in one observation, at most {MAX_COMMITS_PER_OBSERVE}")),
+        ),
+        (observation(REPO, &longest, None, &[1]), None),
+        (with_commits(MAX_COMMITS_PER_OBSERVE), None),
     ];
     for (observe, refusal) in cases {
         let mut state = repo_with_jobs(0);
         match refusal {
-            Some(reason) => assert_refused(&mut state, Command::Observe(observe), invalid(reason)),
+            Some(reason) => assert_refused(&mut state, Command::Observe(observe), invalid(&reason)),
             None => {
                 apply_ok(&mut state, Command::Observe(observe));
             }
         }
+    }
+}
+
+/// Labels come from the repository's own configuration: a commit whose labels break
+/// the bounds must not stall its branch (every later observation would include it), so
+/// its job ends in `error` at once, saying why, and the rest are queued.
+#[test]
+fn a_commit_with_labels_beyond_the_bounds_gets_a_job_that_ends_in_error() {
+    let too_many: Vec<String> = (0..=MAX_LABELS).map(|n| format!("label-{n}")).collect();
+    let most: Vec<String> = too_many[..MAX_LABELS].to_vec();
+    let cases = [
+        (too_many, Some("more than 8 labels")),
+        (labels(&["linux", ""]), Some("empty label")),
+        (vec!["l".repeat(MAX_LABEL_BYTES + 1)], Some("label longer than 32 bytes")),
+        (labels(&["bad\nlabel"]), Some("label contains control characters")),
+        (vec!["l".repeat(MAX_LABEL_BYTES)], None),
+        (most, None),
+    ];
+    for (commit_labels, problem) in cases {
+        let mut state = repo_with_jobs(0);
+        let observe = Observe {
+            commits: vec![
+                ObservedCommit { commit: commit(1), labels: commit_labels.clone() },
+                ObservedCommit { commit: commit(2), labels: Vec::new() },
+            ],
+            ..observation(REPO, MAIN, None, &[2])
+        };
+
+        let reply = apply_ok(&mut state, Command::Observe(observe));
+
+        assert_eq!(reply, Reply::Observed { jobs: vec![JobId(1), JobId(2)] });
+        let first = state.job(JobId(1)).expect("job 1");
+        match problem {
+            Some(problem) => {
+                assert_eq!(first.status, JobStatus::Error, "{commit_labels:?}");
+                assert!(first.labels.is_empty());
+                let message = first.result.as_ref().and_then(|r| r.message.clone());
+                let expected = format!("not run: its runner labels are refused: {problem}");
+                assert_eq!(message, Some(expected));
+            }
+            None => {
+                assert_eq!(first.status, JobStatus::Queued);
+                let mut sorted = commit_labels.clone();
+                sorted.sort();
+                assert_eq!(first.labels, sorted);
+            }
+        }
+        assert_eq!(state.job(JobId(2)).map(|job| job.status), Some(JobStatus::Queued));
+        assert_eq!(state.cursor(REPO, MAIN).map(|c| c.head.clone()), Some(commit(2)));
     }
 }
 

@@ -1,0 +1,132 @@
+//! The largest state the limits allow, in encoded bytes.
+//!
+//! Every collection in [`Data`](super::Data) is bounded, by a [`Limits`] field or by a
+//! per-item constant, so the encoded state is too. [`largest_state_bytes`] adds up the
+//! most each part can take in the codec's encoding (bincode's standard configuration:
+//! integers as varints of at most 9 bytes, lengths as u64 varints, enum tags as u32
+//! varints), counting every item at its largest. It is an upper bound, not an estimate:
+//! a test builds the largest state and checks it stays below.
+//!
+//! The count of each kind of item:
+//!
+//! - repositories: `max_repos`; cursors: `max_branches_per_repo` per repository, each with
+//!   at most [`Cursor::RECENT_SKIPPED`] skipped commits;
+//! - jobs queued or running: an observation applies only while the repository has fewer
+//!   than `max_queue_per_repo`, and queues at most [`MAX_COMMITS_PER_OBSERVE`], so a
+//!   repository has at most `max_queue_per_repo - 1 + MAX_COMMITS_PER_OBSERVE`;
+//! - final jobs: `retained_jobs`, of which `retained_outputs` keep their output tail and
+//!   failing test names;
+//! - attempts per job: `max_attempts` (an attempt starts only at the current attempt
+//!   number, which only a requeue below `max_attempts` raises).
+//!
+//! The default limits are also the most [`Limits::problem`] accepts, so
+//! `largest_state_bytes(&Limits::default())` bounds every state, whatever limits were set
+//! on the way.
+
+use super::{
+    Cursor, Limits, MAX_BRANCH_BYTES, MAX_COMMITS_PER_OBSERVE, MAX_FAILING_NAMES, MAX_LABELS,
+    MAX_LABEL_BYTES, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, MAX_NOTE_BYTES, MAX_TEST_NAME_BYTES,
+};
+
+/// A u64 (ids, time stamps, counts) as a varint.
+const U64: u64 = 9;
+/// A u32 or i32 as a varint.
+const U32: u64 = 5;
+/// The length in front of a string, a list or a map.
+const LEN: u64 = U64;
+/// An enum's variant.
+const TAG: u64 = U32;
+/// The `Some`/`None` byte of an `Option`.
+const OPTION: u64 = 1;
+const BOOL: u64 = 1;
+/// A commit id: a string of 40 or 64 hex digits.
+const COMMIT: u64 = LEN + 64;
+
+const fn text(max_bytes: usize) -> u64 {
+    LEN + max_bytes as u64
+}
+
+/// The most bytes the encoding of a state under `limits` can take.
+pub fn largest_state_bytes(limits: &Limits) -> u64 {
+    let repos = u64::from(limits.max_repos);
+    let branches = repos * u64::from(limits.max_branches_per_repo);
+    let open_jobs = repos
+        * (u64::from(limits.max_queue_per_repo).saturating_sub(1) + MAX_COMMITS_PER_OBSERVE as u64);
+    let final_jobs = u64::from(limits.retained_jobs);
+    let outputs = u64::from(limits.retained_outputs);
+
+    let repo = U64 + U64 + text(MAX_NAME_BYTES) + U64;
+    let cursor =
+        text(MAX_BRANCH_BYTES) + COMMIT + U64 + U64 + LEN + Cursor::RECENT_SKIPPED as u64 * COMMIT;
+    let attempt = U32 + U64 + U64 + (OPTION + U64) + (OPTION + text(MAX_NOTE_BYTES));
+    let open_job = U64 // its key in the job map
+        + U64
+        + U64
+        + text(MAX_BRANCH_BYTES)
+        + COMMIT
+        + TAG
+        + LEN
+        + MAX_LABELS as u64 * text(MAX_LABEL_BYTES)
+        + TAG
+        + U32
+        + U64
+        + (OPTION + U64)
+        + (OPTION + U64)
+        + LEN
+        + u64::from(limits.max_attempts) * attempt
+        + OPTION;
+    // A result without output and failing names, as retention leaves it.
+    let result = (OPTION + U32)
+        + U64
+        + LEN
+        + BOOL
+        + (OPTION + 3 * U32 + LEN)
+        + (OPTION + text(MAX_MESSAGE_BYTES))
+        + U64;
+    let final_job = open_job + result + U64; // and its place in `finished`
+    let output = u64::from(limits.output_tail_bytes)
+        + MAX_FAILING_NAMES as u64 * text(MAX_TEST_NAME_BYTES)
+        + U64; // its place in `outputs_kept`
+
+    let fixed = 7 * U32 + 2 * U64 + 5 * LEN;
+    fixed
+        + repos * (U64 + repo + U64 + LEN) // in the repository map and the cursor map
+        + branches * cursor
+        + open_jobs * open_job
+        + final_jobs * final_job
+        + outputs * output
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::STORED_LIMIT;
+
+    #[test]
+    fn the_largest_state_fits_what_a_node_reads_back_from_disk() {
+        let largest = largest_state_bytes(&Limits::default());
+        // Room is left for the snapshot's own fields (log id, membership) and for growth.
+        assert!(
+            largest < STORED_LIMIT as u64 / 2,
+            "the limits allow a state of {largest} bytes, the stored limit is {STORED_LIMIT}"
+        );
+    }
+
+    #[test]
+    fn lower_limits_allow_a_smaller_state() {
+        let most = Limits::default();
+        let largest = largest_state_bytes(&most);
+        let lowered = [
+            Limits { max_attempts: 1, ..most.clone() },
+            Limits { output_tail_bytes: 1024, ..most.clone() },
+            Limits { retained_outputs: 0, ..most.clone() },
+            Limits { retained_jobs: 1_000, retained_outputs: 1_000, ..most.clone() },
+            Limits { max_queue_per_repo: 1, ..most.clone() },
+            Limits { max_repos: 1, ..most.clone() },
+            Limits { max_branches_per_repo: 1, ..most.clone() },
+        ];
+        for limits in lowered {
+            assert!(largest_state_bytes(&limits) < largest, "{limits:?}");
+        }
+    }
+}

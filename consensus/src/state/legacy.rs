@@ -1,0 +1,156 @@
+//! The replicated data as snapshots of earlier versions hold it, so that they still load.
+//!
+//! Version 1 had four limits (no queue, repository or branch limits). Its data loads with
+//! those four kept, within today's bounds, and the others at their defaults. Texts it kept
+//! under older, looser per-item bounds stay as they were: they leave the state as those
+//! jobs are retired.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Deserializer};
+
+use super::{Cursor, Data, Index, Job, Limits, Repo, State};
+use crate::types::{JobId, RepoId};
+
+#[derive(Deserialize)]
+struct LimitsV1 {
+    max_attempts: u32,
+    output_tail_bytes: u32,
+    retained_outputs: u32,
+    retained_jobs: u32,
+}
+
+#[derive(Deserialize)]
+struct DataV1 {
+    limits: LimitsV1,
+    last_repo_id: u64,
+    last_job_id: u64,
+    repos: BTreeMap<RepoId, Repo>,
+    cursors: BTreeMap<RepoId, BTreeMap<String, Cursor>>,
+    jobs: BTreeMap<JobId, Job>,
+    finished: VecDeque<JobId>,
+    outputs_kept: VecDeque<JobId>,
+}
+
+/// A [`State`] decoded from version 1 data (see the module doc).
+pub struct StateV1(pub State);
+
+impl<'de> Deserialize<'de> for StateV1 {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let old = DataV1::deserialize(deserializer)?;
+        let most = Limits::default();
+        let limits = Limits {
+            max_attempts: old.limits.max_attempts.clamp(1, most.max_attempts),
+            output_tail_bytes: old.limits.output_tail_bytes.clamp(1024, most.output_tail_bytes),
+            retained_jobs: old.limits.retained_jobs.clamp(1, most.retained_jobs),
+            retained_outputs: old
+                .limits
+                .retained_outputs
+                .min(most.retained_outputs)
+                .min(old.limits.retained_jobs.clamp(1, most.retained_jobs)),
+            ..most
+        };
+        let data = Data {
+            limits,
+            last_repo_id: old.last_repo_id,
+            last_job_id: old.last_job_id,
+            repos: old.repos,
+            cursors: old.cursors,
+            jobs: old.jobs,
+            finished: old.finished,
+            outputs_kept: old.outputs_kept,
+        };
+        let index = Index::build(&data);
+        let mut state = State { data, index };
+        // Lowered limits apply at once, as a `SetLimits` would.
+        state.enforce_retention();
+        Ok(StateV1(state))
+    }
+}
+
+/// Version 1 data exactly as it was encoded (the same fields with four limits), for
+/// tests of the loading path.
+#[cfg(test)]
+#[derive(serde::Serialize)]
+pub(crate) struct WrittenV1<'a> {
+    limits: (u32, u32, u32, u32),
+    last_repo_id: u64,
+    last_job_id: u64,
+    repos: &'a BTreeMap<RepoId, Repo>,
+    cursors: &'a BTreeMap<RepoId, BTreeMap<String, Cursor>>,
+    jobs: &'a BTreeMap<JobId, Job>,
+    finished: &'a VecDeque<JobId>,
+    outputs_kept: &'a VecDeque<JobId>,
+}
+
+#[cfg(test)]
+impl<'a> WrittenV1<'a> {
+    /// `state` as version 1 wrote it, with these four limits.
+    pub(crate) fn of(state: &'a State, limits: (u32, u32, u32, u32)) -> Self {
+        let data = &state.data;
+        WrittenV1 {
+            limits,
+            last_repo_id: data.last_repo_id,
+            last_job_id: data.last_job_id,
+            repos: &data.repos,
+            cursors: &data.cursors,
+            jobs: &data.jobs,
+            finished: &data.finished,
+            outputs_kept: &data.outputs_kept,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+    use crate::command::{Command, Observe, ObservedCommit};
+    use crate::types::{CommitId, Timestamp};
+
+    /// A repository with one queued job.
+    fn sample() -> State {
+        let mut state = State::default();
+        state.apply(&Command::AddRepo { url: "file:///srv/app.git".into(), at: Timestamp(1) });
+        let head = CommitId::try_new(&"ab".repeat(20)).expect("a commit id");
+        state.apply(&Command::Observe(Observe {
+            repo: RepoId(1),
+            branch: "main".into(),
+            expected_head: None,
+            new_head: head.clone(),
+            commits: vec![ObservedCommit { commit: head, labels: Vec::new() }],
+            skipped: Vec::new(),
+            at: Timestamp(2),
+        }));
+        state
+    }
+
+    #[test]
+    fn version_1_data_loads_with_its_limits_and_the_new_ones_at_their_defaults() {
+        let state = sample();
+        let bytes = codec::encode(&WrittenV1::of(&state, (2, 2048, 10, 20))).expect("encodes");
+
+        let StateV1(loaded) = codec::decode_stored(&bytes).expect("version 1 decodes");
+
+        let limits = Limits {
+            max_attempts: 2,
+            output_tail_bytes: 2048,
+            retained_outputs: 10,
+            retained_jobs: 20,
+            ..Limits::default()
+        };
+        assert_eq!(*loaded.limits(), limits);
+        assert_eq!(loaded.data.jobs, state.data.jobs);
+        assert_eq!(loaded.index, state.index, "the indexes are rebuilt");
+    }
+
+    #[test]
+    fn version_1_limits_beyond_todays_bounds_are_brought_within_them() {
+        let state = sample();
+        let bytes =
+            codec::encode(&WrittenV1::of(&state, (9, 1 << 20, 5_000, 1 << 30))).expect("encodes");
+        let StateV1(loaded) = codec::decode_stored(&bytes).expect("version 1 decodes");
+        assert_eq!(*loaded.limits(), Limits::default());
+        assert_eq!(loaded.limits().problem(), None);
+    }
+}
