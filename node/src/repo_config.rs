@@ -21,7 +21,9 @@ pub const CONFIG_FILE: &str = ".eventide.toml";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// A job that needs longer is almost certainly stuck; a day bounds how long a slot is lost.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
-pub const MAX_LABELS: usize = 64;
+/// Most labels a job may require, and the longest label: the replicated state's limits,
+/// so that a configuration breaking them is a configuration error, not a refused job.
+pub use eventide_consensus::state::{MAX_LABELS, MAX_LABEL_BYTES};
 pub const MAX_JUNIT_PATTERNS: usize = 16;
 /// The runner passes its own variables with this prefix; a repository may not fake them.
 pub const RESERVED_ENV_PREFIX: &str = "EVENTIDE_";
@@ -120,6 +122,11 @@ pub fn parse(text: &str) -> Result<RepoConfig, ConfigError> {
         return Err(ConfigError::invalid(format!("[test] labels: at most {MAX_LABELS} allowed")));
     }
     for label in &test.labels {
+        if label.len() > MAX_LABEL_BYTES {
+            return Err(ConfigError::invalid(format!(
+                "[test] labels {label:?}: at most {MAX_LABEL_BYTES} bytes"
+            )));
+        }
         let valid =
             !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || "-_.:".contains(c));
         if !valid {

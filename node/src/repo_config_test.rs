@@ -162,10 +162,21 @@ fn list_limits_are_enforced() {
     let text = format!("[test]\ncommand = \"make\"\nlabels = [{}]\n", labels.join(", "));
     assert_eq!(
         parse(&text).map_err(|e| e.to_string()),
-        Err("invalid .eventide.toml: [test] labels: at most 64 allowed".to_owned())
+        Err(format!("invalid .eventide.toml: [test] labels: at most {MAX_LABELS} allowed"))
     );
     let text = format!("[test]\ncommand = \"make\"\nlabels = [{}]\n", labels[1..].join(", "));
     assert_eq!(parse(&text).map(|c| c.labels.len()), Ok(MAX_LABELS));
+    let long = "l".repeat(MAX_LABEL_BYTES + 1);
+    let text = format!("[test]\ncommand = \"make\"\nlabels = [\"{long}\"]\n");
+    assert_eq!(
+        parse(&text).map_err(|e| e.to_string()),
+        Err(format!(
+            "invalid .eventide.toml: [test] labels \"{long}\": at most {MAX_LABEL_BYTES} bytes"
+        ))
+    );
+    let longest = "l".repeat(MAX_LABEL_BYTES);
+    let text = format!("[test]\ncommand = \"make\"\nlabels = [\"{longest}\"]\n");
+    assert_eq!(parse(&text).map(|c| c.labels), Ok(vec![longest]));
 
     let patterns: Vec<String> =
         (0..=MAX_JUNIT_PATTERNS).map(|i| format!("\"r{i}/*.xml\"")).collect();

@@ -220,7 +220,7 @@ impl Observer {
             let remembered = lock(&self.refusals)
                 .refused(repo.id, branch, head, Instant::now())
                 .map(|reason| refused_error(branch, head, reason));
-            let result = match remembered {
+            let result = match remembered.or_else(|| self.queue_full(repo.id, &proposal)) {
                 Some(error) => Err(RepoError::Repo(error)),
                 None => self.propose(repo.id, proposal).await,
             };
@@ -233,6 +233,24 @@ impl Observer {
             }
         }
         first_error.map_or(Ok(()), |error| Err(RepoError::Repo(error)))
+    }
+
+    /// The error to show instead of proposing commits to a repository whose queue this
+    /// replica sees full: the state would refuse them (and the cursor stays, so they
+    /// are offered again once there is room), so a full queue costs no Raft entry per
+    /// round. A proposal that queues nothing (a cursor move) still goes ahead.
+    fn queue_full(&self, repo: RepoId, proposal: &Proposal) -> Option<anyhow::Error> {
+        if proposal.commits.is_empty() {
+            return None;
+        }
+        let (open, limit) = self
+            .context
+            .state_machine
+            .read(|state| (state.open_jobs(repo), state.limits().max_queue_per_repo));
+        (open >= limit).then(|| {
+            let refusal = Refusal::QueueFull { repo, limit };
+            anyhow::anyhow!("new commits on branch {:?} wait: {refusal}", proposal.plan.branch)
+        })
     }
 
     async fn propose(&self, repo: RepoId, proposal: Proposal) -> Result<(), RepoError> {
@@ -269,6 +287,15 @@ impl Observer {
             }
             // Removed during the round: the next round no longer sees it.
             Reply::Refused(Refusal::UnknownRepo { .. }) => {}
+            // Not remembered: the same commits are offered again as soon as the queue
+            // has room (the cursor did not move).
+            Reply::Refused(refusal @ Refusal::QueueFull { .. }) => {
+                return Err(RepoError::Repo(refused_error(
+                    &branch,
+                    &new_head,
+                    &refusal.to_string(),
+                )));
+            }
             Reply::Refused(refusal) => {
                 let reason = refusal.to_string();
                 let error = refused_error(&branch, &new_head, &reason);
