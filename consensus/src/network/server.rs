@@ -90,6 +90,20 @@ async fn snapshot(State(snapshots): State<Snapshots>, body: Bytes) -> Response {
     if let Err(problem) = plausible::snapshot_request(me(&snapshots.raft), &request) {
         return implausible(SNAPSHOT_PATH, &request.vote, problem);
     }
+    // In a task of its own, so that a leader giving up on the answer (its chunk timeout
+    // closes the connection, which drops this handler) cannot leave the copy of the
+    // stream written without openraft's answer settling it.
+    match tokio::spawn(take_chunk(snapshots, request)).await {
+        Ok(response) => response,
+        Err(error) => {
+            warn!(error = %error, "snapshot chunk task failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "snapshot chunk task failed").into_response()
+        }
+    }
+}
+
+/// Checks a plausible chunk against the stream, and hands it to openraft.
+async fn take_chunk(snapshots: Snapshots, request: InstallSnapshotRequest) -> Response {
     let mut received = snapshots.received.lock().await;
     if let Err(problem) = received.check(&request) {
         return implausible(SNAPSHOT_PATH, &request.vote, problem);
