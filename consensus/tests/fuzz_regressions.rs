@@ -23,6 +23,11 @@
 //!   follow `prev_log_id` trip an assertion in openraft.
 //! - `raft_rpc/malformed-snapshot-chunk-at-2-pow-40.bin` (issue 10): the node tried to
 //!   allocate the chunk's offset (1 TiB) and aborted.
+//! - `raft_rpc/malformed-final-snapshot-chunk-of-garbage.bin` (issue 10): one final
+//!   snapshot chunk (offset 0, `done`) whose data is no snapshot, under a vote above the
+//!   node's (term 1000, node 2), made the store fail to install it; openraft takes any
+//!   storage error as fatal and Raft stopped on that node for good. The assembled
+//!   snapshot is now decoded before the final chunk reaches openraft.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -36,7 +41,7 @@ use eventide_consensus::types::{
     AppendEntriesRequest, AppendEntriesResponse, Entry, InstallSnapshotRequest, LogId, RaftError,
     SnapshotMeta, StoredMembership, Vote, VoteRequest, VoteResponse,
 };
-use eventide_consensus::{Command, RaftTiming, Reply, State};
+use eventide_consensus::{Command, NodeId, RaftTiming, Reply, State};
 
 fn corpus(target: &str) -> Vec<(String, Vec<u8>, bool)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_corpus").join(target);
@@ -112,5 +117,66 @@ async fn raft_routes_answer_malformed_bodies_with_400() {
     }
     let running = node.raft.metrics().borrow().running_state.clone();
     assert!(running.is_ok(), "raft stopped: {running:?}");
+    node.kill().await;
+}
+
+/// The body of `raft_rpc/malformed-final-snapshot-chunk-of-garbage.bin`: what it is,
+/// spelled out, so that the file can be checked and rebuilt.
+fn forged_final_chunk(vote: Vote, offset: u64) -> InstallSnapshotRequest {
+    let meta = SnapshotMeta { snapshot_id: "forged".into(), ..SnapshotMeta::default() };
+    InstallSnapshotRequest { vote, meta, offset, data: b"not a snapshot".to_vec(), done: true }
+}
+
+async fn post_snapshot_chunk(addr: &str, request: &InstallSnapshotRequest) -> (u16, String) {
+    let body = codec::encode(request).expect("encode");
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}{SNAPSHOT_PATH}"))
+        .header(reqwest::header::CONTENT_TYPE, CODEC_CONTENT_TYPE)
+        .body(body)
+        .send()
+        .await
+        .expect("an answer");
+    (response.status().as_u16(), response.text().await.expect("a body"))
+}
+
+#[test]
+fn the_forged_final_snapshot_chunk_in_the_corpus_is_what_it_says() {
+    let (_, bytes, _) = corpus("raft_rpc")
+        .into_iter()
+        .find(|(name, _, _)| name.contains("final-snapshot-chunk-of-garbage"))
+        .expect("in the corpus");
+    let forged = forged_final_chunk(Vote::new_committed(1000, NodeId(2)), 0);
+    assert_eq!(bytes, codec::encode(&forged).expect("encode"));
+}
+
+/// Issue 10: a forged final snapshot chunk, alone or after a first chunk that was taken,
+/// is refused with 400, and Raft keeps running and committing on the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_snapshot_chunk_that_does_not_decode_is_refused_and_raft_keeps_running() {
+    let config = std::sync::Arc::new(RaftTiming::default().to_config("fuzz").expect("timing"));
+    let node = LocalNode::start_for_test(1, config).await;
+    node.raft.initialize(BTreeMap::from([(node.id, node.info())])).await.expect("initialize");
+    node.wait_for_leader(None).await;
+    let term = node.raft.metrics().borrow().current_term;
+    let vote = Vote::new_committed(1000, NodeId(2));
+
+    let (status, text) = post_snapshot_chunk(&node.addr, &forged_final_chunk(vote, 0)).await;
+    assert_eq!((status, text.starts_with("malformed request")), (400, true), "{text}");
+
+    // The same garbage streamed: a first chunk is taken, the final one refused.
+    let mut first = forged_final_chunk(vote, 0);
+    first.done = false;
+    let (status, text) = post_snapshot_chunk(&node.addr, &first).await;
+    assert_eq!(status, 200, "a first chunk is taken: {text}");
+    let (status, text) =
+        post_snapshot_chunk(&node.addr, &forged_final_chunk(vote, first.data.len() as u64)).await;
+    assert_eq!((status, text.starts_with("malformed request")), (400, true), "{text}");
+
+    // Nothing reached the store nor changed the vote: the node still leads, and commits.
+    let metrics = node.raft.metrics().borrow().clone();
+    assert!(metrics.running_state.is_ok(), "raft stopped: {:?}", metrics.running_state);
+    assert_eq!((metrics.current_leader, metrics.current_term), (Some(node.id), term));
+    let written = node.raft.client_write(Command::Batch(Vec::new())).await.expect("a commit");
+    node.wait_applied(written.log_id.index).await;
     node.kill().await;
 }

@@ -4,9 +4,11 @@
 //! - Without a secret, a `Batch` nested a million levels deep (2 MB) posted to
 //!   `/internal/raft/write`, or carried by an append-entries entry, is refused with 400
 //!   instead of overflowing the stack; so are Raft RPCs with a term of `u64::MAX`, log
-//!   indexes near `u64::MAX`, entries that do not follow `prev_log_id`, and snapshot
-//!   chunks far beyond what was sent. The nodes stay up and the cluster keeps testing
-//!   commits.
+//!   indexes near `u64::MAX`, entries that do not follow `prev_log_id`, snapshot
+//!   chunks far beyond what was sent, and final snapshot chunks under the leader's vote
+//!   whose snapshot does not decode (the store failed to install it, which stopped Raft
+//!   on the node for good). The nodes stay up, every node's Raft keeps applying, and the
+//!   cluster keeps testing commits.
 //! - With a secret, an outsider that captures a node's own signed admission request and
 //!   relays it (back to that node, or to another node) gets no proof to answer with: the
 //!   request is bound to the address it was sent to, so the outsider is not admitted.
@@ -60,6 +62,16 @@ fn entry(log_id: LogId, command: Command) -> Entry {
 fn snapshot_chunk(vote: Vote, offset: u64, data: &[u8]) -> InstallSnapshotRequest {
     let meta = SnapshotMeta { snapshot_id: "t76-hostile".into(), ..SnapshotMeta::default() };
     InstallSnapshotRequest { vote, meta, offset, data: data.to_vec(), done: false }
+}
+
+/// The final chunk of snapshot `id`, whose data is no snapshot.
+fn forged_final_chunk(vote: Vote, id: &str, offset: u64) -> InstallSnapshotRequest {
+    let meta = SnapshotMeta { snapshot_id: id.into(), ..SnapshotMeta::default() };
+    InstallSnapshotRequest { vote, meta, offset, data: b"not a snapshot".to_vec(), done: true }
+}
+
+fn applied_index(node: &Node) -> Option<u64> {
+    node.status()?["applied_index"].as_u64()
 }
 
 /// Posts a codec body; the node must answer (a dropped connection is a dead node).
@@ -142,6 +154,15 @@ fn nested_batches_and_implausible_raft_rpcs_are_refused_and_the_cluster_keeps_wo
         let body = codec::encode(&snapshot_chunk(vote, offset, b"xy")).expect("encode");
         assert_400(follower, SNAPSHOT_PATH, &body, what);
     }
+    // A final chunk whose snapshot does not decode, alone or ending the stream taken
+    // above: the store failed to install it, and Raft stopped on the follower for good.
+    for (request, what) in [
+        (forged_final_chunk(vote, "t76-forged", 0), "a final chunk of garbage"),
+        (forged_final_chunk(vote, "t76-hostile", 1), "a stream ended with garbage"),
+    ] {
+        let body = codec::encode(&request).expect("encode");
+        assert_400(follower, SNAPSHOT_PATH, &body, what);
+    }
 
     // Every refusal left a line; every node is up and the cluster still tests commits.
     let log = follower.log_text();
@@ -159,6 +180,13 @@ fn nested_batches_and_implausible_raft_rpcs_are_refused_and_the_cluster_keeps_wo
     let results: Vec<&Value> = jobs.iter().filter(|j| j["commit"] == second.as_str()).collect();
     assert_eq!(results.len(), 1, "one job for the new commit: {jobs:#?}");
     assert_eq!(results[0]["state"], "passed", "{}", results[0]);
+    // Raft runs on every node: each applies what the leader has applied by now.
+    let applied = applied_index(&cluster.nodes[leader]).expect("the leader answers");
+    for node in &cluster.nodes {
+        wait_until(&format!("{} to apply index {applied}", node.name), DEADLINE, || {
+            applied_index(node).filter(|&index| index >= applied)
+        });
+    }
 }
 
 /// One HTTP/1.1 request as a server reads it.

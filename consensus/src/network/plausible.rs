@@ -17,7 +17,10 @@
 //! - a snapshot is at most [`MAX_SNAPSHOT_BYTES`] (what the store can decode), and its
 //!   chunks come in order: one never starts past the end of what this node has been
 //!   sent of that snapshot ([`SnapshotReceived`]), so what a node writes is bounded by
-//!   what it was actually sent.
+//!   what it was actually sent;
+//! - a snapshot is one the store can install: the whole snapshot a final chunk completes
+//!   decodes and agrees with its meta ([`check_snapshot`](crate::store::check_snapshot)),
+//!   since openraft stops Raft on the node for good when the store fails to install it.
 
 use crate::codec::STORED_LIMIT;
 use crate::types::{
@@ -166,56 +169,161 @@ pub(super) fn append_answer(answer: &AppendEntriesResponse) -> Result<(), Proble
     }
 }
 
-/// Where a snapshot chunk lies, kept while openraft takes the request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Chunk {
-    id: String,
-    offset: u64,
-    end: u64,
-}
-
-impl Chunk {
-    /// The chunk of a request that passed [`snapshot_request`] (so its end fits a u64).
-    pub(super) fn of(request: &InstallSnapshotRequest) -> Chunk {
-        let len = u64::try_from(request.data.len()).unwrap_or(u64::MAX);
-        Chunk {
-            id: request.meta.snapshot_id.clone(),
-            offset: request.offset,
-            end: request.offset.saturating_add(len),
-        }
-    }
-}
-
-/// How much of the snapshot being streamed to this node it has been sent, mirroring
-/// openraft's own stream: a chunk openraft takes at offset 0 starts a stream, and one it
-/// takes at a later offset extends it. A chunk of that snapshot may start anywhere up to
-/// the end received so far (a leader resends a chunk it got no answer for), never past
-/// it. A chunk of another snapshot at a later offset is left to openraft, which answers
-/// that it is not its current stream without writing anything (and the leader starts
-/// over at offset 0).
+/// The snapshot streamed to this node, byte for byte as openraft's own stream holds it,
+/// so that the snapshot a final chunk completes can be checked before openraft installs
+/// it.
+///
+/// Why a copy: openraft 0.9 writes each chunk it takes into the `Cursor<Vec<u8>>` that
+/// `begin_receiving_snapshot` returned and, on the final chunk, hands it to the store's
+/// `install_snapshot`; the route never sees those bytes, and any error of
+/// `install_snapshot` is fatal to Raft on the node. A store that declined to install
+/// without an error would leave openraft believing a state the store does not hold, so
+/// the check must come before openraft is handed the final chunk, on bytes the route
+/// holds itself. The copy costs as much memory as the snapshot, at most
+/// [`MAX_SNAPSHOT_BYTES`], only while one is being streamed.
+///
+/// The copy follows openraft's stream (`Chunked::receive_snapshot`): a chunk openraft
+/// takes (its vote is at least the node's) of the snapshot being streamed is written at
+/// its offset; one of another snapshot at offset 0 starts a new stream, at a later offset
+/// it is refused by openraft and writes nothing; a final chunk ends the stream. A chunk
+/// is written here before openraft is handed it ([`SnapshotReceived::write`]), and its
+/// write undone if openraft did not take it ([`SnapshotReceived::settle`]).
+///
+/// A chunk of the snapshot being streamed may start anywhere up to the end received so
+/// far (a leader resends a chunk it got no answer for), never past it.
 #[derive(Debug, Default)]
 pub(super) struct SnapshotReceived {
-    current: Option<(String, u64)>,
+    stream: Stream,
+}
+
+#[derive(Debug, Default)]
+enum Stream {
+    /// openraft is streaming no snapshot.
+    #[default]
+    None,
+    Receiving {
+        id: String,
+        data: Vec<u8>,
+    },
+    /// A final chunk of `id` was refused by openraft's vote check, before or after
+    /// openraft took it: its answer does not say which, so whether openraft still streams
+    /// `id`, and what it holds of it, is unknown. Chunks of `id` are refused until another
+    /// snapshot starts a stream (a leader sends a snapshot taken later under another id).
+    Unknown {
+        id: String,
+    },
+}
+
+/// A chunk written by [`SnapshotReceived::write`], with what undoes it.
+#[derive(Debug)]
+pub(super) struct Written {
+    done: bool,
+    undo: Undo,
+}
+
+#[derive(Debug)]
+enum Undo {
+    /// openraft writes nothing of this chunk.
+    NotWritten,
+    /// The chunk started a stream; this was the stream before.
+    Started(Stream),
+    /// The chunk was written into the stream: its length before, and the bytes from
+    /// `offset` it overwrote.
+    Overwrote { len: usize, offset: usize, bytes: Vec<u8> },
 }
 
 impl SnapshotReceived {
-    pub(super) fn check(&self, chunk: &Chunk) -> Result<(), Problem> {
-        match &self.current {
-            Some((id, end)) if chunk.offset > *end && *id == chunk.id => {
+    /// The checks of a chunk against what was received of its snapshot.
+    pub(super) fn check(&self, request: &InstallSnapshotRequest) -> Result<(), Problem> {
+        match &self.stream {
+            Stream::Receiving { id, data }
+                if *id == request.meta.snapshot_id
+                    && request.offset > u64::try_from(data.len()).unwrap_or(u64::MAX) =>
+            {
                 Err("the snapshot chunk starts past the end of what was sent")
+            }
+            Stream::Unknown { id } if *id == request.meta.snapshot_id => {
+                Err("the snapshot's stream was interrupted; it must start again under another id")
             }
             _ => Ok(()),
         }
     }
 
-    /// Remembers a chunk openraft took (wrote into its stream).
-    pub(super) fn record(&mut self, chunk: Chunk) {
-        match &mut self.current {
-            _ if chunk.offset == 0 => self.current = Some((chunk.id, chunk.end)),
-            Some((id, end)) if *id == chunk.id => *end = (*end).max(chunk.end),
-            _ => {}
+    /// Writes a chunk that passed [`snapshot_request`] and [`check`](Self::check) as
+    /// openraft will if it takes it.
+    pub(super) fn write(&mut self, request: &InstallSnapshotRequest) -> Written {
+        let done = request.done;
+        // Both checks bound the offset by what was received and by MAX_SNAPSHOT_BYTES.
+        let offset = usize::try_from(request.offset).unwrap_or(usize::MAX);
+        let end = offset.saturating_add(request.data.len());
+        let undo = match &mut self.stream {
+            Stream::Receiving { id, data } if *id == request.meta.snapshot_id => {
+                let len = data.len();
+                let bytes = data.get(offset..end.min(len)).map(<[u8]>::to_vec).unwrap_or_default();
+                write_at(data, offset, &request.data);
+                Undo::Overwrote { len, offset, bytes }
+            }
+            _ if request.offset != 0 => Undo::NotWritten,
+            stream => {
+                let id = request.meta.snapshot_id.clone();
+                let data = request.data.clone();
+                Undo::Started(std::mem::replace(stream, Stream::Receiving { id, data }))
+            }
+        };
+        Written { done, undo }
+    }
+
+    /// The whole snapshot a final chunk just [written](Self::write) completes, as openraft
+    /// would hand it to the store; `None` for a chunk that is not final, or that openraft
+    /// writes nothing of.
+    pub(super) fn assembled(&self, written: &Written) -> Option<&[u8]> {
+        match (&self.stream, &written.undo) {
+            (_, Undo::NotWritten) => None,
+            (Stream::Receiving { data, .. }, _) if written.done => Some(data),
+            _ => None,
         }
     }
+
+    /// Takes back a written chunk that openraft was not handed, or did not take.
+    pub(super) fn undo(&mut self, written: Written) {
+        match written.undo {
+            Undo::NotWritten => {}
+            Undo::Started(before) => self.stream = before,
+            Undo::Overwrote { len, offset, bytes } => {
+                if let Stream::Receiving { data, .. } = &mut self.stream {
+                    data.truncate(len);
+                    if let Some(overwritten) = data.get_mut(offset..offset + bytes.len()) {
+                        overwritten.copy_from_slice(&bytes);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Settles a written chunk once openraft answered: `taken` is whether openraft's vote
+    /// check let it through (for a final chunk it did not, see [`Stream::Unknown`]).
+    pub(super) fn settle(&mut self, written: Written, taken: bool) {
+        match (&written.undo, written.done, taken) {
+            (Undo::NotWritten, _, _) | (_, false, true) => {}
+            (_, true, true) => self.stream = Stream::None,
+            (_, false, false) => self.undo(written),
+            (_, true, false) => {
+                if let Stream::Receiving { id, .. } = &mut self.stream {
+                    self.stream = Stream::Unknown { id: std::mem::take(id) };
+                }
+            }
+        }
+    }
+}
+
+/// Writes `chunk` into `data` at `offset` as a `Cursor<Vec<u8>>` does: over what is
+/// there, extending it, padding with zeros up to `offset`.
+fn write_at(data: &mut Vec<u8>, offset: usize, chunk: &[u8]) {
+    let end = offset.saturating_add(chunk.len());
+    if data.len() < end {
+        data.resize(end, 0);
+    }
+    data[offset..end].copy_from_slice(chunk);
 }
 
 #[cfg(test)]

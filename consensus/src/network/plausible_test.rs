@@ -162,27 +162,105 @@ fn a_snapshots_log_ids_are_no_later_than_the_senders_term() {
     );
 }
 
+fn bytes(id: &str, offset: u64, data: &[u8], done: bool) -> InstallSnapshotRequest {
+    InstallSnapshotRequest { data: data.to_vec(), done, ..chunk(id, offset, 0) }
+}
+
+/// A chunk openraft takes: checked, written and settled as taken.
+fn take(received: &mut SnapshotReceived, request: &InstallSnapshotRequest) {
+    assert_eq!(received.check(request), Ok(()), "{request}");
+    let written = received.write(request);
+    received.settle(written, true);
+}
+
+/// The snapshot a final chunk completes, without openraft being handed it.
+fn assembled(received: &mut SnapshotReceived, request: &InstallSnapshotRequest) -> Option<Vec<u8>> {
+    let written = received.write(request);
+    let data = received.assembled(&written).map(<[u8]>::to_vec);
+    received.undo(written);
+    data
+}
+
 #[test]
 fn chunks_of_the_current_snapshot_start_no_later_than_what_was_received() {
     let past = Err("the snapshot chunk starts past the end of what was sent");
     let mut received = SnapshotReceived::default();
     // Nothing received: openraft itself refuses a later chunk of a stream it lacks.
-    assert_eq!(received.check(&Chunk::of(&chunk("a", 100, 10))), Ok(()));
-    received.record(Chunk::of(&chunk("a", 0, 10)));
-    assert_eq!(received.check(&Chunk::of(&chunk("a", 10, 10))), Ok(()), "the next chunk");
-    assert_eq!(received.check(&Chunk::of(&chunk("a", 11, 10))), past, "a gap");
-    assert_eq!(received.check(&Chunk::of(&chunk("a", 1 << 29, 1))), past, "far past");
-    received.record(Chunk::of(&chunk("a", 10, 10)));
-    assert_eq!(received.check(&Chunk::of(&chunk("a", 10, 10))), Ok(()), "a resent chunk");
-    assert_eq!(received.check(&Chunk::of(&chunk("a", 20, 10))), Ok(()));
-    assert_eq!(received.check(&Chunk::of(&chunk("b", 20, 10))), Ok(()), "not the stream");
-    // A resent chunk does not move the end back.
-    received.record(Chunk::of(&chunk("a", 5, 1)));
-    assert_eq!(received.check(&Chunk::of(&chunk("a", 20, 10))), Ok(()));
-    // A chunk at 0 starts another stream, of the same snapshot or of another one.
-    received.record(Chunk::of(&chunk("b", 0, 4)));
-    assert_eq!(received.check(&Chunk::of(&chunk("b", 5, 1))), past);
-    assert_eq!(received.check(&Chunk::of(&chunk("a", 20, 1))), Ok(()), "no longer the stream");
+    assert_eq!(received.check(&chunk("a", 100, 10)), Ok(()));
+    take(&mut received, &chunk("a", 0, 10));
+    assert_eq!(received.check(&chunk("a", 10, 10)), Ok(()), "the next chunk");
+    assert_eq!(received.check(&chunk("a", 11, 10)), past, "a gap");
+    assert_eq!(received.check(&chunk("a", 1 << 29, 1)), past, "far past");
+    take(&mut received, &chunk("a", 10, 10));
+    assert_eq!(received.check(&chunk("a", 10, 10)), Ok(()), "a resent chunk");
+    assert_eq!(received.check(&chunk("a", 20, 10)), Ok(()));
+    assert_eq!(received.check(&chunk("b", 20, 10)), Ok(()), "not the stream");
+    // A resent chunk does not move the end back, nor does one at 0 of the same stream
+    // (openraft writes it into the stream it has).
+    take(&mut received, &chunk("a", 5, 1));
+    take(&mut received, &chunk("a", 0, 1));
+    assert_eq!(received.check(&chunk("a", 20, 10)), Ok(()));
+    // A chunk at 0 of another snapshot starts another stream.
+    take(&mut received, &chunk("b", 0, 4));
+    assert_eq!(received.check(&chunk("b", 5, 1)), past);
+    assert_eq!(received.check(&chunk("a", 20, 1)), Ok(()), "no longer the stream");
+}
+
+#[test]
+fn the_snapshot_a_final_chunk_completes_is_what_openraft_assembles() {
+    let mut received = SnapshotReceived::default();
+    // A snapshot in one final chunk.
+    assert_eq!(assembled(&mut received, &bytes("a", 0, b"whole", true)), Some(b"whole".to_vec()));
+    // In chunks, one resent, and one at 0 again over what was there.
+    take(&mut received, &bytes("a", 0, b"abc", false));
+    take(&mut received, &bytes("a", 3, b"def", false));
+    take(&mut received, &bytes("a", 3, b"def", false));
+    take(&mut received, &bytes("a", 0, b"A", false));
+    assert_eq!(assembled(&mut received, &bytes("a", 6, b"g", true)), Some(b"Abcdefg".to_vec()));
+    // A final chunk inside what was received leaves the tail: openraft's stream keeps it.
+    assert_eq!(assembled(&mut received, &bytes("a", 1, b"B", true)), Some(b"ABcdef".to_vec()));
+    // Another snapshot at 0 starts over; at a later offset openraft writes nothing.
+    assert_eq!(assembled(&mut received, &bytes("b", 0, b"xy", true)), Some(b"xy".to_vec()));
+    assert_eq!(assembled(&mut received, &bytes("b", 6, b"xy", true)), None);
+    // Not final: nothing to check yet.
+    assert_eq!(assembled(&mut received, &bytes("a", 6, b"g", false)), None);
+    // Every write above was undone: the stream is as the taken chunks left it.
+    assert_eq!(assembled(&mut received, &bytes("a", 6, b"", true)), Some(b"Abcdef".to_vec()));
+}
+
+#[test]
+fn a_chunk_openraft_does_not_take_leaves_the_stream_as_it_was() {
+    let mut received = SnapshotReceived::default();
+    take(&mut received, &bytes("a", 0, b"abc", false));
+    // Refused by openraft's vote check: not written.
+    for request in [bytes("a", 1, b"XYZW", false), bytes("b", 0, b"other", false)] {
+        let written = received.write(&request);
+        received.settle(written, false);
+    }
+    assert_eq!(assembled(&mut received, &bytes("a", 3, b"d", true)), Some(b"abcd".to_vec()));
+    // A final chunk openraft takes ends the stream: a later chunk of it is not written.
+    take(&mut received, &bytes("a", 3, b"d", true));
+    assert_eq!(received.check(&bytes("a", 5, b"e", true)), Ok(()));
+    assert_eq!(assembled(&mut received, &bytes("a", 5, b"e", true)), None);
+}
+
+#[test]
+fn a_final_chunk_refused_by_openraft_leaves_its_stream_unknown_until_another_starts() {
+    let unknown =
+        Err("the snapshot's stream was interrupted; it must start again under another id");
+    let mut received = SnapshotReceived::default();
+    take(&mut received, &bytes("a", 0, b"abc", false));
+    let written = received.write(&bytes("a", 3, b"d", true));
+    received.settle(written, false);
+    assert_eq!(received.check(&bytes("a", 0, b"abcd", true)), unknown);
+    assert_eq!(received.check(&bytes("a", 3, b"d", true)), unknown);
+    // Another snapshot not taken does not settle it; one taken does.
+    let written = received.write(&bytes("b", 0, b"x", false));
+    received.settle(written, false);
+    assert_eq!(received.check(&bytes("a", 0, b"abcd", true)), unknown);
+    take(&mut received, &bytes("b", 0, b"x", false));
+    assert_eq!(received.check(&bytes("a", 0, b"abcd", true)), Ok(()));
+    assert_eq!(assembled(&mut received, &bytes("a", 0, b"abcd", true)), Some(b"abcd".to_vec()));
 }
 
 #[test]

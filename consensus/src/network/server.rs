@@ -11,12 +11,13 @@ use axum::routing::post;
 use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tracing::{instrument, warn};
+use tracing::{debug, instrument, warn};
 
 use super::batch::Proposer;
-use super::plausible::{self, Chunk, Problem, SnapshotReceived};
+use super::plausible::{self, Problem, SnapshotReceived};
 use super::{forward, APPEND_PATH, CODEC_CONTENT_TYPE, SNAPSHOT_PATH, VOTE_PATH, WRITE_PATH};
 use crate::codec::{self, MESSAGE_LIMIT};
+use crate::store::{self, StoreError};
 use crate::types::{AppendEntriesRequest, InstallSnapshotRequest, NodeId, Raft, VoteRequest};
 
 /// The routes a node mounts to take part in Raft and to accept forwarded writes. Bodies
@@ -66,15 +67,20 @@ async fn vote(State(raft): State<Raft>, body: Bytes) -> Response {
 }
 
 /// The snapshot route's state: what this node has been sent of the snapshot streamed
-/// to it, besides the Raft node. The lock is held from the check of a chunk until
-/// openraft has taken it, so that concurrent chunks cannot all pass the check against
-/// the same record (openraft takes chunks one at a time anyway, as leaders send them).
+/// to it (a copy of openraft's stream, see [`SnapshotReceived`]), besides the Raft node.
+/// The lock is held from the check of a chunk until openraft has taken it, so that
+/// concurrent chunks cannot all pass the check against the same record and the copy
+/// sees chunks in the order openraft does (openraft takes them one at a time anyway, as
+/// leaders send them).
 #[derive(Clone)]
 struct Snapshots {
     raft: Raft,
     received: Arc<tokio::sync::Mutex<SnapshotReceived>>,
 }
 
+/// One chunk of a snapshot. The snapshot a final chunk completes is decoded here first,
+/// as the store would install it, and refused with 400 if it does not decode: openraft
+/// takes the store's failure to install as fatal.
 #[instrument(level = "trace", skip_all)]
 async fn snapshot(State(snapshots): State<Snapshots>, body: Bytes) -> Response {
     let request: InstallSnapshotRequest = match decode_request(SNAPSHOT_PATH, &body) {
@@ -84,18 +90,41 @@ async fn snapshot(State(snapshots): State<Snapshots>, body: Bytes) -> Response {
     if let Err(problem) = plausible::snapshot_request(me(&snapshots.raft), &request) {
         return implausible(SNAPSHOT_PATH, &request.vote, problem);
     }
+    // In a task of its own, so that a leader giving up on the answer (its chunk timeout
+    // closes the connection, which drops this handler) cannot leave the copy of the
+    // stream written without openraft's answer settling it.
+    match tokio::spawn(take_chunk(snapshots, request)).await {
+        Ok(response) => response,
+        Err(error) => {
+            warn!(error = %error, "snapshot chunk task failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "snapshot chunk task failed").into_response()
+        }
+    }
+}
+
+/// Checks a plausible chunk against the stream, and hands it to openraft.
+async fn take_chunk(snapshots: Snapshots, request: InstallSnapshotRequest) -> Response {
     let mut received = snapshots.received.lock().await;
-    let chunk = Chunk::of(&request);
-    if let Err(problem) = received.check(&chunk) {
+    if let Err(problem) = received.check(&request) {
         return implausible(SNAPSHOT_PATH, &request.vote, problem);
+    }
+    let written = received.write(&request);
+    if let Some(data) = received.assembled(&written) {
+        if let Err(error) = store::check_snapshot(&request.meta, data) {
+            debug!(error = %error, bytes = data.len(), "snapshot refused by the store's check");
+            received.undo(written);
+            let problem = match error {
+                StoreError::SnapshotMismatch { .. } => "the snapshot does not match its meta",
+                _ => "the snapshot does not decode",
+            };
+            return implausible(SNAPSHOT_PATH, &request.vote, problem);
+        }
     }
     let vote = request.vote;
     let result = snapshots.raft.install_snapshot(request).await;
     // openraft takes a chunk exactly when its vote is at least the node's, which it
     // answers with.
-    if matches!(&result, Ok(answer) if vote >= answer.vote) {
-        received.record(chunk);
-    }
+    received.settle(written, matches!(&result, Ok(answer) if vote >= answer.vote));
     drop(received);
     encode_reply(&result)
 }

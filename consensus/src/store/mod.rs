@@ -36,4 +36,5 @@ mod state_machine;
 pub use self::error::StoreError;
 pub use self::log::LogStore;
 pub use self::open::{open, CACHE_CAPACITY_BYTES};
+pub use self::snapshot::check_snapshot;
 pub use self::state_machine::StateMachineStore;

@@ -69,6 +69,16 @@ impl Payload<State> {
     }
 }
 
+/// Checks that `data` is a snapshot the state machine would install under `meta`: that it
+/// decodes exactly as [`install_snapshot`](openraft::storage::RaftStateMachine::install_snapshot)
+/// decodes it, and agrees with `meta` on the last applied log id and membership. Touches
+/// nothing. openraft takes any error of `install_snapshot` as fatal and stops Raft on the
+/// node, so what a peer streams is checked with this before openraft is handed the final
+/// chunk.
+pub fn check_snapshot(meta: &SnapshotMeta, data: &[u8]) -> Result<(), StoreError> {
+    Payload::decode_for(meta, data).map(drop)
+}
+
 /// Whether a snapshot being saved may replace a newer current one.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(super) enum Replace {
@@ -198,6 +208,30 @@ mod tests {
         let decoded = Payload::decode_for(&meta(last_applied), &old).expect("version 1 decodes");
         assert_eq!(decoded.state, state);
         assert_eq!(decoded.last_applied, last_applied);
+    }
+
+    #[test]
+    fn a_snapshot_is_checked_as_it_would_be_installed() {
+        let state = sample();
+        let last_applied = Some(LogId::new(openraft::CommittedLeaderId::new(1, NodeId(1)), 7));
+        let data =
+            Payload { last_applied, last_membership: StoredMembership::default(), state: &state }
+                .encode()
+                .expect("encodes");
+        assert!(check_snapshot(&meta(last_applied), &data).is_ok());
+        assert!(matches!(
+            check_snapshot(&meta(None), &data),
+            Err(StoreError::SnapshotMismatch { field: "last applied log id" })
+        ));
+        for bad in [&b""[..], b"not a snapshot", &data[..data.len() - 1]] {
+            assert!(matches!(
+                check_snapshot(&meta(last_applied), bad),
+                Err(StoreError::Decode { value: "snapshot data", .. })
+            ));
+        }
+        let mut trailing = data.clone();
+        trailing.push(0);
+        assert!(check_snapshot(&meta(last_applied), &trailing).is_err(), "a byte too many");
     }
 
     #[test]
