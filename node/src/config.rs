@@ -23,20 +23,23 @@ use crate::units::parse_duration;
 /// The address a node listens on when none is given.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7800";
 
-/// Flags of `eventide-node run`. Every one may also come from the environment or the
-/// `--config` file; none has a clap default, so that the file can fill the gaps.
-#[derive(Args, Debug, Default, Clone)]
+/// The settings of `eventide-node run`, as one layer of optional values: clap fills one
+/// from flags and the environment, serde another from the `--config` file (keys as the
+/// fields), and [`RunArgs::or`] puts the first over the second. None has a default here,
+/// so that a lower layer can fill the gaps; [`RunConfig::try_from`] supplies defaults.
+#[derive(Args, Deserialize, Debug, Default, Clone)]
+#[serde(default, deny_unknown_fields)]
 pub struct RunArgs {
     /// Directory holding everything this node owns: its id, the Raft log and state,
     /// repository mirrors and job workspaces.
     #[arg(long, env = "EVENTIDE_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// TCP (HTTP API, dashboard, Raft) and UDP (gossip) address [default: 127.0.0.1:7800].
-    #[arg(long, env = "EVENTIDE_LISTEN", value_name = "HOST:PORT")]
-    pub listen: Option<SocketAddr>,
+    #[arg(long, env = "EVENTIDE_LISTEN", value_name = "HOST:PORT", value_parser = socket_addr)]
+    pub listen: Option<String>,
     /// The address other nodes dial [default: --listen].
-    #[arg(long, env = "EVENTIDE_ADVERTISE", value_name = "HOST:PORT")]
-    pub advertise: Option<SocketAddr>,
+    #[arg(long, env = "EVENTIDE_ADVERTISE", value_name = "HOST:PORT", value_parser = socket_addr)]
+    pub advertise: Option<String>,
     /// A gossip seed, usually another node's --listen address (repeatable).
     #[arg(long = "seed", env = "EVENTIDE_SEEDS", value_name = "HOST:PORT", value_delimiter = ',')]
     pub seeds: Vec<String>,
@@ -94,6 +97,7 @@ pub struct RunArgs {
     pub http_header_timeout: Option<String>,
     /// A TOML file with any of these settings (keys as the flags, with underscores).
     #[arg(long, env = "EVENTIDE_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// A file holding the cluster secret (at least 16 bytes); the secret itself may also
     /// come from EVENTIDE_SECRET. Without one, nothing is authenticated.
@@ -105,38 +109,91 @@ pub struct RunArgs {
     /// The secret from `EVENTIDE_SECRET` (never a flag: flags show in `ps`), taken out of
     /// the environment by [`take_secret_env`] when the process starts.
     #[arg(skip)]
+    #[serde(skip)]
     pub secret_env: Option<String>,
 }
 
-/// The `--config` file: the same settings as the flags.
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    data_dir: Option<PathBuf>,
-    listen: Option<String>,
-    advertise: Option<String>,
-    #[serde(default)]
-    seeds: Vec<String>,
-    name: Option<String>,
-    bootstrap_expect: Option<u32>,
-    voters: Option<u32>,
-    dead_voter_grace: Option<String>,
-    runner_slots: Option<u32>,
-    #[serde(default)]
-    labels: Vec<String>,
-    #[serde(default)]
-    repos: Vec<String>,
-    poll_interval: Option<String>,
-    fetch_timeout: Option<String>,
-    fetch_deadline: Option<String>,
-    heartbeat: Option<String>,
-    election_timeout: Option<String>,
-    gossip_interval: Option<String>,
-    secret_file: Option<PathBuf>,
-    private_api: Option<bool>,
-    min_free_disk: Option<String>,
-    http_max_connections: Option<usize>,
-    http_header_timeout: Option<String>,
+/// A layer's value that a lower layer may fill in when this one is unset.
+trait Layered {
+    fn or(self, lower: Self) -> Self;
+}
+
+impl<T> Layered for Option<T> {
+    fn or(self, lower: Self) -> Self {
+        Option::or(self, lower)
+    }
+}
+
+/// A list is set when it has an element: lists are replaced, never concatenated.
+impl<T> Layered for Vec<T> {
+    fn or(self, lower: Self) -> Self {
+        if self.is_empty() {
+            lower
+        } else {
+            self
+        }
+    }
+}
+
+/// A switch is set when it is on.
+impl Layered for bool {
+    fn or(self, lower: Self) -> Self {
+        self || lower
+    }
+}
+
+/// Builds a layer taking each listed field from `$upper`, else from `$lower`.
+macro_rules! layer_or {
+    ($upper:ident, $lower:ident, $($field:ident),* $(,)?) => {
+        RunArgs { $($field: Layered::or($upper.$field, $lower.$field)),* }
+    };
+}
+
+impl RunArgs {
+    /// This layer over `lower`: every setting this one leaves unset comes from `lower`.
+    ///
+    /// `EVENTIDE_SECRET` belongs to the environment layer, above any file, so a secret
+    /// in `self` (either from `--secret-file` or from the environment) hides the file's
+    /// `secret_file`.
+    pub fn or(self, mut lower: RunArgs) -> RunArgs {
+        if self.secret_env.is_some() {
+            lower.secret_file = None;
+        }
+        layer_or!(
+            self,
+            lower,
+            data_dir,
+            listen,
+            advertise,
+            seeds,
+            name,
+            bootstrap_expect,
+            voters,
+            dead_voter_grace,
+            runner_slots,
+            labels,
+            repos,
+            poll_interval,
+            fetch_timeout,
+            fetch_deadline,
+            heartbeat,
+            election_timeout,
+            gossip_interval,
+            min_free_disk,
+            http_max_connections,
+            http_header_timeout,
+            config,
+            secret_file,
+            private_api,
+            secret_env,
+        )
+    }
+}
+
+/// clap's parser for an address flag: refused as a `SocketAddr` would be, kept as
+/// text so that flags and the file share one field type.
+fn socket_addr(text: &str) -> Result<String, std::net::AddrParseError> {
+    text.parse::<SocketAddr>().map(|_| text.to_owned())
 }
 
 /// Everything a running node needs to know, validated.
@@ -166,113 +223,167 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    /// Merges flags and environment (already in `args`) with the `--config` file.
+    /// Flags and environment (already in `args`) over the `--config` file, validated.
     pub fn try_from_args(args: RunArgs) -> anyhow::Result<RunConfig> {
         let file = match &args.config {
             Some(path) => read_file(path)?,
-            None => FileConfig::default(),
+            None => RunArgs::default(),
         };
-        merge(args, file)
+        RunConfig::try_from(args.or(file))
     }
 }
 
-fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+fn read_file(path: &Path) -> anyhow::Result<RunArgs> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("--config {}: failed to read", path.display()))?;
     toml::from_str(&text)
         .map_err(|e| anyhow::anyhow!("--config {}: {}", path.display(), e.message().trim_end()))
 }
 
-fn merge(args: RunArgs, file: FileConfig) -> anyhow::Result<RunConfig> {
-    let data_dir = args
-        .data_dir
-        .or(file.data_dir)
-        .context("--data-dir is required (or EVENTIDE_DATA_DIR, or data_dir in --config)")?;
-    let listen = match (args.listen, file.listen) {
-        (Some(listen), _) => listen,
-        (None, Some(text)) => parse_addr("listen", &text)?,
-        (None, None) => DEFAULT_LISTEN.parse().expect("the default address parses"),
-    };
-    let advertise = match (args.advertise, file.advertise) {
-        (Some(addr), _) => addr,
-        (None, Some(text)) => parse_addr("advertise", &text)?,
-        (None, None) if listen.ip().is_unspecified() => {
+impl TryFrom<RunArgs> for RunConfig {
+    type Error = anyhow::Error;
+
+    /// Checks every setting of the merged layer in turn and fills in the defaults; the
+    /// first problem is the error, naming its flag.
+    fn try_from(layer: RunArgs) -> anyhow::Result<RunConfig> {
+        let data_dir = layer
+            .data_dir
+            .context("--data-dir is required (or EVENTIDE_DATA_DIR, or data_dir in --config)")?;
+        let listen = match layer.listen {
+            Some(text) => parse_addr("listen", &text)?,
+            None => DEFAULT_LISTEN.parse().expect("the default address parses"),
+        };
+        let advertise = advertise(layer.advertise, listen)?;
+        for seed in &layer.seeds {
+            check_host_port("seed", seed)?;
+        }
+        let bootstrap_expect = bootstrap_expect(layer.bootstrap_expect)?;
+        let voters = voters(layer.voters, bootstrap_expect)?;
+        let name = name(layer.name, listen)?;
+        let runner_slots = runner_slots(layer.runner_slots)?;
+        let labels = labels(layer.labels)?;
+        let dead_voter_grace =
+            duration("dead-voter-grace", layer.dead_voter_grace, Duration::from_secs(15))?;
+        let poll_interval = duration("poll-interval", layer.poll_interval, Duration::from_secs(1))?;
+        let fetch = FetchLimits::try_new(
+            duration("fetch-timeout", layer.fetch_timeout, FetchLimits::DEFAULT.timeout)?,
+            duration("fetch-deadline", layer.fetch_deadline, FetchLimits::DEFAULT.deadline)?,
+        )?;
+        let gossip_interval = gossip_interval(layer.gossip_interval)?;
+        let raft = raft(layer.heartbeat, layer.election_timeout)?;
+        let secret = match (layer.secret_file, layer.secret_env) {
+            (Some(path), _) => Some(read_secret_file(&path)?),
+            (None, Some(text)) => Some(secret_from_env(&text)?),
+            (None, None) => None,
+        };
+        let private_api = layer.private_api;
+        if private_api && secret.is_none() {
+            bail!("--private-api needs a cluster secret (--secret-file or EVENTIDE_SECRET)");
+        }
+        let min_free_disk = min_free_disk(layer.min_free_disk)?;
+        let http = HttpLimits {
+            max_connections: http_max_connections(layer.http_max_connections)?,
+            header_timeout: http_header_timeout(layer.http_header_timeout)?,
+        };
+        Ok(RunConfig {
+            data_dir,
+            listen,
+            advertise,
+            seeds: layer.seeds,
+            name,
+            bootstrap_expect,
+            voters,
+            dead_voter_grace,
+            runner_slots,
+            labels,
+            repos: layer.repos,
+            poll_interval,
+            fetch,
+            raft,
+            gossip_interval,
+            secret,
+            private_api,
+            min_free_disk,
+            http,
+        })
+    }
+}
+
+fn advertise(value: Option<String>, listen: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let advertise = match value {
+        Some(text) => parse_addr("advertise", &text)?,
+        None if listen.ip().is_unspecified() => {
             bail!("--advertise is required when --listen is a wildcard address ({listen})")
         }
-        (None, None) => listen,
+        None => listen,
     };
     if advertise.ip().is_unspecified() || advertise.port() == 0 {
         bail!("--advertise {advertise}: other nodes cannot dial this address");
     }
-    let seeds = if args.seeds.is_empty() { file.seeds } else { args.seeds };
-    for seed in &seeds {
-        check_host_port("seed", seed)?;
-    }
-    let bootstrap_expect = args.bootstrap_expect.or(file.bootstrap_expect).unwrap_or(3);
+    Ok(advertise)
+}
+
+fn bootstrap_expect(value: Option<u32>) -> anyhow::Result<u32> {
+    let bootstrap_expect = value.unwrap_or(3);
     if !(1..=64).contains(&bootstrap_expect) {
         bail!("--bootstrap-expect {bootstrap_expect}: must be between 1 and 64");
     }
-    let voters = args.voters.or(file.voters).unwrap_or(bootstrap_expect.min(7));
+    Ok(bootstrap_expect)
+}
+
+fn voters(value: Option<u32>, bootstrap_expect: u32) -> anyhow::Result<u32> {
+    let voters = value.unwrap_or(bootstrap_expect.min(7));
     if ![1, 3, 5, 7].contains(&voters) {
         bail!("--voters {voters}: must be 1, 3, 5 or 7");
     }
-    let name = args.name.or(file.name).unwrap_or_else(|| default_name(listen));
+    Ok(voters)
+}
+
+fn name(value: Option<String>, listen: SocketAddr) -> anyhow::Result<String> {
+    let name = value.unwrap_or_else(|| default_name(listen));
     if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
         bail!("--name {name:?}: must be 1 to 64 printable characters");
     }
-    let runner_slots = args.runner_slots.or(file.runner_slots).unwrap_or(1);
+    Ok(name)
+}
+
+fn runner_slots(value: Option<u32>) -> anyhow::Result<u32> {
+    let runner_slots = value.unwrap_or(1);
     if runner_slots > 256 {
         bail!("--runner-slots {runner_slots}: at most 256");
     }
-    let labels = if args.labels.is_empty() { file.labels } else { args.labels };
+    Ok(runner_slots)
+}
+
+fn labels(value: Vec<String>) -> anyhow::Result<BTreeSet<String>> {
     let labels: BTreeSet<String> =
-        labels.into_iter().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()).collect();
+        value.into_iter().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()).collect();
     if let Some(bad) =
         labels.iter().find(|l| !l.chars().all(|c| c.is_alphanumeric() || "-_.:".contains(c)))
     {
         bail!("--labels {bad:?}: labels are letters, digits and - _ . :");
     }
-    let repos = if args.repos.is_empty() { file.repos } else { args.repos };
+    Ok(labels)
+}
 
-    let duration = |flag: &str, flag_value: Option<String>, file_value: Option<String>, default| {
-        flag_value.or(file_value).map_or(Ok(default), |text| parse_duration_flag(flag, &text))
-    };
-    let dead_voter_grace = duration(
-        "dead-voter-grace",
-        args.dead_voter_grace,
-        file.dead_voter_grace,
-        Duration::from_secs(15),
-    )?;
-    let poll_interval =
-        duration("poll-interval", args.poll_interval, file.poll_interval, Duration::from_secs(1))?;
-    let fetch = FetchLimits::try_new(
-        duration(
-            "fetch-timeout",
-            args.fetch_timeout,
-            file.fetch_timeout,
-            FetchLimits::DEFAULT.timeout,
-        )?,
-        duration(
-            "fetch-deadline",
-            args.fetch_deadline,
-            file.fetch_deadline,
-            FetchLimits::DEFAULT.deadline,
-        )?,
-    )?;
-    let gossip_interval = duration(
-        "gossip-interval",
-        args.gossip_interval,
-        file.gossip_interval,
-        Duration::from_millis(200),
-    )?;
+fn duration(flag: &str, value: Option<String>, default: Duration) -> anyhow::Result<Duration> {
+    value.map_or(Ok(default), |text| parse_duration_flag(flag, &text))
+}
+
+fn gossip_interval(value: Option<String>) -> anyhow::Result<Duration> {
+    let gossip_interval = duration("gossip-interval", value, Duration::from_millis(200))?;
     if gossip_interval < Duration::from_millis(10) || gossip_interval > Duration::from_secs(10) {
         bail!("--gossip-interval: must be between 10ms and 10s");
     }
+    Ok(gossip_interval)
+}
+
+fn raft(heartbeat: Option<String>, election_timeout: Option<String>) -> anyhow::Result<RaftTiming> {
     let mut raft = RaftTiming::default();
-    if let Some(text) = args.heartbeat.or(file.heartbeat) {
+    if let Some(text) = heartbeat {
         raft.heartbeat = parse_duration_flag("heartbeat", &text)?;
     }
-    if let Some(text) = args.election_timeout.or(file.election_timeout) {
+    if let Some(text) = election_timeout {
         let (min, max) = text.split_once('-').with_context(|| {
             format!("--election-timeout {text:?}: expected MIN-MAX, e.g. 120ms-240ms")
         })?;
@@ -281,73 +392,36 @@ fn merge(args: RunArgs, file: FileConfig) -> anyhow::Result<RunConfig> {
     }
     raft.to_config("eventide")
         .map_err(|e| anyhow::anyhow!("--heartbeat/--election-timeout: {e}"))?;
-    let secret = match (args.secret_file, args.secret_env, file.secret_file) {
-        (Some(path), _, _) => Some(read_secret_file(&path)?),
-        (None, Some(text), _) => Some(secret_from_env(&text)?),
-        (None, None, Some(path)) => Some(read_secret_file(&path)?),
-        (None, None, None) => None,
-    };
-    let private_api = args.private_api || file.private_api.unwrap_or(false);
-    if private_api && secret.is_none() {
-        bail!("--private-api needs a cluster secret (--secret-file or EVENTIDE_SECRET)");
-    }
-    let min_free_disk = match args.min_free_disk.or(file.min_free_disk) {
-        None => MinFreeDisk::DEFAULT,
-        Some(text) => MinFreeDisk::parse(&text).with_context(|| {
-            format!("--min-free-disk {text:?}: expected a size such as 512MiB or 1GiB, or a percentage such as 5%")
-        })?,
-    };
-    let http = http_limits(
-        args.http_max_connections,
-        file.http_max_connections,
-        args.http_header_timeout,
-        file.http_header_timeout,
-    )?;
-
-    Ok(RunConfig {
-        data_dir,
-        listen,
-        advertise,
-        seeds,
-        name,
-        bootstrap_expect,
-        voters,
-        dead_voter_grace,
-        runner_slots,
-        labels,
-        repos,
-        poll_interval,
-        fetch,
-        raft,
-        gossip_interval,
-        secret,
-        private_api,
-        min_free_disk,
-        http,
-    })
+    Ok(raft)
 }
 
-fn http_limits(
-    flag_max: Option<usize>,
-    file_max: Option<usize>,
-    flag_timeout: Option<String>,
-    file_timeout: Option<String>,
-) -> anyhow::Result<HttpLimits> {
-    let max_connections = flag_max.or(file_max).unwrap_or(HttpLimits::DEFAULT_MAX_CONNECTIONS);
+fn min_free_disk(value: Option<String>) -> anyhow::Result<MinFreeDisk> {
+    match value {
+        None => Ok(MinFreeDisk::DEFAULT),
+        Some(text) => MinFreeDisk::parse(&text).with_context(|| {
+            format!("--min-free-disk {text:?}: expected a size such as 512MiB or 1GiB, or a percentage such as 5%")
+        }),
+    }
+}
+
+fn http_max_connections(value: Option<usize>) -> anyhow::Result<usize> {
+    let max_connections = value.unwrap_or(HttpLimits::DEFAULT_MAX_CONNECTIONS);
     if !(HttpLimits::MIN_MAX_CONNECTIONS..=1_000_000).contains(&max_connections) {
         bail!(
             "--http-max-connections {max_connections}: must be between {} and 1000000",
             HttpLimits::MIN_MAX_CONNECTIONS
         );
     }
-    let header_timeout = match flag_timeout.or(file_timeout) {
-        Some(text) => parse_duration_flag("http-header-timeout", &text)?,
-        None => HttpLimits::DEFAULT_HEADER_TIMEOUT,
-    };
+    Ok(max_connections)
+}
+
+fn http_header_timeout(value: Option<String>) -> anyhow::Result<Duration> {
+    let header_timeout =
+        duration("http-header-timeout", value, HttpLimits::DEFAULT_HEADER_TIMEOUT)?;
     if header_timeout < Duration::from_secs(1) || header_timeout > Duration::from_secs(600) {
         bail!("--http-header-timeout: must be between 1s and 10m");
     }
-    Ok(HttpLimits { max_connections, header_timeout })
+    Ok(header_timeout)
 }
 
 /// The variable that may hold the cluster secret itself.
@@ -421,13 +495,18 @@ fn parse_duration_flag(flag: &str, text: &str) -> anyhow::Result<Duration> {
 mod tests {
     use super::*;
 
+    /// Flags and environment over a file, validated.
+    fn merge(flags: RunArgs, file: RunArgs) -> anyhow::Result<RunConfig> {
+        RunConfig::try_from(flags.or(file))
+    }
+
     fn args(data_dir: &str) -> RunArgs {
         RunArgs { data_dir: Some(data_dir.into()), ..RunArgs::default() }
     }
 
     #[test]
     fn defaults_fill_what_is_not_given() {
-        let config = merge(args("/tmp/a"), FileConfig::default()).expect("valid");
+        let config = merge(args("/tmp/a"), RunArgs::default()).expect("valid");
         assert_eq!(config.listen, DEFAULT_LISTEN.parse().expect("parses"));
         assert_eq!(config.advertise, config.listen);
         assert_eq!(config.bootstrap_expect, 3);
@@ -443,7 +522,7 @@ mod tests {
 
     #[test]
     fn flags_win_over_the_file() {
-        let file: FileConfig = toml::from_str(
+        let file: RunArgs = toml::from_str(
             "listen = \"127.0.0.1:9000\"\nname = \"from-file\"\nvoters = 5\nlabels = [\"linux\"]\n",
         )
         .expect("valid toml");
@@ -489,8 +568,7 @@ mod tests {
             ),
         ];
         for (args, flag) in cases {
-            let error =
-                merge(args, FileConfig::default()).expect_err("must be refused").to_string();
+            let error = merge(args, RunArgs::default()).expect_err("must be refused").to_string();
             assert!(error.contains(flag), "{error:?} should name {flag}");
         }
     }
@@ -502,20 +580,20 @@ mod tests {
         std::fs::write(&path, "0123456789abcdef-from-file\n").expect("write");
         let expected = Secret::try_new(b"0123456789abcdef-from-file").expect("valid");
         let from_flag =
-            merge(RunArgs { secret_file: Some(path.clone()), ..args("/d") }, FileConfig::default())
+            merge(RunArgs { secret_file: Some(path.clone()), ..args("/d") }, RunArgs::default())
                 .expect("valid");
         assert_eq!(from_flag.secret.as_ref(), Some(&expected));
         let from_file =
-            merge(args("/d"), FileConfig { secret_file: Some(path), ..FileConfig::default() })
+            merge(args("/d"), RunArgs { secret_file: Some(path), ..RunArgs::default() })
                 .expect("valid");
         assert_eq!(from_file.secret.as_ref(), Some(&expected));
         let from_env = merge(
             RunArgs { secret_env: Some("0123456789abcdef-env".into()), ..args("/d") },
-            FileConfig::default(),
+            RunArgs::default(),
         )
         .expect("valid");
         assert!(from_env.secret.is_some());
-        assert!(merge(args("/d"), FileConfig::default()).expect("valid").secret.is_none());
+        assert!(merge(args("/d"), RunArgs::default()).expect("valid").secret.is_none());
     }
 
     #[test]
@@ -528,14 +606,14 @@ mod tests {
         for path in [short, empty, dir.path().join("missing")] {
             let error = merge(
                 RunArgs { secret_file: Some(path.clone()), ..args("/d") },
-                FileConfig::default(),
+                RunArgs::default(),
             )
             .expect_err("refused")
             .to_string();
             assert!(error.starts_with("--secret-file"), "{error}");
             assert!(!error.contains('\n'), "one line: {error}");
         }
-        let error = merge(RunArgs { private_api: true, ..args("/d") }, FileConfig::default())
+        let error = merge(RunArgs { private_api: true, ..args("/d") }, RunArgs::default())
             .expect_err("refused")
             .to_string();
         assert!(error.contains("--private-api"), "{error}");
@@ -543,6 +621,124 @@ mod tests {
 
     #[test]
     fn unknown_file_keys_are_refused() {
-        assert!(toml::from_str::<FileConfig>("lisen = \"1.2.3.4:5\"").is_err());
+        assert!(toml::from_str::<RunArgs>("lisen = \"1.2.3.4:5\"").is_err());
+        // Flag spellings, and the settings that never come from a file, are no keys.
+        for text in ["seed = [\"a:1\"]", "repo = [\"/r\"]", "config = \"/c\"", "secret_env = \"s\""]
+        {
+            assert!(toml::from_str::<RunArgs>(text).is_err(), "{text} must be refused");
+        }
+        assert!(toml::from_str::<RunArgs>("labels = \"linux\"").is_err(), "labels are a list");
+    }
+
+    #[test]
+    fn every_file_key_is_read() {
+        let file: RunArgs = toml::from_str(
+            "data_dir = \"/f\"\nlisten = \" 127.0.0.1:9000\"\nadvertise = \"10.0.0.1:9000\"\n\
+             seeds = [\"a:1\"]\nname = \"f\"\nbootstrap_expect = 5\nvoters = 5\n\
+             dead_voter_grace = \"20s\"\nrunner_slots = 2\nlabels = [\"linux\"]\n\
+             repos = [\"/r\"]\npoll_interval = \"2s\"\nfetch_timeout = \"5s\"\n\
+             fetch_deadline = \"1m\"\nheartbeat = \"60ms\"\nelection_timeout = \"200ms-400ms\"\n\
+             gossip_interval = \"300ms\"\nsecret_file = \"/s\"\nprivate_api = true\n\
+             min_free_disk = \"5%\"\nhttp_max_connections = 2048\nhttp_header_timeout = \"20s\"\n",
+        )
+        .expect("valid toml");
+        let secret_file = file.secret_file.clone();
+        let config =
+            merge(RunArgs { secret_env: Some("0123456789abcdef".into()), ..args("/d") }, file)
+                .expect("valid");
+        assert_eq!(secret_file, Some(PathBuf::from("/s")));
+        assert_eq!(config.data_dir, PathBuf::from("/d"));
+        assert_eq!(config.listen, "127.0.0.1:9000".parse().expect("addr"));
+        assert_eq!(config.advertise, "10.0.0.1:9000".parse().expect("addr"));
+        assert_eq!(config.seeds, ["a:1"]);
+        assert_eq!(config.name, "f");
+        assert_eq!((config.bootstrap_expect, config.voters, config.runner_slots), (5, 5, 2));
+        assert_eq!(config.dead_voter_grace, Duration::from_secs(20));
+        assert_eq!(config.labels, BTreeSet::from(["linux".to_owned()]));
+        assert_eq!(config.repos, ["/r"]);
+        assert_eq!(config.poll_interval, Duration::from_secs(2));
+        assert_eq!(config.fetch.timeout, Duration::from_secs(5));
+        assert_eq!(config.fetch.deadline, Duration::from_secs(60));
+        assert_eq!(config.raft.heartbeat, Duration::from_millis(60));
+        assert_eq!(config.raft.election_max, Duration::from_millis(400));
+        assert_eq!(config.gossip_interval, Duration::from_millis(300));
+        assert!(config.private_api);
+        assert_ne!(config.min_free_disk, MinFreeDisk::DEFAULT);
+        assert_eq!(config.http.max_connections, 2048);
+        assert_eq!(config.http.header_timeout, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn each_flag_wins_over_its_file_key_alone() {
+        let file: RunArgs = toml::from_str(
+            "data_dir = \"/f\"\nseeds = [\"f:1\"]\nlabels = [\"file\"]\nrepos = [\"/file\"]\n\
+             runner_slots = 4\npoll_interval = \"3s\"\nhttp_max_connections = 2048\n\
+             http_header_timeout = \"20s\"\nadvertise = \"10.0.0.1:1\"\n",
+        )
+        .expect("valid toml");
+        let flags = RunArgs {
+            seeds: vec!["a:1".into()],
+            labels: vec!["flag".into()],
+            poll_interval: Some("5s".into()),
+            http_max_connections: Some(512),
+            ..args("/d")
+        };
+        let config = merge(flags, file.clone()).expect("valid");
+        assert_eq!(config.data_dir, PathBuf::from("/d"));
+        assert_eq!(config.seeds, ["a:1"], "a list from the flags replaces the file's");
+        assert_eq!(config.labels, BTreeSet::from(["flag".to_owned()]));
+        assert_eq!(config.repos, ["/file"]);
+        assert_eq!(config.runner_slots, 4);
+        assert_eq!(config.poll_interval, Duration::from_secs(5));
+        assert_eq!(config.http.max_connections, 512);
+        assert_eq!(config.http.header_timeout, Duration::from_secs(20));
+        assert_eq!(config.advertise, "10.0.0.1:1".parse().expect("addr"));
+        // The file's data_dir counts when no flag names one.
+        let config = merge(RunArgs::default(), file).expect("valid");
+        assert_eq!(config.data_dir, PathBuf::from("/f"));
+    }
+
+    #[test]
+    fn a_bad_file_value_under_a_flag_is_not_checked() {
+        let file: RunArgs =
+            toml::from_str("listen = \"nowhere\"\nvoters = 2\nheartbeat = \"soon\"\n")
+                .expect("valid toml");
+        let error = merge(args("/d"), file.clone()).expect_err("refused").to_string();
+        assert!(error.contains("--listen"), "{error}");
+        let flags = RunArgs {
+            listen: Some("127.0.0.1:7801".into()),
+            voters: Some(1),
+            heartbeat: Some("50ms".into()),
+            ..args("/d")
+        };
+        assert_eq!(merge(flags, file).expect("valid").voters, 1);
+    }
+
+    #[test]
+    fn the_environment_secret_hides_the_files_secret_file() {
+        let file =
+            RunArgs { secret_file: Some("/nonexistent/secret".into()), ..RunArgs::default() };
+        let error = merge(args("/d"), file.clone()).expect_err("refused").to_string();
+        assert!(error.starts_with("--secret-file"), "{error}");
+        let expected = Secret::try_new(b"0123456789abcdef-env").expect("valid");
+        let from_env =
+            merge(RunArgs { secret_env: Some("0123456789abcdef-env".into()), ..args("/d") }, file)
+                .expect("valid");
+        assert_eq!(from_env.secret.as_ref(), Some(&expected));
+    }
+
+    #[test]
+    fn private_api_from_the_file_or_the_flag() {
+        let secret = || RunArgs { secret_env: Some("0123456789abcdef".into()), ..args("/d") };
+        let on = RunArgs { private_api: true, ..RunArgs::default() };
+        assert!(merge(secret(), on.clone()).expect("valid").private_api);
+        assert!(
+            merge(RunArgs { private_api: true, ..secret() }, RunArgs::default())
+                .expect("valid")
+                .private_api
+        );
+        assert!(!merge(secret(), RunArgs::default()).expect("valid").private_api);
+        let error = merge(args("/d"), on).expect_err("refused").to_string();
+        assert!(error.contains("--private-api"), "{error}");
     }
 }
