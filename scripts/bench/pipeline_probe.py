@@ -292,7 +292,8 @@ def ev_kill(args):
                 return
             time.sleep(args.poll)
 
-    os.kill(pids[victim], signal.SIGKILL)
+    if not EVENTIDE.stop_member(pids[victim], f"127.0.0.1:{victim}\0"):
+        fail(f"node {name_of[runner]} (pid {pids[victim]}) is gone before the kill")
     killed_at = time.monotonic()
     threads = [threading.Thread(target=watch, args=(p,), daemon=True) for p in survivors]
     for thread in threads:
