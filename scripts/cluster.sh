@@ -13,47 +13,40 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# shellcheck source=scripts/lib/nodes.sh
+source scripts/lib/nodes.sh
+
 dir=${CLUSTER_DIR:-.eventide-cluster}
 base_port=${BASE_PORT:-7801}
-bin=${EVENTIDE_BIN:-target/release/eventide-node}
-
-build() {
-  if [ -z "${EVENTIDE_BIN:-}" ]; then
-    cargo build --release -p eventide-node >&2
-  fi
-  [ -x "$bin" ] || { echo "error: $bin is not an executable" >&2; exit 1; }
-}
+BIN=${EVENTIDE_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/eventide-node}
+NODES_POLL=0.2
 
 addr_of() { echo "127.0.0.1:$((base_port + $1 - 1))"; }
 
 node_count() { cat "$dir/count" 2>/dev/null || echo 0; }
 
+addrs_of() {  # node count: every node's address, comma-separated
+  local j ports=()
+  for ((j = 1; j <= $1; j++)); do ports+=("$((base_port + j - 1))"); done
+  nodes_addrs "${ports[@]}"
+}
+
 start_node() {
-  local i=$1 n=$2 seeds=() j
-  for ((j = 1; j <= n; j++)); do
-    [ "$j" = "$i" ] || seeds+=(--seed "$(addr_of "$j")")
-  done
-  # shellcheck disable=SC2086
-  "$bin" run --data-dir "$dir/n$i" --listen "$(addr_of "$i")" --name "n$i" \
-    --bootstrap-expect "$(( n < 3 ? n : 3 ))" "${seeds[@]}" ${EXTRA_ARGS:-} \
-    >>"$dir/n$i.log" 2>&1 &
-  echo $! >"$dir/n$i.pid"
-  echo "started n$i on $(addr_of "$i") (pid $!, log $dir/n$i.log)"
+  local i=$1 n=$2 extra=()
+  read -r -a extra <<<"${EXTRA_ARGS:-}"
+  nodes_start "n$i" "n$i" "$dir/n$i" "$dir/n$i.log" "$(addr_of "$i")" "$(addrs_of "$n")" \
+    --bootstrap-expect "$(( n < 3 ? n : 3 ))" "${extra[@]}"
+  echo "${NODE_PIDS[n$i]}" >"$dir/n$i.pid"
+  echo "started n$i on $(addr_of "$i") (pid ${NODE_PIDS[n$i]}, log $dir/n$i.log)"
 }
 
 running() { [ -f "$dir/n$1.pid" ] && kill -0 "$(cat "$dir/n$1.pid")" 2>/dev/null; }
 
-wait_for_leader() {
-  local deadline=$((SECONDS + 30)) i
-  while ((SECONDS < deadline)); do
-    for ((i = 1; i <= $(node_count); i++)); do
-      if running "$i" && "$bin" status --node "$(addr_of "$i")" --json 2>/dev/null | grep -q '"leader": {'; then
-        return 0
-      fi
-    done
-    sleep 0.2
+some_leader() {
+  local i
+  for ((i = 1; i <= $(node_count); i++)); do
+    running "$i" && [ -n "$(nodes_leader "$(addr_of "$i")")" ] && return 0
   done
-  echo "error: no leader after 30 s; see the logs in $dir" >&2
   return 1
 }
 
@@ -61,8 +54,7 @@ leader_index() {
   local i leader
   for ((i = 1; i <= $(node_count); i++)); do
     running "$i" || continue
-    leader=$("$bin" status --node "$(addr_of "$i")" --json 2>/dev/null |
-      python3 -c 'import json,sys; l=json.load(sys.stdin)["leader"]; print(l["addr"] if l else "")') || continue
+    leader=$(nodes_leader "$(addr_of "$i")" addr) || continue
     [ -n "$leader" ] || continue
     echo $(( ${leader##*:} - base_port + 1 ))
     return 0
@@ -73,15 +65,15 @@ leader_index() {
 case "${1:-}" in
   start)
     n=${2:-3}
-    build
+    nodes_binary ""
     mkdir -p "$dir"
     echo "$n" >"$dir/count"
     for ((i = 1; i <= n; i++)); do start_node "$i" "$n"; done
-    wait_for_leader
-    "$bin" status --node "$(addr_of 1)"
+    nodes_wait 30 "no leader after 30 s; see the logs in $dir" some_leader
+    "$BIN" status --node "$(addr_of 1)"
     ;;
   status)
-    "$bin" status --node "$(addr_of "${2:-1}")"
+    "$BIN" status --node "$(addr_of "${2:-1}")"
     ;;
   kill-leader)
     i=$(leader_index) || { echo "error: no leader" >&2; exit 1; }
@@ -95,16 +87,10 @@ case "${1:-}" in
     ;;
   stop)
     for ((i = 1; i <= $(node_count); i++)); do
-      if running "$i"; then kill -TERM "$(cat "$dir/n$i.pid")"; echo "stopping n$i"; fi
+      if running "$i"; then NODE_PIDS[n$i]=$(cat "$dir/n$i.pid"); echo "stopping n$i"; fi
     done
-    deadline=$((SECONDS + 30))
-    for ((i = 1; i <= $(node_count); i++)); do
-      while running "$i"; do
-        ((SECONDS < deadline)) || { echo "error: n$i did not stop; kill -9 it" >&2; exit 1; }
-        sleep 0.1
-      done
-      rm -f "$dir/n$i.pid"
-    done
+    nodes_stop_all 30 || { echo "error: a node did not stop within 30 s; sent it SIGKILL" >&2; exit 1; }
+    for ((i = 1; i <= $(node_count); i++)); do rm -f "$dir/n$i.pid"; done
     ;;
   *)
     sed -n '2,13p' "$0"

@@ -7,38 +7,28 @@
 #
 #   scripts/demo.sh                 # ports 7801-7803
 #   BASE_PORT=9001 scripts/demo.sh
+#   EVENTIDE_BIN=target/debug/eventide-node scripts/demo.sh   # this binary, no release build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# shellcheck source=scripts/lib/nodes.sh
+source scripts/lib/nodes.sh
+
 base_port=${BASE_PORT:-7801}
 work=$(mktemp -d -t eventide-demo-XXXXXX)
-pids=()
-
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+NODES_WORK=$work
+NODES_GRACE=5
+nodes_traps
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "building eventide-node (release)"
-cargo build --release -p eventide-node
-bin=target/release/eventide-node
+[ -n "${EVENTIDE_BIN:-}" ] || step "building eventide-node (release)"
+nodes_binary ""
+bin=$BIN
 
-for i in 1 2 3; do
-  port=$((base_port + i - 1))
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "error: port $port is in use; set BASE_PORT" >&2
-    exit 1
-  fi
-done
+nodes_require_free_ports "$base_port" "$((base_port + 1))" "$((base_port + 2))"
 addr() { echo "127.0.0.1:$((base_port + $1 - 1))"; }
+addrs="$(nodes_addrs "$base_port" "$((base_port + 1))" "$((base_port + 2))")"
 
 step "creating an example repository with Python unittest tests"
 repo=$work/example
@@ -65,33 +55,19 @@ commit "calc with a test"
 echo "repository: $repo"
 
 start() {
-  local i=$1 seeds=() j
-  for j in 1 2 3; do [ "$j" = "$i" ] || seeds+=(--seed "$(addr "$j")"); done
-  "$bin" run --data-dir "$work/n$i" --listen "$(addr "$i")" --name "n$i" \
-    --repo "$repo" "${seeds[@]}" >>"$work/n$i.log" 2>&1 &
-  pids[$i]=$!
-  disown "$!"
+  nodes_start "n$1" "n$1" "$work/n$1" "$work/n$1.log" "$(addr "$1")" "$addrs" --repo "$repo"
+  # The leader is killed with kill -9 later: no job notice for it.
+  disown "${NODE_PIDS[n$1]}"
 }
 
-leader_of() {
-  "$bin" status --node "$(addr "$1")" --json 2>/dev/null |
-    python3 -c 'import json,sys; l=json.load(sys.stdin)["leader"]; print(l["name"] if l else "")' 2>/dev/null
-}
-
-alive_seen_by() {
-  "$bin" status --node "$(addr "$1")" --json 2>/dev/null |
-    python3 -c 'import json,sys; print(sum(n["alive"] for n in json.load(sys.stdin)["nodes"]))' 2>/dev/null
+leader_other_than() {  # node, name that does not count
+  local leader
+  leader=$(nodes_leader "$(addr "$1")" || true)
+  [ -n "$leader" ] && [ "$leader" != "${2:-}" ] && echo "$leader"
 }
 
 wait_leader() {
-  local node=$1 not=${2:-} deadline=$((SECONDS + 30)) leader
-  while ((SECONDS < deadline)); do
-    leader=$(leader_of "$node" || true)
-    if [ -n "$leader" ] && [ "$leader" != "$not" ]; then echo "$leader"; return 0; fi
-    sleep 0.05
-  done
-  echo "error: no leader after 30 s; logs are in $work" >&2
-  return 1
+  NODES_POLL=0.05 nodes_wait 30 "no leader after 30 s; logs are in $work" leader_other_than "$@"
 }
 
 step "starting 3 nodes: $(addr 1) $(addr 2) $(addr 3)"
@@ -102,25 +78,21 @@ echo "dashboard: http://$(addr 1)/ (any node serves it; metrics at /metrics)"
 "$bin" status --node "$(addr 1)"
 
 step "watched repositories (asked of n2)"
-deadline=$((SECONDS + 15))
-until "$bin" repo list --node "$(addr 2)" | grep -q "$repo"; do
-  ((SECONDS < deadline)) || { echo "error: repository not registered" >&2; exit 1; }
-  sleep 0.1
-done
+repo_listed() { "$bin" repo list --node "$(addr 2)" | grep -q "$repo"; }
+nodes_wait 15 "repository not registered" repo_listed
 "$bin" repo list --node "$(addr 2)"
 
 # Waits until node $1 lists $2 jobs, all final, then prints them.
-results_when_done() {
-  local node=$1 count=$2 deadline=$((SECONDS + 60))
-  until "$bin" results --node "$(addr "$node")" --json --limit 1000 2>/dev/null | python3 -c '
+all_final() {  # node, count
+  "$bin" results --node "$(addr "$1")" --json --limit 1000 2>/dev/null | python3 -c '
 import json, sys
 jobs = json.load(sys.stdin)
 done = [j for j in jobs if j["state"] not in ("queued", "running")]
-sys.exit(0 if len(jobs) >= int(sys.argv[1]) and len(done) == len(jobs) else 1)' "$count"; do
-    ((SECONDS < deadline)) || { echo "error: $count results did not arrive; logs are in $work" >&2; exit 1; }
-    sleep 0.1
-  done
-  "$bin" results --node "$(addr "$node")"
+sys.exit(0 if len(jobs) >= int(sys.argv[1]) and len(done) == len(jobs) else 1)' "$2"
+}
+results_when_done() {
+  nodes_wait 60 "$2 results did not arrive; logs are in $work" all_final "$1" "$2" || exit 1
+  "$bin" results --node "$(addr "$1")"
 }
 
 step "the first commit is tested by some runner"
@@ -143,15 +115,12 @@ victim=${leader#n}
 survivor=$((victim % 3 + 1))
 step "kill -9 the leader ($leader)"
 started=$(date +%s%N)
-kill -9 "${pids[$victim]}"
+kill -9 "${NODE_PIDS[n$victim]}"
 new_leader=$(wait_leader "$survivor" "$leader")
 elapsed=$(( ($(date +%s%N) - started) / 1000000 ))
 echo "new leader: $new_leader, seen by n$survivor $elapsed ms after the kill"
-deadline=$((SECONDS + 15))
-until "$bin" status --node "$(addr "$survivor")" --json | grep -q '"alive": false'; do
-  ((SECONDS < deadline)) || break
-  sleep 0.1
-done
+victim_dead() { "$bin" status --node "$(addr "$survivor")" --json | grep -q '"alive": false'; }
+nodes_wait 15 "" victim_dead || true
 "$bin" status --node "$(addr "$survivor")"
 
 step "testing goes on under the new leader"
@@ -162,11 +131,10 @@ results_when_done "$survivor" 4
 
 step "restarting $leader with its data dir: it rejoins as a follower"
 start "$victim"
-deadline=$((SECONDS + 30))
-until [ -n "$(leader_of "$victim" || true)" ] && [ "$(alive_seen_by "$victim" || true)" = 3 ]; do
-  ((SECONDS < deadline)) || { echo "error: $leader did not rejoin" >&2; exit 1; }
-  sleep 0.1
-done
+rejoined() {
+  [ -n "$(nodes_leader "$(addr "$victim")" || true)" ] && [ "$(nodes_alive "$(addr "$victim")" || true)" = 3 ]
+}
+nodes_wait 30 "$leader did not rejoin" rejoined
 for i in 1 2 3; do
   echo "--- asked of n$i"
   "$bin" status --node "$(addr "$i")" | head -2

@@ -32,48 +32,18 @@ TRIAL_DEADLINE=30   # seconds after a kill before a metric counts as timed out
 HEALTH_DEADLINE=60  # seconds for a (re)started cluster to become healthy
 [[ "$TRIALS" =~ ^[1-9][0-9]*$ ]] || { echo "TRIALS must be a positive integer" >&2; exit 2; }
 
+# shellcheck source=scripts/lib/nodes.sh
+source scripts/lib/nodes.sh
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/eventide-failover.XXXXXX")"
-declare -A PID_OF=()  # member key -> PID this script started and has not reaped yet
-
-cleanup() {
-  local status=$? key log
-  for key in "${!PID_OF[@]}"; do
-    kill -9 "${PID_OF[$key]}" 2>/dev/null || true
-    wait "${PID_OF[$key]}" 2>/dev/null || true
-  done
-  if [[ $status -ne 0 ]]; then
-    for log in "$WORK"/*/*.log; do
-      [[ -f "$log" ]] || continue
-      echo "--- last lines of ${log#"$WORK"/}" >&2
-      tail -n 15 "$log" >&2
-    done
-  fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+NODES_WORK=$WORK
+NODES_GRACE=0  # members are killed with SIGKILL, as in the trials
+nodes_traps
 
 probe() { "$PYTHON" "$PROBE" "$@"; }
 
 # `probe trial` kill -9s one of our nodes; bash would then print a "Killed" job notice
 # on its own stderr. The probe's stderr goes to fd 3 (the real one), the notice nowhere.
 trial_probe() { { "$PYTHON" "$PROBE" trial "$@" 2>&3; } 3>&2 2>/dev/null; }
-
-# The victim's process has been killed by the probe; reap it so its PID is ours no more.
-forget() {
-  wait "${PID_OF[$1]}" 2>/dev/null || true
-  unset 'PID_OF[$1]'
-}
-
-stop_all() {  # key prefix
-  local key
-  for key in "${!PID_OF[@]}"; do
-    [[ "$key" == "$1"* ]] || continue
-    kill -9 "${PID_OF[$key]}" 2>/dev/null || true
-    forget "$key"
-  done
-}
 
 index_of() {  # port, ports...
   local port=$1 i=1 p
@@ -87,9 +57,7 @@ index_of() {  # port, ports...
 }
 
 # --- the binary -----------------------------------------------------------------------
-# shellcheck source=scripts/bench/lib.sh
-source scripts/bench/lib.sh
-eventide_binary
+nodes_binary "building the release binary (cargo build --release -p eventide-node)"
 # Settings that would change what is measured if inherited from the environment.
 unset EVENTIDE_CONFIG EVENTIDE_REPOS EVENTIDE_BOOTSTRAP_EXPECT EVENTIDE_VOTERS EVENTIDE_ADVERTISE
 
@@ -103,19 +71,15 @@ fi
 
 # --- Eventide -------------------------------------------------------------------------
 start_eventide() {  # index (1-3)
-  local i=$1 j seeds=()
-  for j in 1 2 3; do
-    [[ $j -eq $i ]] || seeds+=(--seed "127.0.0.1:${EV_PORTS[$((j - 1))]}")
-  done
-  "$BIN" run --data-dir "$WORK/eventide/n$i" --listen "127.0.0.1:${EV_PORTS[$((i - 1))]}" \
-    "${seeds[@]}" --name "n$i" >>"$WORK/eventide/n$i.log" 2>&1 &
-  PID_OF[eventide:$i]=$!
+  nodes_start "eventide:$1" "n$1" "$WORK/eventide/n$1" "$WORK/eventide/n$1.log" \
+    "127.0.0.1:${EV_PORTS[$(($1 - 1))]}" "$EV_ADDRS"
 }
 
 run_eventide() {
   local ports k i leader rc tries
-  read -r -a EV_PORTS <<<"$(probe ports 3)"
+  read -r -a EV_PORTS <<<"$(nodes_free_ports 3)"
   ports="$(IFS=,; echo "${EV_PORTS[*]}")"
+  EV_ADDRS="$(nodes_addrs "${EV_PORTS[@]}")"
   mkdir -p "$WORK/eventide" "$WORK/repos"
   for i in 1 2 3; do start_eventide "$i"; done
   echo "eventide: 3 nodes on 127.0.0.1:{${ports}}"
@@ -126,7 +90,7 @@ run_eventide() {
       i="$(index_of "$leader" "${EV_PORTS[@]}")"
       rc=0
       trial_probe --system eventide --ports "$ports" --victim "$leader" \
-        --pid "${PID_OF[eventide:$i]}" --trial "$k" --label eventide \
+        --pid "${NODE_PIDS[eventide:$i]}" --trial "$k" --label eventide \
         --deadline "$TRIAL_DEADLINE" --url-dir "$WORK/repos" --out "$WORK/eventide.jsonl" || rc=$?
       [[ $rc -eq 0 ]] && break
       # 3: leadership moved between finding the leader and the kill; look again.
@@ -134,18 +98,18 @@ run_eventide() {
       leader="$(probe wait --system eventide --ports "$ports" --deadline "$HEALTH_DEADLINE" \
         --url-dir "$WORK/repos")"
     done
-    forget "eventide:$i"
+    nodes_forget "eventide:$i"
     start_eventide "$i"
     leader="$(probe wait --system eventide --ports "$ports" --deadline "$HEALTH_DEADLINE" \
       --url-dir "$WORK/repos")"
   done
-  stop_all eventide:
+  nodes_stop_all 0 eventide:
 }
 
 # --- etcd -----------------------------------------------------------------------------
 start_etcd() {  # index (1-3), heartbeat ms, election ms, tag
   local i=$1 dir="$WORK/$4"
-  "$(command -v etcd)" --name "m$i" --data-dir "$dir/m$i" \
+  nodes_spawn "$4:$i" "$dir/m$i.log" "$(command -v etcd)" --name "m$i" --data-dir "$dir/m$i" \
     --listen-client-urls "http://127.0.0.1:${ETCD_CLIENT[$((i - 1))]}" \
     --advertise-client-urls "http://127.0.0.1:${ETCD_CLIENT[$((i - 1))]}" \
     --listen-peer-urls "http://127.0.0.1:${ETCD_PEER[$((i - 1))]}" \
@@ -153,13 +117,12 @@ start_etcd() {  # index (1-3), heartbeat ms, election ms, tag
     --initial-cluster "$ETCD_CLUSTER" --initial-cluster-state new \
     --initial-cluster-token "failover-$4" \
     --heartbeat-interval "$2" --election-timeout "$3" \
-    --logger zap --log-outputs stderr >>"$dir/m$i.log" 2>&1 &
-  PID_OF[$4:$i]=$!
+    --logger zap --log-outputs stderr
 }
 
 run_etcd() {  # heartbeat ms, election ms, tag
   local hb=$1 et=$2 tag=$3 all ports k i leader rc tries
-  read -r -a all <<<"$(probe ports 6)"
+  read -r -a all <<<"$(nodes_free_ports 6)"
   ETCD_CLIENT=("${all[@]:0:3}")
   ETCD_PEER=("${all[@]:3:3}")
   ETCD_CLUSTER="m1=http://127.0.0.1:${ETCD_PEER[0]},m2=http://127.0.0.1:${ETCD_PEER[1]},m3=http://127.0.0.1:${ETCD_PEER[2]}"
@@ -172,21 +135,21 @@ run_etcd() {  # heartbeat ms, election ms, tag
     for ((tries = 1; ; tries++)); do
       i="$(index_of "$leader" "${ETCD_CLIENT[@]}")"
       rc=0
-      trial_probe --system etcd --ports "$ports" --victim "$leader" --pid "${PID_OF[$tag:$i]}" \
+      trial_probe --system etcd --ports "$ports" --victim "$leader" --pid "${NODE_PIDS[$tag:$i]}" \
         --trial "$k" --label "$tag" --deadline "$TRIAL_DEADLINE" --out "$WORK/$tag.jsonl" || rc=$?
       [[ $rc -eq 0 ]] && break
       [[ $rc -eq 3 && $tries -lt 5 ]] || { echo "$tag trial $k failed" >&2; exit 1; }
       leader="$(probe wait --system etcd --ports "$ports" --deadline "$HEALTH_DEADLINE")"
     done
-    forget "$tag:$i"
+    nodes_forget "$tag:$i"
     start_etcd "$i" "$hb" "$et" "$tag"
     leader="$(probe wait --system etcd --ports "$ports" --deadline "$HEALTH_DEADLINE")"
   done
-  stop_all "$tag:"
+  nodes_stop_all 0 "$tag:"
 }
 
 # --- run ------------------------------------------------------------------------------
-echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) memory, Linux $(uname -r)"
+"$PYTHON" scripts/bench/benchlib.py machine
 echo "eventide: $("$BIN" --version) ($BIN); heartbeat ${EVENTIDE_HEARTBEAT:-default}, election timeout ${EVENTIDE_ELECTION_TIMEOUT:-default}, gossip interval ${EVENTIDE_GOSSIP_INTERVAL:-default}"
 [[ "$SKIP_ETCD" == 1 ]] || echo "etcd: $(etcd --version | head -n 1), $(etcdctl version | head -n 1)"
 echo "each trial: kill -9 the leader; poll every survivor's status and send a write every 10 ms (alternating survivors) until all is seen, at most ${TRIAL_DEADLINE} s; restart the victim on its data dir"

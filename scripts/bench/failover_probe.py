@@ -20,100 +20,16 @@ Only requests sent after the kill count; a time is taken when a response arrives
 """
 
 import argparse
-import base64
-import json
-import os
 import statistics
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
-from benchlib import free_ports
+from benchlib import (Etcd, Eventide, append, fail, free_ports, is_our_process, load_rows,
+                      render_table, spread)
 
 POLL = 0.01  # seconds between two status reads of one survivor, and between two writes
 WRITE_TIMEOUT = 2.0  # client timeout of one write; later writes keep being sent meanwhile
 MAX_WRITES_IN_FLIGHT = 200
-
-# Never route loopback traffic through a proxy named in the environment.
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def fail(message, code=1):
-    print(f"failover_probe: {message}", file=sys.stderr)
-    sys.exit(code)
-
-
-def request(method, port, path, body=None, timeout=0.5):
-    """Returns (http status, decoded json or None); raises OSError on no answer."""
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"} if data is not None else {}
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
-                                 headers=headers, method=method)
-    try:
-        with OPENER.open(req, timeout=timeout) as response:
-            raw = response.read()
-            return response.status, (json.loads(raw) if raw else None)
-    except urllib.error.HTTPError as error:
-        error.read()
-        return error.code, None
-
-
-class Status:
-    """One member's view, reduced to what the trials compare."""
-
-    def __init__(self, me, leader, term, dead=(), alive=(), index=0):
-        self.me, self.leader, self.term = me, leader, term
-        self.dead, self.alive, self.index = set(dead), set(alive), index
-
-
-class Eventide:
-    name = "eventide"
-
-    def __init__(self, url_dir):
-        self.url_dir = url_dir
-
-    def status(self, port, timeout):
-        code, doc = request("GET", port, "/api/v1/status", timeout=timeout)
-        if code != 200 or doc is None:
-            raise OSError(f"status answered {code}")
-        leader = doc["leader"]["id"] if doc.get("leader") else None
-        nodes = doc.get("nodes", [])
-        return Status(doc["node"]["id"], leader, doc.get("term", 0),
-                      dead=[n["id"] for n in nodes if not n["alive"]],
-                      alive=[n["id"] for n in nodes if n["alive"]],
-                      index=doc.get("applied_index", 0))
-
-    def write(self, port, key, timeout):
-        path = os.path.join(self.url_dir, key)
-        os.makedirs(path, exist_ok=True)  # a real directory, as `repo add` would need
-        code, _ = request("POST", port, "/api/v1/repos", {"url": path}, timeout)
-        return code == 201, code
-
-
-class Etcd:
-    name = "etcd"
-
-    @staticmethod
-    def status(port, timeout):
-        code, doc = request("POST", port, "/v3/maintenance/status", {}, timeout)
-        if code != 200 or doc is None:
-            raise OSError(f"status answered {code}")
-        leader = str(doc.get("leader", "0"))
-        header = doc["header"]
-        # etcd reports the term of its last applied entry: it can lag the election by
-        # one term until the new leader's first entry is applied.
-        term = doc.get("raftTerm", header.get("raft_term", 0))
-        return Status(str(header["member_id"]), None if leader == "0" else leader,
-                      int(term), index=int(doc.get("raftIndex", 0)))
-
-    @staticmethod
-    def write(port, key, timeout):
-        encode = lambda text: base64.b64encode(text.encode()).decode()
-        code, _ = request("POST", port, "/v3/kv/put",
-                          {"key": encode("failover/" + key), "value": encode(key)}, timeout)
-        return code == 200, code
 
 
 def system_for(args):
@@ -124,22 +40,6 @@ def system_for(args):
     return Eventide(args.url_dir)
 
 
-def healthy(system, ports):
-    """The leader's port if all members answer, agree on a leader and (with gossip) see
-    every member alive; else None."""
-    views = {port: system.status(port, 1.0) for port in ports}
-    ids = {view.me: port for port, view in views.items()}
-    leaders = {view.leader for view in views.values()}
-    if len(leaders) != 1 or None in leaders or next(iter(leaders)) not in ids:
-        return None
-    if isinstance(system, Eventide):
-        if any(not set(ids) <= view.alive for view in views.values()):
-            return None
-    elif max(v.index for v in views.values()) - min(v.index for v in views.values()) > 5:
-        return None
-    return ids[next(iter(leaders))]
-
-
 def wait(args):
     system = system_for(args)
     ports = [int(p) for p in args.ports.split(",")]
@@ -147,12 +47,12 @@ def wait(args):
     last = "no answer yet"
     while time.monotonic() < end:
         try:
-            leader = healthy(system, ports)
+            leader = system.ready(ports)
             if leader is not None:
-                ok, code = system.write(ports[0], f"health-{time.time_ns()}", 5.0)
+                ok, code = system.submit(ports[0], f"health-{time.time_ns()}", 5.0)
                 if ok:
                     time.sleep(args.settle)
-                    if healthy(system, ports) == leader:
+                    if system.ready(ports) == leader:
                         print(leader)
                         return
                 last = f"health write answered {code}"
@@ -165,19 +65,11 @@ def wait(args):
          f"({last})")
 
 
-def is_our_process(pid, port):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            return f":{port}".encode() in cmdline.read()
-    except OSError:
-        return False
-
-
 def trial(args):
     system = system_for(args)
     ports = [int(p) for p in args.ports.split(",")]
     survivors = [p for p in ports if p != args.victim]
-    if not is_our_process(args.pid, args.victim):
+    if not is_our_process(args.pid, f":{args.victim}"):
         fail(f"pid {args.pid} is not the member listening on port {args.victim}")
     try:
         before = system.status(args.victim, 1.0)
@@ -186,7 +78,7 @@ def trial(args):
     if before.leader != before.me:
         fail(f"member on port {args.victim} is no longer the leader", 3)
     old = before.me
-    watch_dead = isinstance(system, Eventide)
+    watch_dead = system.gossip
 
     lock = threading.Lock()
     stop = threading.Event()
@@ -215,8 +107,8 @@ def trial(args):
 
     def one_write(port, number):
         try:
-            ok, code = system.write(port, f"{system.name}-t{args.trial:03d}-w{number:05d}",
-                                    WRITE_TIMEOUT)
+            ok, code = system.submit(port, f"{system.name}-t{args.trial:03d}-w{number:05d}",
+                                     WRITE_TIMEOUT)
         except OSError as error:
             ok, code = False, type(getattr(error, "reason", error)).__name__
         at = time.monotonic() - killed_at
@@ -242,7 +134,8 @@ def trial(args):
                 number += 1
             time.sleep(POLL)
 
-    os.kill(args.pid, 9)
+    if not system.stop_member(args.pid, f":{args.victim}"):
+        fail(f"pid {args.pid} is not the member listening on port {args.victim}")
     killed_at = time.monotonic()
     threads = [threading.Thread(target=send_writes, daemon=True)]
     threads += [threading.Thread(target=poll_status, args=(p,), daemon=True) for p in survivors]
@@ -274,8 +167,7 @@ def trial(args):
             if len(dead_seen) == len(survivors) else None,
             "failed_writes": dict(failures),
         }
-    with open(args.out, "a") as out:
-        out.write(json.dumps(result) + "\n")
+    append(args.out, result)
     show = lambda value: "timeout" if value is None else f"{value:.0f}"
     line = (f"  {args.label:<14} trial {args.trial:2d}: killed :{args.victim}, term "
             f"{before.term}->{result['new_term']}; new leader {show(result['leader_first_ms'])}"
@@ -297,29 +189,12 @@ METRICS = [
 ]
 
 
-def load(path):
-    with open(path) as rows:
-        return [json.loads(line) for line in rows if line.strip()]
-
-
-def spread(rows, key):
-    """'min / median / max' in ms; trials where nothing happened before the deadline
-    count as timeouts and are named, not hidden."""
-    values = [row[key] for row in rows if row.get(key) is not None]
-    missing = sum(1 for row in rows if row.get(key) is None)
-    if not values:
-        return "timeout" if missing else "-", None
-    text = f"{min(values):.0f} / {statistics.median(values):.0f} / {max(values):.0f}"
-    if missing:
-        text += f" ({missing} timed out)"
-    return text, values
-
-
 def report(args):
-    columns = [("eventide", load(args.eventide))]
+    columns = [("eventide", load_rows(args.eventide))]
     for item in args.etcd or []:
         label, path = item.split("=", 1)
-        columns.append((label, load(path)))
+        columns.append((label, load_rows(path)))
+    column = lambda rows, key: spread([row.get(key) for row in rows], timeouts=True)
     headers = ["metric (ms)"] + [f"{label} min / median / max" for label, _ in columns]
     table = []
     for key, title in METRICS:
@@ -328,22 +203,17 @@ def report(args):
             if key.startswith("dead") and label != "eventide":
                 cells.append("n/a (no gossip)")
             else:
-                cells.append(spread(rows, key)[0])
+                cells.append(column(rows, key)[0])
         table.append([title] + cells)
     table.append(["trials"] + [str(len(rows)) for _, rows in columns])
-    widths = [max(len(row[i]) for row in [headers] + table) for i in range(len(headers))]
-    render = lambda row: " | ".join(cell.ljust(width) for cell, width in zip(row, widths))
-    print(render(headers))
-    print("-+-".join("-" * width for width in widths))
-    for row in table:
-        print(render(row))
+    render_table(headers, table)
 
     rows = columns[0][1]
     print("\nTargets (eventide)")
     verdicts = []
     for key, title in [("write_ms", "failover, kill -> first write"),
                        ("leader_first_ms", "failover, kill -> new leader")]:
-        _, values = spread(rows, key)
+        _, values = column(rows, key)
         timeouts = sum(1 for row in rows if row.get(key) is None)
         if not values:
             print(f"  {title}: no successful trial")
@@ -356,7 +226,7 @@ def report(args):
         print(f"  {title}: median {median:.0f} ms (target <= 500: "
               f"{'met' if median_ok else 'MISSED'}), max {worst_text} (target <= 1000: "
               f"{'met' if max_ok else 'MISSED'})")
-    _, dead = spread(rows, "dead_all_ms")
+    _, dead = column(rows, "dead_all_ms")
     if dead:
         median = statistics.median(dead)
         print(f"  gossip dead-detection, every survivor: median {median:.0f} ms vs serf "

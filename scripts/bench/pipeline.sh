@@ -61,37 +61,13 @@ done
 ((BULK_PER_BRANCH <= 100)) || { echo "BULK_PER_BRANCH must be at most 100 (per round cap)" >&2; exit 2; }
 ((BULK_BRANCHES * BULK_PER_BRANCH <= 1000)) || { echo "at most 1000 bulk commits" >&2; exit 2; }
 
+# shellcheck source=scripts/lib/nodes.sh
+source scripts/lib/nodes.sh
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/eventide-pipeline.XXXXXX")"
-declare -A PID_OF=()  # process key -> PID this script started and has not reaped yet
-
-stop_pid() {  # key: TERM, up to 10 s, then KILL
-  local key=$1 pid=${PID_OF[$1]} _
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  unset 'PID_OF[$key]'
-}
-
-cleanup() {
-  local status=$? key log
-  for key in "${!PID_OF[@]}"; do stop_pid "$key"; done
-  if [[ $status -ne 0 ]]; then
-    for log in "$WORK"/*/*.log "$WORK"/bb/master/twistd.log; do
-      [[ -f "$log" ]] || continue
-      echo "--- last lines of ${log#"$WORK"/}" >&2
-      tail -n 15 "$log" >&2
-    done
-  fi
-  if [[ "$KEEP_TMP" == 1 ]]; then
-    echo "kept $WORK" >&2
-  else
-    rm -rf "$WORK"
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+NODES_WORK=$WORK
+NODES_KEEP=$KEEP_TMP
+NODES_LOGS=("$WORK/bb/master/twistd.log")
+nodes_traps
 
 probe() { "$PYTHON" "$PROBE" "$@"; }
 
@@ -100,9 +76,7 @@ probe() { "$PYTHON" "$PROBE" "$@"; }
 kill_probe() { { "$PYTHON" "$PROBE" ev-kill "$@" 2>&3; } 3>&2 2>/dev/null; }
 
 # --- the binaries and the environment -------------------------------------------------
-# shellcheck source=scripts/bench/lib.sh
-source scripts/bench/lib.sh
-eventide_binary
+nodes_binary "building the release binary (cargo build --release -p eventide-node)"
 unset EVENTIDE_CONFIG EVENTIDE_REPOS EVENTIDE_BOOTSTRAP_EXPECT EVENTIDE_VOTERS EVENTIDE_ADVERTISE \
   EVENTIDE_RUNNER_SLOTS EVENTIDE_POLL_INTERVAL EVENTIDE_SEEDS EVENTIDE_NODE
 command -v git >/dev/null || { echo "git is needed" >&2; exit 1; }
@@ -149,15 +123,11 @@ PY
 declare -A SLOTS_OF=() POLL_OF=() REPO_OF=() PORTS_OF=()
 
 start_node() {  # cluster, index (1-3)
-  local c=$1 i=$2 j seeds=() ports
+  local c=$1 i=$2 ports
   read -r -a ports <<<"${PORTS_OF[$c]}"
-  for j in 1 2 3; do
-    [[ $j -eq $i ]] || seeds+=(--seed "127.0.0.1:${ports[$((j - 1))]}")
-  done
-  "$BIN" run --data-dir "$WORK/$c/n$i" --listen "127.0.0.1:${ports[$((i - 1))]}" "${seeds[@]}" \
-    --name "$c-n$i" --repo "${REPO_OF[$c]}" --runner-slots "${SLOTS_OF[$c:$i]}" \
-    --poll-interval "${POLL_OF[$c]}" >>"$WORK/$c/n$i.log" 2>&1 &
-  PID_OF[$c:$i]=$!
+  nodes_start "$c:$i" "$c-n$i" "$WORK/$c/n$i" "$WORK/$c/n$i.log" "127.0.0.1:${ports[$((i - 1))]}" \
+    "$(nodes_addrs "${ports[@]}")" --repo "${REPO_OF[$c]}" --runner-slots "${SLOTS_OF[$c:$i]}" \
+    --poll-interval "${POLL_OF[$c]}"
 }
 
 start_cluster() {  # cluster, runner nodes expected; prints nothing, waits for health
@@ -166,19 +136,16 @@ start_cluster() {  # cluster, runner nodes expected; prints nothing, waits for h
   probe ev-wait --ports "$(ports_csv "$c")" --runners "$2" --deadline "$HEALTH_DEADLINE" >/dev/null
 }
 
-stop_cluster() {
-  local i
-  for i in 1 2 3; do [[ -z "${PID_OF[$1:$i]:-}" ]] || stop_pid "$1:$i"; done
-}
+stop_cluster() { nodes_stop 10 "$1:1" "$1:2" "$1:3" || true; }
 
 ports_csv() { local p; read -r -a p <<<"${PORTS_OF[$1]}"; (IFS=,; echo "${p[*]}"); }
 port_of() { local p; read -r -a p <<<"${PORTS_OF[$1]}"; echo "${p[$(($2 - 1))]}"; }
-pids_csv() { echo "${PID_OF[$1:1]},${PID_OF[$1:2]},${PID_OF[$1:3]}"; }
+pids_csv() { echo "${NODE_PIDS[$1:1]},${NODE_PIDS[$1:2]},${NODE_PIDS[$1:3]}"; }
 
 run_eventide_pipeline() {  # (a), (b), (c) on cluster "ev": slots 1+1+0
   local c=ev repo="$WORK/ev-repo" node k victim i done_trials leader_trials
   mkdir -p "$WORK/$c"
-  PORTS_OF[$c]="$(probe ports 3)"
+  PORTS_OF[$c]="$(nodes_free_ports 3)"
   SLOTS_OF[$c:1]=1 SLOTS_OF[$c:2]=1 SLOTS_OF[$c:3]=0
   REPO_OF[$c]="$repo"
   make_repo "$repo" unittest
@@ -235,8 +202,7 @@ run_eventide_pipeline() {  # (a), (b), (c) on cluster "ev": slots 1+1+0
     fi
     for i in 1 2 3; do
       [[ "$(port_of "$c" "$i")" == "$victim" ]] || continue
-      { wait "${PID_OF[$c:$i]}" 2>/dev/null || true; } 2>/dev/null
-      unset "PID_OF[$c:$i]"
+      { nodes_forget "$c:$i"; } 2>/dev/null
       start_node "$c" "$i"
     done
     probe ev-wait --ports "$(ports_csv "$c")" --runners 2 --deadline "$HEALTH_DEADLINE" >/dev/null
@@ -250,7 +216,7 @@ run_eventide_pipeline() {  # (a), (b), (c) on cluster "ev": slots 1+1+0
 run_eventide_bulk() {  # (d) on cluster "bulk": 3 x 2 slots, command "true"
   local c=bulk repo="$WORK/bulk-repo" k
   mkdir -p "$WORK/$c"
-  PORTS_OF[$c]="$(probe ports 3)"
+  PORTS_OF[$c]="$(nodes_free_ports 3)"
   SLOTS_OF[$c:1]=2 SLOTS_OF[$c:2]=2 SLOTS_OF[$c:3]=2
   POLL_OF[$c]=1s
   REPO_OF[$c]="$repo"
@@ -312,7 +278,7 @@ EOF
 run_buildbot() {
   local dir="$WORK/bb" repo="$WORK/bb-repo" ports www pb k w hook
   mkdir -p "$dir"
-  read -r -a ports <<<"$(probe ports 2)"
+  read -r -a ports <<<"$(nodes_free_ports 2)"
   www=${ports[0]} pb=${ports[1]}
   make_repo "$repo" unittest
   "$BUILDBOT_VENV/bin/buildbot" create-master -q "$dir/master" >/dev/null
@@ -323,12 +289,10 @@ run_buildbot() {
     "$BUILDBOT_VENV/bin/buildbot-worker" create-worker -q "$dir/$w" "127.0.0.1:$pb" "$w" secret >/dev/null
   done
   echo "buildbot: $("$BUILDBOT_VENV/bin/buildbot" --version | head -n 1 | tr -s ' '), 1 master (www :$www, pb :$pb), workers w1 w2, collapseRequests=False, steps Git(incremental) + python3 -m unittest discover -s tests -v"
-  "$BUILDBOT_VENV/bin/buildbot" start --nodaemon "$dir/master" >>"$dir/master.log" 2>&1 &
-  PID_OF[bb:master]=$!
+  nodes_spawn bb:master "$dir/master.log" "$BUILDBOT_VENV/bin/buildbot" start --nodaemon "$dir/master"
   probe bb-wait --www "$www" --workers 0 --deadline "$HEALTH_DEADLINE"
   for w in w1 w2; do
-    "$BUILDBOT_VENV/bin/buildbot-worker" start --nodaemon "$dir/$w" >>"$dir/$w.log" 2>&1 &
-    PID_OF[bb:$w]=$!
+    nodes_spawn "bb:$w" "$dir/$w.log" "$BUILDBOT_VENV/bin/buildbot-worker" start --nodaemon "$dir/$w"
   done
   probe bb-wait --www "$www" --workers 2 --deadline "$HEALTH_DEADLINE"
 
@@ -347,7 +311,7 @@ EOF
 
   rm -f "$hook"
   echo poll >"$dir/master/mode.txt"
-  probe bb-reconfig --pid "${PID_OF[bb:master]}" --master-dir "$dir/master" --deadline 60
+  probe bb-reconfig --pid "${NODE_PIDS[bb:master]}" --master-dir "$dir/master" --deadline 60
   sleep 3  # GitPoller's first poll records the branch head and builds nothing
   echo "(a) polling: no hook; GitPoller(pollInterval=1)"
   probe bb-latency --www "$www" --repo "$repo" --trials "$TRIALS" --label poll \
@@ -357,11 +321,11 @@ EOF
     probe bb-burst --www "$www" --repo "$repo" --commits "$BURST_COMMITS" --label "burst-$k" \
       --out "$WORK/bb-burst.jsonl" --deadline 600
   done
-  for w in w2 w1 master; do stop_pid "bb:$w"; done
+  for w in w2 w1 master; do nodes_stop 10 "bb:$w" || true; done
 }
 
 # --- run ------------------------------------------------------------------------------
-echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) memory, Linux $(uname -r)"
+"$PYTHON" scripts/bench/benchlib.py machine
 if git rev-parse --git-dir >/dev/null 2>&1; then
   SOURCE="source $(git rev-parse --short HEAD), $(git status --porcelain -- consensus node Cargo.toml Cargo.lock | wc -l) changed files in consensus/ node/ at build time"
 else

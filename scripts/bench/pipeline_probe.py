@@ -30,77 +30,14 @@ import random
 import signal
 import statistics
 import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 
-from benchlib import free_ports
+from benchlib import (FINAL, Buildbot, CpuMeter, Eventide, append, fail, free_ports,
+                      is_our_process, load_rows, render_table, say, spread, wait_for)
 
-FINAL = {"passed", "failed", "timed_out", "error", "cancelled"}
-# Never route loopback traffic through a proxy named in the environment.
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def fail(message, code=1):
-    print(f"pipeline_probe: {message}", file=sys.stderr, flush=True)
-    sys.exit(code)
-
-
-def say(message):
-    print(message, flush=True)
-
-
-def request(method, url, body=None, form=None, timeout=2.0):
-    """(http status, decoded json or None); raises OSError when nothing answers."""
-    headers, data = {}, None
-    if body is not None:
-        data, headers = json.dumps(body).encode(), {"Content-Type": "application/json"}
-    elif form is not None:
-        data = urllib.parse.urlencode(form).encode()
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
-    req = urllib.request.Request(url, data=data, headers=headers, method=method)
-    try:
-        with OPENER.open(req, timeout=timeout) as response:
-            raw = response.read()
-            try:
-                return response.status, (json.loads(raw) if raw else None)
-            except ValueError:
-                return response.status, None
-    except urllib.error.HTTPError as error:
-        error.read()
-        return error.code, None
-
-
-def get_json(url, timeout=2.0):
-    code, doc = request("GET", url, timeout=timeout)
-    if code != 200 or doc is None:
-        raise OSError(f"GET {url} answered {code}")
-    return doc
-
-
-def wait_for(what, predicate, deadline, step):
-    """Calls predicate until it returns a truthy value; fails naming `what` after
-    `deadline` seconds. Connection errors count as 'not yet'."""
-    end = time.monotonic() + deadline
-    last = "no answer yet"
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except (OSError, KeyError, ValueError, TypeError) as error:
-            last = str(error) or type(error).__name__
-        if time.monotonic() >= end:
-            fail(f"timed out after {deadline:.0f} s waiting for {what} (last: {last})")
-        time.sleep(step)
-
-
-def append(path, row):
-    with open(path, "a") as out:
-        out.write(json.dumps(row) + "\n")
+EVENTIDE = Eventide()
+BUILDBOT = Buildbot()
 
 
 # --- git ------------------------------------------------------------------------------
@@ -133,54 +70,12 @@ def pause_between_trials(gap):
 
 # --- Eventide ---------------------------------------------------------------------------
 
-def ev_url(port, path):
-    return f"http://127.0.0.1:{port}{path}"
-
-
-def ev_status(port, timeout=1.0):
-    return get_json(ev_url(port, "/api/v1/status"), timeout)
-
-
-def ev_jobs_of(port, sha, timeout=1.0):
-    return get_json(ev_url(port, f"/api/v1/jobs?commit={sha}&limit=10"), timeout)
-
-
-def ev_job(port, job_id, timeout=1.0):
-    return get_json(ev_url(port, f"/api/v1/jobs/{job_id}"), timeout)
-
-
-def ev_idle(port):
-    queue = ev_status(port)["queue"]
-    return queue["queued"] == 0 and queue["running"] == 0
-
-
-def ev_healthy(ports, runners):
-    """The leader's port when every node answers, all agree on the leader, every node
-    sees every node alive, and `runners` nodes offer slots; else None."""
-    views = {port: ev_status(port) for port in ports}
-    by_id = {view["node"]["id"]: port for port, view in views.items()}
-    leaders = {(view.get("leader") or {}).get("id") for view in views.values()}
-    if len(leaders) != 1 or None in leaders or next(iter(leaders)) not in by_id:
-        return None
-    for view in views.values():
-        alive = {node["id"] for node in view["nodes"] if node["alive"]}
-        if not set(by_id) <= alive:
-            return None
-        if sum(1 for node in view["nodes"] if node["alive"] and node["slots"] > 0) != runners:
-            return None
-    return by_id[next(iter(leaders))]
-
-
 def ev_wait(args):
     ports = [int(p) for p in args.ports.split(",")]
+    cluster = Eventide(runners=args.runners)
     leader = wait_for(f"a healthy Eventide cluster on ports {args.ports} with {args.runners} "
-                      f"runner nodes", lambda: ev_healthy(ports, args.runners), args.deadline, 0.05)
+                      f"runner nodes", lambda: cluster.ready(ports), args.deadline, 0.05)
     print(leader)
-
-
-def final_job(port, sha):
-    jobs = ev_jobs_of(port, sha)
-    return next((job for job in jobs if job["state"] in FINAL), None)
 
 
 def ev_ready(args):
@@ -192,11 +87,11 @@ def ev_ready(args):
     def head_done():
         if time.monotonic() - nudged[0] >= 1.0:
             nudged[0] = time.monotonic()
-            request("POST", ev_url(args.port, "/api/v1/notify"), body={}, timeout=2.0)
-        return final_job(args.port, sha)
+            EVENTIDE.notify(args.port)
+        return EVENTIDE.result(args.port, sha)
     wait_for(f"a result for the head commit {sha[:10]} (first observation of {args.repo})",
              head_done, args.deadline, 0.05)
-    wait_for("an empty Eventide queue", lambda: ev_idle(args.port), args.deadline, 0.05)
+    wait_for("an empty Eventide queue", lambda: EVENTIDE.idle(args.port), args.deadline, 0.05)
 
 
 def ev_warmup(args):
@@ -207,9 +102,9 @@ def ev_warmup(args):
         shas = [commit(args.repo, f"warm-{round_number}-{k}")[0] for k in range(2)]
         for sha in shas:
             job = wait_for(f"a result for warm-up commit {sha[:10]}",
-                           lambda sha=sha: final_job(args.port, sha), args.deadline, 0.02)
+                           lambda sha=sha: EVENTIDE.result(args.port, sha), args.deadline, 0.02)
             seen.add(job["runner"])
-        wait_for("an empty Eventide queue", lambda: ev_idle(args.port), args.deadline, 0.05)
+        wait_for("an empty Eventide queue", lambda: EVENTIDE.idle(args.port), args.deadline, 0.05)
         if len(seen) >= args.runners:
             say(f"  warm-up: {2 * (round_number + 1)} commits, runners {len(seen)}")
             return
@@ -223,7 +118,7 @@ def ev_latency(args):
         pause_between_trials(args.gap)
         sha, start, wall = commit(args.repo, f"{args.label}-{trial}")
         job = wait_for(f"the result of commit {sha[:10]} ({args.label} trial {trial})",
-                       lambda: final_job(args.port, sha), args.deadline, args.poll)
+                       lambda: EVENTIDE.result(args.port, sha), args.deadline, args.poll)
         seconds = time.monotonic() - start
         seen_ms = wall * 1000 + seconds * 1000
         row = {
@@ -238,42 +133,6 @@ def ev_latency(args):
         say(f"  trial {trial:2d} {sha[:8]}: {seconds:.3f} s  {job['state']}  (commit->queued "
             f"{row['observe_ms']:.0f} ms, queued->started {row['dispatch_ms']:.0f} ms, "
             f"started->finished {row['run_ms']:.0f} ms, finished->seen {row['visible_ms']:.0f} ms)")
-
-
-class CpuMeter:
-    """CPU time used between start() and stop(): by the given processes (their own time,
-    and that of the children they reaped: git, sh, the job commands) and by the whole
-    machine, to tell a CPU-bound run from one that waits."""
-
-    def __init__(self, pids):
-        self.pids = pids
-        self.tick = os.sysconf("SC_CLK_TCK")
-
-    def sample(self):
-        own = children = 0
-        for pid in self.pids:
-            try:
-                with open(f"/proc/{pid}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            own += int(fields[11]) + int(fields[12])
-            children += int(fields[13]) + int(fields[14])
-        with open("/proc/stat") as stat:
-            cpu = [int(v) for v in stat.readline().split()[1:]]
-        idle = cpu[3] + cpu[4]
-        return own, children, sum(cpu) - idle, sum(cpu), time.monotonic()
-
-    def start(self):
-        self.first = self.sample()
-
-    def stop(self):
-        last = self.sample()
-        own, children, busy, total, at = (b - a for a, b in zip(self.first, last))
-        return {"node_cpu_s": own / self.tick, "child_cpu_s": children / self.tick,
-                "other_cpu_s": max(0.0, (busy - own - children) / self.tick),
-                "machine_busy_pct": 100 * busy / total if total else None,
-                "wall_s": at, "cpus": os.cpu_count()}
 
 
 def cpu_text(cpu):
@@ -333,7 +192,7 @@ def ev_burst(args):
     limit = min(1000, max(100, 2 * args.commits))
 
     def all_final():
-        jobs = get_json(ev_url(args.port, f"/api/v1/jobs?limit={limit}"))
+        jobs = EVENTIDE.jobs(args.port, limit)
         mine = {job["commit"]: job for job in jobs if job["commit"] in wanted}
         if len(mine) == len(wanted) and all(job["state"] in FINAL for job in mine.values()):
             return mine
@@ -367,31 +226,13 @@ def ev_config(args):
     sha, _, _ = commit(args.repo, f"config: {args.run_command}")
     if args.cancel:
         job = wait_for(f"the job of commit {sha[:10]} to start",
-                       lambda: next((j for j in ev_jobs_of(args.port, sha)
+                       lambda: next((j for j in EVENTIDE.jobs_of(args.port, sha)
                                      if j["state"] == "running"), None), args.deadline, 0.02)
-        ev_cancel(args.port, job["id"], args.deadline)
+        EVENTIDE.cancel(args.port, job["id"], args.deadline)
     else:
-        wait_for(f"the result of commit {sha[:10]}", lambda: final_job(args.port, sha),
+        wait_for(f"the result of commit {sha[:10]}", lambda: EVENTIDE.result(args.port, sha),
                  args.deadline, 0.02)
-    wait_for("an empty Eventide queue", lambda: ev_idle(args.port), args.deadline, 0.05)
-
-
-def ev_cancel(port, job_id, deadline):
-    """Cancels a job through `port`, retrying while the cluster has no leader."""
-    def ended():
-        if ev_job(port, job_id)["state"] in FINAL:
-            return True
-        request("POST", ev_url(port, f"/api/v1/jobs/{job_id}/cancel"), body={}, timeout=6.0)
-        return None
-    wait_for(f"job {job_id} to be cancelled", ended, deadline, 0.1)
-
-
-def is_our_node(pid, port):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            return f"127.0.0.1:{port}\0".encode() in cmdline.read()
-    except OSError:
-        return False
+    wait_for("an empty Eventide queue", lambda: EVENTIDE.idle(args.port), args.deadline, 0.05)
 
 
 def ev_kill(args):
@@ -403,24 +244,24 @@ def ev_kill(args):
     sha, _, _ = commit(args.repo, f"kill-{args.trial}")
 
     def running():
-        for job in ev_jobs_of(ports[0], sha):
+        for job in EVENTIDE.jobs_of(ports[0], sha):
             if job["state"] == "running" and job["runner"]:
                 return job
         return None
     job = wait_for(f"the sleep job of commit {sha[:10]} to start", running, args.deadline, 0.01)
     time.sleep(0.3)  # the command is really running, not just assigned
-    job = ev_job(ports[0], job["id"])
+    job = EVENTIDE.job(ports[0], job["id"])
     if job["state"] != "running" or job["attempt"] != 1:
         fail(f"job {job['id']} is {job['state']} attempt {job['attempt']} before the kill")
     runner = job["runner"]
-    status = ev_status(ports[0])
+    status = EVENTIDE.raw_status(ports[0])
     addr_of = {node["id"]: node["addr"] for node in status["nodes"]}
     name_of = {node["id"]: node["name"] for node in status["nodes"]}
     victim = int(addr_of[runner].rsplit(":", 1)[1])
-    if victim not in pids or not is_our_node(pids[victim], victim):
+    if victim not in pids or not is_our_process(pids[victim], f"127.0.0.1:{victim}\0"):
         fail(f"runner {runner} at {addr_of[runner]} is not one of the nodes this script started")
     survivors = [p for p in ports if p != victim]
-    leader = (ev_status(survivors[0]).get("leader") or {}).get("id")
+    leader = (EVENTIDE.raw_status(survivors[0]).get("leader") or {}).get("id")
     was_leader = leader == runner
 
     lock = threading.Lock()
@@ -435,7 +276,7 @@ def ev_kill(args):
     def watch(port):
         while not stop.is_set():
             try:
-                view = ev_job(port, job["id"], 0.5)
+                view = EVENTIDE.job(port, job["id"], 0.5)
             except (OSError, ValueError):
                 time.sleep(args.poll)
                 continue
@@ -451,7 +292,8 @@ def ev_kill(args):
                 return
             time.sleep(args.poll)
 
-    os.kill(pids[victim], signal.SIGKILL)
+    if not EVENTIDE.stop_member(pids[victim], f"127.0.0.1:{victim}\0"):
+        fail(f"node {name_of[runner]} (pid {pids[victim]}) is gone before the kill")
     killed_at = time.monotonic()
     threads = [threading.Thread(target=watch, args=(p,), daemon=True) for p in survivors]
     for thread in threads:
@@ -477,7 +319,7 @@ def ev_kill(args):
         f"{' (the leader)' if was_leader else ''}: kill -9 -> queued again {show(row['requeued_ms'])}"
         f", running on {row['new_runner'] or '-'} attempt 2 {show(row['restarted_ms'])}"
         + (f"; ended {row['ended_instead']} instead" if row["ended_instead"] else ""))
-    ev_cancel(survivors[0], job["id"], args.deadline)  # free the slot for the next trial
+    EVENTIDE.cancel(survivors[0], job["id"], args.deadline)  # free the slot for the next trial
     with open(args.port_file, "w") as out:
         out.write(f"{victim}\n")
 
@@ -517,7 +359,7 @@ def ev_throughput(args):
     staged = fast_import_branches(args.repo, args.run, args.branches, args.per_branch)
     wanted = {sha for shas in staged.values() for sha in shas}
     total = len(wanted)
-    before = ev_status(args.port)["queue"]
+    before = EVENTIDE.raw_status(args.port)["queue"]
     known_before = before["queued"] + before["running"] + before["finished"]
     transaction = "start\n" + "".join(
         f"create refs/heads/bulk-r{args.run}-b{ref.rsplit('/b', 1)[1]} {shas[-1]}\n"
@@ -525,7 +367,7 @@ def ev_throughput(args):
     marks = {}
 
     def progress():
-        queue = ev_status(args.port)["queue"]
+        queue = EVENTIDE.raw_status(args.port)["queue"]
         known = queue["queued"] + queue["running"] + queue["finished"] - known_before
         now = time.monotonic() - start
         if known >= total and "queued" not in marks:
@@ -540,13 +382,13 @@ def ev_throughput(args):
     meter.start()
     start, start_wall = time.monotonic(), time.time()
     git(args.repo, "update-ref", "--stdin", stdin=transaction)
-    code, _ = request("POST", ev_url(args.port, "/api/v1/notify"), body={}, timeout=5.0)
+    code = EVENTIDE.notify(args.port, timeout=5.0)
     if code != 202:
         fail(f"notify answered {code}")
     wait_for(f"{total} results ({args.label})", progress, args.deadline, args.poll)
     seconds = marks["done"]
     cpu = meter.stop()
-    jobs = get_json(ev_url(args.port, f"/api/v1/jobs?limit={min(1000, total)}"), 10.0)
+    jobs = EVENTIDE.jobs(args.port, min(1000, total), timeout=10.0)
     if total > 1000:
         fail("verification lists at most 1000 jobs; use at most 1000 commits")
     mine = [job for job in jobs if job["commit"] in wanted]
@@ -574,29 +416,10 @@ def ev_throughput(args):
 
 # --- Buildbot ---------------------------------------------------------------------------
 
-def bb(port, path, timeout=2.0):
-    return get_json(f"http://127.0.0.1:{port}/api/v2{path}", timeout)
-
-
-def bb_builds(port, limit=20):
-    return bb(port, f"/builds?order=-buildid&limit={limit}")["builds"]
-
-
-def bb_max_id(rows, key):
-    return max((row[key] for row in rows), default=0)
-
-
-def bb_revision(port, build_id):
-    props = bb(port, f"/builds/{build_id}/properties")["properties"]
-    return (props[0].get("got_revision") or [""])[0] if props else ""
-
-
 def bb_wait(args):
-    def ready():
-        workers = bb(args.www, "/workers")["workers"]
-        return sum(1 for w in workers if w.get("connected_to")) >= args.workers
+    master = Buildbot(workers=args.workers)
     wait_for(f"the Buildbot REST API on :{args.www} and {args.workers} connected workers",
-             ready, args.deadline, 0.1)
+             lambda: master.ready([args.www]), args.deadline, 0.1)
 
 
 def bb_reconfig(args):
@@ -612,34 +435,20 @@ def bb_reconfig(args):
              lambda: count() > before, args.deadline, 0.1)
 
 
-def is_our_process(pid, needle):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            return needle.encode() in cmdline.read()
-    except OSError:
-        return False
-
-
-def bb_idle(port):
-    requests = bb(port, "/buildrequests?complete=false&limit=10")["buildrequests"]
-    builds = bb(port, "/builds?complete=false&limit=10")["builds"]
-    return not requests and not builds
-
-
 def bb_warmup(args):
     workers = set()
     for round_number in range(8):
-        before = bb_max_id(bb_builds(args.www), "buildid")
+        before = Buildbot.max_id(BUILDBOT.builds(args.www), "buildid")
         commit(args.repo, f"warm-{round_number}-a")
         wait_for("a warm-up build to start",
-                 lambda: any(b["buildid"] > before for b in bb_builds(args.www)),
+                 lambda: any(b["buildid"] > before for b in BUILDBOT.builds(args.www)),
                  args.deadline, 0.05)
         commit(args.repo, f"warm-{round_number}-b")
         wait_for("two warm-up builds to finish",
-                 lambda: len([b for b in bb_builds(args.www) if b["buildid"] > before
+                 lambda: len([b for b in BUILDBOT.builds(args.www) if b["buildid"] > before
                               and b["complete"]]) >= 2, args.deadline, 0.1)
-        wait_for("an idle Buildbot master", lambda: bb_idle(args.www), args.deadline, 0.1)
-        workers |= {b["workerid"] for b in bb_builds(args.www, 100)}
+        wait_for("an idle Buildbot master", lambda: BUILDBOT.idle(args.www), args.deadline, 0.1)
+        workers |= {b["workerid"] for b in BUILDBOT.builds(args.www, 100)}
         if len(workers) >= 2:
             say(f"  warm-up: {2 * (round_number + 1)} commits, workers {sorted(workers)}")
             return
@@ -651,51 +460,48 @@ def bb_latency(args):
         f"GET /api/v2/builds on :{args.www} every {args.poll * 1000:.0f} ms")
     for trial in range(1, args.trials + 1):
         pause_between_trials(args.gap)
-        before = bb_max_id(bb_builds(args.www), "buildid")
+        before = Buildbot.max_id(BUILDBOT.builds(args.www), "buildid")
         sha, start, _ = commit(args.repo, f"{args.label}-{trial}")
-
-        def finished():
-            return next((b for b in bb_builds(args.www, 5)
-                         if b["buildid"] > before and b["complete"]), None)
         build = wait_for(f"a finished build for commit {sha[:10]} ({args.label} trial {trial})",
-                         finished, args.deadline, args.poll)
+                         lambda: BUILDBOT.result(args.www, before), args.deadline, args.poll)
         seconds = time.monotonic() - start
-        built = bb_revision(args.www, build["buildid"])
+        built = BUILDBOT.revision(args.www, build["buildid"])
         row = {"system": "buildbot", "label": args.label, "trial": trial, "commit": sha,
                "seconds": seconds, "results": build["results"], "worker": build["workerid"],
                "built_this_commit": built == sha}
         append(args.out, row)
         say(f"  trial {trial:2d} {sha[:8]}: {seconds:.3f} s  results={build['results']} "
             f"worker {build['workerid']}, built this commit: {built == sha}")
-        wait_for("an idle Buildbot master", lambda: bb_idle(args.www), args.deadline, 0.05)
+        wait_for("an idle Buildbot master", lambda: BUILDBOT.idle(args.www), args.deadline, 0.05)
 
 
 def bb_burst(args):
     time.sleep(args.gap)
-    builds0 = bb_max_id(bb_builds(args.www), "buildid")
-    requests0 = bb_max_id(bb(args.www, "/buildrequests?order=-buildrequestid&limit=1")
-                          ["buildrequests"], "buildrequestid")
-    changes0 = bb_max_id(bb(args.www, "/changes?order=-changeid&limit=1")["changes"], "changeid")
+    get = lambda path: BUILDBOT.get(args.www, path)
+    builds0 = Buildbot.max_id(BUILDBOT.builds(args.www), "buildid")
+    requests0 = Buildbot.max_id(get("/buildrequests?order=-buildrequestid&limit=1")
+                                ["buildrequests"], "buildrequestid")
+    changes0 = Buildbot.max_id(get("/changes?order=-changeid&limit=1")["changes"], "changeid")
     start = time.monotonic()
     shas = [commit(args.repo, f"{args.label}-{k}")[0] for k in range(1, args.commits + 1)]
     made = time.monotonic() - start
     limit = 2 * args.commits + 10
 
     def all_done():
-        changes = [c for c in bb(args.www, f"/changes?order=-changeid&limit={limit}")["changes"]
+        changes = [c for c in get(f"/changes?order=-changeid&limit={limit}")["changes"]
                    if c["changeid"] > changes0]
         if len(changes) < args.commits:
             return None
-        requests = [r for r in bb(args.www, f"/buildrequests?order=-buildrequestid&limit={limit}")
+        requests = [r for r in get(f"/buildrequests?order=-buildrequestid&limit={limit}")
                     ["buildrequests"] if r["buildrequestid"] > requests0]
-        builds = [b for b in bb_builds(args.www, limit) if b["buildid"] > builds0]
+        builds = [b for b in BUILDBOT.builds(args.www, limit) if b["buildid"] > builds0]
         if requests and all(r["complete"] for r in requests) and all(b["complete"] for b in builds):
             return builds
         return None
     builds = wait_for(f"all builds of {args.commits} commits ({args.label})", all_done,
                       args.deadline, args.poll)
     seconds = time.monotonic() - start
-    built = {bb_revision(args.www, b["buildid"]) for b in builds}
+    built = {BUILDBOT.revision(args.www, b["buildid"]) for b in builds}
     covered = len(built & set(shas))
     row = {"system": "buildbot", "label": args.label, "commits": args.commits,
            "seconds": seconds, "made_s": made, "results": len(builds), "covered": covered,
@@ -708,24 +514,8 @@ def bb_burst(args):
 
 # --- report -----------------------------------------------------------------------------
 
-def load(directory, name):
-    path = os.path.join(directory, name)
-    if not os.path.exists(path):
-        return []
-    with open(path) as rows:
-        return [json.loads(line) for line in rows if line.strip()]
-
-
-def spread(values, fmt):
-    values = [v for v in values if v is not None]
-    if not values:
-        return "-", None
-    text = f"{fmt(min(values))} / {fmt(statistics.median(values))} / {fmt(max(values))}"
-    return text, statistics.median(values)
-
-
 def report(args):
-    d = args.dir
+    load = lambda name: load_rows(os.path.join(args.dir, name))
     seconds = lambda v: f"{v:.3f}"
     secs2 = lambda v: f"{v:.2f}"
     rate = lambda v: f"{v:.0f}"
@@ -736,7 +526,8 @@ def report(args):
     rows, verdicts = [], []
 
     def line(metric, ev_rows, key, fmt, bb_text, target_text, check, n_note=""):
-        text, median = spread([r.get(key) for r in ev_rows], fmt)
+        text, values = spread([r.get(key) for r in ev_rows], fmt)
+        median = statistics.median(values) if values else None
         if median is None:
             verdict = "no data"
         else:
@@ -744,11 +535,11 @@ def report(args):
         verdicts.append(verdict == "met")
         rows.append([metric, text + n_note, bb_text, target_text, verdict])
 
-    ev_hook, ev_poll = load(d, "ev-hook.jsonl"), load(d, "ev-poll.jsonl")
-    bb_hook, bb_poll = load(d, "bb-hook.jsonl"), load(d, "bb-poll.jsonl")
-    ev_burst, bb_burst = load(d, "ev-burst.jsonl"), load(d, "bb-burst.jsonl")
-    ev_burst_true = load(d, "ev-burst-true.jsonl")
-    kills, bulk = load(d, "ev-kill.jsonl"), load(d, "ev-throughput.jsonl")
+    ev_hook, ev_poll = load("ev-hook.jsonl"), load("ev-poll.jsonl")
+    bb_hook, bb_poll = load("bb-hook.jsonl"), load("bb-poll.jsonl")
+    ev_burst, bb_burst = load("ev-burst.jsonl"), load("bb-burst.jsonl")
+    ev_burst_true = load("ev-burst-true.jsonl")
+    kills, bulk = load("ev-kill.jsonl"), load("ev-throughput.jsonl")
 
     line(f"(a) commit -> result visible, hook (s, n={len(ev_hook)})", ev_hook, "seconds",
          seconds, bb_cell(bb_hook, "seconds", seconds), "median <= 0.300", lambda m: m <= 0.3)
@@ -780,7 +571,8 @@ def report(args):
          not_leader, "restarted_s", seconds, bb_kill, "median <= 1.500",
          lambda m: m <= 1.5 and not timeouts(not_leader), note(not_leader))
     if was_leader:
-        text, median = spread([r["restarted_s"] for r in was_leader], seconds)
+        text, values = spread([r["restarted_s"] for r in was_leader], seconds)
+        median = statistics.median(values) if values else None
         rows.append([f"(c) same, the runner was the leader (s, n={len(was_leader)})",
                      text + note(was_leader), bb_kill,
                      "(median <= 1.500)", "info: " + ("within" if median is not None and
@@ -793,12 +585,7 @@ def report(args):
 
     headers = ["measure", "Eventide min / median / max", "Buildbot 4.3 min / median / max",
                "Eventide target", "target"]
-    widths = [max(len(str(r[i])) for r in [headers] + rows) for i in range(len(headers))]
-    render = lambda r: " | ".join(str(c).ljust(w) for c, w in zip(r, widths))
-    say(render(headers))
-    say("-+-".join("-" * w for w in widths))
-    for r in rows:
-        say(render(r))
+    render_table(headers, rows)
 
     say("")
     for label, rs in (("hook", ev_hook), ("polling", ev_poll)):
