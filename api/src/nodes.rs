@@ -67,7 +67,7 @@ impl RaftRole {
 
 impl fmt::Display for RaftRole {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
