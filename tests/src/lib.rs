@@ -20,6 +20,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use eventide_api::{JobDoc, JobState, StatusDoc};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -107,16 +108,28 @@ impl Node {
         self.child.as_ref().map(Child::id)
     }
 
-    /// `GET /api/v1/status` of this node, if it answers.
+    /// `GET /api/v1/status` of this node as JSON, if it answers.
     pub fn status(&self) -> Option<Value> {
-        let (code, body) = http::get(self.addr, "/api/v1/status").ok()?;
-        (code == 200).then(|| serde_json::from_str(&body).ok()).flatten()
+        self.get_json("/api/v1/status")
     }
 
-    /// `GET /api/v1/jobs?...` of this node, if it answers.
+    /// `GET /api/v1/status` of this node, typed, if it answers with a valid document.
+    pub fn status_doc(&self) -> Option<StatusDoc> {
+        serde_json::from_value(self.status()?).ok()
+    }
+
+    /// `GET /api/v1/jobs?...` of this node as JSON, if it answers.
     pub fn jobs(&self, query: &str) -> Option<Vec<Value>> {
-        let (code, body) =
-            http::get(self.addr, &format!("/api/v1/jobs?limit=1000&{query}")).ok()?;
+        serde_json::from_value(self.get_json(&format!("/api/v1/jobs?limit=1000&{query}"))?).ok()
+    }
+
+    /// `GET /api/v1/jobs?...` of this node, typed, if it answers with valid documents.
+    pub fn job_docs(&self, query: &str) -> Option<Vec<JobDoc>> {
+        serde_json::from_value(self.get_json(&format!("/api/v1/jobs?limit=1000&{query}"))?).ok()
+    }
+
+    fn get_json(&self, path: &str) -> Option<Value> {
+        let (code, body) = http::get(self.addr, path).ok()?;
         (code == 200).then(|| serde_json::from_str(&body).ok()).flatten()
     }
 
@@ -127,7 +140,7 @@ impl Node {
 
     /// This node's id, as its status reports it.
     pub fn id(&self) -> Option<String> {
-        self.status().and_then(|s| s["node"]["id"].as_str().map(str::to_owned))
+        self.status_doc().map(|status| status.node.id)
     }
 
     pub fn log_text(&self) -> String {
@@ -137,7 +150,7 @@ impl Node {
 
 /// True for the states a job ends in.
 pub fn is_final(job: &Value) -> bool {
-    !matches!(job["state"].as_str(), Some("queued") | Some("running") | None)
+    job["state"].as_str().and_then(JobState::try_parse).is_some_and(JobState::is_final)
 }
 
 /// Waits until node `index` lists at least `count` jobs and all of them are final;
@@ -334,9 +347,14 @@ impl Cluster {
         spawn(&mut self.nodes[index]);
     }
 
-    /// Statuses of every running node that answers.
+    /// Statuses of every running node that answers, as JSON.
     pub fn statuses(&self) -> Vec<(usize, Value)> {
         self.running().filter_map(|i| self.nodes[i].status().map(|s| (i, s))).collect()
+    }
+
+    /// Statuses of every running node that answers, typed.
+    pub fn status_docs(&self) -> Vec<(usize, StatusDoc)> {
+        self.running().filter_map(|i| self.nodes[i].status_doc().map(|s| (i, s))).collect()
     }
 
     pub fn running(&self) -> impl Iterator<Item = usize> + '_ {
@@ -350,11 +368,7 @@ impl Cluster {
         wait_until("every running node to agree on a running leader", DEADLINE, || {
             let ids: Vec<Option<String>> = running
                 .iter()
-                .map(|&i| {
-                    self.nodes[i]
-                        .status()
-                        .and_then(|s| s["leader"]["id"].as_str().map(str::to_owned))
-                })
+                .map(|&i| self.nodes[i].status_doc().and_then(|s| s.leader).map(|leader| leader.id))
                 .collect();
             let first = ids.first()?.clone()?;
             if !ids.iter().all(|id| id.as_deref() == Some(first.as_str())) {

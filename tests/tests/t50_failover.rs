@@ -1,6 +1,7 @@
 //! Kill -9 the leader: another node leads; the old one, restarted with its data dir,
 //! comes back as a follower with the same id. SIGTERM stops a node cleanly.
 
+use eventide_api::RaftRole;
 use eventide_tests::{wait_until, Cluster, Options, DEADLINE};
 
 #[test]
@@ -16,24 +17,19 @@ fn a_killed_leader_is_replaced_and_rejoins_as_a_follower() {
     // The survivors see the old leader dead.
     wait_until("survivors to report the old leader dead", DEADLINE, || {
         cluster
-            .statuses()
+            .status_docs()
             .iter()
-            .all(|(_, s)| {
-                s["nodes"].as_array().is_some_and(|nodes| {
-                    nodes.iter().any(|n| n["id"] == old_id.as_str() && n["alive"] == false)
-                })
-            })
+            .all(|(_, s)| s.nodes.iter().any(|n| n.id == old_id && !n.alive))
             .then_some(())
     });
 
     cluster.restart(leader);
     wait_until("the old leader to rejoin as a follower with its id", DEADLINE, || {
-        let status = cluster.nodes[leader].status()?;
-        let me = status["node"]["id"].as_str()?.to_owned();
-        let role =
-            status["nodes"].as_array()?.iter().find(|n| n["id"] == me.as_str())?["raft"].clone();
-        let follows = status["leader"]["id"].as_str().is_some_and(|l| l != me);
-        (me == old_id && role == "voter" && follows).then_some(())
+        let status = cluster.nodes[leader].status_doc()?;
+        let me = status.node.id;
+        let role = status.nodes.iter().find(|n| n.id == me)?.raft;
+        let follows = status.leader.is_some_and(|l| l.id != me);
+        (me == old_id && role == RaftRole::Voter && follows).then_some(())
     });
     let agreed = cluster.wait_for_agreed_leader();
     assert_ne!(cluster.nodes[agreed].id().as_deref(), Some(old_id.as_str()));

@@ -1,6 +1,7 @@
 //! A runner whose disk is below `--min-free-disk` claims nothing, says why in `status`
 //! and its log, and leaves the queue to runners that have room.
 
+use eventide_api::{JobState, RunnerState};
 use eventide_tests::repo::GitRepo;
 use eventide_tests::{wait_for_final_jobs, wait_until, Cluster, Options, DEADLINE};
 
@@ -23,17 +24,19 @@ fn a_runner_below_its_disk_watermark_leaves_jobs_to_others() {
 
     // Every node's status says why n1's runner is paused, and the job waits.
     let reason = wait_until("n1's runner reported as paused", DEADLINE, || {
-        let status = cluster.nodes[leader].status()?;
-        let n1 = status["nodes"].as_array()?.iter().find(|n| n["name"] == "n1")?.clone();
-        n1["runner"].as_str().filter(|r| r.starts_with("paused")).map(str::to_owned)
+        let status = cluster.nodes[leader].status_doc()?;
+        match &status.nodes.iter().find(|n| n.name == "n1")?.runner {
+            RunnerState::Paused { reason } => Some(reason.clone()),
+            RunnerState::Ok | RunnerState::Off => None,
+        }
     });
     assert!(reason.contains("disk:") && reason.contains("< 1000 TiB"), "{reason}");
     let queued = wait_until("the commit's job to be queued", DEADLINE, || {
-        let jobs = cluster.nodes[leader].jobs("")?;
+        let jobs = cluster.nodes[leader].job_docs("")?;
         (jobs.len() == 1).then(|| jobs[0].clone())
     });
-    assert_eq!(queued["commit"], commit.as_str());
-    assert_eq!(queued["state"], "queued", "nobody may run it: {queued}");
+    assert_eq!(queued.commit, commit.as_str());
+    assert_eq!(queued.state, JobState::Queued, "nobody may run it: {queued:?}");
     let log = cluster.nodes[0].log_text();
     assert!(log.contains("runner paused: not claiming jobs"), "n1 logs the pause");
     assert_eq!(log.matches("runner paused").count(), 1, "logged once, not per claim");

@@ -6,11 +6,16 @@
 //! example; the live answer must have the status of the mark and, for JSON, the same
 //! keys at every level and the same value types (null matches anything: optional
 //! fields). Text examples are checked by kind: `/metrics` must export every metric the
-//! example shows, with the same type; a log must be text.
+//! example shows, with the same type; a log must be text. Every JSON answer also reads
+//! into its `eventide_api` document and writes back unchanged: the server, the CLI and
+//! these tests share those types.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
+use eventide_api::{
+    ErrorBody, JobDetailDoc, JobDoc, JobState, NotifyDoc, RepoDoc, StatusDoc, Trigger,
+};
 use eventide_tests::repo::GitRepo;
 use eventide_tests::{
     http, prometheus, wait_for_final_jobs, wait_until, Cluster, Options, DEADLINE,
@@ -159,6 +164,48 @@ fn check(case: &Case, example: &Example) -> Value {
     }
 }
 
+/// Reads `live` as a `$doc` and checks that it writes back the same JSON.
+macro_rules! assert_typed {
+    ($doc:ty, $key:expr, $live:expr) => {{
+        let doc: $doc = serde_json::from_value($live.clone())
+            .unwrap_or_else(|e| panic!("{}: not a {}: {e}: {}", $key, stringify!($doc), $live));
+        let written = serde_json::to_value(&doc).expect("serialisable");
+        assert_eq!(&written, $live, "{}: {} loses or changes a field", $key, stringify!($doc));
+        doc
+    }};
+}
+
+/// Checks that a JSON answer is its typed document.
+fn check_typed(key: &str, live: &Value) {
+    match key {
+        "GET /api/v1/status 200" => {
+            assert_typed!(StatusDoc, key, live);
+        }
+        "GET /api/v1/repos 200" => {
+            assert_typed!(Vec<RepoDoc>, key, live);
+        }
+        "POST /api/v1/repos 201" => {
+            assert_typed!(RepoDoc, key, live);
+        }
+        "GET /api/v1/jobs 200" => {
+            assert_typed!(Vec<JobDoc>, key, live);
+        }
+        "GET /api/v1/jobs/{id} 200" => {
+            assert_typed!(JobDetailDoc, key, live);
+        }
+        "POST /api/v1/jobs/{id}/cancel 200" | "POST /api/v1/rerun 201" => {
+            assert_typed!(JobDoc, key, live);
+        }
+        "POST /api/v1/notify 202" => {
+            assert_typed!(NotifyDoc, key, live);
+        }
+        _ if live.is_null() => {}
+        _ => {
+            assert_typed!(ErrorBody, key, live);
+        }
+    }
+}
+
 fn job_on(addr: SocketAddr, id: u64) -> Option<Value> {
     let (code, body) = http::get(addr, &format!("/api/v1/jobs/{id}")).ok()?;
     (code == 200).then(|| serde_json::from_str(&body).ok()).flatten()
@@ -260,19 +307,24 @@ fn every_endpoint_and_error_answers_as_documented() {
     let mut answers = BTreeMap::new();
     for case in &cases {
         let example = examples.remove(case.key).expect("example");
-        answers.insert(case.key, check(case, &example));
+        let live = check(case, &example);
+        check_typed(case.key, &live);
+        answers.insert(case.key, live);
     }
 
     // Writes through a follower answer with the state after the write, at once.
-    let cancelled = &answers["POST /api/v1/jobs/{id}/cancel 200"];
-    assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
-    let rerun = &answers["POST /api/v1/rerun 201"];
-    assert_eq!((&rerun["trigger"], &rerun["commit"]), (&"rerun".into(), &tested.clone().into()));
-    let rerun_id = rerun["id"].as_u64().expect("rerun id");
-    assert!(job_on(at, rerun_id).is_some(), "the follower shows the job it created");
+    let key = "POST /api/v1/jobs/{id}/cancel 200";
+    let cancelled = assert_typed!(JobDoc, key, &answers[key]);
+    assert_eq!(cancelled.state, JobState::Cancelled, "{cancelled:?}");
+    let key = "POST /api/v1/rerun 201";
+    let rerun = assert_typed!(JobDoc, key, &answers[key]);
+    assert_eq!((rerun.trigger, rerun.commit.as_str()), (Trigger::Rerun, tested.as_str()));
+    assert!(job_on(at, rerun.id).is_some(), "the follower shows the job it created");
     let leader_name = cluster.nodes[leader].name.clone();
-    assert_eq!(answers["POST /api/v1/notify 202"]["observer"], leader_name.as_str());
-    assert!(answers["GET /api/v1/jobs 200"].as_array().is_some_and(|jobs| jobs.len() >= 2));
+    let key = "POST /api/v1/notify 202";
+    assert_eq!(assert_typed!(NotifyDoc, key, &answers[key]).observer, leader_name);
+    let key = "GET /api/v1/jobs 200";
+    assert!(assert_typed!(Vec<JobDoc>, key, &answers[key]).len() >= 2);
     let log_case = cases.iter().find(|c| c.key.starts_with("GET /api/v1/jobs/{id}/log 200"));
     let (_, log) = log_case.expect("log case").send();
     assert!(log.contains("OK"), "the log of the passed job: {log:?}");

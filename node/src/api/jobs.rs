@@ -9,11 +9,14 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use eventide_consensus::state::{Attempt, Trigger};
+use eventide_api::{
+    AttemptDoc, JobDetailDoc, JobDoc, JobState, ListQuery, RerunRequest, SummaryDoc, Trigger,
+    MAX_LIMIT,
+};
+use eventide_consensus::state::{Attempt, Trigger as JobTrigger};
 use eventide_consensus::{
     Command, Job, JobFilter, JobId, JobStatus, Refusal, Reply, RepoId, State as CiState,
 };
-use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
@@ -24,69 +27,8 @@ use crate::node::NodeContext;
 /// How long the answer to a write waits for this node's replica to apply it.
 const APPLY_WAIT: Duration = Duration::from_secs(5);
 
-/// The most jobs one request lists.
-pub const MAX_LIMIT: usize = 1000;
+/// How many jobs a list holds when the request does not say ([`MAX_LIMIT`] at most).
 const DEFAULT_LIMIT: usize = 50;
-
-/// Parsed test counts.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct SummaryDoc {
-    pub passed: u32,
-    pub failed: u32,
-    pub skipped: u32,
-    pub failing: Vec<String>,
-}
-
-/// A job as lists show it.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct JobDoc {
-    pub id: u64,
-    /// The repository's url.
-    pub repo: String,
-    pub repo_id: String,
-    pub branch: String,
-    /// The full commit id.
-    pub commit: String,
-    /// `push` or `rerun`.
-    pub trigger: String,
-    pub labels: Vec<String>,
-    /// `queued`, `running`, `passed`, `failed`, `timed_out`, `error` or `cancelled`.
-    pub state: String,
-    pub attempt: u32,
-    /// Id of the runner node of the current or last attempt.
-    pub runner: Option<String>,
-    pub exit_code: Option<i32>,
-    pub duration_ms: Option<u64>,
-    /// Milliseconds since the Unix epoch.
-    pub created_at: u64,
-    pub started_at: Option<u64>,
-    pub finished_at: Option<u64>,
-    /// Why the job could not run, was cancelled or gave up.
-    pub message: Option<String>,
-    pub summary: Option<SummaryDoc>,
-}
-
-/// One attempt of a job.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct AttemptDoc {
-    pub attempt: u32,
-    pub runner: String,
-    pub started_at: u64,
-    pub ended_at: Option<u64>,
-    pub note: Option<String>,
-}
-
-/// A job with everything the state keeps about it.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct JobDetailDoc {
-    #[serde(flatten)]
-    pub job: JobDoc,
-    pub attempts: Vec<AttemptDoc>,
-    /// The end of the output kept in the replicated state.
-    pub output_tail: String,
-    /// True once retention dropped the tail of this old job.
-    pub output_pruned: bool,
-}
 
 pub fn job_doc(state: &CiState, job: &Job) -> JobDoc {
     let result = job.result.as_ref();
@@ -97,12 +39,11 @@ pub fn job_doc(state: &CiState, job: &Job) -> JobDoc {
         branch: job.branch.clone(),
         commit: job.commit.to_string(),
         trigger: match job.trigger {
-            Trigger::Push => "push",
-            Trigger::Rerun => "rerun",
-        }
-        .to_owned(),
+            JobTrigger::Push => Trigger::Push,
+            JobTrigger::Rerun => Trigger::Rerun,
+        },
         labels: job.labels.clone(),
-        state: job.status.as_str().to_owned(),
+        state: job_state(job.status),
         attempt: job.attempt,
         runner: job.runner.map(|r| r.to_string()),
         exit_code: result.and_then(|r| r.exit_code),
@@ -120,6 +61,19 @@ pub fn job_doc(state: &CiState, job: &Job) -> JobDoc {
     }
 }
 
+/// A job's state as the API names it.
+fn job_state(status: JobStatus) -> JobState {
+    match status {
+        JobStatus::Queued => JobState::Queued,
+        JobStatus::Running => JobState::Running,
+        JobStatus::Passed => JobState::Passed,
+        JobStatus::Failed => JobState::Failed,
+        JobStatus::TimedOut => JobState::TimedOut,
+        JobStatus::Error => JobState::Error,
+        JobStatus::Cancelled => JobState::Cancelled,
+    }
+}
+
 fn attempt_doc(attempt: &Attempt) -> AttemptDoc {
     AttemptDoc {
         attempt: attempt.attempt,
@@ -128,17 +82,6 @@ fn attempt_doc(attempt: &Attempt) -> AttemptDoc {
         ended_at: attempt.ended_at.map(|t| t.0),
         note: attempt.note.clone(),
     }
-}
-
-/// Query parameters of `GET /api/v1/jobs`.
-#[derive(Deserialize, Debug, Default)]
-pub struct ListQuery {
-    pub repo: Option<u64>,
-    pub branch: Option<String>,
-    pub commit: Option<String>,
-    pub state: Option<String>,
-    pub before: Option<u64>,
-    pub limit: Option<usize>,
 }
 
 pub async fn list(
@@ -221,15 +164,6 @@ pub async fn cancel(
     }
 }
 
-/// The body of `POST /api/v1/rerun`.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct RerunRequest {
-    /// A full commit id or an unambiguous prefix of one that Eventide has tested.
-    pub commit: String,
-    /// The branch to record; defaults to the branch of the newest job of that commit.
-    pub branch: Option<String>,
-}
-
 pub async fn rerun(
     State(context): State<Arc<NodeContext>>,
     ApiJson(request): ApiJson<RerunRequest>,
@@ -302,4 +236,16 @@ async fn applied_job(
 
 fn unexpected(reply: Reply) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected reply {reply:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_states_keep_the_names_of_the_replicated_statuses() {
+        for status in JobStatus::ALL {
+            assert_eq!(job_state(status).as_str(), status.as_str());
+        }
+    }
 }

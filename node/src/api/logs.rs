@@ -12,8 +12,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use eventide_api::LogQuery;
 use eventide_consensus::{JobId, JobStatus, NodeId};
-use serde::Deserialize;
 
 use super::auth::with_token;
 use super::extract::{ApiPath, ApiQuery};
@@ -25,16 +25,6 @@ use crate::runner::job::log_path;
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
 /// The most read from a log file per chunk.
 const CHUNK: usize = 64 * 1024;
-
-#[derive(Deserialize, Debug, Default)]
-pub struct LogQuery {
-    #[serde(default)]
-    pub follow: bool,
-    /// Serve only this node's file (used between nodes).
-    #[serde(default)]
-    pub local: bool,
-    pub attempt: Option<u32>,
-}
 
 pub async fn get(
     State(context): State<Arc<NodeContext>>,

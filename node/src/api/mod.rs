@@ -22,6 +22,9 @@ pub mod notify;
 pub mod repos;
 pub mod status;
 
+/// The body of every error answer, re-exported for the server's own refusals.
+pub use eventide_api::ErrorBody;
+
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -33,7 +36,6 @@ use axum::{Json, Router};
 use eventide_consensus::auth::{require_signature, InternalAuth};
 use eventide_consensus::network::{raft_routes, WriteError};
 use eventide_consensus::Refusal;
-use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
 use self::auth::ApiAuth;
@@ -125,12 +127,6 @@ fn node_addr(context: &NodeContext, id: eventide_consensus::NodeId) -> Option<St
 fn leader_addr(context: &NodeContext) -> Option<String> {
     let leader = context.raft.metrics().borrow().current_leader?;
     node_addr(context, leader)
-}
-
-/// The body of every error answer: `{"error": "..."}`.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct ErrorBody {
-    pub error: String,
 }
 
 /// An error answer with its HTTP status.

@@ -7,18 +7,12 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use eventide_api::NotifyDoc;
 use openraft::ServerState;
-use serde::{Deserialize, Serialize};
 
 use super::auth::with_token;
 use super::ApiError;
 use crate::node::NodeContext;
-
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct NotifyDoc {
-    /// The node whose observer was woken.
-    pub observer: String,
-}
 
 pub async fn notify(
     State(context): State<Arc<NodeContext>>,

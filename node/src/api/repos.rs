@@ -9,38 +9,14 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use eventide_api::{AddRepo, RemovedRepoDoc, RepoDoc};
 use eventide_consensus::{Command, Refusal, Reply, RepoId};
-use serde::{Deserialize, Serialize};
 
 use super::extract::{ApiJson, ApiPath};
 use super::ApiError;
 use crate::clock;
 use crate::node::NodeContext;
 use crate::repos::{find_watched, normalize_url};
-
-/// A watched repository.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct RepoDoc {
-    pub id: String,
-    pub url: String,
-    /// Milliseconds since the Unix epoch.
-    pub added_at: u64,
-}
-
-/// The body of `POST /api/v1/repos`.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct AddRepo {
-    pub url: String,
-}
-
-/// The answer of `DELETE /api/v1/repos/{id}`.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct RemovedRepoDoc {
-    pub id: String,
-    pub url: String,
-    /// The jobs of the repository that were queued or running, now cancelled.
-    pub cancelled: Vec<u64>,
-}
 
 pub async fn list(State(context): State<Arc<NodeContext>>) -> Json<Vec<RepoDoc>> {
     let repos = context.state_machine.read(|state| {

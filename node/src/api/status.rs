@@ -6,89 +6,13 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
+use eventide_api::{
+    Auth, NodeRef, NodeStatus, QueueStatus, RaftRole, RepoStatus, RunnerState, StatusDoc,
+};
 use eventide_consensus::NodeId;
-use serde::{Deserialize, Serialize};
 
 use crate::cluster::raft_role;
-use crate::gossip::RaftRole;
 use crate::node::NodeContext;
-
-/// A node as other documents refer to it.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct NodeRef {
-    /// The node id, as a string: a u64 does not fit a JavaScript number.
-    pub id: String,
-    pub name: String,
-    pub addr: String,
-}
-
-/// One node of the cluster.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct NodeStatus {
-    pub id: String,
-    pub name: String,
-    pub addr: String,
-    /// Alive according to gossip's failure detector.
-    pub alive: bool,
-    /// `leader`, `voter`, `learner` or `none` (not a Raft member).
-    pub raft: String,
-    pub slots: u32,
-    pub busy: u32,
-    pub labels: Vec<String>,
-    pub version: String,
-    /// The runner: `ok` (claims jobs), `off` (no slots) or `paused (<why>)`, such as
-    /// `paused (disk: 120 MiB free < 1 GiB)`.
-    #[serde(default)]
-    pub runner: String,
-}
-
-/// The `runner` field of a node's status.
-fn runner_state(slots: u32, paused: Option<&str>) -> String {
-    match (slots, paused) {
-        (_, Some(reason)) => format!("paused ({reason})"),
-        (0, None) => "off".to_owned(),
-        (_, None) => "ok".to_owned(),
-    }
-}
-
-/// Job counts by phase.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct QueueStatus {
-    pub queued: u64,
-    pub running: u64,
-    pub finished: u64,
-}
-
-/// The whole `status` document.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct StatusDoc {
-    /// The node that answered.
-    pub node: NodeRef,
-    /// The leader this node follows, or null (no quorum, election, not formed yet).
-    pub leader: Option<NodeRef>,
-    pub term: u64,
-    /// `on` when a cluster secret authenticates internal traffic, else `off`.
-    pub auth: String,
-    /// Why the node is not part of a cluster yet, if it is not.
-    pub waiting: Option<String>,
-    /// Voters in the current Raft membership.
-    pub voters: usize,
-    /// The last log index this node applied.
-    pub applied_index: u64,
-    pub nodes: Vec<NodeStatus>,
-    pub queue: QueueStatus,
-    /// Watched repositories; `error` is the observer's latest problem with one (only
-    /// the leader's observer runs, so only the leader reports errors).
-    pub repos: Vec<RepoStatus>,
-}
-
-/// A watched repository in `status`.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct RepoStatus {
-    pub id: String,
-    pub url: String,
-    pub error: Option<String>,
-}
 
 pub async fn get_status(State(context): State<Arc<NodeContext>>) -> Json<StatusDoc> {
     Json(build(&context).await)
@@ -119,15 +43,12 @@ async fn build(context: &NodeContext) -> StatusDoc {
                 name: member.map_or_else(|| info.name.clone(), |m| m.name.clone()),
                 addr: info.addr.clone(),
                 alive: member.is_some_and(|m| m.alive),
-                raft: role.as_str().to_owned(),
+                raft: role,
                 slots: member.map_or(0, |m| m.slots),
                 busy: member.map_or(0, |m| m.busy),
                 labels: member.map(|m| m.labels.iter().cloned().collect()).unwrap_or_default(),
                 version: member.map(|m| m.version.clone()).unwrap_or_default(),
-                runner: runner_state(
-                    member.map_or(0, |m| m.slots),
-                    member.and_then(|m| m.runner_paused.as_deref()),
-                ),
+                runner: member.map_or(RunnerState::Off, |m| m.runner.clone()),
             },
         );
     }
@@ -137,19 +58,19 @@ async fn build(context: &NodeContext) -> StatusDoc {
             name: member.name.clone(),
             addr: member.addr.to_string(),
             alive: member.alive,
-            raft: RaftRole::None.as_str().to_owned(),
+            raft: RaftRole::None,
             slots: member.slots,
             busy: member.busy,
             labels: member.labels.iter().cloned().collect(),
             version: member.version.clone(),
-            runner: runner_state(member.slots, member.runner_paused.as_deref()),
+            runner: member.runner.clone(),
         });
     }
     // Until this node is a member, it reports its own role as gossip shows it.
     if let Some(me) = nodes.get_mut(&context.id) {
         me.alive = true;
-        if me.raft == RaftRole::None.as_str() {
-            me.raft = raft_role(&metrics).as_str().to_owned();
+        if me.raft == RaftRole::None {
+            me.raft = raft_role(&metrics);
         }
     }
 
@@ -180,7 +101,7 @@ async fn build(context: &NodeContext) -> StatusDoc {
         },
         leader,
         term: metrics.current_term,
-        auth: if context.config.secret.is_some() { "on" } else { "off" }.to_owned(),
+        auth: if context.config.secret.is_some() { Auth::On } else { Auth::Off },
         waiting: context.phase.borrow().waiting.clone(),
         voters: voters.len(),
         applied_index: metrics.last_applied.map_or(0, |id| id.index),

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use eventide_api::{JobDetailDoc, JobDoc, JobState, NotifyDoc, RerunRequest, StatusDoc, MAX_LIMIT};
+
 use super::{render, Api, NodeArgs};
-use crate::api::jobs::{JobDetailDoc, JobDoc, RerunRequest, MAX_LIMIT};
-use crate::api::notify::NotifyDoc;
-use crate::api::status::StatusDoc;
 
 /// Filters of `eventide-node results`.
 #[derive(clap::Args, Debug, Clone)]
@@ -182,7 +181,7 @@ pub async fn rerun(
     if !wait {
         return Ok(());
     }
-    let mut last_state = job.state.clone();
+    let mut last_state = job.state;
     let deadline = std::time::Instant::now() + Duration::from_secs(6 * 3600);
     loop {
         tokio::select! {
@@ -192,14 +191,14 @@ pub async fn rerun(
         let detail: JobDetailDoc = api.get(&format!("/api/v1/jobs/{}", job.id)).await?;
         if detail.job.state != last_state {
             println!("job {}: {}", job.id, detail.job.state);
-            last_state = detail.job.state.clone();
+            last_state = detail.job.state;
         }
         if detail.job.finished_at.is_some() {
             println!("{}", render::job_summary_line(&detail.job));
-            if detail.job.state != "passed" {
-                anyhow::bail!("job {} ended {}", job.id, detail.job.state);
-            }
-            return Ok(());
+            return match detail.job.state {
+                JobState::Passed => Ok(()),
+                other => anyhow::bail!("job {} ended {}", job.id, other),
+            };
         }
         anyhow::ensure!(std::time::Instant::now() < deadline, "gave up waiting for job {}", job.id);
     }

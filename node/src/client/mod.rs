@@ -17,9 +17,8 @@ use clap::Args;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::api::repos::{AddRepo, RemovedRepoDoc, RepoDoc};
-use crate::api::status::StatusDoc;
-use crate::api::ErrorBody;
+use eventide_api::{AddRepo, ErrorBody, RemovedRepoDoc, RepoDoc, StatusDoc};
+
 use crate::config::{client_secret, DEFAULT_LISTEN};
 use crate::repos::{normalize_url, resolve_argument};
 

@@ -1,12 +1,9 @@
 //! Tables for people, fitting an 80-column terminal.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use std::collections::BTreeMap;
-
-use crate::api::jobs::JobDoc;
-use crate::api::repos::RepoDoc;
-use crate::api::status::StatusDoc;
+use eventide_api::{JobDoc, RepoDoc, RunnerState, StatusDoc};
 
 /// Cuts `text` to `width` characters, marking the cut with `…`.
 fn fit(text: &str, width: usize) -> String {
@@ -71,7 +68,7 @@ pub fn status(doc: &StatusDoc) -> String {
             format!("{}/{}", node.busy, node.slots),
         );
     }
-    for node in doc.nodes.iter().filter(|n| n.runner.starts_with("paused")) {
+    for node in doc.nodes.iter().filter(|n| matches!(n.runner, RunnerState::Paused { .. })) {
         let _ = writeln!(out, "{}", fit(&format!("runner on {}: {}", node.name, node.runner), 80));
     }
     out
@@ -119,7 +116,7 @@ pub fn job_row(job: &JobDoc, names: &BTreeMap<String, String>) -> String {
     format!(
         "{:<6} {:<9} {:<16} {:<8} {:>8} {:<12} {:>3} {:>9}",
         job.id,
-        fit(&job.state, 9),
+        fit(job.state.as_str(), 9),
         fit(&job.branch, 16),
         &job.commit[..job.commit.len().min(8)],
         job.duration_ms.map(duration).unwrap_or_default(),
@@ -174,8 +171,11 @@ pub fn job_summary_line(job: &JobDoc) -> String {
 
 #[cfg(test)]
 mod tests {
+    use eventide_api::{
+        Auth, JobState, NodeRef, NodeStatus, QueueStatus, RaftRole, RepoStatus, SummaryDoc, Trigger,
+    };
+
     use super::*;
-    use crate::api::status::{NodeRef, NodeStatus, QueueStatus, RepoStatus};
 
     fn doc(leader: bool) -> StatusDoc {
         let node = |n: u32| NodeStatus {
@@ -183,19 +183,23 @@ mod tests {
             name: format!("a-rather-long-node-name-{n}"),
             addr: format!("127.0.0.1:780{n}"),
             alive: n != 3,
-            raft: if n == 1 { "leader".into() } else { "voter".into() },
+            raft: if n == 1 { RaftRole::Leader } else { RaftRole::Voter },
             slots: 2,
             busy: 1,
             labels: vec![],
             version: "0.1.0".into(),
-            runner: "ok".into(),
+            runner: if n == 2 {
+                RunnerState::Paused { reason: "disk: 120 MiB free < 1 GiB".into() }
+            } else {
+                RunnerState::Ok
+            },
         };
         let me = NodeRef { id: node(1).id, name: node(1).name, addr: node(1).addr };
         StatusDoc {
             node: me.clone(),
             leader: leader.then_some(me),
             term: 4,
-            auth: "off".into(),
+            auth: Auth::Off,
             waiting: None,
             voters: 3,
             applied_index: 10,
@@ -227,9 +231,9 @@ mod tests {
             repo_id: "1".into(),
             branch: "feature/a-very-long-branch-name".into(),
             commit: "0123456789abcdef0123456789abcdef01234567".into(),
-            trigger: "push".into(),
+            trigger: Trigger::Push,
             labels: vec![],
-            state: "timed_out".into(),
+            state: JobState::TimedOut,
             attempt: 3,
             runner: Some("18446744073709551615".into()),
             exit_code: None,
@@ -238,12 +242,7 @@ mod tests {
             started_at: None,
             finished_at: Some(1),
             message: None,
-            summary: Some(crate::api::jobs::SummaryDoc {
-                passed: 1000,
-                failed: 12345,
-                skipped: 0,
-                failing: vec![],
-            }),
+            summary: Some(SummaryDoc { passed: 1000, failed: 12345, skipped: 0, failing: vec![] }),
         };
         let text = jobs(&[job], &BTreeMap::new());
         for line in text.lines() {
@@ -261,5 +260,10 @@ mod tests {
         assert!(text.contains("dead"));
         let text = status(&doc(true));
         assert!(text.contains("term 4"));
+        assert!(text.contains("auth: off"));
+        assert!(text.contains(" voter "), "roles are padded to their column: {text}");
+        let paused = "runner on a-rather-long-node-name-2: paused (disk: 120 MiB free < 1 GiB)";
+        assert!(text.contains(paused), "{text}");
+        assert_eq!(text.matches("runner on").count(), 1, "only paused runners: {text}");
     }
 }

@@ -21,7 +21,7 @@ pub enum Bootstrap {
 /// `expect` smallest ids as voters; every other node waits to be added.
 pub fn decide(me: NodeId, members: &[Member], expect: usize) -> Bootstrap {
     let live: Vec<&Member> = members.iter().filter(|m| m.alive).collect();
-    if let Some(member) = live.iter().find(|m| m.cluster.is_some() || m.raft != RaftRole::None) {
+    if let Some(member) = live.iter().find(|m| m.raft != RaftRole::None) {
         return Bootstrap::Wait(format!(
             "waiting to be added by the existing cluster (seen member {} {})",
             member.name, member.id
@@ -62,9 +62,8 @@ pub(crate) mod tests {
             slots: 1,
             busy: 0,
             labels: BTreeSet::new(),
-            cluster: None,
             version: String::new(),
-            runner_paused: None,
+            runner: eventide_api::RunnerState::Ok,
             alive,
         }
     }
@@ -100,8 +99,7 @@ pub(crate) mod tests {
         let mut members = vec![member(1, true), member(2, true), member(3, true)];
         members[2].raft = RaftRole::Leader;
         assert!(matches!(decide(NodeId(1), &members, 3), Bootstrap::Wait(_)));
-        members[2].raft = RaftRole::None;
-        members[2].cluster = Some("c".into());
+        members[2].raft = RaftRole::Voter;
         assert!(matches!(decide(NodeId(1), &members, 3), Bootstrap::Wait(_)));
         // A dead member of an old cluster does not block a new one.
         members[2].alive = false;

@@ -1,65 +1,12 @@
-//! The keys a node publishes by gossip, and the typed view of a peer built from them.
-//!
-//! Keys and their allowed values are defined here and nowhere else; everything else
-//! reads them through [`Member`].
+//! The typed view of a peer, built from the keys it publishes ([`NodeKeys`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
+use eventide_api::{RaftRole, RunnerState};
 use eventide_consensus::NodeId;
 
-/// The advertised `HOST:PORT` (HTTP API, Raft RPC; gossip uses the same port over UDP).
-pub const KEY_API: &str = "api";
-/// A human name.
-pub const KEY_NAME: &str = "name";
-/// The node's own view of its Raft role: one of [`RaftRole`]'s names.
-pub const KEY_RAFT: &str = "raft";
-/// Runner slots (jobs the node runs at once).
-pub const KEY_SLOTS: &str = "slots";
-/// Jobs running now.
-pub const KEY_BUSY: &str = "busy";
-/// Runner labels, comma-separated.
-pub const KEY_LABELS: &str = "labels";
-/// Set once the node belongs to a formed Raft cluster.
-pub const KEY_CLUSTER: &str = "cluster";
-/// The `eventide-node` version.
-pub const KEY_VERSION: &str = "version";
-/// Why this node's runner does not claim jobs (`disk: 120 MiB free < 1 GiB`), or empty
-/// while it does.
-pub const KEY_RUNNER_PAUSED: &str = "runner_paused";
-/// Set to `true` by a node that is shutting down cleanly, so peers stop counting on it
-/// before the failure detector notices.
-pub const KEY_LEAVING: &str = "leaving";
-
-/// A node's Raft role as it reports it.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum RaftRole {
-    Leader,
-    Voter,
-    Learner,
-    /// Not (yet) a member of a Raft cluster.
-    None,
-}
-
-impl RaftRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RaftRole::Leader => "leader",
-            RaftRole::Voter => "voter",
-            RaftRole::Learner => "learner",
-            RaftRole::None => "none",
-        }
-    }
-
-    pub fn parse(text: &str) -> RaftRole {
-        match text {
-            "leader" => RaftRole::Leader,
-            "voter" => RaftRole::Voter,
-            "learner" => RaftRole::Learner,
-            _ => RaftRole::None,
-        }
-    }
-}
+use super::keys::NodeKeys;
 
 /// A peer as gossip describes it (self included).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,10 +20,9 @@ pub struct Member {
     pub slots: u32,
     pub busy: u32,
     pub labels: BTreeSet<String>,
-    pub cluster: Option<String>,
     pub version: String,
-    /// Why its runner does not claim jobs, if it is paused.
-    pub runner_paused: Option<String>,
+    /// Paused for the reason it published, else off without slots, else ok.
+    pub runner: RunnerState,
     /// Alive by the failure detector and not leaving.
     pub alive: bool,
 }
@@ -94,24 +40,19 @@ impl Member {
     /// Builds a member from one sighting; `None` if the node id is not an Eventide id.
     pub fn try_from_sighting(sighting: &Sighting<'_>) -> Option<Member> {
         let id = NodeId(sighting.node_id.parse().ok()?);
-        let get = sighting.values;
-        let number = |key: &str| get(key).and_then(|v| v.parse().ok()).unwrap_or(0);
-        let leaving = get(KEY_LEAVING).is_some_and(|v| v == "true");
+        let keys = NodeKeys::parse(sighting.values, sighting.node_id, sighting.gossip_addr);
         Some(Member {
             id,
             generation: sighting.generation,
-            addr: get(KEY_API).and_then(|v| v.parse().ok()).unwrap_or(sighting.gossip_addr),
-            name: get(KEY_NAME).unwrap_or_else(|| sighting.node_id.to_owned()),
-            raft: get(KEY_RAFT).map_or(RaftRole::None, |v| RaftRole::parse(&v)),
-            slots: number(KEY_SLOTS),
-            busy: number(KEY_BUSY),
-            labels: get(KEY_LABELS)
-                .map(|v| v.split(',').filter(|l| !l.is_empty()).map(str::to_owned).collect())
-                .unwrap_or_default(),
-            cluster: get(KEY_CLUSTER).filter(|v| !v.is_empty()),
-            version: get(KEY_VERSION).unwrap_or_default(),
-            runner_paused: get(KEY_RUNNER_PAUSED).filter(|v| !v.is_empty()),
-            alive: sighting.alive && !leaving,
+            addr: keys.api,
+            name: keys.name,
+            raft: keys.raft,
+            slots: keys.slots,
+            busy: keys.busy,
+            labels: keys.labels.into_iter().collect(),
+            version: keys.version,
+            runner: RunnerState::new(keys.slots, keys.runner_paused),
+            alive: sighting.alive && !keys.leaving,
         })
     }
 }
@@ -141,6 +82,10 @@ pub fn newest_generations(members: impl IntoIterator<Item = Member>) -> Vec<Memb
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gossip::keys::{
+        KEY_API, KEY_BUSY, KEY_LABELS, KEY_LEAVING, KEY_NAME, KEY_RAFT, KEY_RUNNER_PAUSED,
+        KEY_SLOTS, KEY_VERSION,
+    };
 
     fn sighting_member(
         id: &str,
@@ -173,7 +118,6 @@ mod tests {
                 (KEY_SLOTS, "2"),
                 (KEY_BUSY, "1"),
                 (KEY_LABELS, "linux,x86"),
-                (KEY_CLUSTER, "c1"),
                 (KEY_VERSION, "0.1.0"),
             ],
         )
@@ -184,18 +128,22 @@ mod tests {
         assert_eq!(member.raft, RaftRole::Leader);
         assert_eq!((member.slots, member.busy), (2, 1));
         assert_eq!(member.labels.len(), 2);
-        assert_eq!(member.cluster.as_deref(), Some("c1"));
+        assert_eq!(member.runner, RunnerState::Ok);
         assert!(member.alive);
     }
 
     #[test]
-    fn missing_or_garbage_values_fall_back_safely() {
-        let member = sighting_member("9", 1, true, &[(KEY_SLOTS, "many"), (KEY_RAFT, "king")])
-            .expect("numeric id");
-        assert_eq!(member.slots, 0);
-        assert_eq!(member.raft, RaftRole::None);
-        assert_eq!(member.name, "9");
-        assert_eq!(member.addr.port(), 7800);
+    fn the_runner_state_comes_from_slots_and_pause() {
+        let runner =
+            |pairs: &[(&str, &str)]| sighting_member("1", 1, true, pairs).expect("id").runner;
+        assert_eq!(runner(&[]), RunnerState::Off);
+        assert_eq!(runner(&[(KEY_SLOTS, "1"), (KEY_RUNNER_PAUSED, "")]), RunnerState::Ok);
+        let paused = RunnerState::Paused { reason: "disk: low".into() };
+        assert_eq!(runner(&[(KEY_SLOTS, "1"), (KEY_RUNNER_PAUSED, "disk: low")]), paused);
+    }
+
+    #[test]
+    fn a_node_id_that_is_not_a_number_is_no_member() {
         assert!(sighting_member("not-a-number", 1, true, &[]).is_none());
     }
 

@@ -2,17 +2,19 @@
 //! and runner load. Liveness and load travel here, never through Raft; nothing that
 //! decides membership or job ownership is taken from gossip alone.
 //!
-//! - `member`: the published keys and the typed [`Member`] view of a peer.
+//! - `keys`: the published keys, written and read by one struct ([`NodeKeys`]).
+//! - `member`: the typed [`Member`] view of a peer, built from its keys.
 //! - `admission`: with a cluster secret, the transport that drops datagrams of peers
 //!   that have not proven it over TCP.
 //! - `admit_rpc`: the messages and pure checks of the admission handshake (in the
 //!   library, as `eventide_node::admit_rpc`, so that they can be fuzzed).
 
 mod admission;
+mod keys;
 mod member;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -25,11 +27,9 @@ use tokio::sync::watch;
 use tracing::info;
 
 use self::admission::{AdmissionTransport, Gate};
-pub use self::member::{newest_generations, Member, RaftRole, Sighting};
-use self::member::{
-    KEY_API, KEY_BUSY, KEY_LABELS, KEY_LEAVING, KEY_NAME, KEY_RAFT, KEY_RUNNER_PAUSED, KEY_SLOTS,
-    KEY_VERSION,
-};
+use self::keys::NodeKeys;
+pub use self::member::{newest_generations, Member, Sighting};
+pub use eventide_api::RaftRole;
 
 /// Separates Eventide's gossip from any other chitchat traffic on the network (with a
 /// secret, the cluster id is a keyed hash of it instead).
@@ -55,6 +55,8 @@ pub struct Gossip {
     interval: Duration,
     /// Admission of peers (with a cluster secret only).
     gate: Option<Arc<Gate>>,
+    /// What this node publishes; every change goes through [`Gossip::update`].
+    keys: Mutex<NodeKeys>,
 }
 
 impl Gossip {
@@ -88,15 +90,19 @@ impl Gossip {
             extra_liveness_predicate: None,
             protocol_version: chitchat::ProtocolVersion::V0,
         };
-        let initial = vec![
-            (KEY_API.to_owned(), me.advertise.to_string()),
-            (KEY_NAME.to_owned(), me.name.clone()),
-            (KEY_RAFT.to_owned(), RaftRole::None.as_str().to_owned()),
-            (KEY_SLOTS.to_owned(), me.slots.to_string()),
-            (KEY_BUSY.to_owned(), "0".to_owned()),
-            (KEY_LABELS.to_owned(), me.labels.join(",")),
-            (KEY_VERSION.to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
-        ];
+        let keys = NodeKeys {
+            api: me.advertise,
+            name: me.name.clone(),
+            raft: RaftRole::None,
+            slots: me.slots,
+            busy: 0,
+            labels: me.labels.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            runner_paused: None,
+            leaving: false,
+        };
+        let initial =
+            keys.to_pairs().into_iter().map(|(key, value)| (key.to_owned(), value)).collect();
         let gate = Gate::new(me.signer.clone(), me.advertise, me.listen)?;
         let started = match &gate {
             Some(gate) => {
@@ -107,7 +113,7 @@ impl Gossip {
         let handle =
             started.with_context(|| format!("failed to start gossip on udp {}", me.listen))?;
         info!(generation, seeds = ?me.seeds, admission = gate.is_some(), "gossip started");
-        Ok(Gossip { handle, interval: me.interval, gate })
+        Ok(Gossip { handle, interval: me.interval, gate, keys: Mutex::new(keys) })
     }
 
     /// The admission handshake's route, to mount among the signed internal routes (none
@@ -125,28 +131,35 @@ impl Gossip {
         }
     }
 
-    async fn set(&self, key: &'static str, value: String) {
+    /// Changes this node's keys and publishes the values that changed. The change is made
+    /// under chitchat's lock, so concurrent updates cannot publish an older set of keys
+    /// over a newer one.
+    async fn update(&self, mut change: impl FnMut(&mut NodeKeys)) {
         self.handle
             .with_chitchat(|chitchat| {
+                let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+                change(&mut keys);
                 let state = chitchat.self_node_state();
-                if state.get(key) != Some(value.as_str()) {
-                    state.set(key, &value);
+                for (key, value) in keys.to_pairs() {
+                    if state.get(key) != Some(value.as_str()) {
+                        state.set(key, &value);
+                    }
                 }
             })
             .await;
     }
 
     pub async fn set_raft_role(&self, role: RaftRole) {
-        self.set(KEY_RAFT, role.as_str().to_owned()).await;
+        self.update(|keys| keys.raft = role).await;
     }
 
     pub async fn set_busy(&self, busy: u32) {
-        self.set(KEY_BUSY, busy.to_string()).await;
+        self.update(|keys| keys.busy = busy).await;
     }
 
     /// Publishes why this node's runner does not claim jobs (`None`: it does).
     pub async fn set_runner_paused(&self, reason: Option<&str>) {
-        self.set(KEY_RUNNER_PAUSED, reason.unwrap_or_default().to_owned()).await;
+        self.update(|keys| keys.runner_paused = reason.map(str::to_owned)).await;
     }
 
     /// Every node gossip knows of (self included), one entry per node id.
@@ -189,7 +202,7 @@ impl Gossip {
 
     /// Announces that this node is leaving, lets a few gossip rounds carry it, then stops.
     pub async fn leave(&self) {
-        self.set(KEY_LEAVING, "true".to_owned()).await;
+        self.update(|keys| keys.leaving = true).await;
         tokio::time::sleep(self.interval * 3).await;
         if let Err(error) = self.handle.initiate_shutdown() {
             tracing::warn!(error = %error, "gossip did not stop cleanly");

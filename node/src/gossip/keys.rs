@@ -1,0 +1,150 @@
+//! The keys a node publishes by gossip, written and read in one place: [`NodeKeys`]
+//! holds one field per key, [`NodeKeys::to_pairs`] writes every key and
+//! [`NodeKeys::parse`] reads them back, so no key is read that is not also written.
+//!
+//! Key names and value formats are part of the wire: nodes of different versions gossip
+//! together during a rolling upgrade.
+
+use std::net::SocketAddr;
+
+use eventide_api::RaftRole;
+
+/// The advertised `HOST:PORT` (HTTP API, Raft RPC; gossip uses the same port over UDP).
+pub const KEY_API: &str = "api";
+/// A human name.
+pub const KEY_NAME: &str = "name";
+/// The node's own view of its Raft role: one of [`RaftRole`]'s names.
+pub const KEY_RAFT: &str = "raft";
+/// Runner slots (jobs the node runs at once).
+pub const KEY_SLOTS: &str = "slots";
+/// Jobs running now.
+pub const KEY_BUSY: &str = "busy";
+/// Runner labels, comma-separated.
+pub const KEY_LABELS: &str = "labels";
+/// The `eventide-node` version.
+pub const KEY_VERSION: &str = "version";
+/// Why this node's runner does not claim jobs (`disk: 120 MiB free < 1 GiB`), or empty
+/// while it does.
+pub const KEY_RUNNER_PAUSED: &str = "runner_paused";
+/// `true` once a node is shutting down cleanly, so peers stop counting on it before the
+/// failure detector notices; `false` (or absent, from older versions) before.
+pub const KEY_LEAVING: &str = "leaving";
+
+/// What a node says about itself by gossip, one field per key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeKeys {
+    pub api: SocketAddr,
+    pub name: String,
+    pub raft: RaftRole,
+    pub slots: u32,
+    pub busy: u32,
+    /// In the order the node was given them.
+    pub labels: Vec<String>,
+    pub version: String,
+    /// Why its runner does not claim jobs; `None` while it does.
+    pub runner_paused: Option<String>,
+    pub leaving: bool,
+}
+
+impl NodeKeys {
+    /// Every key with its value, as published.
+    pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (KEY_API, self.api.to_string()),
+            (KEY_NAME, self.name.clone()),
+            (KEY_RAFT, self.raft.as_str().to_owned()),
+            (KEY_SLOTS, self.slots.to_string()),
+            (KEY_BUSY, self.busy.to_string()),
+            (KEY_LABELS, self.labels.join(",")),
+            (KEY_VERSION, self.version.clone()),
+            (KEY_RUNNER_PAUSED, self.runner_paused.clone().unwrap_or_default()),
+            (KEY_LEAVING, self.leaving.to_string()),
+        ]
+    }
+
+    /// Reads the keys through `get`. Gossip is not trusted to be well formed: a missing
+    /// or garbled value falls back to a safe default (the gossip address for `api`, the
+    /// node id for `name`, `none`, zero, empty, not paused, not leaving).
+    pub fn parse(
+        get: &dyn Fn(&str) -> Option<String>,
+        node_id: &str,
+        gossip_addr: SocketAddr,
+    ) -> NodeKeys {
+        let number = |key: &str| get(key).and_then(|v| v.parse().ok()).unwrap_or(0);
+        NodeKeys {
+            api: get(KEY_API).and_then(|v| v.parse().ok()).unwrap_or(gossip_addr),
+            name: get(KEY_NAME).unwrap_or_else(|| node_id.to_owned()),
+            raft: get(KEY_RAFT).and_then(|v| RaftRole::try_parse(&v)).unwrap_or(RaftRole::None),
+            slots: number(KEY_SLOTS),
+            busy: number(KEY_BUSY),
+            labels: get(KEY_LABELS)
+                .map(|v| v.split(',').filter(|l| !l.is_empty()).map(str::to_owned).collect())
+                .unwrap_or_default(),
+            version: get(KEY_VERSION).unwrap_or_default(),
+            runner_paused: get(KEY_RUNNER_PAUSED).filter(|v| !v.is_empty()),
+            leaving: get(KEY_LEAVING).is_some_and(|v| v == "true"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn sample() -> NodeKeys {
+        NodeKeys {
+            api: "127.0.0.1:7801".parse().expect("addr"),
+            name: "alpha".into(),
+            raft: RaftRole::Learner,
+            slots: 2,
+            busy: 1,
+            labels: vec!["x86".into(), "linux".into()],
+            version: "0.1.0".into(),
+            runner_paused: Some("disk: 120 MiB free < 1 GiB".into()),
+            leaving: false,
+        }
+    }
+
+    fn parse(pairs: &[(&str, String)]) -> NodeKeys {
+        let values: BTreeMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let get = move |key: &str| values.get(key).cloned();
+        NodeKeys::parse(&get, "9", "127.0.0.1:7800".parse().expect("addr"))
+    }
+
+    #[test]
+    fn every_published_key_reads_back() {
+        for keys in
+            [sample(), NodeKeys { runner_paused: None, leaving: true, labels: vec![], ..sample() }]
+        {
+            assert_eq!(parse(&keys.to_pairs()), keys);
+        }
+    }
+
+    #[test]
+    fn values_keep_their_wire_format() {
+        let pairs = sample().to_pairs();
+        let value = |key: &str| pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str());
+        assert_eq!(value(KEY_API), Some("127.0.0.1:7801"));
+        assert_eq!(value(KEY_RAFT), Some("learner"));
+        assert_eq!(value(KEY_LABELS), Some("x86,linux"));
+        assert_eq!(value(KEY_RUNNER_PAUSED), Some("disk: 120 MiB free < 1 GiB"));
+        assert_eq!(value(KEY_LEAVING), Some("false"));
+        let running = NodeKeys { runner_paused: None, leaving: true, ..sample() }.to_pairs();
+        assert!(running.contains(&(KEY_RUNNER_PAUSED, String::new())));
+        assert!(running.contains(&(KEY_LEAVING, "true".to_owned())));
+        assert_eq!(pairs.len(), 9, "one pair per key");
+    }
+
+    #[test]
+    fn missing_or_garbage_values_fall_back_safely() {
+        let keys = parse(&[(KEY_SLOTS, "many".into()), (KEY_RAFT, "king".into())]);
+        assert_eq!(keys.slots, 0);
+        assert_eq!(keys.raft, RaftRole::None);
+        assert_eq!(keys.name, "9");
+        assert_eq!(keys.api.port(), 7800);
+        assert_eq!((keys.runner_paused, keys.leaving), (None, false));
+    }
+}
