@@ -7,12 +7,14 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
+use super::ApiState;
 use crate::metrics;
-use crate::node::NodeContext;
 
-pub async fn get(State(context): State<Arc<NodeContext>>) -> Result<Response, ApiError> {
-    let snapshot = metrics::snapshot(&context).await;
-    let text = metrics::global().render(&snapshot).map_err(|error| {
+pub async fn get(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+    let snapshot =
+        metrics::snapshot(&api.state_machine, &api.raft, &api.gossip, api.id, api.runner_slots)
+            .await;
+    let text = api.metrics.render(&snapshot).map_err(|error| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("failed to encode metrics: {error}"),

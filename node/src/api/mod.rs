@@ -1,5 +1,6 @@
 //! HTTP: the public JSON API under `/api/v1/`, and the internal Raft RPC under
-//! `/internal/`. Handlers are thin: decode, call, map errors (in [`ApiError`]).
+//! `/internal/`. Handlers are thin: decode, call, map errors (in [`ApiError`]). They
+//! share one [`ApiState`]: the handles they read and write through, and nothing else.
 //!
 //! - `auth`: the API token guard of the public routes.
 //! - `status`: `GET /api/v1/status`, the cluster as this node sees it.
@@ -22,6 +23,8 @@ pub mod notify;
 pub mod repos;
 pub mod status;
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -30,20 +33,56 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use eventide_consensus::auth::{require_signature, InternalAuth};
-use eventide_consensus::network::{raft_routes, WriteError};
-use eventide_consensus::Refusal;
+use eventide_consensus::auth::{require_signature, InternalAuth, Secret};
+use eventide_consensus::network::{raft_routes, WriteError, Writer};
+use eventide_consensus::store::StateMachineStore;
+use eventide_consensus::types::Raft;
+use eventide_consensus::{NodeId, Refusal};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Notify};
 use tracing::{debug, warn};
 
 use self::auth::ApiAuth;
-use crate::node::NodeContext;
+use crate::cluster::Phase;
+use crate::gossip::Gossip;
+use crate::metrics::Metrics;
+use crate::observer::ObserverHealth;
+use crate::raft_view::RaftView;
 
 /// The largest public request body accepted.
 const PUBLIC_BODY_LIMIT: usize = 1024 * 1024;
 
-/// The public API, the Raft routes and `internal` (the dispatcher's RPC).
-pub fn router(context: Arc<NodeContext>, internal: Router) -> Router {
+/// What the handlers share.
+pub struct ApiState {
+    /// This node, as `status` names it.
+    pub id: NodeId,
+    pub name: String,
+    pub advertise: SocketAddr,
+    /// The cluster secret: the token of forwarded requests, and `auth` in `status`.
+    pub secret: Option<Secret>,
+    /// Reads of the public API need the token too.
+    pub private_api: bool,
+    /// Holds this node's job logs.
+    pub data_dir: PathBuf,
+    /// This node's runner slots, for `/metrics`.
+    pub runner_slots: u32,
+    pub raft: RaftView,
+    /// This node's replica, which every read answers from.
+    pub state_machine: StateMachineStore,
+    pub writer: Writer,
+    pub gossip: Arc<Gossip>,
+    /// Why this node is not in a cluster yet (from the cluster task).
+    pub phase: watch::Receiver<Phase>,
+    /// Wakes the observer for an immediate round (`notify`).
+    pub wake_observer: Arc<Notify>,
+    /// The observer's latest error per repository, for `status`.
+    pub observer_health: Arc<ObserverHealth>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The public API, the Raft routes of `raft` and `internal` (the dispatcher's and
+/// gossip's RPC).
+pub fn router(state: Arc<ApiState>, raft: Raft, internal: Router) -> Router {
     let public = Router::new()
         .route("/api/v1/status", get(status::get_status))
         .route("/api/v1/repos", get(repos::list).post(repos::add))
@@ -59,19 +98,15 @@ pub fn router(context: Arc<NodeContext>, internal: Router) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(PUBLIC_BODY_LIMIT))
         .layer(middleware::from_fn_with_state(
-            Arc::new(ApiAuth {
-                secret: context.config.secret.clone(),
-                private: context.config.private_api,
-            }),
+            Arc::new(ApiAuth { secret: state.secret.clone(), private: state.private_api }),
             auth::require_token,
         ))
-        .with_state(context.clone());
+        .with_state(state.clone());
     // Every internal route is signed with the cluster secret (when there is one).
-    let internal =
-        raft_routes(context.raft.clone()).merge(internal).layer(middleware::from_fn_with_state(
-            InternalAuth::new(context.config.secret.clone()),
-            require_signature,
-        ));
+    let internal = raft_routes(raft).merge(internal).layer(middleware::from_fn_with_state(
+        InternalAuth::new(state.secret.clone()),
+        require_signature,
+    ));
     // The dashboard's files hold no data (the page asks for a token when the API wants
     // one), so they are served to everyone.
     let dashboard = Router::new()
@@ -112,19 +147,6 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
-}
-
-/// The address of node `id` in the Raft membership this node knows.
-fn node_addr(context: &NodeContext, id: eventide_consensus::NodeId) -> Option<String> {
-    let metrics = context.raft.metrics();
-    let m = metrics.borrow();
-    m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())
-}
-
-/// The address of the leader this node follows, if it knows one.
-fn leader_addr(context: &NodeContext) -> Option<String> {
-    let leader = context.raft.metrics().borrow().current_leader?;
-    node_addr(context, leader)
 }
 
 /// The body of every error answer: `{"error": "..."}`.

@@ -7,12 +7,11 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 
 use super::auth::with_token;
 use super::ApiError;
-use crate::node::NodeContext;
+use super::ApiState;
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct NotifyDoc {
@@ -21,24 +20,20 @@ pub struct NotifyDoc {
 }
 
 pub async fn notify(
-    State(context): State<Arc<NodeContext>>,
+    State(api): State<Arc<ApiState>>,
 ) -> Result<(StatusCode, Json<NotifyDoc>), ApiError> {
-    let state = context.raft.metrics().borrow().state;
-    if state == ServerState::Leader {
-        context.wake_observer.notify_one();
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(NotifyDoc { observer: context.config.name.clone() }),
-        ));
+    if api.raft.is_leader() {
+        api.wake_observer.notify_one();
+        return Ok((StatusCode::ACCEPTED, Json(NotifyDoc { observer: api.name.clone() })));
     }
-    let Some(addr) = super::leader_addr(&context) else {
+    let Some(addr) = api.raft.leader_addr() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "no leader: the cluster is electing one or has lost its quorum",
         ));
     };
     let request = reqwest::Client::new().post(format!("http://{addr}/api/v1/notify"));
-    let forwarded = with_token(request, context.config.secret.as_ref())
+    let forwarded = with_token(request, api.secret.as_ref())
         .timeout(Duration::from_secs(5))
         .send()
         .await

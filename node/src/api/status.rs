@@ -9,9 +9,8 @@ use axum::Json;
 use eventide_consensus::NodeId;
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::raft_role;
+use super::ApiState;
 use crate::gossip::RaftRole;
-use crate::node::NodeContext;
 
 /// A node as other documents refer to it.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -90,20 +89,19 @@ pub struct RepoStatus {
     pub error: Option<String>,
 }
 
-pub async fn get_status(State(context): State<Arc<NodeContext>>) -> Json<StatusDoc> {
-    Json(build(&context).await)
+pub async fn get_status(State(api): State<Arc<ApiState>>) -> Json<StatusDoc> {
+    Json(build(&api).await)
 }
 
-async fn build(context: &NodeContext) -> StatusDoc {
-    let metrics = context.raft.metrics().borrow().clone();
-    let membership = metrics.membership_config.membership();
-    let voters: Vec<NodeId> = membership.voter_ids().collect();
+async fn build(api: &ApiState) -> StatusDoc {
+    let raft = api.raft.status();
+    let voters = &raft.voters;
     let gossip: BTreeMap<NodeId, _> =
-        context.gossip.members().await.into_iter().map(|m| (m.id, m)).collect();
-    let leader_id = metrics.current_leader;
+        api.gossip.members().await.into_iter().map(|m| (m.id, m)).collect();
+    let leader_id = raft.leader;
 
     let mut nodes: BTreeMap<NodeId, NodeStatus> = BTreeMap::new();
-    for (id, info) in membership.nodes() {
+    for (id, info) in &raft.nodes {
         let role = if Some(*id) == leader_id {
             RaftRole::Leader
         } else if voters.contains(id) {
@@ -146,10 +144,10 @@ async fn build(context: &NodeContext) -> StatusDoc {
         });
     }
     // Until this node is a member, it reports its own role as gossip shows it.
-    if let Some(me) = nodes.get_mut(&context.id) {
+    if let Some(me) = nodes.get_mut(&api.id) {
         me.alive = true;
         if me.raft == RaftRole::None.as_str() {
-            me.raft = raft_role(&metrics).as_str().to_owned();
+            me.raft = raft.role.as_str().to_owned();
         }
     }
 
@@ -158,9 +156,9 @@ async fn build(context: &NodeContext) -> StatusDoc {
         name: n.name.clone(),
         addr: n.addr.clone(),
     });
-    let counts = context.state_machine.read(|state| state.queue_counts());
-    let errors = context.observer_health.errors();
-    let repos = context.state_machine.read(|state| {
+    let counts = api.state_machine.read(|state| state.queue_counts());
+    let errors = api.observer_health.errors();
+    let repos = api.state_machine.read(|state| {
         state
             .repos()
             .map(|repo| RepoStatus {
@@ -174,16 +172,16 @@ async fn build(context: &NodeContext) -> StatusDoc {
     nodes.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
     StatusDoc {
         node: NodeRef {
-            id: context.id.to_string(),
-            name: context.config.name.clone(),
-            addr: context.config.advertise.to_string(),
+            id: api.id.to_string(),
+            name: api.name.clone(),
+            addr: api.advertise.to_string(),
         },
         leader,
-        term: metrics.current_term,
-        auth: if context.config.secret.is_some() { "on" } else { "off" }.to_owned(),
-        waiting: context.phase.borrow().waiting.clone(),
+        term: raft.term,
+        auth: if api.secret.is_some() { "on" } else { "off" }.to_owned(),
+        waiting: api.phase.borrow().waiting.clone(),
         voters: voters.len(),
-        applied_index: metrics.last_applied.map_or(0, |id| id.index),
+        applied_index: raft.applied_index,
         nodes,
         queue: QueueStatus {
             queued: counts.queued,

@@ -30,6 +30,7 @@ use self::member::{
     KEY_API, KEY_BUSY, KEY_LABELS, KEY_LEAVING, KEY_NAME, KEY_RAFT, KEY_RUNNER_PAUSED, KEY_SLOTS,
     KEY_VERSION,
 };
+use crate::metrics::Metrics;
 
 /// Separates Eventide's gossip from any other chitchat traffic on the network (with a
 /// secret, the cluster id is a keyed hash of it instead).
@@ -47,6 +48,8 @@ pub struct SelfInfo {
     pub interval: Duration,
     /// Signs the admission handshake; its secret (if any) turns admission on.
     pub signer: Signer,
+    /// Counts failed handshakes sent by this node.
+    pub metrics: Arc<Metrics>,
 }
 
 /// This node's gossip participant.
@@ -97,7 +100,7 @@ impl Gossip {
             (KEY_LABELS.to_owned(), me.labels.join(",")),
             (KEY_VERSION.to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
         ];
-        let gate = Gate::new(me.signer.clone(), me.advertise, me.listen)?;
+        let gate = Gate::new(me.signer.clone(), me.metrics.clone(), me.advertise, me.listen)?;
         let started = match &gate {
             Some(gate) => {
                 spawn_chitchat(config, initial, &AdmissionTransport { gate: gate.clone() }).await
