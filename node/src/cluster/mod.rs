@@ -183,3 +183,36 @@ async fn apply(raft: &Raft, gossip: &Gossip, change: Change) {
         warn!(error = %error, change = ?change, "autopilot change failed; will retry");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn followers_close_to_the_leader_s_log_are_caught_up() {
+        let nodes: BTreeMap<NodeId, NodeInfo> = (1..=4)
+            .map(|id| (NodeId(id), NodeInfo::new(format!("127.0.0.1:{id}"), format!("n{id}"))))
+            .collect();
+        let status = RaftStatus {
+            role: RaftRole::Leader,
+            leader: Some(NodeId(1)),
+            term: 3,
+            applied_index: 500,
+            last_log_index: 500,
+            voters: vec![NodeId(1), NodeId(2)],
+            nodes: nodes.clone(),
+            changing: false,
+            matched: BTreeMap::from([
+                (NodeId(1), Some(500)),
+                (NodeId(2), Some(400)),
+                (NodeId(3), Some(399)),
+                (NodeId(4), None),
+            ]),
+        };
+        let view = membership_view(&status);
+        assert_eq!(view.voters, [NodeId(1), NodeId(2)].into());
+        assert_eq!(view.nodes, nodes);
+        assert!(!view.changing);
+        assert_eq!(view.caught_up, [NodeId(1), NodeId(2)].into());
+    }
+}
