@@ -27,7 +27,7 @@
 //!                    └── reads ──────────────────────────────────────────────┘
 //!
 //!   node ── builds ──> RaftView, Writer, replica, Gossip, Metrics
-//!        └─ hands out ─> Observer · Dispatcher · Runner · cluster · ApiState
+//!        └─ hands out ─> Observer · Dispatcher · Runner · cluster · api
 //! ```
 
 mod api;

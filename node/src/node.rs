@@ -8,7 +8,7 @@
 //! ```text
 //!   Raft ──> RaftView ─┬─> cluster (+ Raft for membership changes)
 //!   replica, Writer ───┼─> observer, dispatcher, runner, repos (--repo)
-//!   gossip, Metrics ───┴─> ApiState ──> api::router ──> server::serve
+//!   gossip, Metrics ───┴─> ApiHandles ──> api::router (a state per route group) ──> server::serve
 //! ```
 
 use std::collections::hash_map::RandomState;
@@ -26,7 +26,7 @@ use eventide_consensus::NodeId;
 use tokio::sync::watch;
 use tracing::{info, warn, Instrument};
 
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiHandles};
 use crate::cluster::{self, ClusterSettings, Phase};
 use crate::config::RunConfig;
 use crate::dispatcher::Dispatcher;
@@ -109,7 +109,7 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let dispatcher =
         Dispatcher::new(view.clone(), state_machine.clone(), writer.clone(), gossip.clone());
-    let api_state = Arc::new(ApiState {
+    let api_handles = ApiHandles {
         id,
         name: config.name.clone(),
         advertise: config.advertise,
@@ -125,9 +125,12 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
         wake_observer: wake_observer.clone(),
         observer_health: observer_health.clone(),
         metrics: metrics.clone(),
-    });
-    let app =
-        api::router(api_state, raft.clone(), dispatcher.routes().merge(gossip.admission_routes()));
+    };
+    let app = api::router(
+        api_handles,
+        raft.clone(),
+        dispatcher.routes().merge(gossip.admission_routes()),
+    );
     let stopped = async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     };

@@ -18,7 +18,7 @@ use tracing::warn;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::ApiError;
-use super::ApiState;
+use super::ReplicaState;
 use crate::clock;
 
 /// How long the answer to a write waits for this node's replica to apply it.
@@ -142,7 +142,7 @@ pub struct ListQuery {
 }
 
 pub async fn list(
-    State(api): State<Arc<ApiState>>,
+    State(api): State<Arc<ReplicaState>>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<JobDoc>>, ApiError> {
     let status = match query.state.as_deref() {
@@ -187,7 +187,7 @@ pub async fn list(
 }
 
 pub async fn get(
-    State(api): State<Arc<ApiState>>,
+    State(api): State<Arc<ReplicaState>>,
     ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<JobDetailDoc>, ApiError> {
     api.state_machine
@@ -206,7 +206,7 @@ pub async fn get(
 }
 
 pub async fn cancel(
-    State(api): State<Arc<ApiState>>,
+    State(api): State<Arc<ReplicaState>>,
     ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<JobDoc>, ApiError> {
     let command =
@@ -230,7 +230,7 @@ pub struct RerunRequest {
 }
 
 pub async fn rerun(
-    State(api): State<Arc<ApiState>>,
+    State(api): State<Arc<ReplicaState>>,
     ApiJson(request): ApiJson<RerunRequest>,
 ) -> Result<(StatusCode, Json<JobDoc>), ApiError> {
     let prefix = request.commit.trim().to_ascii_lowercase();
@@ -275,7 +275,7 @@ pub async fn rerun(
 /// applied the write this request made (a follower applies it shortly after the leader
 /// answered). A replica that lags further answers 503 naming the leader.
 async fn applied_job(
-    api: &ApiState,
+    api: &ReplicaState,
     job: JobId,
     ready: impl Fn(&Job) -> bool,
 ) -> Result<JobDoc, ApiError> {

@@ -12,6 +12,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use eventide_consensus::auth::Secret;
 use eventide_consensus::store::StateMachineStore;
 use eventide_consensus::{JobId, JobStatus, NodeId};
 use serde::Deserialize;
@@ -19,8 +20,8 @@ use serde::Deserialize;
 use super::auth::with_token;
 use super::extract::{ApiPath, ApiQuery};
 use super::ApiError;
-use super::ApiState;
 use crate::joblog::log_path;
+use crate::raft_view::RaftView;
 
 /// How often a followed log is checked for new output.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -37,8 +38,21 @@ pub struct LogQuery {
     pub attempt: Option<u32>,
 }
 
+/// What the log route uses.
+pub struct LogsState {
+    /// This node: a job it ran is served from its own file.
+    pub id: NodeId,
+    /// Holds this node's job logs.
+    pub data_dir: PathBuf,
+    /// The token of requests passed to the runner.
+    pub secret: Option<Secret>,
+    /// Finds the runner's address.
+    pub raft: RaftView,
+    pub state_machine: StateMachineStore,
+}
+
 pub async fn get(
-    State(api): State<Arc<ApiState>>,
+    State(api): State<Arc<LogsState>>,
     ApiPath(id): ApiPath<u64>,
     ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<Response, ApiError> {
@@ -146,7 +160,7 @@ fn read_from(path: &std::path::Path, offset: u64) -> std::io::Result<Vec<u8>> {
 
 /// Passes the request to the node that ran the job, streaming its answer back.
 async fn proxy(
-    api: &ApiState,
+    api: &LogsState,
     runner: NodeId,
     id: u64,
     attempt: u32,

@@ -5,12 +5,26 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use eventide_consensus::store::StateMachineStore;
+use eventide_consensus::NodeId;
 
 use super::ApiError;
-use super::ApiState;
+use crate::gossip::Gossip;
 use crate::metrics;
+use crate::metrics::Metrics;
+use crate::raft_view::RaftView;
 
-pub async fn get(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+/// What a scrape reads.
+pub struct MetricsState {
+    pub id: NodeId,
+    pub runner_slots: u32,
+    pub raft: RaftView,
+    pub state_machine: StateMachineStore,
+    pub gossip: Arc<Gossip>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub async fn get(State(api): State<Arc<MetricsState>>) -> Result<Response, ApiError> {
     let snapshot =
         metrics::snapshot(&api.state_machine, &api.raft, &api.gossip, api.id, api.runner_slots)
             .await;

@@ -1,6 +1,7 @@
 //! HTTP: the public JSON API under `/api/v1/`, and the internal Raft RPC under
-//! `/internal/`. Handlers are thin: decode, call, map errors (in [`ApiError`]). They
-//! share one [`ApiState`]: the handles they read and write through, and nothing else.
+//! `/internal/`. Handlers are thin: decode, call, map errors (in [`ApiError`]). Each
+//! group of routes has its own state, holding only the handles its handlers use; the
+//! router cuts them out of the [`ApiHandles`] the node hands over.
 //!
 //! - `auth`: the API token guard of the public routes.
 //! - `status`: `GET /api/v1/status`, the cluster as this node sees it.
@@ -52,8 +53,9 @@ use crate::raft_view::RaftView;
 /// The largest public request body accepted.
 const PUBLIC_BODY_LIMIT: usize = 1024 * 1024;
 
-/// What the handlers share.
-pub struct ApiState {
+/// Everything the handlers use, as the node hands it over; [`router`] gives each group
+/// of routes only its part.
+pub struct ApiHandles {
     /// This node, as `status` names it.
     pub id: NodeId,
     pub name: String,
@@ -80,33 +82,95 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
 }
 
+/// The state of the routes that read the replica and write through the leader (`jobs`,
+/// `repos`).
+pub struct ReplicaState {
+    /// Tells a write's answer when this replica has applied it.
+    pub raft: RaftView,
+    pub state_machine: StateMachineStore,
+    pub writer: Writer,
+}
+
 /// The public API, the Raft routes of `raft` and `internal` (the dispatcher's and
 /// gossip's RPC).
-pub fn router(state: Arc<ApiState>, raft: Raft, internal: Router) -> Router {
+pub fn router(handles: ApiHandles, raft: Raft, internal: Router) -> Router {
+    let ApiHandles {
+        id,
+        name,
+        advertise,
+        secret,
+        private_api,
+        data_dir,
+        runner_slots,
+        raft: view,
+        state_machine,
+        writer,
+        gossip,
+        phase,
+        wake_observer,
+        observer_health,
+        metrics,
+    } = handles;
+    let status_state = status::StatusState {
+        id,
+        name: name.clone(),
+        advertise,
+        auth: secret.is_some(),
+        raft: view.clone(),
+        state_machine: state_machine.clone(),
+        gossip: gossip.clone(),
+        phase,
+        observer_health,
+    };
+    let replica = ReplicaState { raft: view.clone(), state_machine: state_machine.clone(), writer };
+    let logs_state = logs::LogsState {
+        id,
+        data_dir,
+        secret: secret.clone(),
+        raft: view.clone(),
+        state_machine: state_machine.clone(),
+    };
+    let notify_state =
+        notify::NotifyState { name, secret: secret.clone(), raft: view.clone(), wake_observer };
+    let metrics_state =
+        metrics::MetricsState { id, runner_slots, raft: view, state_machine, gossip, metrics };
     let public = Router::new()
         .route("/api/v1/status", get(status::get_status))
-        .route("/api/v1/repos", get(repos::list).post(repos::add))
-        .route("/api/v1/repos/{id}", delete(repos::remove))
-        .route("/api/v1/jobs", get(jobs::list))
-        .route("/api/v1/jobs/{id}", get(jobs::get))
-        .route("/api/v1/jobs/{id}/log", get(logs::get))
-        .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/api/v1/rerun", post(jobs::rerun))
-        .route("/api/v1/notify", post(notify::notify))
-        .route("/metrics", get(metrics::get))
+        .with_state(Arc::new(status_state))
+        .merge(
+            Router::new()
+                .route("/api/v1/repos", get(repos::list).post(repos::add))
+                .route("/api/v1/repos/{id}", delete(repos::remove))
+                .route("/api/v1/jobs", get(jobs::list))
+                .route("/api/v1/jobs/{id}", get(jobs::get))
+                .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
+                .route("/api/v1/rerun", post(jobs::rerun))
+                .with_state(Arc::new(replica)),
+        )
+        .merge(
+            Router::new()
+                .route("/api/v1/jobs/{id}/log", get(logs::get))
+                .with_state(Arc::new(logs_state)),
+        )
+        .merge(
+            Router::new()
+                .route("/api/v1/notify", post(notify::notify))
+                .with_state(Arc::new(notify_state)),
+        )
+        .merge(
+            Router::new().route("/metrics", get(metrics::get)).with_state(Arc::new(metrics_state)),
+        )
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(PUBLIC_BODY_LIMIT))
         .layer(middleware::from_fn_with_state(
-            Arc::new(ApiAuth { secret: state.secret.clone(), private: state.private_api }),
+            Arc::new(ApiAuth { secret: secret.clone(), private: private_api }),
             auth::require_token,
-        ))
-        .with_state(state.clone());
+        ));
     // Every internal route is signed with the cluster secret (when there is one).
-    let internal = raft_routes(raft).merge(internal).layer(middleware::from_fn_with_state(
-        InternalAuth::new(state.secret.clone()),
-        require_signature,
-    ));
+    let internal = raft_routes(raft)
+        .merge(internal)
+        .layer(middleware::from_fn_with_state(InternalAuth::new(secret), require_signature));
     // The dashboard's files hold no data (the page asks for a token when the API wants
     // one), so they are served to everyone.
     let dashboard = Router::new()

@@ -7,11 +7,13 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use eventide_consensus::auth::Secret;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 use super::auth::with_token;
 use super::ApiError;
-use super::ApiState;
+use crate::raft_view::RaftView;
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct NotifyDoc {
@@ -19,8 +21,19 @@ pub struct NotifyDoc {
     pub observer: String,
 }
 
+/// What `notify` uses.
+pub struct NotifyState {
+    /// This node's name, the answer when its own observer is woken.
+    pub name: String,
+    /// The token of a request passed to the leader.
+    pub secret: Option<Secret>,
+    pub raft: RaftView,
+    /// Wakes this node's observer.
+    pub wake_observer: Arc<Notify>,
+}
+
 pub async fn notify(
-    State(api): State<Arc<ApiState>>,
+    State(api): State<Arc<NotifyState>>,
 ) -> Result<(StatusCode, Json<NotifyDoc>), ApiError> {
     if api.raft.is_leader() {
         api.wake_observer.notify_one();

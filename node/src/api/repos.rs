@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{ApiJson, ApiPath};
 use super::ApiError;
-use super::ApiState;
+use super::ReplicaState;
 use crate::clock;
 use crate::repos::{find_watched, normalize_url};
 
@@ -42,7 +42,7 @@ pub struct RemovedRepoDoc {
     pub cancelled: Vec<u64>,
 }
 
-pub async fn list(State(api): State<Arc<ApiState>>) -> Json<Vec<RepoDoc>> {
+pub async fn list(State(api): State<Arc<ReplicaState>>) -> Json<Vec<RepoDoc>> {
     let repos = api.state_machine.read(|state| {
         state
             .repos()
@@ -57,7 +57,7 @@ pub async fn list(State(api): State<Arc<ApiState>>) -> Json<Vec<RepoDoc>> {
 }
 
 pub async fn add(
-    State(api): State<Arc<ApiState>>,
+    State(api): State<Arc<ReplicaState>>,
     ApiJson(body): ApiJson<AddRepo>,
 ) -> Result<(StatusCode, Json<RepoDoc>), ApiError> {
     if body.url.trim().is_empty() {
@@ -81,7 +81,7 @@ pub async fn add(
 }
 
 pub async fn remove(
-    State(api): State<Arc<ApiState>>,
+    State(api): State<Arc<ReplicaState>>,
     ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<RemovedRepoDoc>, ApiError> {
     let repo = RepoId(id);

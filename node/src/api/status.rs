@@ -2,6 +2,7 @@
 //! and runner load, and the queue, as this node sees them.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -9,8 +10,14 @@ use axum::Json;
 use eventide_consensus::NodeId;
 use serde::{Deserialize, Serialize};
 
-use super::ApiState;
+use eventide_consensus::store::StateMachineStore;
+use tokio::sync::watch;
+
+use crate::cluster::Phase;
+use crate::gossip::Gossip;
 use crate::gossip::RaftRole;
+use crate::observer::ObserverHealth;
+use crate::raft_view::RaftView;
 
 /// A node as other documents refer to it.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -89,11 +96,27 @@ pub struct RepoStatus {
     pub error: Option<String>,
 }
 
-pub async fn get_status(State(api): State<Arc<ApiState>>) -> Json<StatusDoc> {
+/// What `status` reads.
+pub struct StatusState {
+    pub id: NodeId,
+    pub name: String,
+    pub advertise: SocketAddr,
+    /// A cluster secret is set.
+    pub auth: bool,
+    pub raft: RaftView,
+    pub state_machine: StateMachineStore,
+    pub gossip: Arc<Gossip>,
+    /// Why this node is not in a cluster yet (from the cluster task).
+    pub phase: watch::Receiver<Phase>,
+    /// The observer's latest error per repository.
+    pub observer_health: Arc<ObserverHealth>,
+}
+
+pub async fn get_status(State(api): State<Arc<StatusState>>) -> Json<StatusDoc> {
     Json(build(&api).await)
 }
 
-async fn build(api: &ApiState) -> StatusDoc {
+async fn build(api: &StatusState) -> StatusDoc {
     let raft = api.raft.status();
     let voters = &raft.voters;
     let gossip: BTreeMap<NodeId, _> =
@@ -178,7 +201,7 @@ async fn build(api: &ApiState) -> StatusDoc {
         },
         leader,
         term: raft.term,
-        auth: if api.secret.is_some() { "on" } else { "off" }.to_owned(),
+        auth: if api.auth { "on" } else { "off" }.to_owned(),
         waiting: api.phase.borrow().waiting.clone(),
         voters: voters.len(),
         applied_index: raft.applied_index,
