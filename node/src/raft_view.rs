@@ -166,3 +166,44 @@ impl RaftChanges {
         RaftStatus::read(&self.metrics.borrow_and_update())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use eventide_consensus::testing::{LocalNode, DEADLINE};
+    use eventide_consensus::RaftTiming;
+
+    use super::*;
+
+    fn config() -> Arc<openraft::Config> {
+        Arc::new(RaftTiming::default().to_config("raft-view-test").expect("valid timing"))
+    }
+
+    #[tokio::test]
+    async fn a_node_reads_as_no_member_then_as_the_leader_of_its_cluster() {
+        let node = LocalNode::start_for_test(1, config()).await;
+        let view = RaftView::new(node.raft.clone());
+        let before = view.status();
+        assert_eq!((before.role, before.leader, before.applied_index), (RaftRole::None, None, 0));
+        assert!(before.nodes.is_empty() && before.voters.is_empty());
+        assert!(!view.is_leader());
+        assert_eq!(view.leader_addr(), None);
+        assert_eq!(view.stopped(), None);
+        assert_eq!(view.wait_leader_addr(Duration::from_millis(20)).await, None);
+
+        let mut changes = view.changes();
+        node.raft.initialize(BTreeMap::from([(node.id, node.info())])).await.expect("initialize");
+        let addr = view.wait_leader_addr(DEADLINE).await;
+        assert_eq!(addr.as_deref(), Some(node.addr.as_str()));
+        assert!(changes.changed_before(Instant::now() + DEADLINE).await);
+        node.wait_applied(1).await;
+        let after = view.status();
+        assert_eq!((after.role, after.leader), (RaftRole::Leader, Some(node.id)));
+        assert_eq!(after.voters, [node.id]);
+        assert_eq!(view.node_addr(node.id).as_deref(), Some(node.addr.as_str()));
+        assert!(view.is_leader() && after.term >= 1 && after.applied_index >= 1);
+        assert!(!after.changing);
+        node.kill().await;
+    }
+}
