@@ -10,8 +10,7 @@ use eventide_consensus::NodeId;
 
 use super::ApiError;
 use crate::gossip::Gossip;
-use crate::metrics;
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
 use crate::raft_view::RaftView;
 
 /// What a scrape reads.

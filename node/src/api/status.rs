@@ -14,8 +14,7 @@ use eventide_consensus::store::StateMachineStore;
 use tokio::sync::watch;
 
 use crate::cluster::Phase;
-use crate::gossip::Gossip;
-use crate::gossip::RaftRole;
+use crate::gossip::{Gossip, RaftRole};
 use crate::observer::ObserverHealth;
 use crate::raft_view::RaftView;
 
