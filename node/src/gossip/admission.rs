@@ -52,6 +52,7 @@ use tracing::{debug, error, info, warn};
 use eventide_node::admit_rpc::{self, AdmitRequest, AdmitResponse, ADMIT_PATH, UNBOUND_ADMIT_PATH};
 
 use crate::metrics::Metrics;
+
 /// How long an admitted address stays admitted.
 const ADMITTED_FOR: Duration = Duration::from_secs(10 * 60);
 /// The least time between two handshakes with an address that failed one; it doubles
