@@ -16,9 +16,8 @@ use eventide_consensus::RaftTiming;
 use serde::Deserialize;
 
 use crate::git::FetchLimits;
-use crate::runner::gate::MinFreeDisk;
 use crate::server::HttpLimits;
-use crate::units::parse_duration;
+use crate::units::{parse_duration, MinFreeDisk};
 
 /// The address a node listens on when none is given.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7800";

@@ -1,17 +1,22 @@
 //! `eventide-node`: the one binary every Eventide machine runs, and its CLI.
 //!
 //! - `config`: flags, `EVENTIDE_*` and the TOML file, validated into one struct.
-//! - `node`: assembles a running node and stops it cleanly.
+//! - `node`: builds a running node, hands each role only the handles it uses, and stops
+//!   it cleanly; nothing imports it back.
+//! - `raft_view`: the read side of the Raft handle (leader, role, applied index, changes),
+//!   the only reader of openraft's metrics.
 //! - `gossip`: chitchat membership and the keys a node publishes.
 //! - `cluster`: bootstrap and autopilot (membership management on the leader).
 //! - `repos`: watched repositories.
 //! - `observer`, `dispatcher`, `runner`: the three CI roles.
+//! - `joblog`: where a job's output lives on the node that ran it (runner and API).
 //! - `git`: mirrors, commit walks and checkouts; `repo_config` (from the library, with
 //!   `units`): `.eventide.toml`;
 //!   `summary`: test counts from output and JUnit reports.
 //! - `api`: the HTTP API (public JSON, internal Raft RPC, `/metrics`).
 //! - `server`: the HTTP server under it: connection cap, header and idle timeouts.
-//! - `metrics`: the Prometheus registry and its update points.
+//! - `metrics`: the Prometheus registry (one `Arc<Metrics>` per node) and its update
+//!   points.
 //! - `client`: the CLI's HTTP client and its tables.
 //! - `clock`: the wall clock proposers read.
 //!
@@ -20,6 +25,9 @@
 //!                                   │
 //!   CLI ── HTTP ──> api ──> Writer ─┴─> Raft (openraft) ──> store (sled) ──> State
 //!                    └── reads ──────────────────────────────────────────────┘
+//!
+//!   node ── builds ──> RaftView, Writer, replica, Gossip, Metrics
+//!        └─ hands out ─> Observer · Dispatcher · Runner · cluster · api
 //! ```
 
 mod api;
@@ -30,9 +38,11 @@ mod config;
 mod dispatcher;
 mod git;
 mod gossip;
+mod joblog;
 mod metrics;
 mod node;
 mod observer;
+mod raft_view;
 mod repos;
 mod runner;
 mod server;

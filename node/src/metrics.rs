@@ -1,8 +1,9 @@
 //! Prometheus metrics of this node, served at `/metrics` in the Prometheus text format.
 //!
-//! One registry per process ([`global`]). Counters and histograms are updated where things
-//! happen, one line at each place; gauges are read from the local replica, Raft and
-//! gossip when `/metrics` is scraped ([`snapshot`], then [`Metrics::render`]).
+//! One registry per node, built by `node.rs` and handed as an `Arc<Metrics>` to whoever
+//! updates it. Counters and histograms are updated where things happen, one line at each
+//! place; gauges are read from the local replica, Raft and gossip when `/metrics` is
+//! scraped ([`snapshot`], then [`Metrics::render`]).
 //!
 //! A job's latencies (`commit_to_result`, `job_duration`) are observed once in the whole
 //! cluster: by the runner whose result the cluster accepted. Sum them over every node for
@@ -14,16 +15,15 @@
 //!  dispatcher rpc ── rpc_error ─────────────┤
 //!  http server ── http_connection_refused ──┤
 //!  consensus HttpNetwork ── RpcErrors ──────┼─> Metrics ── render <── snapshot <── /metrics
-//!  watch_leader (raft metrics) ─────────────┘                 (replica, raft, gossip)
+//!  watch_leader (RaftView) ─────────────────┘                 (replica, RaftView, gossip)
 //! ```
 
-use std::sync::{LazyLock, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use eventide_consensus::network::RpcErrors;
-use eventide_consensus::types::Raft;
-use eventide_consensus::{JobFilter, JobId, JobStatus, Timestamp};
-use openraft::ServerState;
+use eventide_consensus::store::StateMachineStore;
+use eventide_consensus::{JobFilter, JobStatus, NodeId, Timestamp};
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -31,7 +31,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::node::NodeContext;
+use crate::gossip::{Gossip, RaftRole};
+use crate::raft_view::RaftView;
 
 /// The prefix of every metric name.
 const PREFIX: &str = "eventide";
@@ -71,13 +72,6 @@ pub struct Metrics {
     raft_errors: OnceLock<RpcErrors>,
     /// One scrape at a time: a scrape sets gauges, then encodes them.
     scrape: Mutex<()>,
-}
-
-static GLOBAL: LazyLock<Metrics> = LazyLock::new(Metrics::new);
-
-/// The process's metrics.
-pub fn global() -> &'static Metrics {
-    &GLOBAL
 }
 
 /// What a scrape reads from the node: the gauges' values and the Raft transport's failures.
@@ -161,20 +155,9 @@ impl Metrics {
         self.claim_to_start.observe(elapsed.as_secs_f64());
     }
 
-    /// The cluster accepted this node's result of `job`, finished at `finished_at` after
-    /// running `duration_ms`.
+    /// The cluster accepted this node's result of a job created at `created_at` (if the
+    /// replica still has it), finished at `finished_at` after running `duration_ms`.
     pub fn job_reported(
-        &self,
-        context: &NodeContext,
-        job: JobId,
-        finished_at: Timestamp,
-        duration_ms: u64,
-    ) {
-        let created_at = context.state_machine.read(|state| state.job(job).map(|j| j.created_at));
-        self.observe_result(created_at, finished_at, duration_ms);
-    }
-
-    fn observe_result(
         &self,
         created_at: Option<Timestamp>,
         finished_at: Timestamp,
@@ -243,10 +226,17 @@ fn gauge(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// Reads the gauges' values from the node.
-pub async fn snapshot(context: &NodeContext) -> Snapshot {
-    let raft = context.raft.metrics().borrow().clone();
-    let jobs = context.state_machine.read(|state| {
+/// Reads the gauges' values: job counts from the replica, Raft's term, role and applied
+/// index, gossip's members (`me`, with its `slots`, counts as alive).
+pub async fn snapshot(
+    state_machine: &StateMachineStore,
+    raft: &RaftView,
+    gossip: &Gossip,
+    me: NodeId,
+    slots: u32,
+) -> Snapshot {
+    let raft = raft.status();
+    let jobs = state_machine.read(|state| {
         let mut counts: Vec<(JobStatus, u64)> =
             JobStatus::ALL.into_iter().map(|status| (status, 0)).collect();
         for job in state.jobs(&JobFilter::default()) {
@@ -256,32 +246,32 @@ pub async fn snapshot(context: &NodeContext) -> Snapshot {
         }
         counts
     });
-    let members = context.gossip.members().await;
-    let alive = members.iter().filter(|m| m.alive || m.id == context.id).count() as u64;
-    let busy = members.iter().find(|m| m.id == context.id).map_or(0, |m| m.busy);
+    let members = gossip.members().await;
+    let alive = members.iter().filter(|m| m.alive || m.id == me).count() as u64;
+    let busy = members.iter().find(|m| m.id == me).map_or(0, |m| m.busy);
     Snapshot {
         jobs,
-        term: raft.current_term,
-        is_leader: raft.state == ServerState::Leader,
-        applied_index: raft.last_applied.map_or(0, |id| id.index),
+        term: raft.term,
+        is_leader: raft.role == RaftRole::Leader,
+        applied_index: raft.applied_index,
         alive_nodes: alive,
         dead_nodes: members.len() as u64 - alive,
-        slots: context.config.runner_slots,
+        slots,
         busy_slots: busy,
     }
 }
 
 /// Counts the leaders this node learns of; runs until the process stops.
-pub async fn watch_leader(raft: Raft) {
-    let mut watch = raft.metrics();
+pub async fn watch_leader(metrics: std::sync::Arc<Metrics>, raft: RaftView) {
+    let mut changes = raft.changes();
     let mut known = None;
     loop {
-        let leader = watch.borrow_and_update().current_leader;
+        let leader = changes.latest().leader;
         if leader.is_some() && leader != known {
-            global().raft_leader_changes.inc();
+            metrics.raft_leader_changes.inc();
             known = leader;
         }
-        if watch.changed().await.is_err() {
+        if !changes.changed().await {
             return;
         }
     }
@@ -329,8 +319,8 @@ mod tests {
     #[test]
     fn results_fill_both_latency_histograms() {
         let metrics = Metrics::new();
-        metrics.observe_result(Some(Timestamp(1_000)), Timestamp(4_000), 1_500);
-        metrics.observe_result(None, Timestamp(9_000), 200);
+        metrics.job_reported(Some(Timestamp(1_000)), Timestamp(4_000), 1_500);
+        metrics.job_reported(None, Timestamp(9_000), 200);
         let text = metrics.render(&Snapshot::default()).expect("rendered");
         assert_eq!(sample(&text, "eventide_commit_to_result_seconds_count"), Some(1.0), "{text}");
         assert_eq!(sample(&text, "eventide_commit_to_result_seconds_sum"), Some(3.0));

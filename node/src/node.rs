@@ -1,5 +1,15 @@
-//! A running node: opens the data dir, starts Raft, gossip, the HTTP server and the
-//! cluster task, and stops them in order on SIGTERM or Ctrl-C.
+//! A running node: opens the data dir, starts Raft, gossip, the HTTP server, the cluster
+//! task and the roles, and stops them in order on SIGTERM or Ctrl-C.
+//!
+//! This module only builds and wires: each role gets exactly the handles it uses (the
+//! [`RaftView`], the replica, the [`Writer`], gossip, the metrics), and nothing reaches
+//! back up here.
+//!
+//! ```text
+//!   Raft ──> RaftView ─┬─> cluster (+ Raft for membership changes)
+//!   replica, Writer ───┼─> observer, dispatcher, runner, repos (--repo)
+//!   gossip, Metrics ───┴─> ApiHandles ──> api::router (a state per route group) ──> server::serve
+//! ```
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -10,39 +20,25 @@ use std::time::Duration;
 use anyhow::Context;
 use eventide_consensus::auth::Signer;
 use eventide_consensus::network::{HttpNetwork, Writer};
-use eventide_consensus::store::{self, StateMachineStore};
+use eventide_consensus::store;
 use eventide_consensus::types::Raft;
 use eventide_consensus::NodeId;
 use tokio::sync::watch;
 use tracing::{info, warn, Instrument};
 
+use crate::api::{self, ApiHandles};
 use crate::cluster::{self, ClusterSettings, Phase};
 use crate::config::RunConfig;
 use crate::dispatcher::Dispatcher;
 use crate::gossip::{Gossip, SelfInfo};
-use crate::observer::{self, ObserverHealth};
-use crate::runner::Runner;
-use crate::{api, metrics, repos, server};
+use crate::metrics::{self, Metrics};
+use crate::observer::{Observer, ObserverHandles, ObserverHealth, ObserverSettings};
+use crate::raft_view::RaftView;
+use crate::runner::{Runner, RunnerHandles, RunnerSettings};
+use crate::{repos, server};
 
 /// How long a write waits for a leader to be elected before it fails.
 const WRITE_LEADER_WAIT: Duration = Duration::from_secs(5);
-
-/// Everything the API handlers and roles share.
-pub struct NodeContext {
-    pub id: NodeId,
-    pub config: RunConfig,
-    pub raft: Raft,
-    pub state_machine: StateMachineStore,
-    pub writer: Writer,
-    /// Signs this node's internal RPC with the cluster secret (if any).
-    pub signer: Signer,
-    pub gossip: Arc<Gossip>,
-    pub phase: watch::Receiver<Phase>,
-    /// Wakes the observer for an immediate round (`notify`).
-    pub wake_observer: Arc<tokio::sync::Notify>,
-    /// The observer's latest error per repository, for `status`.
-    pub observer_health: Arc<ObserverHealth>,
-}
 
 /// Runs a node until SIGTERM or SIGINT.
 pub async fn run(config: RunConfig) -> anyhow::Result<()> {
@@ -68,10 +64,12 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
     let raft_config = Arc::new(config.raft.to_config("eventide")?);
     let signer = Signer::new(config.secret.clone());
     let network = HttpNetwork::new(signer.clone()).context("failed to build the http client")?;
-    metrics::global().count_raft_errors(network.errors());
+    let metrics = Arc::new(Metrics::new());
+    metrics.count_raft_errors(network.errors());
     let raft = Raft::new(id, raft_config, network, log_store, state_machine.clone())
         .await
         .context("failed to start raft")?;
+    let view = RaftView::new(raft.clone());
     let gossip = Arc::new(
         Gossip::start(SelfInfo {
             id,
@@ -83,24 +81,15 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
             seeds: config.seeds.clone(),
             interval: config.gossip_interval,
             signer: signer.clone(),
+            metrics: metrics.clone(),
         })
         .await?,
     );
     let writer = Writer::new(raft.clone(), WRITE_LEADER_WAIT, signer.clone())
         .context("failed to build the http client")?;
     let (phase_tx, phase_rx) = watch::channel(Phase::default());
-    let context = Arc::new(NodeContext {
-        id,
-        config: config.clone(),
-        raft: raft.clone(),
-        state_machine,
-        writer,
-        signer,
-        gossip: gossip.clone(),
-        phase: phase_rx,
-        wake_observer: Arc::new(tokio::sync::Notify::new()),
-        observer_health: Arc::new(ObserverHealth::default()),
-    });
+    let wake_observer = Arc::new(tokio::sync::Notify::new());
+    let observer_health = Arc::new(ObserverHealth::default());
     info!(
         listen = %config.listen,
         advertise = %config.advertise,
@@ -118,12 +107,36 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
     }
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let dispatcher = Dispatcher::new(context.clone());
-    let app = api::router(context.clone(), dispatcher.routes().merge(gossip.admission_routes()));
+    let dispatcher =
+        Dispatcher::new(view.clone(), state_machine.clone(), writer.clone(), gossip.clone());
+    let api_handles = ApiHandles {
+        id,
+        name: config.name.clone(),
+        advertise: config.advertise,
+        secret: config.secret.clone(),
+        private_api: config.private_api,
+        data_dir: config.data_dir.clone(),
+        runner_slots: config.runner_slots,
+        raft: view.clone(),
+        state_machine: state_machine.clone(),
+        writer: writer.clone(),
+        gossip: gossip.clone(),
+        phase: phase_rx,
+        wake_observer: wake_observer.clone(),
+        observer_health: observer_health.clone(),
+        metrics: metrics.clone(),
+    };
+    let app = api::router(
+        api_handles,
+        raft.clone(),
+        dispatcher.routes().merge(gossip.admission_routes()),
+    );
     let stopped = async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     };
-    let server = tokio::spawn(server::serve(listener, app, config.http, stopped).in_current_span());
+    let server = tokio::spawn(
+        server::serve(listener, app, config.http, metrics.clone(), stopped).in_current_span(),
+    );
     let settings = ClusterSettings {
         me: id,
         bootstrap_expect: config.bootstrap_expect as usize,
@@ -131,16 +144,44 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
         dead_voter_grace: config.dead_voter_grace,
     };
     let cluster_task = tokio::spawn(
-        cluster::run(settings, raft.clone(), gossip.clone(), phase_tx).in_current_span(),
+        cluster::run(settings, view.clone(), raft.clone(), gossip.clone(), phase_tx)
+            .in_current_span(),
     );
-    let repos_task = tokio::spawn(repos::add_configured(context.clone()).in_current_span());
-    let observer_task = tokio::spawn(
-        observer::run(context.clone(), context.observer_health.clone()).in_current_span(),
+    let repos_task = tokio::spawn(
+        repos::add_configured(config.repos.clone(), state_machine.clone(), writer.clone())
+            .in_current_span(),
     );
+    let observer = Observer::new(
+        ObserverSettings { poll_interval: config.poll_interval, data_dir: config.data_dir.clone() },
+        ObserverHandles {
+            raft: view.clone(),
+            state_machine: state_machine.clone(),
+            writer: writer.clone(),
+            wake: wake_observer,
+            health: observer_health,
+        },
+    );
+    let observer_task = tokio::spawn(observer.run().in_current_span());
     let dispatcher_task = tokio::spawn(dispatcher.run().in_current_span());
-    let runner = Runner::new(context.clone())?;
+    let runner = Runner::new(
+        RunnerSettings {
+            id,
+            slots: config.runner_slots,
+            labels: config.labels.clone(),
+            data_dir: config.data_dir.clone(),
+            min_free_disk: config.min_free_disk,
+        },
+        RunnerHandles {
+            raft: view.clone(),
+            state_machine,
+            writer,
+            gossip: gossip.clone(),
+            signer,
+            metrics: metrics.clone(),
+        },
+    )?;
     let runner_task = tokio::spawn(runner.run().in_current_span());
-    let metrics_task = tokio::spawn(metrics::watch_leader(raft.clone()).in_current_span());
+    let metrics_task = tokio::spawn(metrics::watch_leader(metrics, view).in_current_span());
 
     wait_for_signal().await;
     info!("shutting down");

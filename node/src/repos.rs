@@ -11,16 +11,16 @@
 //! typed it into resolves it ([`resolve_argument`]: the CLI, and a node's `--repo` flags).
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use eventide_consensus::network::Writer;
+use eventide_consensus::store::StateMachineStore;
 use eventide_consensus::{Command, Refusal, Reply, RepoId, State};
 use tracing::{info, warn};
 use url::Url;
 
 use crate::clock;
-use crate::node::NodeContext;
 
 /// The canonical form of a repository url (see the module doc). Refuses relative paths,
 /// control characters, and `file://` urls naming another host.
@@ -103,9 +103,14 @@ fn clean_absolute_path(path: &str) -> String {
     format!("/{}", segments.join("/"))
 }
 
-/// Adds every `--repo` to the cluster that it does not watch yet. Runs in the
-/// background; retries until a leader accepts the writes.
-pub async fn add_configured(context: Arc<NodeContext>) {
+/// Adds every `--repo` (`arguments`) to the cluster that it does not watch yet, as the
+/// replica `state_machine` shows it. Runs in the background; retries until a leader
+/// accepts the writes.
+pub async fn add_configured(
+    arguments: Vec<String>,
+    state_machine: StateMachineStore,
+    writer: Writer,
+) {
     let cwd = match std::env::current_dir() {
         Ok(cwd) => cwd,
         Err(error) => {
@@ -114,7 +119,7 @@ pub async fn add_configured(context: Arc<NodeContext>) {
         }
     };
     let mut urls = Vec::new();
-    for argument in &context.config.repos {
+    for argument in &arguments {
         match resolve_argument(argument, &cwd) {
             Ok(url) => urls.push(url),
             Err(error) => warn!(error = %format!("{error:#}"), "--repo ignored"),
@@ -122,11 +127,11 @@ pub async fn add_configured(context: Arc<NodeContext>) {
     }
     for url in urls {
         loop {
-            if context.state_machine.read(|state| find_watched(state, &url).is_some()) {
+            if state_machine.read(|state| find_watched(state, &url).is_some()) {
                 break;
             }
             let command = Command::AddRepo { url: url.clone(), at: clock::now() };
-            match context.writer.write(command).await {
+            match writer.write(command).await {
                 Ok(Reply::RepoAdded { repo }) => {
                     info!(repo = %repo, url = %url, "repository added");
                     break;

@@ -1,7 +1,9 @@
 //! Durations and sizes as people write them in flags and files: `250ms`, `10m`, `512MiB`.
 //!
-//! Pure text parsers shared by the node's configuration and `.eventide.toml`; they
-//! return `None` for anything they do not understand and never panic.
+//! Pure text parsers shared by the node's configuration and `.eventide.toml`, and the
+//! `--min-free-disk` watermark ([`MinFreeDisk`]) that the configuration parses and the
+//! runner's gate applies; they return `None` for anything they do not understand and
+//! never panic.
 
 use std::time::Duration;
 
@@ -63,6 +65,51 @@ pub fn format_size(bytes: u64) -> String {
     }
 }
 
+/// The free space the data dir's file system must keep for the runner to claim jobs:
+/// `--min-free-disk`, a size (`1GiB`) or a percentage of the file system (`5%`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MinFreeDisk {
+    Bytes(u64),
+    /// Percent of the file system's total size, in (0, 100].
+    Percent(f64),
+}
+
+impl MinFreeDisk {
+    /// The default: room for a checkout and its output on a small disk.
+    pub const DEFAULT: MinFreeDisk = MinFreeDisk::Bytes(1 << 30);
+
+    /// Parses `512MiB`, `1GiB`, `10GB`, `0` (never pause) or `5%`.
+    pub fn parse(text: &str) -> Option<MinFreeDisk> {
+        let text = text.trim();
+        match text.strip_suffix('%') {
+            Some(number) => {
+                let percent: f64 = number.trim().parse().ok()?;
+                (percent.is_finite() && percent > 0.0 && percent <= 100.0)
+                    .then_some(MinFreeDisk::Percent(percent))
+            }
+            None => parse_size(text).map(MinFreeDisk::Bytes),
+        }
+    }
+
+    /// The number of free bytes required on a file system of `total` bytes.
+    pub fn required(self, total: u64) -> u64 {
+        match self {
+            MinFreeDisk::Bytes(bytes) => bytes,
+            MinFreeDisk::Percent(percent) => (total as f64 * percent / 100.0).ceil() as u64,
+        }
+    }
+
+    /// How the watermark reads in a message, as a size (a percentage with its size).
+    pub fn describe(self, total: u64) -> String {
+        match self {
+            MinFreeDisk::Bytes(bytes) => format_size(bytes),
+            MinFreeDisk::Percent(percent) => {
+                format!("{percent}% ({})", format_size(self.required(total)))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +149,17 @@ mod tests {
         assert_eq!(format_size(1 << 30), "1 GiB");
         assert_eq!(format_size(3 << 29), "1.5 GiB");
         assert_eq!(format_size(1000 << 40), "1000 TiB");
+    }
+
+    #[test]
+    fn the_watermark_parses_sizes_and_percentages() {
+        assert_eq!(MinFreeDisk::parse("512MiB"), Some(MinFreeDisk::Bytes(512 << 20)));
+        assert_eq!(MinFreeDisk::parse("1000TiB"), Some(MinFreeDisk::Bytes(1000 << 40)));
+        assert_eq!(MinFreeDisk::parse("0"), Some(MinFreeDisk::Bytes(0)));
+        assert_eq!(MinFreeDisk::parse("5%"), Some(MinFreeDisk::Percent(5.0)));
+        assert_eq!(MinFreeDisk::parse(" 2.5 %"), Some(MinFreeDisk::Percent(2.5)));
+        for bad in ["", "%", "0%", "101%", "-1%", "NaN%", "lots", "1XB"] {
+            assert_eq!(MinFreeDisk::parse(bad), None, "{bad:?}");
+        }
     }
 }

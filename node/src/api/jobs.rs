@@ -21,8 +21,8 @@ use tracing::warn;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::ApiError;
+use super::ReplicaState;
 use crate::clock;
-use crate::node::NodeContext;
 
 /// How long the answer to a write waits for this node's replica to apply it.
 const APPLY_WAIT: Duration = Duration::from_secs(5);
@@ -85,7 +85,7 @@ fn attempt_doc(attempt: &Attempt) -> AttemptDoc {
 }
 
 pub async fn list(
-    State(context): State<Arc<NodeContext>>,
+    State(api): State<Arc<ReplicaState>>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<JobDoc>>, ApiError> {
     let status = match query.state.as_deref() {
@@ -123,18 +123,17 @@ pub async fn list(
         before: query.before.map(JobId),
         limit: Some(limit),
     };
-    let jobs = context
+    let jobs = api
         .state_machine
         .read(|state| state.jobs(&filter).into_iter().map(|job| job_doc(state, job)).collect());
     Ok(Json(jobs))
 }
 
 pub async fn get(
-    State(context): State<Arc<NodeContext>>,
+    State(api): State<Arc<ReplicaState>>,
     ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<JobDetailDoc>, ApiError> {
-    context
-        .state_machine
+    api.state_machine
         .read(|state| {
             let job = state.job(JobId(id))?;
             let result = job.result.as_ref();
@@ -150,14 +149,14 @@ pub async fn get(
 }
 
 pub async fn cancel(
-    State(context): State<Arc<NodeContext>>,
+    State(api): State<Arc<ReplicaState>>,
     ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<JobDoc>, ApiError> {
     let command =
         Command::Cancel { job: JobId(id), reason: "cancelled by a user".into(), at: clock::now() };
-    match context.writer.write(command).await? {
+    match api.writer.write(command).await? {
         Reply::Cancelled { job } => {
-            Ok(Json(applied_job(&context, job, |j| j.status.is_final()).await?))
+            Ok(Json(applied_job(&api, job, |j| j.status.is_final()).await?))
         }
         Reply::Refused(refusal) => Err(refusal.into()),
         other => Err(unexpected(other)),
@@ -165,14 +164,14 @@ pub async fn cancel(
 }
 
 pub async fn rerun(
-    State(context): State<Arc<NodeContext>>,
+    State(api): State<Arc<ReplicaState>>,
     ApiJson(request): ApiJson<RerunRequest>,
 ) -> Result<(StatusCode, Json<JobDoc>), ApiError> {
     let prefix = request.commit.trim().to_ascii_lowercase();
     if prefix.len() < 4 || prefix.len() > 64 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "commit must be 4 to 64 hex digits"));
     }
-    let command = context.state_machine.read(|state| {
+    let command = api.state_machine.read(|state| {
         let filter = JobFilter { commit: Some(prefix.clone()), ..JobFilter::default() };
         let jobs = state.jobs(&filter);
         let newest = jobs.first().ok_or_else(|| {
@@ -193,9 +192,9 @@ pub async fn rerun(
             at: clock::now(),
         })
     })?;
-    match context.writer.write(command).await? {
+    match api.writer.write(command).await? {
         Reply::RerunQueued { job } => {
-            Ok((StatusCode::CREATED, Json(applied_job(&context, job, |_| true).await?)))
+            Ok((StatusCode::CREATED, Json(applied_job(&api, job, |_| true).await?)))
         }
         Reply::Refused(refusal @ Refusal::QueueFull { .. }) => {
             warn!(commit = %prefix, error = %refusal, "rerun refused");
@@ -210,22 +209,22 @@ pub async fn rerun(
 /// applied the write this request made (a follower applies it shortly after the leader
 /// answered). A replica that lags further answers 503 naming the leader.
 async fn applied_job(
-    context: &NodeContext,
+    api: &ReplicaState,
     job: JobId,
     ready: impl Fn(&Job) -> bool,
 ) -> Result<JobDoc, ApiError> {
     // Subscribed before the first read, so that no apply in between goes unnoticed.
-    let mut applied = context.raft.metrics();
+    let mut applied = api.raft.changes();
     let deadline = tokio::time::Instant::now() + APPLY_WAIT;
     loop {
-        let doc = context
+        let doc = api
             .state_machine
             .read(|state| state.job(job).filter(|j| ready(j)).map(|j| job_doc(state, j)));
         if let Some(doc) = doc {
             return Ok(doc);
         }
-        if !matches!(tokio::time::timeout_at(deadline, applied.changed()).await, Ok(Ok(()))) {
-            let leader = super::leader_addr(context).unwrap_or_else(|| "unknown".to_owned());
+        if !applied.changed_before(deadline).await {
+            let leader = api.raft.leader_addr().unwrap_or_else(|| "unknown".to_owned());
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("job {job} was written but this node has not caught up yet; ask the leader at {leader}"),

@@ -13,26 +13,41 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use eventide_api::LogQuery;
+use eventide_consensus::auth::Secret;
+use eventide_consensus::store::StateMachineStore;
 use eventide_consensus::{JobId, JobStatus, NodeId};
 
 use super::auth::with_token;
 use super::extract::{ApiPath, ApiQuery};
 use super::ApiError;
-use crate::node::NodeContext;
-use crate::runner::job::log_path;
+use crate::joblog::log_path;
+use crate::raft_view::RaftView;
 
 /// How often a followed log is checked for new output.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
 /// The most read from a log file per chunk.
 const CHUNK: usize = 64 * 1024;
 
+/// What the log route uses.
+pub struct LogsState {
+    /// This node: a job it ran is served from its own file.
+    pub id: NodeId,
+    /// Holds this node's job logs.
+    pub data_dir: PathBuf,
+    /// The token of requests passed to the runner.
+    pub secret: Option<Secret>,
+    /// Finds the runner's address.
+    pub raft: RaftView,
+    pub state_machine: StateMachineStore,
+}
+
 pub async fn get(
-    State(context): State<Arc<NodeContext>>,
+    State(api): State<Arc<LogsState>>,
     ApiPath(id): ApiPath<u64>,
     ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<Response, ApiError> {
     let job = JobId(id);
-    let found = context.state_machine.read(|state| {
+    let found = api.state_machine.read(|state| {
         state.job(job).map(|j| {
             let result = j.result.as_ref();
             (
@@ -47,9 +62,9 @@ pub async fn get(
     let (current_attempt, runner, tail, pruned, message) =
         found.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("unknown job {id}")))?;
     let attempt = query.attempt.unwrap_or(current_attempt);
-    let path = log_path(&context.config.data_dir, job, attempt);
+    let path = log_path(&api.data_dir, job, attempt);
     if path.exists() {
-        return Ok(text(stream_file(context.clone(), path, job, attempt, query.follow)));
+        return Ok(text(stream_file(api.state_machine.clone(), path, job, attempt, query.follow)));
     }
     if query.local {
         return Err(ApiError::new(
@@ -57,8 +72,8 @@ pub async fn get(
             format!("no log of job {id} on this node"),
         ));
     }
-    if let Some(runner) = runner.filter(|r| *r != context.id) {
-        if let Some(response) = proxy(&context, runner, id, attempt, query.follow).await {
+    if let Some(runner) = runner.filter(|r| *r != api.id) {
+        if let Some(response) = proxy(&api, runner, id, attempt, query.follow).await {
             return Ok(response);
         }
     }
@@ -78,7 +93,7 @@ fn text(body: Body) -> Response {
 
 /// Streams a local log file; with `follow`, keeps reading until the attempt is over.
 fn stream_file(
-    context: Arc<NodeContext>,
+    state_machine: StateMachineStore,
     path: PathBuf,
     job: JobId,
     attempt: u32,
@@ -86,7 +101,7 @@ fn stream_file(
 ) -> Body {
     let state = (0u64, false);
     let stream = futures_util::stream::unfold(state, move |(offset, done)| {
-        let context = context.clone();
+        let state_machine = state_machine.clone();
         let path = path.clone();
         async move {
             if done {
@@ -95,7 +110,7 @@ fn stream_file(
             loop {
                 // Whether the attempt was over before reading: then one more read drains
                 // everything it wrote.
-                let over = !follow || !running(&context, job, attempt);
+                let over = !follow || !running(&state_machine, job, attempt);
                 let read = {
                     let path = path.clone();
                     tokio::task::spawn_blocking(move || read_from(&path, offset)).await
@@ -119,8 +134,8 @@ fn stream_file(
     Body::from_stream(stream)
 }
 
-fn running(context: &NodeContext, job: JobId, attempt: u32) -> bool {
-    context.state_machine.read(|state| {
+fn running(state_machine: &StateMachineStore, job: JobId, attempt: u32) -> bool {
+    state_machine.read(|state| {
         state.job(job).is_some_and(|j| j.attempt == attempt && j.status == JobStatus::Running)
     })
 }
@@ -135,17 +150,17 @@ fn read_from(path: &std::path::Path, offset: u64) -> std::io::Result<Vec<u8>> {
 
 /// Passes the request to the node that ran the job, streaming its answer back.
 async fn proxy(
-    context: &NodeContext,
+    api: &LogsState,
     runner: NodeId,
     id: u64,
     attempt: u32,
     follow: bool,
 ) -> Option<Response> {
-    let addr = super::node_addr(context, runner)?;
+    let addr = api.raft.node_addr(runner)?;
     let url =
         format!("http://{addr}/api/v1/jobs/{id}/log?local=true&attempt={attempt}&follow={follow}");
     let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(1)).build().ok()?;
-    let request = with_token(client.get(url), context.config.secret.as_ref());
+    let request = with_token(client.get(url), api.secret.as_ref());
     let response = request.send().await.ok()?;
     if !response.status().is_success() {
         return None;

@@ -1,5 +1,7 @@
 //! HTTP: the public JSON API under `/api/v1/`, and the internal Raft RPC under
-//! `/internal/`. Handlers are thin: decode, call, map errors (in [`ApiError`]).
+//! `/internal/`. Handlers are thin: decode, call, map errors (in [`ApiError`]). Each
+//! group of routes has its own state, holding only the handles its handlers use; the
+//! router cuts them out of the [`ApiHandles`] the node hands over.
 //!
 //! - `auth`: the API token guard of the public routes.
 //! - `status`: `GET /api/v1/status`, the cluster as this node sees it.
@@ -22,9 +24,8 @@ pub mod notify;
 pub mod repos;
 pub mod status;
 
-/// The body of every error answer, re-exported for the server's own refusals.
-pub use eventide_api::ErrorBody;
-
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -33,47 +34,145 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use eventide_consensus::auth::{require_signature, InternalAuth};
-use eventide_consensus::network::{raft_routes, WriteError};
-use eventide_consensus::Refusal;
+use eventide_consensus::auth::{require_signature, InternalAuth, Secret};
+use eventide_consensus::network::{raft_routes, WriteError, Writer};
+use eventide_consensus::store::StateMachineStore;
+use eventide_consensus::types::Raft;
+use eventide_consensus::{NodeId, Refusal};
+use tokio::sync::{watch, Notify};
 use tracing::{debug, warn};
 
+/// The body of every error answer, re-exported for the server's own refusals.
+pub use eventide_api::ErrorBody;
+
 use self::auth::ApiAuth;
-use crate::node::NodeContext;
+use crate::cluster::Phase;
+use crate::gossip::Gossip;
+use crate::metrics::Metrics;
+use crate::observer::ObserverHealth;
+use crate::raft_view::RaftView;
 
 /// The largest public request body accepted.
 const PUBLIC_BODY_LIMIT: usize = 1024 * 1024;
 
-/// The public API, the Raft routes and `internal` (the dispatcher's RPC).
-pub fn router(context: Arc<NodeContext>, internal: Router) -> Router {
+/// Everything the handlers use, as the node hands it over; [`router`] gives each group
+/// of routes only its part.
+pub struct ApiHandles {
+    /// This node, as `status` names it.
+    pub id: NodeId,
+    pub name: String,
+    pub advertise: SocketAddr,
+    /// The cluster secret: the token of forwarded requests, and `auth` in `status`.
+    pub secret: Option<Secret>,
+    /// Reads of the public API need the token too.
+    pub private_api: bool,
+    /// Holds this node's job logs.
+    pub data_dir: PathBuf,
+    /// This node's runner slots, for `/metrics`.
+    pub runner_slots: u32,
+    pub raft: RaftView,
+    /// This node's replica, which every read answers from.
+    pub state_machine: StateMachineStore,
+    pub writer: Writer,
+    pub gossip: Arc<Gossip>,
+    /// Why this node is not in a cluster yet (from the cluster task).
+    pub phase: watch::Receiver<Phase>,
+    /// Wakes the observer for an immediate round (`notify`).
+    pub wake_observer: Arc<Notify>,
+    /// The observer's latest error per repository, for `status`.
+    pub observer_health: Arc<ObserverHealth>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The state of the routes that read the replica and write through the leader (`jobs`,
+/// `repos`).
+pub struct ReplicaState {
+    /// Tells a write's answer when this replica has applied it.
+    pub raft: RaftView,
+    pub state_machine: StateMachineStore,
+    pub writer: Writer,
+}
+
+/// The public API, the Raft routes of `raft` and `internal` (the dispatcher's and
+/// gossip's RPC).
+pub fn router(handles: ApiHandles, raft: Raft, internal: Router) -> Router {
+    let ApiHandles {
+        id,
+        name,
+        advertise,
+        secret,
+        private_api,
+        data_dir,
+        runner_slots,
+        raft: view,
+        state_machine,
+        writer,
+        gossip,
+        phase,
+        wake_observer,
+        observer_health,
+        metrics,
+    } = handles;
+    let status_state = status::StatusState {
+        id,
+        name: name.clone(),
+        advertise,
+        auth: secret.is_some(),
+        raft: view.clone(),
+        state_machine: state_machine.clone(),
+        gossip: gossip.clone(),
+        phase,
+        observer_health,
+    };
+    let replica = ReplicaState { raft: view.clone(), state_machine: state_machine.clone(), writer };
+    let logs_state = logs::LogsState {
+        id,
+        data_dir,
+        secret: secret.clone(),
+        raft: view.clone(),
+        state_machine: state_machine.clone(),
+    };
+    let notify_state =
+        notify::NotifyState { name, secret: secret.clone(), raft: view.clone(), wake_observer };
+    let metrics_state =
+        metrics::MetricsState { id, runner_slots, raft: view, state_machine, gossip, metrics };
     let public = Router::new()
         .route("/api/v1/status", get(status::get_status))
-        .route("/api/v1/repos", get(repos::list).post(repos::add))
-        .route("/api/v1/repos/{id}", delete(repos::remove))
-        .route("/api/v1/jobs", get(jobs::list))
-        .route("/api/v1/jobs/{id}", get(jobs::get))
-        .route("/api/v1/jobs/{id}/log", get(logs::get))
-        .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/api/v1/rerun", post(jobs::rerun))
-        .route("/api/v1/notify", post(notify::notify))
-        .route("/metrics", get(metrics::get))
+        .with_state(Arc::new(status_state))
+        .merge(
+            Router::new()
+                .route("/api/v1/repos", get(repos::list).post(repos::add))
+                .route("/api/v1/repos/{id}", delete(repos::remove))
+                .route("/api/v1/jobs", get(jobs::list))
+                .route("/api/v1/jobs/{id}", get(jobs::get))
+                .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
+                .route("/api/v1/rerun", post(jobs::rerun))
+                .with_state(Arc::new(replica)),
+        )
+        .merge(
+            Router::new()
+                .route("/api/v1/jobs/{id}/log", get(logs::get))
+                .with_state(Arc::new(logs_state)),
+        )
+        .merge(
+            Router::new()
+                .route("/api/v1/notify", post(notify::notify))
+                .with_state(Arc::new(notify_state)),
+        )
+        .merge(
+            Router::new().route("/metrics", get(metrics::get)).with_state(Arc::new(metrics_state)),
+        )
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(PUBLIC_BODY_LIMIT))
         .layer(middleware::from_fn_with_state(
-            Arc::new(ApiAuth {
-                secret: context.config.secret.clone(),
-                private: context.config.private_api,
-            }),
+            Arc::new(ApiAuth { secret: secret.clone(), private: private_api }),
             auth::require_token,
-        ))
-        .with_state(context.clone());
-    // Every internal route is signed with the cluster secret (when there is one).
-    let internal =
-        raft_routes(context.raft.clone()).merge(internal).layer(middleware::from_fn_with_state(
-            InternalAuth::new(context.config.secret.clone()),
-            require_signature,
         ));
+    // Every internal route is signed with the cluster secret (when there is one).
+    let internal = raft_routes(raft)
+        .merge(internal)
+        .layer(middleware::from_fn_with_state(InternalAuth::new(secret), require_signature));
     // The dashboard's files hold no data (the page asks for a token when the API wants
     // one), so they are served to everyone.
     let dashboard = Router::new()
@@ -114,19 +213,6 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
-}
-
-/// The address of node `id` in the Raft membership this node knows.
-fn node_addr(context: &NodeContext, id: eventide_consensus::NodeId) -> Option<String> {
-    let metrics = context.raft.metrics();
-    let m = metrics.borrow();
-    m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())
-}
-
-/// The address of the leader this node follows, if it knows one.
-fn leader_addr(context: &NodeContext) -> Option<String> {
-    let leader = context.raft.metrics().borrow().current_leader?;
-    node_addr(context, leader)
 }
 
 /// An error answer with its HTTP status.

@@ -8,31 +8,39 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use eventide_api::NotifyDoc;
-use openraft::ServerState;
+use eventide_consensus::auth::Secret;
+use tokio::sync::Notify;
 
 use super::auth::with_token;
 use super::ApiError;
-use crate::node::NodeContext;
+use crate::raft_view::RaftView;
+
+/// What `notify` uses.
+pub struct NotifyState {
+    /// This node's name, the answer when its own observer is woken.
+    pub name: String,
+    /// The token of a request passed to the leader.
+    pub secret: Option<Secret>,
+    pub raft: RaftView,
+    /// Wakes this node's observer.
+    pub wake_observer: Arc<Notify>,
+}
 
 pub async fn notify(
-    State(context): State<Arc<NodeContext>>,
+    State(api): State<Arc<NotifyState>>,
 ) -> Result<(StatusCode, Json<NotifyDoc>), ApiError> {
-    let state = context.raft.metrics().borrow().state;
-    if state == ServerState::Leader {
-        context.wake_observer.notify_one();
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(NotifyDoc { observer: context.config.name.clone() }),
-        ));
+    if api.raft.is_leader() {
+        api.wake_observer.notify_one();
+        return Ok((StatusCode::ACCEPTED, Json(NotifyDoc { observer: api.name.clone() })));
     }
-    let Some(addr) = super::leader_addr(&context) else {
+    let Some(addr) = api.raft.leader_addr() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "no leader: the cluster is electing one or has lost its quorum",
         ));
     };
     let request = reqwest::Client::new().post(format!("http://{addr}/api/v1/notify"));
-    let forwarded = with_token(request, context.config.secret.as_ref())
+    let forwarded = with_token(request, api.secret.as_ref())
         .timeout(Duration::from_secs(5))
         .send()
         .await

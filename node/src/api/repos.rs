@@ -14,12 +14,12 @@ use eventide_consensus::{Command, Refusal, Reply, RepoId};
 
 use super::extract::{ApiJson, ApiPath};
 use super::ApiError;
+use super::ReplicaState;
 use crate::clock;
-use crate::node::NodeContext;
 use crate::repos::{find_watched, normalize_url};
 
-pub async fn list(State(context): State<Arc<NodeContext>>) -> Json<Vec<RepoDoc>> {
-    let repos = context.state_machine.read(|state| {
+pub async fn list(State(api): State<Arc<ReplicaState>>) -> Json<Vec<RepoDoc>> {
+    let repos = api.state_machine.read(|state| {
         state
             .repos()
             .map(|repo| RepoDoc {
@@ -33,7 +33,7 @@ pub async fn list(State(context): State<Arc<NodeContext>>) -> Json<Vec<RepoDoc>>
 }
 
 pub async fn add(
-    State(context): State<Arc<NodeContext>>,
+    State(api): State<Arc<ReplicaState>>,
     ApiJson(body): ApiJson<AddRepo>,
 ) -> Result<(StatusCode, Json<RepoDoc>), ApiError> {
     if body.url.trim().is_empty() {
@@ -43,11 +43,11 @@ pub async fn add(
         .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, format!("{error:#}")))?;
     // The state refuses the same url; this also finds one stored in another form before
     // urls were normalised.
-    if let Some(existing) = context.state_machine.read(|state| find_watched(state, &url)) {
+    if let Some(existing) = api.state_machine.read(|state| find_watched(state, &url)) {
         return Err(Refusal::DuplicateRepo { existing }.into());
     }
     let at = clock::now();
-    match context.writer.write(Command::AddRepo { url: url.clone(), at }).await? {
+    match api.writer.write(Command::AddRepo { url: url.clone(), at }).await? {
         Reply::RepoAdded { repo } => {
             Ok((StatusCode::CREATED, Json(RepoDoc { id: repo.to_string(), url, added_at: at.0 })))
         }
@@ -57,12 +57,12 @@ pub async fn add(
 }
 
 pub async fn remove(
-    State(context): State<Arc<NodeContext>>,
+    State(api): State<Arc<ReplicaState>>,
     ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<RemovedRepoDoc>, ApiError> {
     let repo = RepoId(id);
-    let url = context.state_machine.read(|state| state.repo(repo).map(|found| found.url.clone()));
-    match context.writer.write(Command::RemoveRepo { repo, at: clock::now() }).await? {
+    let url = api.state_machine.read(|state| state.repo(repo).map(|found| found.url.clone()));
+    match api.writer.write(Command::RemoveRepo { repo, at: clock::now() }).await? {
         Reply::RepoRemoved { repo, cancelled } => Ok(Json(RemovedRepoDoc {
             id: repo.to_string(),
             url: url.unwrap_or_default(),

@@ -2,6 +2,7 @@
 //! and runner load, and the queue, as this node sees them.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -11,23 +12,43 @@ use eventide_api::{
 };
 use eventide_consensus::NodeId;
 
-use crate::cluster::raft_role;
-use crate::node::NodeContext;
+use eventide_consensus::store::StateMachineStore;
+use tokio::sync::watch;
 
-pub async fn get_status(State(context): State<Arc<NodeContext>>) -> Json<StatusDoc> {
-    Json(build(&context).await)
+use crate::cluster::Phase;
+use crate::gossip::Gossip;
+use crate::observer::ObserverHealth;
+use crate::raft_view::RaftView;
+
+/// What `status` reads.
+pub struct StatusState {
+    pub id: NodeId,
+    pub name: String,
+    pub advertise: SocketAddr,
+    /// A cluster secret is set.
+    pub auth: bool,
+    pub raft: RaftView,
+    pub state_machine: StateMachineStore,
+    pub gossip: Arc<Gossip>,
+    /// Why this node is not in a cluster yet (from the cluster task).
+    pub phase: watch::Receiver<Phase>,
+    /// The observer's latest error per repository.
+    pub observer_health: Arc<ObserverHealth>,
 }
 
-async fn build(context: &NodeContext) -> StatusDoc {
-    let metrics = context.raft.metrics().borrow().clone();
-    let membership = metrics.membership_config.membership();
-    let voters: Vec<NodeId> = membership.voter_ids().collect();
+pub async fn get_status(State(api): State<Arc<StatusState>>) -> Json<StatusDoc> {
+    Json(build(&api).await)
+}
+
+async fn build(api: &StatusState) -> StatusDoc {
+    let raft = api.raft.status();
+    let voters = &raft.voters;
     let gossip: BTreeMap<NodeId, _> =
-        context.gossip.members().await.into_iter().map(|m| (m.id, m)).collect();
-    let leader_id = metrics.current_leader;
+        api.gossip.members().await.into_iter().map(|m| (m.id, m)).collect();
+    let leader_id = raft.leader;
 
     let mut nodes: BTreeMap<NodeId, NodeStatus> = BTreeMap::new();
-    for (id, info) in membership.nodes() {
+    for (id, info) in &raft.nodes {
         let role = if Some(*id) == leader_id {
             RaftRole::Leader
         } else if voters.contains(id) {
@@ -67,10 +88,10 @@ async fn build(context: &NodeContext) -> StatusDoc {
         });
     }
     // Until this node is a member, it reports its own role as gossip shows it.
-    if let Some(me) = nodes.get_mut(&context.id) {
+    if let Some(me) = nodes.get_mut(&api.id) {
         me.alive = true;
         if me.raft == RaftRole::None {
-            me.raft = raft_role(&metrics);
+            me.raft = raft.role;
         }
     }
 
@@ -79,9 +100,9 @@ async fn build(context: &NodeContext) -> StatusDoc {
         name: n.name.clone(),
         addr: n.addr.clone(),
     });
-    let counts = context.state_machine.read(|state| state.queue_counts());
-    let errors = context.observer_health.errors();
-    let repos = context.state_machine.read(|state| {
+    let counts = api.state_machine.read(|state| state.queue_counts());
+    let errors = api.observer_health.errors();
+    let repos = api.state_machine.read(|state| {
         state
             .repos()
             .map(|repo| RepoStatus {
@@ -95,16 +116,16 @@ async fn build(context: &NodeContext) -> StatusDoc {
     nodes.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
     StatusDoc {
         node: NodeRef {
-            id: context.id.to_string(),
-            name: context.config.name.clone(),
-            addr: context.config.advertise.to_string(),
+            id: api.id.to_string(),
+            name: api.name.clone(),
+            addr: api.advertise.to_string(),
         },
         leader,
-        term: metrics.current_term,
-        auth: if context.config.secret.is_some() { Auth::On } else { Auth::Off },
-        waiting: context.phase.borrow().waiting.clone(),
+        term: raft.term,
+        auth: if api.auth { Auth::On } else { Auth::Off },
+        waiting: api.phase.borrow().waiting.clone(),
         voters: voters.len(),
-        applied_index: metrics.last_applied.map_or(0, |id| id.index),
+        applied_index: raft.applied_index,
         nodes,
         queue: QueueStatus {
             queued: counts.queued,

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //!  gossip members ─┐
-//!  raft metrics ───┼─> tick ─> no Raft state? ─> bootstrap::decide ─> raft.initialize
+//!  RaftView ───────┼─> tick ─> no Raft state? ─> bootstrap::decide ─> raft.initialize
 //!  every 250 ms ───┘             leader?      ─> Autopilot::next_change ─> change_membership
 //! ```
 
@@ -17,15 +17,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eventide_consensus::types::{Raft, RaftMetrics};
+use eventide_consensus::types::Raft;
 use eventide_consensus::{NodeId, NodeInfo};
-use openraft::{ChangeMembers, ServerState};
+use openraft::ChangeMembers;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 pub use self::autopilot::{Autopilot, Change, MembershipView};
 pub use self::bootstrap::{decide, Bootstrap};
 use crate::gossip::{Gossip, RaftRole};
+use crate::raft_view::{RaftStatus, RaftView};
 
 /// A learner within this many entries of the leader's log may become a voter.
 const CAUGHT_UP_ENTRIES: u64 = 100;
@@ -48,48 +49,34 @@ pub struct ClusterSettings {
     pub dead_voter_grace: Duration,
 }
 
-/// This node's Raft role from its metrics.
-pub fn raft_role(metrics: &RaftMetrics) -> RaftRole {
-    let membership = metrics.membership_config.membership();
-    if metrics.state == ServerState::Leader {
-        RaftRole::Leader
-    } else if membership.voter_ids().any(|id| id == metrics.id) {
-        RaftRole::Voter
-    } else if membership.nodes().any(|(id, _)| *id == metrics.id) {
-        RaftRole::Learner
-    } else {
-        RaftRole::None
-    }
-}
-
-fn membership_view(metrics: &RaftMetrics) -> MembershipView {
-    let membership = metrics.membership_config.membership();
-    let last = metrics.last_log_index.unwrap_or(0);
-    let caught_up = metrics
-        .replication
+fn membership_view(status: &RaftStatus) -> MembershipView {
+    let last = status.last_log_index;
+    let caught_up = status
+        .matched
         .iter()
-        .flatten()
-        .filter(|(_, matched)| matched.is_some_and(|m| m.index + CAUGHT_UP_ENTRIES >= last))
+        .filter(|(_, matched)| matched.is_some_and(|m| m + CAUGHT_UP_ENTRIES >= last))
         .map(|(id, _)| *id)
         .collect();
     MembershipView {
-        voters: membership.voter_ids().collect(),
-        nodes: membership.nodes().map(|(id, info)| (*id, info.clone())).collect(),
-        changing: membership.get_joint_config().len() > 1,
+        voters: status.voters.iter().copied().collect(),
+        nodes: status.nodes.clone(),
+        changing: status.changing,
         caught_up,
     }
 }
 
 /// Runs until the process stops: forms the cluster if needed, keeps gossip's `raft`
-/// key current, and on the leader applies autopilot's changes one at a time.
+/// key current, and on the leader applies autopilot's changes one at a time. It reads
+/// Raft through `view` and changes its membership through `raft`.
 pub async fn run(
     settings: ClusterSettings,
+    view: RaftView,
     raft: Raft,
     gossip: Arc<Gossip>,
     phase: watch::Sender<Phase>,
 ) {
     let mut autopilot = Autopilot::new(settings.voters, settings.dead_voter_grace);
-    let mut metrics_rx = raft.metrics();
+    let mut changes = view.changes();
     let mut gossip_rx = gossip.changes().await;
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -97,16 +84,15 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            changed = metrics_rx.changed() => if changed.is_err() { return },
+            changed = changes.changed() => if !changed { return },
             _ = gossip_rx.changed() => {}
         }
-        let metrics = metrics_rx.borrow_and_update().clone();
-        let role = raft_role(&metrics);
+        let status = changes.latest();
+        let role = status.role;
         gossip.set_raft_role(role).await;
         let members = gossip.members().await;
 
-        if role == RaftRole::None && metrics.membership_config.membership().nodes().next().is_none()
-        {
+        if role == RaftRole::None && status.nodes.is_empty() {
             match decide(settings.me, &members, settings.bootstrap_expect) {
                 Bootstrap::Wait(reason) => {
                     phase.send_if_modified(|p| replace(&mut p.waiting, Some(reason)));
@@ -129,19 +115,19 @@ pub async fn run(
 
         let leader = role == RaftRole::Leader;
         if leader && !was_leader {
-            info!(term = metrics.current_term, "became leader");
+            info!(term = status.term, "became leader");
         }
         if !leader {
             if was_leader {
-                info!(term = metrics.current_term, "no longer leader");
+                info!(term = status.term, "no longer leader");
             }
             autopilot.reset();
             was_leader = false;
             continue;
         }
         was_leader = true;
-        let view = membership_view(&metrics);
-        if let Some(change) = autopilot.next_change(&view, &members, Instant::now()) {
+        let membership = membership_view(&status);
+        if let Some(change) = autopilot.next_change(&membership, &members, Instant::now()) {
             apply(&raft, &gossip, change).await;
         }
     }
@@ -195,5 +181,38 @@ async fn apply(raft: &Raft, gossip: &Gossip, change: Change) {
     };
     if let Err(error) = result {
         warn!(error = %error, change = ?change, "autopilot change failed; will retry");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn followers_close_to_the_leader_s_log_are_caught_up() {
+        let nodes: BTreeMap<NodeId, NodeInfo> = (1..=4)
+            .map(|id| (NodeId(id), NodeInfo::new(format!("127.0.0.1:{id}"), format!("n{id}"))))
+            .collect();
+        let status = RaftStatus {
+            role: RaftRole::Leader,
+            leader: Some(NodeId(1)),
+            term: 3,
+            applied_index: 500,
+            last_log_index: 500,
+            voters: vec![NodeId(1), NodeId(2)],
+            nodes: nodes.clone(),
+            changing: false,
+            matched: BTreeMap::from([
+                (NodeId(1), Some(500)),
+                (NodeId(2), Some(400)),
+                (NodeId(3), Some(399)),
+                (NodeId(4), None),
+            ]),
+        };
+        let view = membership_view(&status);
+        assert_eq!(view.voters, [NodeId(1), NodeId(2)].into());
+        assert_eq!(view.nodes, nodes);
+        assert!(!view.changing);
+        assert_eq!(view.caught_up, [NodeId(1), NodeId(2)].into());
     }
 }

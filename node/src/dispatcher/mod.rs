@@ -21,6 +21,7 @@ pub use eventide_node::dispatch_rpc as rpc;
 pub async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
     http: &reqwest::Client,
     signer: &eventide_consensus::auth::Signer,
+    metrics: &crate::metrics::Metrics,
     addr: &str,
     path: &str,
     request: &Req,
@@ -28,7 +29,7 @@ pub async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
 ) -> anyhow::Result<Resp> {
     let result = rpc::send(http, signer, addr, path, request, timeout).await;
     if result.is_err() {
-        crate::metrics::global().rpc_error(path.rsplit('/').next().unwrap_or(path));
+        metrics.rpc_error(path.rsplit('/').next().unwrap_or(path));
     }
     result
 }
@@ -43,8 +44,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use eventide_consensus::network::Writer;
+use eventide_consensus::store::StateMachineStore;
 use eventide_consensus::{codec, Command, JobId, Reply};
-use openraft::ServerState;
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
@@ -53,7 +55,8 @@ use self::rpc::{
     Assignment, ClaimRequest, ClaimResponse, RenewRequest, RenewResponse, CLAIM_PATH, RENEW_PATH,
 };
 use crate::clock;
-use crate::node::NodeContext;
+use crate::gossip::Gossip;
+use crate::raft_view::RaftView;
 
 /// How long a lease lasts without renewal.
 pub const LEASE_PERIOD: Duration = Duration::from_secs(5);
@@ -65,7 +68,11 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// The leader-side dispatcher state.
 pub struct Dispatcher {
-    context: Arc<NodeContext>,
+    raft: RaftView,
+    state_machine: StateMachineStore,
+    writer: Writer,
+    /// Tells which runners are dead, so that their jobs are requeued.
+    gossip: Arc<Gossip>,
     leases: Mutex<Leases>,
     /// Jobs a claim has picked and is assigning (its `Assign` is in flight): other
     /// claims skip them, so two runners never race for one job, yet concurrent claims
@@ -87,9 +94,17 @@ impl Drop for Picked {
 }
 
 impl Dispatcher {
-    pub fn new(context: Arc<NodeContext>) -> Arc<Dispatcher> {
+    pub fn new(
+        raft: RaftView,
+        state_machine: StateMachineStore,
+        writer: Writer,
+        gossip: Arc<Gossip>,
+    ) -> Arc<Dispatcher> {
         Arc::new(Dispatcher {
-            context,
+            raft,
+            state_machine,
+            writer,
+            gossip,
             leases: Mutex::new(Leases::new(LEASE_PERIOD)),
             picking: Arc::new(Mutex::new(BTreeSet::new())),
         })
@@ -103,11 +118,11 @@ impl Dispatcher {
     }
 
     fn is_leader(&self) -> bool {
-        self.context.raft.metrics().borrow().state == ServerState::Leader
+        self.raft.is_leader()
     }
 
     fn running_jobs(&self) -> Vec<RunningJob> {
-        self.context.state_machine.read(|state| {
+        self.state_machine.read(|state| {
             state
                 .running_jobs()
                 .into_iter()
@@ -134,7 +149,6 @@ impl Dispatcher {
                 continue;
             }
             let dead: BTreeSet<_> = self
-                .context
                 .gossip
                 .members()
                 .await
@@ -151,7 +165,7 @@ impl Dispatcher {
                     reason: expired.reason.clone(),
                     at: clock::now(),
                 };
-                match self.context.writer.write(command).await {
+                match self.writer.write(command).await {
                     Ok(Reply::Requeued { job, attempt }) => {
                         info!(job_id = %job, attempt, reason = %expired.reason, "job requeued");
                     }
@@ -171,7 +185,7 @@ impl Dispatcher {
         let labels: BTreeSet<String> = request.labels.into_iter().collect();
         let wait = Duration::from_millis(request.wait_ms).min(MAX_CLAIM_WAIT);
         let deadline = tokio::time::Instant::now() + wait;
-        let mut metrics = self.context.raft.metrics();
+        let mut changes = self.raft.changes();
         loop {
             if !self.is_leader() {
                 return ClaimResponse::NotLeader;
@@ -183,7 +197,7 @@ impl Dispatcher {
                     attempt: assignment.attempt,
                     at: clock::now(),
                 };
-                match self.context.writer.write(command).await {
+                match self.writer.write(command).await {
                     Ok(Reply::Assigned { job, attempt }) => {
                         let running = RunningJob { job, runner: request.runner, attempt };
                         self.leases().grant(running, Instant::now());
@@ -201,9 +215,8 @@ impl Dispatcher {
                 }
             }
             // Nothing runnable: wait for the state to change (new jobs) or the deadline.
-            match tokio::time::timeout_at(deadline, metrics.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => return ClaimResponse::Nothing,
+            if !changes.changed_before(deadline).await {
+                return ClaimResponse::Nothing;
             }
         }
     }
@@ -212,7 +225,7 @@ impl Dispatcher {
     /// picked until the returned guard is dropped.
     fn pick(&self, labels: &BTreeSet<String>) -> Option<(Assignment, Picked)> {
         let mut picking = self.picking.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let assignment = self.context.state_machine.read(|state| {
+        let assignment = self.state_machine.read(|state| {
             let job = state.claimable(labels).find(|job| !picking.contains(&job.id))?;
             let repo = state.repo(job.repo)?;
             Some(Assignment {

@@ -50,6 +50,9 @@ use eventide_consensus::network::CODEC_CONTENT_TYPE;
 use tracing::{debug, error, info, warn};
 
 use eventide_node::admit_rpc::{self, AdmitRequest, AdmitResponse, ADMIT_PATH, UNBOUND_ADMIT_PATH};
+
+use crate::metrics::Metrics;
+
 /// How long an admitted address stays admitted.
 const ADMITTED_FOR: Duration = Duration::from_secs(10 * 60);
 /// The least time between two handshakes with an address that failed one; it doubles
@@ -139,6 +142,7 @@ impl Admissions {
 pub struct Gate {
     secret: Secret,
     signer: Signer,
+    metrics: Arc<Metrics>,
     /// This node's gossip address, as peers see the source of its datagrams (the
     /// advertised address).
     me: SocketAddr,
@@ -152,6 +156,7 @@ impl Gate {
     /// `me` is the advertised address, `listen` the one the node binds.
     pub fn new(
         signer: Signer,
+        metrics: Arc<Metrics>,
         me: SocketAddr,
         listen: SocketAddr,
     ) -> anyhow::Result<Option<Arc<Gate>>> {
@@ -162,7 +167,15 @@ impl Gate {
             .build()
             .context("failed to build the http client")?;
         let addresses = [me, listen];
-        Ok(Some(Arc::new(Gate { secret, signer, me, addresses, http, table: Mutex::default() })))
+        Ok(Some(Arc::new(Gate {
+            secret,
+            signer,
+            metrics,
+            me,
+            addresses,
+            http,
+            table: Mutex::default(),
+        })))
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Admissions> {
@@ -205,6 +218,7 @@ impl Gate {
         let answer: AdmitResponse = crate::dispatcher::call(
             &self.http,
             &self.signer,
+            &self.metrics,
             addr,
             ADMIT_PATH,
             &request,

@@ -29,6 +29,7 @@ use tracing::info;
 use self::admission::{AdmissionTransport, Gate};
 use self::keys::NodeKeys;
 pub use self::member::{newest_generations, Member, Sighting};
+use crate::metrics::Metrics;
 pub use eventide_api::RaftRole;
 
 /// Separates Eventide's gossip from any other chitchat traffic on the network (with a
@@ -47,6 +48,8 @@ pub struct SelfInfo {
     pub interval: Duration,
     /// Signs the admission handshake; its secret (if any) turns admission on.
     pub signer: Signer,
+    /// Counts failed handshakes sent by this node.
+    pub metrics: Arc<Metrics>,
 }
 
 /// This node's gossip participant.
@@ -103,7 +106,7 @@ impl Gossip {
         };
         let initial =
             keys.to_pairs().into_iter().map(|(key, value)| (key.to_owned(), value)).collect();
-        let gate = Gate::new(me.signer.clone(), me.advertise, me.listen)?;
+        let gate = Gate::new(me.signer.clone(), me.metrics.clone(), me.advertise, me.listen)?;
         let started = match &gate {
             Some(gate) => {
                 spawn_chitchat(config, initial, &AdmissionTransport { gate: gate.clone() }).await

@@ -13,48 +13,20 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use eventide_consensus::network::WriteError;
+use eventide_consensus::network::{WriteError, Writer};
+use eventide_consensus::store::StateMachineStore;
 use eventide_consensus::{Command, CommitId, Observe, ObservedCommit, Refusal, Reply, RepoId};
-use openraft::ServerState;
+use tokio::sync::Notify;
 use tracing::{debug, info, warn, Instrument};
 
 use super::health::ObserverHealth;
 use super::plan::{bound_skipped, plan_branches, BranchPlan, COMMITS_PER_ROUND};
 use super::refusals::RefusalMemo;
-use crate::node::NodeContext;
+use crate::raft_view::RaftView;
 use crate::{clock, git, repo_config};
 
 /// The shortest pause between rounds, whatever the configured poll interval.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
-
-/// Runs the observer forever: one round per poll interval or `notify`, on the leader only.
-pub async fn run(context: Arc<NodeContext>, health: Arc<ObserverHealth>) {
-    let span = tracing::info_span!("observer", role = "observer");
-    async move {
-        let pause = context.config.poll_interval.max(MIN_POLL_INTERVAL);
-        let observer = Arc::new(Observer {
-            context,
-            health,
-            refusals: Mutex::default(),
-            last_write_error: Mutex::default(),
-            rounds: Mutex::default(),
-        });
-        loop {
-            let notified = tokio::select! {
-                () = tokio::time::sleep(pause) => false,
-                () = observer.context.wake_observer.notified() => true,
-            };
-            if observer.is_leader() {
-                observer.start_rounds(notified);
-            } else {
-                observer.health.clear();
-                *lock(&observer.last_write_error) = None;
-            }
-        }
-    }
-    .instrument(span)
-    .await
-}
 
 /// A watched repository as the state had it when its round began.
 #[derive(Clone, Debug)]
@@ -81,9 +53,33 @@ enum RepoError {
     Write(WriteError),
 }
 
-/// What the rounds of all repositories share.
-struct Observer {
-    context: Arc<NodeContext>,
+/// What the observer is configured with.
+#[derive(Clone, Debug)]
+pub struct ObserverSettings {
+    /// The pause between rounds (`--poll-interval`).
+    pub poll_interval: Duration,
+    /// Holds `mirrors/`, the observer's bare mirror of each repository.
+    pub data_dir: PathBuf,
+}
+
+/// The handles the observer uses.
+pub struct ObserverHandles {
+    pub raft: RaftView,
+    pub state_machine: StateMachineStore,
+    pub writer: Writer,
+    /// Wakes the observer for an immediate round (`notify`).
+    pub wake: Arc<Notify>,
+    /// Each repository's latest problem, which `status` shows.
+    pub health: Arc<ObserverHealth>,
+}
+
+/// The observer of this node: what the rounds of all repositories share.
+pub struct Observer {
+    settings: ObserverSettings,
+    raft: RaftView,
+    state_machine: StateMachineStore,
+    writer: Writer,
+    wake: Arc<Notify>,
     health: Arc<ObserverHealth>,
     refusals: Mutex<RefusalMemo>,
     /// The last write failure logged, so that a lost quorum is logged once, not per round.
@@ -111,8 +107,46 @@ impl Drop for RoundEntry {
 }
 
 impl Observer {
+    pub fn new(settings: ObserverSettings, handles: ObserverHandles) -> Arc<Observer> {
+        let ObserverHandles { raft, state_machine, writer, wake, health } = handles;
+        Arc::new(Observer {
+            settings,
+            raft,
+            state_machine,
+            writer,
+            wake,
+            health,
+            refusals: Mutex::default(),
+            last_write_error: Mutex::default(),
+            rounds: Mutex::default(),
+        })
+    }
+
+    /// Runs the observer forever: one round per poll interval or `notify`, on the leader
+    /// only.
+    pub async fn run(self: Arc<Self>) {
+        let span = tracing::info_span!("observer", role = "observer");
+        async move {
+            let pause = self.settings.poll_interval.max(MIN_POLL_INTERVAL);
+            loop {
+                let notified = tokio::select! {
+                    () = tokio::time::sleep(pause) => false,
+                    () = self.wake.notified() => true,
+                };
+                if self.is_leader() {
+                    self.start_rounds(notified);
+                } else {
+                    self.health.clear();
+                    *lock(&self.last_write_error) = None;
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
     fn is_leader(&self) -> bool {
-        self.context.raft.metrics().borrow().state == ServerState::Leader
+        self.raft.is_leader()
     }
 
     /// Starts a round of every watched repository that has none running. On `notify`
@@ -120,7 +154,7 @@ impl Observer {
     /// push); a poll leaves them be.
     fn start_rounds(self: &Arc<Self>, notified: bool) {
         let repos: BTreeSet<RepoId> =
-            self.context.state_machine.read(|state| state.repos().map(|repo| repo.id).collect());
+            self.state_machine.read(|state| state.repos().map(|repo| repo.id).collect());
         self.health.retain(&repos);
         lock(&self.refusals).retain_repos(&repos);
         let mut rounds = lock(&self.rounds);
@@ -154,7 +188,7 @@ impl Observer {
 
     /// One round of one repository, from the state as it is now.
     async fn round(&self, repo: RepoId) {
-        let watched = self.context.state_machine.read(|state| {
+        let watched = self.state_machine.read(|state| {
             state.repo(repo).map(|found| WatchedRepo {
                 id: repo,
                 url: found.url.clone(),
@@ -197,7 +231,7 @@ impl Observer {
     /// error. A branch whose head was refused before is not proposed again (its refusal
     /// stays the repository's error).
     async fn observe_repo(&self, repo: &WatchedRepo) -> Result<(), RepoError> {
-        let mirrors = self.context.config.data_dir.join("mirrors");
+        let mirrors = self.settings.data_dir.join("mirrors");
         let span = tracing::Span::current();
         let watched = repo.clone();
         let proposals = tokio::task::spawn_blocking(move || {
@@ -244,7 +278,6 @@ impl Observer {
             return None;
         }
         let (open, limit) = self
-            .context
             .state_machine
             .read(|state| (state.open_jobs(repo), state.limits().max_queue_per_repo));
         (open >= limit).then(|| {
@@ -267,7 +300,7 @@ impl Observer {
             skipped: plan.skipped,
             at: clock::now(),
         });
-        match self.context.writer.write(command).await.map_err(RepoError::Write)? {
+        match self.writer.write(command).await.map_err(RepoError::Write)? {
             Reply::Observed { jobs } if jobs.is_empty() && skipped == 0 => {
                 debug!(repo = %repo, branch = %branch, commit = %new_head, "branch cursor moved");
             }

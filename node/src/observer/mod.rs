@@ -10,7 +10,8 @@
 //! - `plan`: the pure decision, [`plan_branches`](plan::plan_branches).
 //! - `refusals`: the observations the state refused, not proposed again.
 //! - `health`: each repository's latest problem, for `status`.
-//! - `driver`: the rounds on the leader, one task per repository.
+//! - `driver`: the rounds on the leader, one task per repository; [`Observer`] holds
+//!   only the handles it uses (Raft view, replica, writer, wake-up, health).
 //!
 //! ```text
 //!  poll interval / notify ──> start rounds (leader only)
@@ -24,5 +25,5 @@ mod health;
 mod plan;
 mod refusals;
 
-pub use driver::run;
+pub use driver::{Observer, ObserverHandles, ObserverSettings};
 pub use health::ObserverHealth;

@@ -8,51 +8,7 @@
 use std::io;
 use std::path::Path;
 
-use eventide_node::units::format_size;
-
-/// The free space the data dir's file system must keep for the runner to claim jobs:
-/// `--min-free-disk`, a size (`1GiB`) or a percentage of the file system (`5%`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum MinFreeDisk {
-    Bytes(u64),
-    /// Percent of the file system's total size, in (0, 100].
-    Percent(f64),
-}
-
-impl MinFreeDisk {
-    /// The default: room for a checkout and its output on a small disk.
-    pub const DEFAULT: MinFreeDisk = MinFreeDisk::Bytes(1 << 30);
-
-    /// Parses `512MiB`, `1GiB`, `10GB`, `0` (never pause) or `5%`.
-    pub fn parse(text: &str) -> Option<MinFreeDisk> {
-        let text = text.trim();
-        match text.strip_suffix('%') {
-            Some(number) => {
-                let percent: f64 = number.trim().parse().ok()?;
-                (percent.is_finite() && percent > 0.0 && percent <= 100.0)
-                    .then_some(MinFreeDisk::Percent(percent))
-            }
-            None => eventide_node::units::parse_size(text).map(MinFreeDisk::Bytes),
-        }
-    }
-
-    /// The number of free bytes required on a file system of `total` bytes.
-    fn required(self, total: u64) -> u64 {
-        match self {
-            MinFreeDisk::Bytes(bytes) => bytes,
-            MinFreeDisk::Percent(percent) => (total as f64 * percent / 100.0).ceil() as u64,
-        }
-    }
-
-    fn describe(self, total: u64) -> String {
-        match self {
-            MinFreeDisk::Bytes(bytes) => format_size(bytes),
-            MinFreeDisk::Percent(percent) => {
-                format!("{percent}% ({})", format_size(self.required(total)))
-            }
-        }
-    }
-}
+use eventide_node::units::{format_size, MinFreeDisk};
 
 /// Free and total bytes of a file system, as statvfs reports them to an unprivileged
 /// process.
@@ -158,18 +114,6 @@ mod tests {
 
     fn conditions(free: u64, total: u64, min_free: MinFreeDisk) -> Option<String> {
         decide(&Conditions { disk: Ok(DiskSpace { free, total }), min_free, raft_stopped: None })
-    }
-
-    #[test]
-    fn the_watermark_parses_sizes_and_percentages() {
-        assert_eq!(MinFreeDisk::parse("512MiB"), Some(MinFreeDisk::Bytes(512 << 20)));
-        assert_eq!(MinFreeDisk::parse("1000TiB"), Some(MinFreeDisk::Bytes(1000 << 40)));
-        assert_eq!(MinFreeDisk::parse("0"), Some(MinFreeDisk::Bytes(0)));
-        assert_eq!(MinFreeDisk::parse("5%"), Some(MinFreeDisk::Percent(5.0)));
-        assert_eq!(MinFreeDisk::parse(" 2.5 %"), Some(MinFreeDisk::Percent(2.5)));
-        for bad in ["", "%", "0%", "101%", "-1%", "NaN%", "lots", "1XB"] {
-            assert_eq!(MinFreeDisk::parse(bad), None, "{bad:?}");
-        }
     }
 
     #[test]

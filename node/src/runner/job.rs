@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use eventide_consensus::{Command, CommitId, JobId, Outcome, Reply, Verdict};
+use eventide_consensus::{Command, CommitId, Outcome, Reply, Verdict};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -11,6 +11,7 @@ use super::exec::{self, ExecEnd, ExecSpec};
 use super::workspace::{self, Refusal};
 use super::{reports, Runner};
 use crate::dispatcher::rpc::Assignment;
+use crate::joblog::{log_path, logs_dir};
 use crate::repo_config::{self, RepoConfig, CONFIG_FILE};
 use crate::{clock, git};
 
@@ -23,15 +24,9 @@ const CONFIG_MAX_BYTES: u64 = git::MAX_FILE_BYTES as u64;
 /// Job logs kept on disk; older ones are deleted.
 const LOGS_KEPT: usize = 200;
 
-/// Where a job attempt's output is written on this node.
-pub fn log_path(data_dir: &Path, job: JobId, attempt: u32) -> PathBuf {
-    data_dir.join("logs").join(format!("job-{job}-{attempt}.log"))
-}
-
 /// Runs one assignment to its end and reports it, unless it was silenced.
 pub async fn run(runner: &Runner, assignment: Assignment, cancel: watch::Receiver<bool>) {
-    let context = &runner.context;
-    let data_dir = context.config.data_dir.clone();
+    let data_dir = runner.settings.data_dir.clone();
     let started = std::time::Instant::now();
     let log = log_path(&data_dir, assignment.job, assignment.attempt);
     let workspace =
@@ -45,7 +40,7 @@ pub async fn run(runner: &Runner, assignment: Assignment, cancel: watch::Receive
             Some(error_outcome(message, started.elapsed()))
         }
         Ok(config) => {
-            crate::metrics::global().claim_to_start(started.elapsed());
+            runner.metrics.claim_to_start(started.elapsed());
             execute(&assignment, &config, &workspace, &log, cancel).await
         }
     };
@@ -71,7 +66,7 @@ async fn prepare(
     let url = assignment.repo_url.clone();
     let commit: CommitId = assignment.commit.clone();
     let workspace = workspace.to_owned();
-    let logs = data_dir.join("logs");
+    let logs = logs_dir(data_dir);
     let result = tokio::task::spawn_blocking(move || -> Result<RepoConfig, String> {
         std::fs::create_dir_all(&logs).map_err(|e| format!("failed to create the log dir: {e}"))?;
         if workspace.exists() {
@@ -259,15 +254,12 @@ async fn report(runner: &Runner, assignment: &Assignment, outcome: Outcome) {
         }
         let at = clock::now();
         let command = Command::Finish { job, attempt, outcome: outcome.clone(), at };
-        match runner.context.writer.write(command).await {
+        match runner.writer.write(command).await {
             Ok(Reply::Finished { status, .. }) => {
                 info!(job_id = %job, attempt, status = status.as_str(), "job finished");
-                crate::metrics::global().job_reported(
-                    &runner.context,
-                    job,
-                    at,
-                    outcome.duration_ms,
-                );
+                let created_at =
+                    runner.state_machine.read(|state| state.job(job).map(|j| j.created_at));
+                runner.metrics.job_reported(created_at, at, outcome.duration_ms);
                 return;
             }
             Ok(Reply::Refused(refusal)) => {
@@ -289,7 +281,7 @@ async fn report(runner: &Runner, assignment: &Assignment, outcome: Outcome) {
 
 /// Keeps the newest `LOGS_KEPT` job logs.
 fn prune_logs(data_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(data_dir.join("logs")) else { return };
+    let Ok(entries) = std::fs::read_dir(logs_dir(data_dir)) else { return };
     let mut logs: Vec<(std::time::SystemTime, PathBuf)> = entries
         .flatten()
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))

@@ -24,17 +24,24 @@ pub mod job;
 pub mod reports;
 pub mod workspace;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use eventide_consensus::auth::Signer;
+use eventide_consensus::network::Writer;
+use eventide_consensus::store::StateMachineStore;
 use eventide_consensus::{JobId, NodeId};
+use eventide_node::units::MinFreeDisk;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
 use crate::dispatcher::rpc::{self, ClaimRequest, ClaimResponse, RenewRequest, RenewResponse};
 use crate::dispatcher::{LEASE_PERIOD, MAX_CLAIM_WAIT, RENEW_INTERVAL};
-use crate::node::NodeContext;
+use crate::gossip::Gossip;
+use crate::metrics::Metrics;
+use crate::raft_view::RaftView;
 
 use self::gate::{Conditions, Gate, Transition};
 
@@ -51,22 +58,61 @@ struct Active {
     last_renewed: Instant,
 }
 
+/// What the runner is configured with.
+#[derive(Clone, Debug)]
+pub struct RunnerSettings {
+    /// This node, as claims and renewals name it.
+    pub id: NodeId,
+    /// Jobs run at once (`--runner-slots`); 0 turns the runner off.
+    pub slots: u32,
+    /// The labels this runner offers (`--label`).
+    pub labels: BTreeSet<String>,
+    /// Holds `work/` (job workspaces), `logs/` and `runner-mirrors/`.
+    pub data_dir: PathBuf,
+    pub min_free_disk: MinFreeDisk,
+}
+
+/// The handles the runner uses.
+pub struct RunnerHandles {
+    pub raft: RaftView,
+    /// Read for a job's creation time when its result is accepted.
+    pub state_machine: StateMachineStore,
+    pub writer: Writer,
+    pub gossip: Arc<Gossip>,
+    /// Signs claims and renewals with the cluster secret (if any).
+    pub signer: Signer,
+    pub metrics: Arc<Metrics>,
+}
+
 /// The runner of this node.
 pub struct Runner {
-    context: Arc<NodeContext>,
+    settings: RunnerSettings,
+    raft: RaftView,
+    state_machine: StateMachineStore,
+    writer: Writer,
+    gossip: Arc<Gossip>,
+    signer: Signer,
+    metrics: Arc<Metrics>,
     http: reqwest::Client,
     active: Mutex<BTreeMap<JobId, Active>>,
     gate: Mutex<Gate>,
 }
 
 impl Runner {
-    pub fn new(context: Arc<NodeContext>) -> anyhow::Result<Arc<Runner>> {
+    pub fn new(settings: RunnerSettings, handles: RunnerHandles) -> anyhow::Result<Arc<Runner>> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .build()?;
+        let RunnerHandles { raft, state_machine, writer, gossip, signer, metrics } = handles;
         Ok(Arc::new(Runner {
-            context,
+            settings,
+            raft,
+            state_machine,
+            writer,
+            gossip,
+            signer,
+            metrics,
             http,
             active: Mutex::new(BTreeMap::new()),
             gate: Mutex::new(Gate::default()),
@@ -79,18 +125,18 @@ impl Runner {
 
     /// Runs the slot workers and the lease renewer until the process stops.
     pub async fn run(self: Arc<Self>) {
-        let slots = self.context.config.runner_slots;
+        let slots = self.settings.slots;
         if slots == 0 {
             return;
         }
-        let work = self.context.config.data_dir.join("work");
+        let work = self.settings.data_dir.join("work");
         match tokio::task::spawn_blocking(move || clear_workspaces(&work)).await {
             Ok(Ok(0)) => {}
             Ok(Ok(removed)) => info!(removed, "removed job workspaces left from a previous run"),
             Ok(Err(error)) => warn!(error = %error, "failed to remove old job workspaces"),
             Err(error) => warn!(error = %error, "failed to remove old job workspaces"),
         }
-        info!(slots, labels = ?self.context.config.labels, "runner started");
+        info!(slots, labels = ?self.settings.labels, "runner started");
         let mut tasks = tokio::task::JoinSet::new();
         for slot in 0..slots {
             let runner = self.clone();
@@ -103,27 +149,12 @@ impl Runner {
 
     /// The leader's address, waiting (up to a second) for one to be known.
     async fn leader_addr(&self) -> Option<String> {
-        let mut metrics = self.context.raft.metrics();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-        loop {
-            let addr = {
-                let m = metrics.borrow_and_update();
-                m.current_leader.and_then(|leader| {
-                    m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())
-                })
-            };
-            if addr.is_some() {
-                return addr;
-            }
-            if tokio::time::timeout_at(deadline, metrics.changed()).await.is_err() {
-                return None;
-            }
-        }
+        self.raft.wait_leader_addr(Duration::from_secs(1)).await
     }
 
     async fn work(self: Arc<Self>, slot: u32) {
-        let me = self.context.id;
-        let labels: Vec<String> = self.context.config.labels.iter().cloned().collect();
+        let me = self.settings.id;
+        let labels: Vec<String> = self.settings.labels.iter().cloned().collect();
         loop {
             if !self.may_claim().await {
                 tokio::time::sleep(GATE_POLL).await;
@@ -138,7 +169,8 @@ impl Runner {
             let timeout = MAX_CLAIM_WAIT + Duration::from_secs(5);
             let response: anyhow::Result<ClaimResponse> = crate::dispatcher::call(
                 &self.http,
-                &self.context.signer,
+                &self.signer,
+                &self.metrics,
                 &leader,
                 rpc::CLAIM_PATH,
                 &request,
@@ -180,15 +212,11 @@ impl Runner {
 
     /// Checks the gate before a claim; logs and publishes every change of it.
     async fn may_claim(&self) -> bool {
-        let config = &self.context.config;
-        let disk = gate::disk_space(&config.data_dir);
-        let raft_stopped = match &self.context.raft.metrics().borrow().running_state {
-            Ok(()) => None,
-            Err(fatal) => Some(fatal.to_string()),
-        };
+        let disk = gate::disk_space(&self.settings.data_dir);
+        let raft_stopped = self.raft.stopped();
         let decision = gate::decide(&Conditions {
             disk: disk.as_ref().map(|space| *space),
-            min_free: config.min_free_disk,
+            min_free: self.settings.min_free_disk,
             raft_stopped: raft_stopped.as_deref(),
         });
         let (transition, paused) = {
@@ -207,13 +235,13 @@ impl Runner {
             Some(Transition::Resumed) => info!("runner resumed: claiming jobs again"),
             None => {}
         }
-        self.context.gossip.set_runner_paused(paused.as_deref()).await;
+        self.gossip.set_runner_paused(paused.as_deref()).await;
         paused.is_none()
     }
 
     async fn publish_busy(&self) {
         let busy = self.active().len() as u32;
-        self.context.gossip.set_busy(busy).await;
+        self.gossip.set_busy(busy).await;
     }
 
     /// True if the job must not report: its lease was revoked or it self-fenced.
@@ -232,7 +260,7 @@ impl Runner {
     }
 
     async fn renew_forever(self: Arc<Self>) {
-        let me: NodeId = self.context.id;
+        let me: NodeId = self.settings.id;
         let mut ticker = tokio::time::interval(RENEW_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -248,7 +276,8 @@ impl Runner {
                     let request = RenewRequest { runner: me, jobs: jobs.clone() };
                     crate::dispatcher::call(
                         &self.http,
-                        &self.context.signer,
+                        &self.signer,
+                        &self.metrics,
                         &leader,
                         rpc::RENEW_PATH,
                         &request,

@@ -28,7 +28,7 @@ use super::admission::{
 };
 use super::replay::Replay;
 use crate::api::ErrorBody;
-use crate::metrics;
+use crate::metrics::Metrics;
 
 /// The longest first request line read to decide whether it goes to an internal route.
 const MAX_REQUEST_LINE: usize = 8 * 1024;
@@ -41,11 +41,12 @@ const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 const REFUSED_MESSAGE: &str = "too many open connections, try again later";
 
 /// Serves `router` on `listener` within `limits` until `stop` completes, then lets every
-/// open connection finish its answer.
+/// open connection finish its answer. Refused connections count in `metrics`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
+    metrics: Arc<Metrics>,
     stop: impl Future<Output = ()>,
 ) {
     let limits = fit_to_open_file_limit(limits);
@@ -61,6 +62,7 @@ pub async fn serve(
         router,
         builder,
         limits,
+        metrics,
         reserve_refusals: Mutex::new(RefusalLog::new(REFUSAL_LOG_INTERVAL)),
     });
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -113,7 +115,7 @@ pub async fn serve(
                 );
             }
             Admission::Refuse => {
-                metrics::global().http_connection_refused("full");
+                server.metrics.http_connection_refused("full");
                 if let Some(count) = cap_refusals.refused(Instant::now()) {
                     warn!(
                         peer = %peer,
@@ -136,6 +138,7 @@ struct Server {
     router: Router,
     builder: http1::Builder,
     limits: HttpLimits,
+    metrics: Arc<Metrics>,
     reserve_refusals: Mutex<RefusalLog>,
 }
 
@@ -157,7 +160,7 @@ impl Server {
                 self.serve_connection(stream, head, peer, Some(remaining), shutdown).await;
             }
             Ok(Some(Route::Public)) => {
-                metrics::global().http_connection_refused("reserved");
+                self.metrics.http_connection_refused("reserved");
                 let logged = self
                     .reserve_refusals
                     .lock()

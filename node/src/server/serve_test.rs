@@ -34,7 +34,8 @@ async fn start() -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, router, LIMITS, async move {
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let server = tokio::spawn(serve(listener, router, LIMITS, metrics, async move {
         let _ = stopped.await;
     }));
     Running { addr, stop, server }
