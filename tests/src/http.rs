@@ -5,8 +5,15 @@
 //! The client never reuses a connection (each request opens its own, as a fresh client
 //! would, so a node's connection limits see every request), follows no redirect, ignores
 //! proxy settings of the environment, waits 2 s to connect and 15 s for the answer.
+//!
+//! One fallback stays hand-written: a body too large to sit in the socket buffers goes
+//! out on a plain HTTP/1.0 exchange that reads the answer while a second thread writes
+//! the body. A server that refuses such a body early (413) closes on the unread rest;
+//! the client's write then fails, and hyper drops the answer that already arrived with
+//! it, where the fallback still reads it.
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -19,6 +26,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// streams nothing to these helpers. (The async client's per-read timeout needs a
 /// runtime on the reading thread, which the blocking client does not give.)
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Bodies up to this size are written at once into the socket buffers on loopback, so
+/// an early answer cannot cut their writing short.
+const BUFFERED_BODY: usize = 64 * 1024;
 
 /// One client for the whole test binary: building one starts a runtime thread.
 fn client() -> std::io::Result<&'static Client> {
@@ -67,6 +78,9 @@ pub fn request_with(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<(u16, String)> {
+    if body.len() > BUFFERED_BODY {
+        return send_while_reading(addr, method, path, headers, body);
+    }
     let method = Method::from_bytes(method.as_bytes()).map_err(std::io::Error::other)?;
     let mut request = client()?.request(method, format!("http://{addr}{path}"));
     for (name, value) in headers {
@@ -76,6 +90,45 @@ pub fn request_with(
     let status = response.status().as_u16();
     let body = response.bytes().map_err(std::io::Error::other)?;
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// The fallback for large bodies: HTTP/1.0, the body written by a second thread while
+/// this one reads the answer; a reset after the answer arrived ends the answer.
+fn send_while_reading(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
+    stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
+    let mut message = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    for (name, value) in headers {
+        message.push_str(&format!("{name}: {value}\r\n"));
+    }
+    message.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut message = message.into_bytes();
+    message.extend_from_slice(body);
+    let mut writer = stream.try_clone()?;
+    // A write error only means the server stopped reading; its answer decides.
+    let sender = std::thread::spawn(move || writer.write_all(&message));
+    let mut answer = Vec::new();
+    if let Err(error) = stream.read_to_end(&mut answer) {
+        if answer.is_empty() {
+            return Err(error);
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = sender.join();
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("malformed answer: {head:?}")))?;
+    Ok((status, body.to_owned()))
 }
 
 /// `GET path`: the status code and body.
