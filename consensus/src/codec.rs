@@ -116,11 +116,8 @@ mod tests {
 
     use super::*;
     use crate::command::{Command, Observe, ObservedCommit, Outcome, Reply, Verdict};
-    use crate::types::{CommitId, JobId, RepoId, Timestamp};
-
-    fn commit(n: u8) -> CommitId {
-        CommitId::try_new(&format!("{n:02x}").repeat(20)).expect("40 hex digits")
-    }
+    use crate::testing::commit_for_test as commit;
+    use crate::types::{JobId, RepoId, Timestamp};
 
     fn sample_commands() -> Vec<Command> {
         vec![

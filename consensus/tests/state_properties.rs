@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use eventide_consensus::codec;
 use eventide_consensus::state::JobResult;
+use eventide_consensus::testing::commit_for_test;
 use eventide_consensus::{
     Command, CommitId, JobFilter, JobId, JobStatus, Limits, NodeId, Observe, ObservedCommit,
     Outcome, Refusal, Reply, RepoId, State, Timestamp, Verdict,
@@ -26,8 +27,9 @@ const OUTPUT_CHARS: [char; 4] = ['a', 'é', '€', '🦀'];
 const RUNNERS: u64 = 3;
 const COMMITS: u8 = 10;
 
+/// A distinct, well-formed commit id per `n`; commits are numbered with `u8` here.
 fn commit(n: u8) -> CommitId {
-    CommitId::try_new(&format!("{n:02x}").repeat(20)).expect("40 hex digits are a commit id")
+    commit_for_test(n.into())
 }
 
 /// An id chosen among those that exist, or any small one.

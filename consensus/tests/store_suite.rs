@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 
 use eventide_consensus::codec;
 use eventide_consensus::store::{self, LogStore, StateMachineStore};
+use eventide_consensus::testing::commit_for_test as commit;
 use eventide_consensus::types::{Entry, LogId, StorageError, Vote};
 use eventide_consensus::{
-    Command, CommitId, JobId, NodeId, NodeInfo, Observe, ObservedCommit, Outcome, Reply, RepoId,
-    State, Timestamp, TypeConfig, Verdict,
+    Command, JobId, NodeId, NodeInfo, Observe, ObservedCommit, Outcome, Reply, RepoId, State,
+    Timestamp, TypeConfig, Verdict,
 };
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
 use openraft::testing::{StoreBuilder, Suite};
@@ -38,10 +39,6 @@ fn openraft_storage_suite() {
 
 fn log_id(term: u64, index: u64) -> LogId {
     LogId::new(CommittedLeaderId::new(term, NodeId(1)), index)
-}
-
-fn commit(n: u64) -> CommitId {
-    CommitId::try_new(&format!("{n:040x}")).expect("40 hex digits")
 }
 
 fn normal(index: u64, command: Command) -> Entry {

@@ -1,7 +1,7 @@
 //! A small Chrome DevTools Protocol client for browser tests: it starts headless Chromium
-//! with a fresh profile, speaks CDP over a WebSocket (the client half of RFC 6455: masked
-//! text frames out, text frames in, pings answered) and records every console error,
-//! uncaught exception and error log entry of the page, so that a test can demand none.
+//! with a fresh profile, speaks CDP over a WebSocket (`tungstenite`'s client, which
+//! answers pings itself) and records every console error, uncaught exception and error
+//! log entry of the page, so that a test can demand none.
 //!
 //! Chromium is `EVENTIDE_CHROMIUM` if set, else `/usr/bin/chromium` (Debian's package,
 //! which `.ci/run` installs). A test that needs it fails, never skips, when it is missing.
@@ -12,6 +12,7 @@
 //!   test <── reply {id} ──── WebSocket <──── events (console, exceptions, log) ──> problems
 //! ```
 
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,15 +20,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tempfile::TempDir;
-
-use self::websocket::{base64_decode, WebSocket};
-
-mod websocket;
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::{Message, WebSocket};
 
 /// How long Chromium may take to start on a busy machine.
 const START_DEADLINE: Duration = Duration::from_secs(60);
 /// How long one CDP call may take before the test fails instead of hanging.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest message accepted from the browser (a screenshot is a few MB of base64).
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// The Chromium binary: `EVENTIDE_CHROMIUM`, else Debian's `/usr/bin/chromium`.
 pub fn chromium() -> PathBuf {
@@ -57,7 +58,7 @@ pub struct Browser {
     child: Child,
     /// Removed after the browser exits.
     _profile: TempDir,
-    socket: WebSocket,
+    socket: WebSocket<TcpStream>,
     session: String,
     next_id: u64,
     problems: Vec<String>,
@@ -125,7 +126,7 @@ impl Browser {
             );
             std::thread::sleep(Duration::from_millis(50));
         };
-        let socket = WebSocket::connect(port, &path, CALL_TIMEOUT)
+        let socket = open_socket(port, &path)
             .unwrap_or_else(|e| panic!("failed to open the DevTools socket on port {port}: {e}"));
         Browser {
             child,
@@ -171,9 +172,11 @@ impl Browser {
         if let Some(session) = session {
             message["sessionId"] = json!(session);
         }
-        self.socket.send(&message.to_string()).unwrap_or_else(|e| panic!("{method}: {e}"));
+        self.socket
+            .send(Message::text(message.to_string()))
+            .unwrap_or_else(|e| panic!("{method}: {e}"));
         loop {
-            let text = self.socket.receive().unwrap_or_else(|e| panic!("{method}: {e}"));
+            let text = receive(&mut self.socket).unwrap_or_else(|e| panic!("{method}: {e}"));
             let reply: Value = serde_json::from_str(&text).expect("CDP messages are JSON");
             if reply["id"] == id {
                 assert!(reply.get("error").is_none(), "{method} failed: {}", reply["error"]);
@@ -284,7 +287,7 @@ impl Browser {
             json!({ "format": "png", "captureBeyondViewport": full_page }),
         );
         let data = shot["data"].as_str().expect("screenshot data");
-        let png = base64_decode(data).expect("screenshot is base64");
+        let png = data_encoding::BASE64.decode(data.as_bytes()).expect("screenshot is base64");
         std::fs::write(path, png).expect("write screenshot");
     }
 }
@@ -294,7 +297,7 @@ impl Drop for Browser {
         // Ask politely, then end the whole process group that was started.
         self.next_id += 1;
         let close = json!({ "id": self.next_id, "method": "Browser.close" });
-        let _ = self.socket.send(&close.to_string());
+        let _ = self.socket.send(Message::text(close.to_string()));
         let pid = self.child.id();
         let exited = wait_gently(&mut self.child, Duration::from_secs(5));
         let _ = Command::new("kill")
@@ -305,6 +308,35 @@ impl Drop for Browser {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
+    }
+}
+
+/// Opens the DevTools WebSocket at `path` on `127.0.0.1:port`; a read waits at most
+/// [`CALL_TIMEOUT`].
+fn open_socket(port: u16, path: &str) -> Result<WebSocket<TcpStream>, String> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(CALL_TIMEOUT)).map_err(|e| e.to_string())?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
+    let url = format!("ws://127.0.0.1:{port}{path}");
+    let (socket, _) = tungstenite::client::client_with_config(url, stream, Some(config))
+        .map_err(|e| format!("handshake refused: {e}"))?;
+    Ok(socket)
+}
+
+/// The next whole text message; pings are answered by the socket as it reads.
+fn receive(socket: &mut WebSocket<TcpStream>) -> Result<String, String> {
+    loop {
+        match socket.read().map_err(|e| e.to_string())? {
+            Message::Text(text) => return Ok(text.as_str().to_owned()),
+            Message::Binary(bytes) => {
+                return String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())
+            }
+            Message::Close(_) => return Err("the browser closed the socket".into()),
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+        }
     }
 }
 

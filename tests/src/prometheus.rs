@@ -260,4 +260,34 @@ mod tests {
             assert!(parse(bad).is_err(), "accepted {bad:?}");
         }
     }
+
+    #[test]
+    fn every_other_strictness_check_refuses() {
+        for bad in [
+            "# TYPE a gauge\na 1\n# TYPE a gauge\n", // TYPE after samples
+            "# HELP a Things.\na 1\n",               // HELP but no TYPE
+            "# TYPE a gauge\na{x=\"1\",x=\"2\"} 1\n", // repeated label
+            "# TYPE a gauge\na{x=\"\\t\"} 1\n",      // unknown escape
+            "# TYPE a gauge\na{x=\"1} 1\n",          // unterminated value
+            "# TYPE a gauge\na{1x=\"1\"} 1\n",       // bad label name
+            "# TYPE a gauge\na{x=\"1\" y=\"2\"} 1\n", // no comma
+            "# TYPE a gauge\na 1 soon\n",            // bad timestamp
+            "# TYPE a gauge\na\n",                   // no value
+            "# TYPE a gauge\na_count 1\n",           // suffix of a gauge
+            "# TYPE h histogram\nh_bucket 1\nh_count 1\n", // bucket without le
+            "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_count 1\n", // no +Inf bucket
+            "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_bucket{le=\"1\"} 1\nh_count 1\n",
+        ] {
+            assert!(parse(bad).is_err(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn timestamps_comments_and_special_values_are_accepted() {
+        let text = "# a comment\n#no space\n# TYPE a gauge\na 1 1700000000000\n\
+                    a{x=\"y\"} NaN\n# TYPE b gauge\nb -Inf\n";
+        let parsed = parse(text).expect("parsed");
+        assert!(parsed.value("a", &[("x", "y")]).is_some_and(f64::is_nan));
+        assert_eq!(parsed.value("b", &[]), Some(f64::NEG_INFINITY));
+    }
 }

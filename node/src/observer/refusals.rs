@@ -96,11 +96,9 @@ impl RefusalMemo {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use eventide_consensus::testing::commit_for_test as commit;
 
-    fn commit(n: u32) -> CommitId {
-        CommitId::try_new(&format!("{n:040x}")).expect("40 hex digits")
-    }
+    use super::*;
 
     #[test]
     fn a_refusal_is_remembered_until_its_branch_moves() {
