@@ -22,7 +22,7 @@ use eventide_consensus::types::{
 };
 use eventide_consensus::{Command, JobFilter, NodeId, Reply, State};
 use eventide_node::admit_rpc::{AdmitRequest, AdmitResponse};
-use eventide_node::dispatch_rpc::{ClaimRequest, ClaimResponse, RenewRequest, RenewResponse};
+use eventide_node::protocol::dispatch::{ClaimRequest, ClaimResponse, RenewRequest, RenewResponse};
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use eventide_consensus::auth::Signer;
-use eventide_consensus::network::{HttpNetwork, Writer};
+use eventide_consensus::network::{HttpNetwork, RpcClient, Writer};
 use eventide_consensus::store::{self, StateMachineStore};
 use eventide_consensus::types::Raft;
 use eventide_consensus::NodeId;
@@ -34,8 +34,9 @@ pub struct NodeContext {
     pub raft: Raft,
     pub state_machine: StateMachineStore,
     pub writer: Writer,
-    /// Signs this node's internal RPC with the cluster secret (if any).
-    pub signer: Signer,
+    /// Sends this node's internal RPC, signed with the cluster secret (if any), and
+    /// counts its failures for the metrics.
+    pub rpc: RpcClient,
     pub gossip: Arc<Gossip>,
     pub phase: watch::Receiver<Phase>,
     /// Wakes the observer for an immediate round (`notify`).
@@ -67,8 +68,9 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
         .with_context(|| format!("--listen {}: failed to bind tcp", config.listen))?;
     let raft_config = Arc::new(config.raft.to_config("eventide")?);
     let signer = Signer::new(config.secret.clone());
-    let network = HttpNetwork::new(signer.clone()).context("failed to build the http client")?;
-    metrics::global().count_raft_errors(network.errors());
+    let rpc = RpcClient::new(signer.clone()).context("failed to build the http client")?;
+    let network = HttpNetwork::with_client(rpc.clone());
+    metrics::global().count_rpc_errors(network.errors());
     let raft = Raft::new(id, raft_config, network, log_store, state_machine.clone())
         .await
         .context("failed to start raft")?;
@@ -82,7 +84,7 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
             labels: config.labels.iter().cloned().collect(),
             seeds: config.seeds.clone(),
             interval: config.gossip_interval,
-            signer: signer.clone(),
+            rpc: rpc.clone(),
         })
         .await?,
     );
@@ -95,7 +97,7 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
         raft: raft.clone(),
         state_machine,
         writer,
-        signer,
+        rpc,
         gossip: gossip.clone(),
         phase: phase_rx,
         wake_observer: Arc::new(tokio::sync::Notify::new()),

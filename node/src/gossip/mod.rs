@@ -5,8 +5,8 @@
 //! - `member`: the published keys and the typed [`Member`] view of a peer.
 //! - `admission`: with a cluster secret, the transport that drops datagrams of peers
 //!   that have not proven it over TCP.
-//! - `admit_rpc`: the messages and pure checks of the admission handshake (in the
-//!   library, as `eventide_node::admit_rpc`, so that they can be fuzzed).
+//!   Its messages and pure checks are `eventide_node::protocol::admit` (in the library,
+//!   so that they can be fuzzed).
 
 mod admission;
 mod member;
@@ -19,7 +19,8 @@ use anyhow::Context;
 use axum::Router;
 use chitchat::transport::UdpTransport;
 use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
-use eventide_consensus::auth::{Secret, Signer};
+use eventide_consensus::auth::Secret;
+use eventide_consensus::network::RpcClient;
 use eventide_consensus::NodeId;
 use tokio::sync::watch;
 use tracing::info;
@@ -45,8 +46,8 @@ pub struct SelfInfo {
     pub labels: Vec<String>,
     pub seeds: Vec<String>,
     pub interval: Duration,
-    /// Signs the admission handshake; its secret (if any) turns admission on.
-    pub signer: Signer,
+    /// Sends the admission handshake; its signer's secret (if any) turns admission on.
+    pub rpc: RpcClient,
 }
 
 /// This node's gossip participant.
@@ -76,7 +77,8 @@ impl Gossip {
         let config = ChitchatConfig {
             chitchat_id: ChitchatId::new(me.id.to_string(), generation, me.advertise),
             cluster_id: me
-                .signer
+                .rpc
+                .signer()
                 .secret()
                 .map_or_else(|| CLUSTER_ID.to_owned(), Secret::gossip_cluster_id),
             gossip_interval: me.interval,
@@ -97,7 +99,7 @@ impl Gossip {
             (KEY_LABELS.to_owned(), me.labels.join(",")),
             (KEY_VERSION.to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
         ];
-        let gate = Gate::new(me.signer.clone(), me.advertise, me.listen)?;
+        let gate = Gate::new(&me.rpc, me.advertise, me.listen)?;
         let started = match &gate {
             Some(gate) => {
                 spawn_chitchat(config, initial, &AdmissionTransport { gate: gate.clone() }).await

@@ -28,12 +28,15 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use eventide_consensus::network::RpcError;
 use eventide_consensus::{JobId, NodeId};
+use eventide_node::protocol::dispatch::{
+    ClaimRequest, ClaimResponse, RenewRequest, RenewResponse, CLAIM_PATH, LEASE_PERIOD,
+    MAX_CLAIM_WAIT, RENEW_INTERVAL, RENEW_PATH,
+};
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
-use crate::dispatcher::rpc::{self, ClaimRequest, ClaimResponse, RenewRequest, RenewResponse};
-use crate::dispatcher::{LEASE_PERIOD, MAX_CLAIM_WAIT, RENEW_INTERVAL};
 use crate::node::NodeContext;
 
 use self::gate::{Conditions, Gate, Transition};
@@ -54,20 +57,14 @@ struct Active {
 /// The runner of this node.
 pub struct Runner {
     context: Arc<NodeContext>,
-    http: reqwest::Client,
     active: Mutex<BTreeMap<JobId, Active>>,
     gate: Mutex<Gate>,
 }
 
 impl Runner {
     pub fn new(context: Arc<NodeContext>) -> anyhow::Result<Arc<Runner>> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
-            .build()?;
         Ok(Arc::new(Runner {
             context,
-            http,
             active: Mutex::new(BTreeMap::new()),
             gate: Mutex::new(Gate::default()),
         }))
@@ -136,15 +133,8 @@ impl Runner {
                 wait_ms: MAX_CLAIM_WAIT.as_millis() as u64,
             };
             let timeout = MAX_CLAIM_WAIT + Duration::from_secs(5);
-            let response: anyhow::Result<ClaimResponse> = crate::dispatcher::call(
-                &self.http,
-                &self.context.signer,
-                &leader,
-                rpc::CLAIM_PATH,
-                &request,
-                timeout,
-            )
-            .await;
+            let response: Result<ClaimResponse, RpcError> =
+                self.context.rpc.call(&leader, CLAIM_PATH, &request, timeout).await;
             match response {
                 Ok(ClaimResponse::Job(assignment)) => {
                     let job = assignment.job;
@@ -246,16 +236,7 @@ impl Runner {
             let renewed = match self.leader_addr().await {
                 Some(leader) => {
                     let request = RenewRequest { runner: me, jobs: jobs.clone() };
-                    crate::dispatcher::call(
-                        &self.http,
-                        &self.context.signer,
-                        &leader,
-                        rpc::RENEW_PATH,
-                        &request,
-                        RENEW_INTERVAL,
-                    )
-                    .await
-                    .ok()
+                    self.context.rpc.call(&leader, RENEW_PATH, &request, RENEW_INTERVAL).await.ok()
                 }
                 None => None,
             };
