@@ -231,44 +231,33 @@ impl RpcClient {
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
-        let result = self.send(addr, path, request, timeout).await;
+        let result = async {
+            let body =
+                codec::encode(request).map_err(|e| RpcError::Encode { reason: e.to_string() })?;
+            let post = self.http.post(format!("http://{addr}{path}"));
+            let response = self
+                .signer
+                .sign_post(post, path, &body)
+                .header(header::CONTENT_TYPE, CODEC_CONTENT_TYPE)
+                .timeout(timeout)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| RpcError::from_transport(e, addr, timeout))?;
+            let status = response.status();
+            let bytes =
+                response.bytes().await.map_err(|e| RpcError::from_transport(e, addr, timeout))?;
+            if !status.is_success() {
+                return Err(RpcError::from_status(status, &bytes));
+            }
+            codec::decode(&bytes).map_err(|e| RpcError::Decode { reason: e.to_string() })
+        }
+        .await;
         if let Err(error) = &result {
             self.errors.record(path);
             debug!(peer = %addr, path, error = %error, "internal rpc failed");
         }
         result
-    }
-
-    async fn send<Req, Resp>(
-        &self,
-        addr: &str,
-        path: &str,
-        request: &Req,
-        timeout: Duration,
-    ) -> Result<Resp, RpcError>
-    where
-        Req: Serialize + ?Sized,
-        Resp: DeserializeOwned,
-    {
-        let body =
-            codec::encode(request).map_err(|e| RpcError::Encode { reason: e.to_string() })?;
-        let post = self.http.post(format!("http://{addr}{path}"));
-        let response = self
-            .signer
-            .sign_post(post, path, &body)
-            .header(header::CONTENT_TYPE, CODEC_CONTENT_TYPE)
-            .timeout(timeout)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| RpcError::from_transport(e, addr, timeout))?;
-        let status = response.status();
-        let bytes =
-            response.bytes().await.map_err(|e| RpcError::from_transport(e, addr, timeout))?;
-        if !status.is_success() {
-            return Err(RpcError::from_status(status, &bytes));
-        }
-        codec::decode(&bytes).map_err(|e| RpcError::Decode { reason: e.to_string() })
     }
 }
 
