@@ -6,7 +6,8 @@
 //! - `auth`: the cluster secret; signing and checking internal RPC (HMAC-SHA256).
 //! - `codec`: the only place that turns values into bytes (versioned, size-limited).
 //! - `store`: sled-backed openraft log storage, state machine and snapshots.
-//! - `network`: Raft RPC over HTTP, client (`RaftNetworkFactory`) and server routes.
+//! - `network`: internal RPC over HTTP (`RpcClient`, the `Codec` adapter), and Raft's
+//!   client (`RaftNetworkFactory`) and server routes on it.
 //! - `testing` (feature `testsuite`): in-process Raft nodes for tests and benchmarks.
 //! - `timing`: heartbeat and election timeouts, turned into an openraft `Config`.
 //!

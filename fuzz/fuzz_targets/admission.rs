@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use eventide_consensus::auth::Secret;
 use eventide_consensus::codec;
-use eventide_node::admit_rpc::{self, AdmitRequest, AdmitResponse};
+use eventide_node::protocol::admit::{self as admit_rpc, AdmitRequest, AdmitResponse};
 use libfuzzer_sys::fuzz_target;
 
 const PEERS: [&str; 4] = ["10.0.0.1", "10.0.0.66", "::ffff:10.0.0.1", "::1"];

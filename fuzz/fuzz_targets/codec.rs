@@ -21,8 +21,8 @@ use eventide_consensus::types::{
     StoredMembership, Vote, VoteRequest, VoteResponse,
 };
 use eventide_consensus::{Command, JobFilter, NodeId, Reply, State};
-use eventide_node::admit_rpc::{AdmitRequest, AdmitResponse};
-use eventide_node::dispatch_rpc::{ClaimRequest, ClaimResponse, RenewRequest, RenewResponse};
+use eventide_node::protocol::admit::{AdmitRequest, AdmitResponse};
+use eventide_node::protocol::dispatch::{ClaimRequest, ClaimResponse, RenewRequest, RenewResponse};
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -4,7 +4,7 @@
 //! router of a real single-node Raft with its sled store in a temp dir, called with
 //! tower's `oneshot`: a body that decodes reaches openraft (and, for `write`, the state
 //! machine) as it would on a node. The dispatcher's routes need a whole node, so their
-//! bodies go through the same decode function the handlers call.
+//! bodies go through the same decode function the handlers' extractor calls.
 //!
 //! Every answer must be a 2xx or a 4xx: bad input is never a 5xx, a hang or a panic.
 //!
@@ -26,12 +26,13 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use eventide_consensus::network::{
-    raft_routes, HttpNetwork, APPEND_PATH, CODEC_CONTENT_TYPE, SNAPSHOT_PATH, VOTE_PATH, WRITE_PATH,
+    decode_request, raft_routes, HttpNetwork, APPEND_PATH, CODEC_CONTENT_TYPE, SNAPSHOT_PATH,
+    VOTE_PATH, WRITE_PATH,
 };
 use eventide_consensus::store;
 use eventide_consensus::types::Raft;
 use eventide_consensus::{NodeId, NodeInfo, RaftTiming};
-use eventide_node::dispatch_rpc::{self, ClaimRequest, RenewRequest, CLAIM_PATH, RENEW_PATH};
+use eventide_node::protocol::dispatch::{ClaimRequest, RenewRequest, CLAIM_PATH, RENEW_PATH};
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
 
@@ -99,10 +100,10 @@ fuzz_target!(|data: &[u8]| {
     let Some((&which, body)) = data.split_first() else { return };
     match which % 6 {
         4 => {
-            let _ = dispatch_rpc::decode_request::<ClaimRequest>(CLAIM_PATH, body);
+            let _ = decode_request::<ClaimRequest>("dispatcher", CLAIM_PATH, body);
         }
         5 => {
-            let _ = dispatch_rpc::decode_request::<RenewRequest>(RENEW_PATH, body);
+            let _ = decode_request::<RenewRequest>("dispatcher", RENEW_PATH, body);
         }
         route => {
             install_panic_filter();

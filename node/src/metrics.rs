@@ -12,9 +12,8 @@
 //!
 //! ```text
 //!  runner ── claim_to_start / job_reported ─┐
-//!  dispatcher rpc ── rpc_error ─────────────┤
 //!  http server ── http_connection_refused ──┤
-//!  consensus HttpNetwork ── RpcErrors ──────┼─> Metrics ── render <── snapshot <── /metrics
+//!  consensus RpcClient ── RpcErrors ────────┼─> Metrics ── render <── snapshot <── /metrics
 //!  watch_leader (RaftView) ─────────────────┘                 (replica, RaftView, gossip)
 //! ```
 
@@ -68,7 +67,7 @@ pub struct Metrics {
     http_refused: Family<Labels, Counter>,
     runner_slots: Gauge,
     runner_busy_slots: Gauge,
-    /// The Raft transport's failure counts, copied into `rpc_errors` at each scrape.
+    /// The internal RPC failure counts, copied into `rpc_errors` at each scrape.
     raft_errors: OnceLock<RpcErrors>,
     /// One scrape at a time: a scrape sets gauges, then encodes them.
     scrape: Mutex<()>,
@@ -169,20 +168,15 @@ impl Metrics {
         self.job_duration.observe(seconds(duration_ms));
     }
 
-    /// An internal RPC sent by this node failed (`rpc`: claim, renew, …).
-    pub fn rpc_error(&self, rpc: &str) {
-        self.rpc_errors.get_or_create(&label("rpc", rpc)).inc();
-    }
-
     /// An HTTP connection was refused: `full` (the cap is reached) or `reserved` (a
     /// public request in the share kept for internal RPC).
     pub fn http_connection_refused(&self, reason: &str) {
         self.http_refused.get_or_create(&label("reason", reason)).inc();
     }
 
-    /// Reports the failures of this Raft transport (append, vote, snapshot) as
-    /// `internal_rpc_errors`. The first transport given is kept.
-    pub fn count_raft_errors(&self, errors: RpcErrors) {
+    /// Reports these internal RPC failures (append, vote, snapshot, claim, …) as
+    /// `internal_rpc_errors`. The first counts given are kept.
+    pub fn count_rpc_errors(&self, errors: RpcErrors) {
         let _ = self.raft_errors.set(errors);
     }
 
@@ -205,7 +199,7 @@ impl Metrics {
         if let Some(errors) = self.raft_errors.get() {
             for (rpc, total) in errors.counts() {
                 // Only this copy moves these counters, so the difference is exact.
-                let counter = self.rpc_errors.get_or_create(&label("rpc", rpc));
+                let counter = self.rpc_errors.get_or_create(&label("rpc", &rpc));
                 counter.inc_by(total.saturating_sub(counter.get()));
             }
         }
@@ -361,10 +355,10 @@ mod tests {
         use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 
         let metrics = Metrics::new();
-        metrics.rpc_error("claim");
         let mut network =
             HttpNetwork::new(eventide_consensus::auth::Signer::new(None)).expect("http client");
-        metrics.count_raft_errors(network.errors());
+        metrics.count_rpc_errors(network.errors());
+        network.errors().record("/internal/dispatch/claim");
         // Nothing listens on port 1 of loopback: the vote is refused in transport.
         let mut peer = network.new_client(NodeId(2), &NodeInfo::new("127.0.0.1:1", "gone")).await;
         let request = VoteRequest::new(Vote::new(1, NodeId(1)), None);

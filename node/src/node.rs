@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use eventide_consensus::auth::Signer;
-use eventide_consensus::network::{HttpNetwork, Writer};
+use eventide_consensus::network::{HttpNetwork, RpcClient, Writer};
 use eventide_consensus::store;
 use eventide_consensus::types::Raft;
 use eventide_consensus::NodeId;
@@ -63,9 +63,10 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
         .with_context(|| format!("--listen {}: failed to bind tcp", config.listen))?;
     let raft_config = Arc::new(config.raft.to_config("eventide")?);
     let signer = Signer::new(config.secret.clone());
-    let network = HttpNetwork::new(signer.clone()).context("failed to build the http client")?;
+    let rpc = RpcClient::new(signer.clone()).context("failed to build the http client")?;
+    let network = HttpNetwork::with_client(rpc.clone());
     let metrics = Arc::new(Metrics::new());
-    metrics.count_raft_errors(network.errors());
+    metrics.count_rpc_errors(network.errors());
     let raft = Raft::new(id, raft_config, network, log_store, state_machine.clone())
         .await
         .context("failed to start raft")?;
@@ -80,8 +81,7 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
             labels: config.labels.iter().cloned().collect(),
             seeds: config.seeds.clone(),
             interval: config.gossip_interval,
-            signer: signer.clone(),
-            metrics: metrics.clone(),
+            rpc: rpc.clone(),
         })
         .await?,
     );
@@ -176,7 +176,7 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
             state_machine,
             writer,
             gossip: gossip.clone(),
-            signer,
+            rpc,
             metrics: metrics.clone(),
         },
     )?;

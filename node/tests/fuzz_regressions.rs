@@ -15,9 +15,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use axum::http::StatusCode;
+use eventide_consensus::network::decode_request;
 use eventide_consensus::testing::fuzz_corpus_for_test;
-use eventide_node::admit_rpc;
-use eventide_node::dispatch_rpc::{self, ClaimRequest, RenewRequest, CLAIM_PATH, RENEW_PATH};
+use eventide_node::protocol::admit as admit_rpc;
+use eventide_node::protocol::dispatch::{ClaimRequest, RenewRequest, CLAIM_PATH, RENEW_PATH};
 use eventide_node::repo_config;
 
 fn corpus(target: &str) -> Vec<(String, Vec<u8>, bool)> {
@@ -44,8 +45,8 @@ fn repo_config_corpus_is_refused_with_one_line_errors() {
 #[test]
 fn dispatch_corpus_is_answered_with_400() {
     for (name, bytes, refused) in corpus("dispatch_rpc") {
-        let claim = dispatch_rpc::decode_request::<ClaimRequest>(CLAIM_PATH, &bytes);
-        let renew = dispatch_rpc::decode_request::<RenewRequest>(RENEW_PATH, &bytes);
+        let claim = decode_request::<ClaimRequest>("dispatcher", CLAIM_PATH, &bytes);
+        let renew = decode_request::<RenewRequest>("dispatcher", RENEW_PATH, &bytes);
         if refused {
             for answer in [claim.err(), renew.err()] {
                 let response = answer.unwrap_or_else(|| panic!("{name} was accepted"));

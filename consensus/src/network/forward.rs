@@ -8,17 +8,14 @@
 
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, instrument};
 
 use super::batch::{Local, Proposer};
-use super::server::{decode_request, encode_reply};
-use super::{CODEC_CONTENT_TYPE, WRITE_PATH};
+use super::rpc::{Codec, CodecReply, RpcClient, RpcError};
+use super::WRITE_PATH;
 use crate::auth::Signer;
-use crate::codec;
 use crate::command::{Command, Reply};
 use crate::types::{NodeId, NodeInfo, Raft};
 
@@ -39,11 +36,15 @@ pub enum WriteError {
 #[derive(Clone)]
 pub struct Writer {
     proposer: Proposer,
-    client: reqwest::Client,
-    signer: Signer,
+    /// Unpooled, see [`RpcClient::unpooled`]. Its failures reach the writer's caller as
+    /// [`WriteError`]s; they are not part of the node's RPC failure counts.
+    rpc: RpcClient,
     /// How long a write waits for a leader (an election in progress) before giving up.
     leader_wait: Duration,
 }
+
+/// How long a forwarded write waits for the leader's answer.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A forwarded write that failed before the leader could have applied it.
 enum Retry {
@@ -61,12 +62,8 @@ impl Writer {
         // No pooled connections: a write to a leader that just died must fail to connect
         // (certainly not applied, so retried) rather than break on a stale connection
         // (maybe applied, so reported).
-        let client = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(1))
-            .pool_max_idle_per_host(0)
-            .build()?;
-        Ok(Writer { proposer: Proposer::new(raft), client, signer, leader_wait })
+        let rpc = RpcClient::unpooled(signer)?;
+        Ok(Writer { proposer: Proposer::new(raft), rpc, leader_wait })
     }
 
     /// Commits `command` through the leader and returns the state machine's reply.
@@ -98,37 +95,25 @@ impl Writer {
         node: &NodeInfo,
         command: &Command,
     ) -> Result<Reply, Retry> {
-        let unreachable = |reason: String| WriteError::LeaderUnreachable {
-            leader,
-            addr: node.addr.clone(),
-            reason,
-        };
-        let body = codec::encode(command)
-            .map_err(|e| Retry::No(WriteError::Raft { reason: e.to_string() }))?;
-        let request = self.client.post(format!("http://{}{}", node.addr, WRITE_PATH));
-        let response = self
-            .signer
-            .sign_post(request, WRITE_PATH, &body)
-            .header(reqwest::header::CONTENT_TYPE, CODEC_CONTENT_TYPE)
-            .timeout(Duration::from_secs(10))
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_connect() {
-                    Retry::Yes(unreachable(e.to_string()))
-                } else {
-                    Retry::No(unreachable(e.to_string()))
-                }
-            })?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| Retry::No(unreachable(e.to_string())))?;
-        if !status.is_success() {
-            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
-            return Err(Retry::No(unreachable(format!("HTTP {status}: {text}"))));
-        }
         let reply: Result<Reply, WriteError> =
-            codec::decode(&bytes).map_err(|e| Retry::No(unreachable(e.to_string())))?;
+            self.rpc.call(&node.addr, WRITE_PATH, command, FORWARD_TIMEOUT).await.map_err(
+                |error| match error {
+                    RpcError::Encode { reason } => Retry::No(WriteError::Raft { reason }),
+                    error => {
+                        let retry = error.is_connect();
+                        let error = WriteError::LeaderUnreachable {
+                            leader,
+                            addr: node.addr.clone(),
+                            reason: error.to_string(),
+                        };
+                        if retry {
+                            Retry::Yes(error)
+                        } else {
+                            Retry::No(error)
+                        }
+                    }
+                },
+            )?;
         reply.map_err(|error| match error {
             WriteError::NotLeader { .. } | WriteError::NoLeader => Retry::Yes(error),
             other => Retry::No(other),
@@ -138,16 +123,15 @@ impl Writer {
 
 /// Handles a write forwarded by another node: applies it here if this node leads.
 #[instrument(level = "debug", skip_all)]
-pub(super) async fn write(State(proposer): State<Proposer>, body: Bytes) -> Response {
-    let command: Command = match decode_request(WRITE_PATH, &body) {
-        Ok(command) => command,
-        Err(response) => return response,
-    };
+pub(super) async fn write(
+    State(proposer): State<Proposer>,
+    Codec(command): Codec<Command>,
+) -> CodecReply<Result<Reply, WriteError>> {
     let reply = match proposer.propose(command).await {
         Local::Applied(reply) => Ok(reply),
         Local::Forward(leader, _) => Err(WriteError::NotLeader { leader: Some(leader) }),
         Local::NoLeader => Err(WriteError::NotLeader { leader: None }),
         Local::Failed(reason) => Err(WriteError::Raft { reason }),
     };
-    encode_reply(&reply)
+    CodecReply(reply)
 }

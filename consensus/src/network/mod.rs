@@ -1,5 +1,8 @@
-//! Raft RPC over HTTP: `client` is openraft's `RaftNetworkFactory` (what a node uses to
-//! reach its peers), `server` is the axum routes a node mounts to answer them,
+//! Internal RPC over HTTP. `rpc` owns the wire of every call between nodes (the client,
+//! its typed errors and failure counts, and the axum adapter that decodes requests and
+//! encodes replies); the rest is Raft's use of it: `client` is openraft's
+//! `RaftNetworkFactory` (what a node uses to reach its peers), `server` is the axum
+//! routes a node mounts to answer them,
 //! `plausible` holds the pure checks that refuse what no correct peer sends (terms,
 //! indexes, snapshot offsets), `forward` lets any node accept a write by forwarding it
 //! to the leader, and `batch` proposes concurrent writes together as one entry (group
@@ -19,12 +22,14 @@ mod batch;
 mod client;
 mod forward;
 mod plausible;
+mod rpc;
 mod server;
 
 pub use batch::{Proposer, MAX_BATCH_BYTES, MAX_BATCH_COMMANDS, MAX_IN_FLIGHT};
-pub use client::{HttpConnection, HttpNetwork, RpcErrors};
+pub use client::{HttpConnection, HttpNetwork};
 pub use forward::{WriteError, Writer};
 pub use plausible::{MAX_LOG_INDEX, MAX_SNAPSHOT_BYTES, MAX_SNAPSHOT_ID_BYTES, MAX_TERM};
+pub use rpc::{decode_request, Codec, CodecReply, RpcClient, RpcError, RpcErrors, RpcService};
 pub use server::raft_routes;
 
 /// Path of the append-entries RPC (heartbeats included).

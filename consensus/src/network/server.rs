@@ -3,20 +3,18 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use axum::{Extension, Router};
 use tracing::{debug, instrument, warn};
 
 use super::batch::Proposer;
 use super::plausible::{self, Problem, SnapshotReceived};
-use super::{forward, APPEND_PATH, CODEC_CONTENT_TYPE, SNAPSHOT_PATH, VOTE_PATH, WRITE_PATH};
-use crate::codec::{self, MESSAGE_LIMIT};
+use super::rpc::{Codec, CodecReply, RpcService};
+use super::{forward, APPEND_PATH, SNAPSHOT_PATH, VOTE_PATH, WRITE_PATH};
+use crate::codec::MESSAGE_LIMIT;
 use crate::store::{self, StoreError};
 use crate::types::{AppendEntriesRequest, InstallSnapshotRequest, NodeId, Raft, VoteRequest};
 
@@ -39,31 +37,24 @@ pub fn raft_routes(raft: Raft) -> Router {
         .with_state(raft)
         .merge(writes)
         .merge(snapshots)
+        .layer(Extension(RpcService("raft")))
         .layer(DefaultBodyLimit::max(MESSAGE_LIMIT + 1))
 }
 
 #[instrument(level = "trace", skip_all)]
-async fn append(State(raft): State<Raft>, body: Bytes) -> Response {
-    let request: AppendEntriesRequest = match decode_request(APPEND_PATH, &body) {
-        Ok(request) => request,
-        Err(response) => return response,
-    };
+async fn append(State(raft): State<Raft>, Codec(request): Codec<AppendEntriesRequest>) -> Response {
     if let Err(problem) = plausible::append_request(me(&raft), &request) {
         return implausible(APPEND_PATH, &request.vote, problem);
     }
-    encode_reply(&raft.append_entries(request).await)
+    CodecReply(raft.append_entries(request).await).into_response()
 }
 
 #[instrument(level = "trace", skip_all)]
-async fn vote(State(raft): State<Raft>, body: Bytes) -> Response {
-    let request: VoteRequest = match decode_request(VOTE_PATH, &body) {
-        Ok(request) => request,
-        Err(response) => return response,
-    };
+async fn vote(State(raft): State<Raft>, Codec(request): Codec<VoteRequest>) -> Response {
     if let Err(problem) = plausible::vote_request(me(&raft), &request) {
         return implausible(VOTE_PATH, &request.vote, problem);
     }
-    encode_reply(&raft.vote(request).await)
+    CodecReply(raft.vote(request).await).into_response()
 }
 
 /// The snapshot route's state: what this node has been sent of the snapshot streamed
@@ -82,11 +73,10 @@ struct Snapshots {
 /// as the store would install it, and refused with 400 if it does not decode: openraft
 /// takes the store's failure to install as fatal.
 #[instrument(level = "trace", skip_all)]
-async fn snapshot(State(snapshots): State<Snapshots>, body: Bytes) -> Response {
-    let request: InstallSnapshotRequest = match decode_request(SNAPSHOT_PATH, &body) {
-        Ok(request) => request,
-        Err(response) => return response,
-    };
+async fn snapshot(
+    State(snapshots): State<Snapshots>,
+    Codec(request): Codec<InstallSnapshotRequest>,
+) -> Response {
     if let Err(problem) = plausible::snapshot_request(me(&snapshots.raft), &request) {
         return implausible(SNAPSHOT_PATH, &request.vote, problem);
     }
@@ -126,7 +116,7 @@ async fn take_chunk(snapshots: Snapshots, request: InstallSnapshotRequest) -> Re
     // answers with.
     received.settle(written, matches!(&result, Ok(answer) if vote >= answer.vote));
     drop(received);
-    encode_reply(&result)
+    CodecReply(result).into_response()
 }
 
 /// This node's id.
@@ -139,23 +129,4 @@ fn me(raft: &Raft) -> NodeId {
 fn implausible(path: &str, vote: &crate::types::Vote, problem: Problem) -> Response {
     warn!(path, vote = %vote, problem, "refused implausible raft rpc");
     (StatusCode::BAD_REQUEST, format!("malformed request: {problem}")).into_response()
-}
-
-/// Decodes a request body, or answers 400 and logs why.
-#[allow(clippy::result_large_err)]
-pub(super) fn decode_request<T: DeserializeOwned>(path: &str, body: &[u8]) -> Result<T, Response> {
-    codec::decode(body).map_err(|error| {
-        warn!(path, error = %error, bytes = body.len(), "refused malformed raft rpc");
-        (StatusCode::BAD_REQUEST, format!("malformed request: {error}")).into_response()
-    })
-}
-
-pub(super) fn encode_reply<T: Serialize>(reply: &T) -> Response {
-    match codec::encode(reply) {
-        Ok(bytes) => ([(header::CONTENT_TYPE, CODEC_CONTENT_TYPE)], bytes).into_response(),
-        Err(error) => {
-            warn!(error = %error, "failed to encode raft reply");
-            (StatusCode::INTERNAL_SERVER_ERROR, "failed to encode reply").into_response()
-        }
-    }
 }

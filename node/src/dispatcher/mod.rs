@@ -4,8 +4,9 @@
 //! out, is requeued (`Requeue`, fenced by attempt).
 //!
 //! - `leases`: the pure lease table.
-//! - `rpc`: the claim and renew messages and their client (in the library, as
-//!   `eventide_node::dispatch_rpc`, so that they can be fuzzed).
+//!
+//! The claim and renew messages, paths and timings are `eventide_node::protocol::dispatch`
+//! (shared with the runner, and fuzzed).
 //!
 //! ```text
 //!  runner ── claim (long poll) ──> leader: next_claimable ─> Assign ─> lease
@@ -14,56 +15,28 @@
 //! ```
 
 mod leases;
-pub use eventide_node::dispatch_rpc as rpc;
-
-/// Calls an internal RPC on `addr`, signed by `signer`; a failure counts in the
-/// `internal_rpc_errors` metric under the path's last segment.
-pub async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
-    http: &reqwest::Client,
-    signer: &eventide_consensus::auth::Signer,
-    metrics: &crate::metrics::Metrics,
-    addr: &str,
-    path: &str,
-    request: &Req,
-    timeout: Duration,
-) -> anyhow::Result<Resp> {
-    let result = rpc::send(http, signer, addr, path, request, timeout).await;
-    if result.is_err() {
-        metrics.rpc_error(path.rsplit('/').next().unwrap_or(path));
-    }
-    result
-}
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
-use eventide_consensus::network::Writer;
+use axum::{Extension, Router};
+use eventide_consensus::network::{Codec, CodecReply, RpcService, Writer};
 use eventide_consensus::store::StateMachineStore;
-use eventide_consensus::{codec, Command, JobId, Reply};
-use serde::Serialize;
+use eventide_consensus::{Command, JobId, Reply};
+use eventide_node::protocol::dispatch::{
+    Assignment, ClaimRequest, ClaimResponse, RenewRequest, RenewResponse, CLAIM_PATH, LEASE_PERIOD,
+    MAX_CLAIM_WAIT, RENEW_PATH,
+};
 use tracing::{debug, info, warn};
 
 use self::leases::{Leases, RunningJob};
-use self::rpc::{
-    Assignment, ClaimRequest, ClaimResponse, RenewRequest, RenewResponse, CLAIM_PATH, RENEW_PATH,
-};
 use crate::clock;
 use crate::gossip::Gossip;
 use crate::raft_view::RaftView;
 
-/// How long a lease lasts without renewal.
-pub const LEASE_PERIOD: Duration = Duration::from_secs(5);
-/// How often runners renew (a fifth of the lease).
-pub const RENEW_INTERVAL: Duration = Duration::from_secs(1);
-/// The longest a claim is held when nothing is queued.
-pub const MAX_CLAIM_WAIT: Duration = Duration::from_secs(10);
 const TICK: Duration = Duration::from_millis(250);
 
 /// The leader-side dispatcher state.
@@ -114,6 +87,7 @@ impl Dispatcher {
         Router::new()
             .route(CLAIM_PATH, post(claim))
             .route(RENEW_PATH, post(renew))
+            .layer(Extension(RpcService("dispatcher")))
             .with_state(self.clone())
     }
 
@@ -255,23 +229,16 @@ impl Dispatcher {
     }
 }
 
-fn encoded<T: Serialize>(value: &T) -> Response {
-    match codec::encode(value) {
-        Ok(bytes) => bytes.into_response(),
-        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
-    }
+async fn claim(
+    State(dispatcher): State<Arc<Dispatcher>>,
+    Codec(request): Codec<ClaimRequest>,
+) -> CodecReply<ClaimResponse> {
+    CodecReply(dispatcher.claim(request).await)
 }
 
-async fn claim(State(dispatcher): State<Arc<Dispatcher>>, body: Bytes) -> Response {
-    match rpc::decode_request::<ClaimRequest>(CLAIM_PATH, &body) {
-        Ok(request) => encoded(&dispatcher.claim(request).await),
-        Err(response) => response,
-    }
-}
-
-async fn renew(State(dispatcher): State<Arc<Dispatcher>>, body: Bytes) -> Response {
-    match rpc::decode_request::<RenewRequest>(RENEW_PATH, &body) {
-        Ok(request) => encoded(&dispatcher.renew(request)),
-        Err(response) => response,
-    }
+async fn renew(
+    State(dispatcher): State<Arc<Dispatcher>>,
+    Codec(request): Codec<RenewRequest>,
+) -> CodecReply<RenewResponse> {
+    CodecReply(dispatcher.renew(request))
 }

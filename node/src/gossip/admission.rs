@@ -3,7 +3,7 @@
 //!
 //! chitchat offers no hook to sign its datagrams, so the proof happens beside it, over
 //! TCP on the same port: the first datagram to or from an unknown address starts a
-//! handshake (`admit_rpc`: a signed request bound to both ends, answered with an HMAC
+//! handshake (`protocol::admit`: a signed request bound to both ends, answered with an HMAC
 //! of the request). Until the handshake succeeds, that address's datagrams are
 //! dropped. The answering side admits the asker too, once it has checked that the
 //! request is for itself and comes from the asker's host. Admitted addresses expire and
@@ -35,23 +35,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_trait::async_trait;
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Router};
 use chitchat::transport::{RecvOutcome, SendOutcome, Socket, Transport, UdpTransport};
 use chitchat::ChitchatEnvelope;
-use eventide_consensus::auth::{Secret, Signer};
-use eventide_consensus::codec;
-use eventide_consensus::network::CODEC_CONTENT_TYPE;
-
+use eventide_consensus::auth::Secret;
+use eventide_consensus::network::{Codec, CodecReply, RpcClient, RpcService};
+use eventide_node::protocol::admit::{
+    self as admit_rpc, AdmitRequest, AdmitResponse, ADMIT_PATH, UNBOUND_ADMIT_PATH,
+};
 use tracing::{debug, error, info, warn};
-
-use eventide_node::admit_rpc::{self, AdmitRequest, AdmitResponse, ADMIT_PATH, UNBOUND_ADMIT_PATH};
-
-use crate::metrics::Metrics;
 
 /// How long an admitted address stays admitted.
 const ADMITTED_FOR: Duration = Duration::from_secs(10 * 60);
@@ -137,45 +133,34 @@ impl Admissions {
     }
 }
 
-/// The shared side of admission: the table, the secret, and the HTTP client for
-/// handshakes.
+/// The shared side of admission: the table, the secret, and the client for handshakes.
 pub struct Gate {
     secret: Secret,
-    signer: Signer,
-    metrics: Arc<Metrics>,
+    /// The node's client (its signer and failure counts), with a connect timeout of
+    /// [`HANDSHAKE_TIMEOUT`].
+    rpc: RpcClient,
     /// This node's gossip address, as peers see the source of its datagrams (the
     /// advertised address).
     me: SocketAddr,
     /// The addresses a request for this node may name: advertised and listen.
     addresses: [SocketAddr; 2],
-    http: reqwest::Client,
     table: Mutex<Admissions>,
 }
 
 impl Gate {
-    /// `me` is the advertised address, `listen` the one the node binds.
+    /// `me` is the advertised address, `listen` the one the node binds; handshakes go
+    /// through `rpc`, whose signer's secret (if any) turns admission on.
     pub fn new(
-        signer: Signer,
-        metrics: Arc<Metrics>,
+        rpc: &RpcClient,
         me: SocketAddr,
         listen: SocketAddr,
     ) -> anyhow::Result<Option<Arc<Gate>>> {
-        let Some(secret) = signer.secret().cloned() else { return Ok(None) };
-        let http = reqwest::Client::builder()
-            .connect_timeout(HANDSHAKE_TIMEOUT)
-            .timeout(HANDSHAKE_TIMEOUT)
-            .build()
+        let Some(secret) = rpc.signer().secret().cloned() else { return Ok(None) };
+        let rpc = rpc
+            .with_connect_timeout(HANDSHAKE_TIMEOUT)
             .context("failed to build the http client")?;
         let addresses = [me, listen];
-        Ok(Some(Arc::new(Gate {
-            secret,
-            signer,
-            metrics,
-            me,
-            addresses,
-            http,
-            table: Mutex::default(),
-        })))
+        Ok(Some(Arc::new(Gate { secret, rpc, me, addresses, table: Mutex::default() })))
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Admissions> {
@@ -214,17 +199,8 @@ impl Gate {
         let to: SocketAddr =
             addr.parse().with_context(|| format!("{addr} is not an ip address and port"))?;
         let request = AdmitRequest { from: self.me, to, challenge: challenge() };
-        // The same signed, codec-encoded call as the dispatcher's RPC.
-        let answer: AdmitResponse = crate::dispatcher::call(
-            &self.http,
-            &self.signer,
-            &self.metrics,
-            addr,
-            ADMIT_PATH,
-            &request,
-            HANDSHAKE_TIMEOUT,
-        )
-        .await?;
+        let answer: AdmitResponse =
+            self.rpc.call(addr, ADMIT_PATH, &request, HANDSHAKE_TIMEOUT).await?;
         if !admit_rpc::verify(&self.secret, &request, &answer) {
             anyhow::bail!("wrong proof");
         }
@@ -237,6 +213,7 @@ impl Gate {
         Router::new()
             .route(ADMIT_PATH, post(admit))
             .route(UNBOUND_ADMIT_PATH, post(unbound_admit))
+            .layer(Extension(RpcService("gossip admission")))
             .with_state(self.clone())
     }
 }
@@ -246,21 +223,22 @@ type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
 
 /// Answers a handshake: the request passed the signature check, so it was made by a
 /// holder of the secret; it is answered only if it is for this node, and its sender is
-/// admitted only if the request comes from the host it names (see `admit_rpc`).
-async fn admit(State(gate): State<Arc<Gate>>, peer: Peer, body: Bytes) -> Response {
+/// admitted only if the request comes from the host it names (see `protocol::admit`).
+/// A body that does not decode is answered 400 by [`Codec`].
+async fn admit(
+    State(gate): State<Arc<Gate>>,
+    peer: Peer,
+    Codec(request): Codec<AdmitRequest>,
+) -> Response {
     let Some(Extension(ConnectInfo(peer))) = peer else {
         error!("the http server records no peer addresses; refusing gossip admission");
         return (StatusCode::INTERNAL_SERVER_ERROR, "no peer address").into_response();
     };
-    let request = match admit_rpc::check_request(&body, &gate.addresses) {
+    let request = match admit_rpc::check_addressed(request, &gate.addresses) {
         Ok(request) => request,
-        Err(refusal) if refusal.is_relayed() => {
+        Err(refusal) => {
             warn!(peer = %peer, error = %refusal, "refused a relayed admission request");
             return (StatusCode::FORBIDDEN, refusal.to_string()).into_response();
-        }
-        Err(refusal) => {
-            warn!(peer = %peer, error = %refusal, "refused malformed gossip admission request");
-            return (StatusCode::BAD_REQUEST, refusal.to_string()).into_response();
         }
     };
     if admit_rpc::comes_from(&request, peer.ip()) {
@@ -270,14 +248,7 @@ async fn admit(State(gate): State<Arc<Gate>>, peer: Peer, body: Bytes) -> Respon
         // Behind NAT, or relayed: this node's own handshake decides about `from`.
         debug!(peer = %peer, from = %request.from, "answered an admission request from another host than it names, without admitting it");
     }
-    let proof = admit_rpc::proof(&gate.secret, &request);
-    match codec::encode(&AdmitResponse { proof }) {
-        Ok(bytes) => ([(header::CONTENT_TYPE, CODEC_CONTENT_TYPE)], bytes).into_response(),
-        Err(error) => {
-            warn!(error = %error, "failed to encode an admission answer");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-    }
+    CodecReply(AdmitResponse { proof: admit_rpc::proof(&gate.secret, &request) }).into_response()
 }
 
 /// Refuses the handshake of older versions, which bound neither end (see the module

@@ -6,8 +6,8 @@
 //! - `member`: the typed [`Member`] view of a peer, built from its keys.
 //! - `admission`: with a cluster secret, the transport that drops datagrams of peers
 //!   that have not proven it over TCP.
-//! - `admit_rpc`: the messages and pure checks of the admission handshake (in the
-//!   library, as `eventide_node::admit_rpc`, so that they can be fuzzed).
+//!   Its messages and pure checks are `eventide_node::protocol::admit` (in the library,
+//!   so that they can be fuzzed).
 
 mod admission;
 mod keys;
@@ -21,7 +21,8 @@ use anyhow::Context;
 use axum::Router;
 use chitchat::transport::UdpTransport;
 use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
-use eventide_consensus::auth::{Secret, Signer};
+use eventide_consensus::auth::Secret;
+use eventide_consensus::network::RpcClient;
 use eventide_consensus::NodeId;
 use tokio::sync::watch;
 use tracing::info;
@@ -29,7 +30,6 @@ use tracing::info;
 use self::admission::{AdmissionTransport, Gate};
 use self::keys::NodeKeys;
 pub use self::member::{newest_generations, Member, Sighting};
-use crate::metrics::Metrics;
 pub use eventide_api::RaftRole;
 
 /// Separates Eventide's gossip from any other chitchat traffic on the network (with a
@@ -46,10 +46,8 @@ pub struct SelfInfo {
     pub labels: Vec<String>,
     pub seeds: Vec<String>,
     pub interval: Duration,
-    /// Signs the admission handshake; its secret (if any) turns admission on.
-    pub signer: Signer,
-    /// Counts failed handshakes sent by this node.
-    pub metrics: Arc<Metrics>,
+    /// Sends the admission handshake; its signer's secret (if any) turns admission on.
+    pub rpc: RpcClient,
 }
 
 /// This node's gossip participant.
@@ -81,7 +79,8 @@ impl Gossip {
         let config = ChitchatConfig {
             chitchat_id: ChitchatId::new(me.id.to_string(), generation, me.advertise),
             cluster_id: me
-                .signer
+                .rpc
+                .signer()
                 .secret()
                 .map_or_else(|| CLUSTER_ID.to_owned(), Secret::gossip_cluster_id),
             gossip_interval: me.interval,
@@ -106,7 +105,7 @@ impl Gossip {
         };
         let initial =
             keys.to_pairs().into_iter().map(|(key, value)| (key.to_owned(), value)).collect();
-        let gate = Gate::new(me.signer.clone(), me.metrics.clone(), me.advertise, me.listen)?;
+        let gate = Gate::new(&me.rpc, me.advertise, me.listen)?;
         let started = match &gate {
             Some(gate) => {
                 spawn_chitchat(config, initial, &AdmissionTransport { gate: gate.clone() }).await

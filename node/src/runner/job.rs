@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use eventide_consensus::{Command, CommitId, Outcome, Reply, Verdict};
+use eventide_node::protocol::dispatch::Assignment;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::exec::{self, ExecEnd, ExecSpec};
 use super::workspace::{self, Refusal};
 use super::{reports, Runner};
-use crate::dispatcher::rpc::Assignment;
 use crate::joblog::{log_path, logs_dir};
 use crate::repo_config::{self, RepoConfig, CONFIG_FILE};
 use crate::{clock, git};

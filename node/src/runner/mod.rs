@@ -29,16 +29,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use eventide_consensus::auth::Signer;
-use eventide_consensus::network::Writer;
+use eventide_consensus::network::{RpcClient, RpcError, Writer};
 use eventide_consensus::store::StateMachineStore;
 use eventide_consensus::{JobId, NodeId};
+use eventide_node::protocol::dispatch::{
+    ClaimRequest, ClaimResponse, RenewRequest, RenewResponse, CLAIM_PATH, LEASE_PERIOD,
+    MAX_CLAIM_WAIT, RENEW_INTERVAL, RENEW_PATH,
+};
 use eventide_node::units::MinFreeDisk;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
-use crate::dispatcher::rpc::{self, ClaimRequest, ClaimResponse, RenewRequest, RenewResponse};
-use crate::dispatcher::{LEASE_PERIOD, MAX_CLAIM_WAIT, RENEW_INTERVAL};
 use crate::gossip::Gossip;
 use crate::metrics::Metrics;
 use crate::raft_view::RaftView;
@@ -79,8 +80,9 @@ pub struct RunnerHandles {
     pub state_machine: StateMachineStore,
     pub writer: Writer,
     pub gossip: Arc<Gossip>,
-    /// Signs claims and renewals with the cluster secret (if any).
-    pub signer: Signer,
+    /// Sends claims and renewals, signed with the cluster secret (if any), and counts
+    /// their failures.
+    pub rpc: RpcClient,
     pub metrics: Arc<Metrics>,
 }
 
@@ -91,29 +93,23 @@ pub struct Runner {
     state_machine: StateMachineStore,
     writer: Writer,
     gossip: Arc<Gossip>,
-    signer: Signer,
+    rpc: RpcClient,
     metrics: Arc<Metrics>,
-    http: reqwest::Client,
     active: Mutex<BTreeMap<JobId, Active>>,
     gate: Mutex<Gate>,
 }
 
 impl Runner {
     pub fn new(settings: RunnerSettings, handles: RunnerHandles) -> anyhow::Result<Arc<Runner>> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
-            .build()?;
-        let RunnerHandles { raft, state_machine, writer, gossip, signer, metrics } = handles;
+        let RunnerHandles { raft, state_machine, writer, gossip, rpc, metrics } = handles;
         Ok(Arc::new(Runner {
             settings,
             raft,
             state_machine,
             writer,
             gossip,
-            signer,
+            rpc,
             metrics,
-            http,
             active: Mutex::new(BTreeMap::new()),
             gate: Mutex::new(Gate::default()),
         }))
@@ -167,16 +163,8 @@ impl Runner {
                 wait_ms: MAX_CLAIM_WAIT.as_millis() as u64,
             };
             let timeout = MAX_CLAIM_WAIT + Duration::from_secs(5);
-            let response: anyhow::Result<ClaimResponse> = crate::dispatcher::call(
-                &self.http,
-                &self.signer,
-                &self.metrics,
-                &leader,
-                rpc::CLAIM_PATH,
-                &request,
-                timeout,
-            )
-            .await;
+            let response: Result<ClaimResponse, RpcError> =
+                self.rpc.call(&leader, CLAIM_PATH, &request, timeout).await;
             match response {
                 Ok(ClaimResponse::Job(assignment)) => {
                     let job = assignment.job;
@@ -274,17 +262,7 @@ impl Runner {
             let renewed = match self.leader_addr().await {
                 Some(leader) => {
                     let request = RenewRequest { runner: me, jobs: jobs.clone() };
-                    crate::dispatcher::call(
-                        &self.http,
-                        &self.signer,
-                        &self.metrics,
-                        &leader,
-                        rpc::RENEW_PATH,
-                        &request,
-                        RENEW_INTERVAL,
-                    )
-                    .await
-                    .ok()
+                    self.rpc.call(&leader, RENEW_PATH, &request, RENEW_INTERVAL).await.ok()
                 }
                 None => None,
             };

@@ -1,5 +1,6 @@
 //! The gossip admission handshake's messages and the pure checks of its answering side
-//! (in the library, as `eventide_node::admit_rpc`, so that they can be fuzzed).
+//! (in the library, so that they can be fuzzed; the node's `gossip::admission` sends and
+//! answers them).
 //!
 //! A node that hears from, or is about to gossip to, an unknown address `to` asks it,
 //! over TCP, to prove the cluster secret: a signed `POST` of [`AdmitRequest`] `{ from,
@@ -88,9 +89,14 @@ impl Refusal {
 }
 
 /// Decodes and checks a request received by the node whose gossip addresses are `me`
-/// (advertised and listen).
+/// (advertised and listen): the codec's decode, then [`check_addressed`].
 pub fn check_request(body: &[u8], me: &[SocketAddr]) -> Result<AdmitRequest, Refusal> {
     let request: AdmitRequest = codec::decode(body).map_err(Refusal::Malformed)?;
+    check_addressed(request, me)
+}
+
+/// Checks that a decoded request is for the node whose gossip addresses are `me`.
+pub fn check_addressed(request: AdmitRequest, me: &[SocketAddr]) -> Result<AdmitRequest, Refusal> {
     if !me.iter().any(|addr| same_addr(*addr, request.to)) {
         return Err(Refusal::NotForThisNode { to: request.to });
     }

@@ -1,0 +1,64 @@
+//! The claim and renew protocol between runners and the leader's dispatcher: claim a
+//! job (long poll) and renew leases, with the timings both sides keep. Bodies are
+//! codec-encoded and sent with `eventide_consensus::network::RpcClient`; the paths live
+//! under `/internal/`, so requests are signed.
+
+use std::time::Duration;
+
+use eventide_consensus::{CommitId, JobId, NodeId};
+use serde::{Deserialize, Serialize};
+
+/// How long a lease lasts without renewal.
+pub const LEASE_PERIOD: Duration = Duration::from_secs(5);
+/// How often runners renew (a fifth of the lease).
+pub const RENEW_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest a claim is held when nothing is queued.
+pub const MAX_CLAIM_WAIT: Duration = Duration::from_secs(10);
+
+pub const CLAIM_PATH: &str = "/internal/dispatch/claim";
+pub const RENEW_PATH: &str = "/internal/dispatch/renew";
+
+/// A runner with a free slot asks for work.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimRequest {
+    pub runner: NodeId,
+    pub labels: Vec<String>,
+    /// How long the leader may hold the request when nothing is queued.
+    pub wait_ms: u64,
+}
+
+/// A job given to a runner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub job: JobId,
+    pub attempt: u32,
+    pub repo_url: String,
+    pub branch: String,
+    pub commit: CommitId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClaimResponse {
+    Job(Assignment),
+    /// Nothing runnable arrived while the request was held.
+    Nothing,
+    /// Ask the leader instead.
+    NotLeader,
+}
+
+/// A runner renews the leases of every job it runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewRequest {
+    pub runner: NodeId,
+    pub jobs: Vec<(JobId, u32)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RenewResponse {
+    /// Leases extended, except for these jobs, which the runner must stop (cancelled,
+    /// requeued or given to another runner).
+    Renewed {
+        revoked: Vec<JobId>,
+    },
+    NotLeader,
+}
