@@ -9,6 +9,7 @@
 //! - `cluster`: bootstrap and autopilot (membership management on the leader).
 //! - `repos`: watched repositories.
 //! - `observer`, `dispatcher`, `runner`: the three CI roles.
+//! - `health`: what the cluster task and the observer report for `status`.
 //! - `joblog`: where a job's output lives on the node that ran it (runner and API).
 //! - `git`: mirrors, commit walks and checkouts; `repo_config` (from the library, with
 //!   `units`): `.eventide.toml`;
@@ -38,6 +39,7 @@ mod config;
 mod dispatcher;
 mod git;
 mod gossip;
+mod health;
 mod joblog;
 mod metrics;
 mod node;

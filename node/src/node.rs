@@ -27,12 +27,13 @@ use tokio::sync::watch;
 use tracing::{info, warn, Instrument};
 
 use crate::api::{self, ApiHandles};
-use crate::cluster::{self, ClusterSettings, Phase};
+use crate::cluster::{self, ClusterSettings};
 use crate::config::RunConfig;
 use crate::dispatcher::Dispatcher;
 use crate::gossip::{Gossip, SelfInfo};
+use crate::health::{ObserverHealth, Phase};
 use crate::metrics::{self, Metrics};
-use crate::observer::{Observer, ObserverHandles, ObserverHealth, ObserverSettings};
+use crate::observer::{Observer, ObserverHandles, ObserverSettings};
 use crate::raft_view::RaftView;
 use crate::runner::{Runner, RunnerHandles, RunnerSettings};
 use crate::{repos, server};

@@ -11,13 +11,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use eventide_api::RaftRole;
 use eventide_consensus::types::{Raft, RaftMetrics};
 use eventide_consensus::{NodeId, NodeInfo};
 use openraft::ServerState;
 use tokio::sync::watch;
 use tokio::time::Instant;
-
-use crate::gossip::RaftRole;
 
 /// A cheap clone of the Raft handle's read side.
 #[derive(Clone)]

@@ -46,10 +46,10 @@ use tracing::{debug, warn};
 pub use eventide_api::ErrorBody;
 
 use self::auth::ApiAuth;
-use crate::cluster::Phase;
 use crate::gossip::Gossip;
+use crate::health::ObserverHealth;
+use crate::health::Phase;
 use crate::metrics::Metrics;
-use crate::observer::ObserverHealth;
 use crate::raft_view::RaftView;
 
 /// The largest public request body accepted.

@@ -15,9 +15,9 @@ use eventide_consensus::NodeId;
 use eventide_consensus::store::StateMachineStore;
 use tokio::sync::watch;
 
-use crate::cluster::Phase;
 use crate::gossip::Gossip;
-use crate::observer::ObserverHealth;
+use crate::health::ObserverHealth;
+use crate::health::Phase;
 use crate::raft_view::RaftView;
 
 /// What `status` reads.

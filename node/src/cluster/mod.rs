@@ -26,6 +26,7 @@ use tracing::{info, warn};
 pub use self::autopilot::{Autopilot, Change, MembershipView};
 pub use self::bootstrap::{decide, Bootstrap};
 use crate::gossip::{Gossip, RaftRole};
+use crate::health::Phase;
 use crate::raft_view::{RaftStatus, RaftView};
 
 /// A learner within this many entries of the leader's log may become a voter.
@@ -33,13 +34,6 @@ const CAUGHT_UP_ENTRIES: u64 = 100;
 
 /// How often membership is re-evaluated when nothing else wakes the loop.
 const TICK: Duration = Duration::from_millis(250);
-
-/// What the cluster task knows that `status` shows.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Phase {
-    /// Why this node is not in a cluster yet, if it is not.
-    pub waiting: Option<String>,
-}
 
 /// Settings of the cluster task.
 pub struct ClusterSettings {

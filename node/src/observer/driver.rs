@@ -19,9 +19,9 @@ use eventide_consensus::{Command, CommitId, Observe, ObservedCommit, Refusal, Re
 use tokio::sync::Notify;
 use tracing::{debug, info, warn, Instrument};
 
-use super::health::ObserverHealth;
 use super::plan::{bound_skipped, plan_branches, BranchPlan, COMMITS_PER_ROUND};
 use super::refusals::RefusalMemo;
+use crate::health::ObserverHealth;
 use crate::raft_view::RaftView;
 use crate::{clock, git, repo_config};
 

@@ -9,7 +9,6 @@
 //!
 //! - `plan`: the pure decision, [`plan_branches`](plan::plan_branches).
 //! - `refusals`: the observations the state refused, not proposed again.
-//! - `health`: each repository's latest problem, for `status`.
 //! - `driver`: the rounds on the leader, one task per repository; [`Observer`] holds
 //!   only the handles it uses (Raft view, replica, writer, wake-up, health).
 //!
@@ -21,9 +20,7 @@
 //! ```
 
 mod driver;
-mod health;
 mod plan;
 mod refusals;
 
 pub use driver::{Observer, ObserverHandles, ObserverSettings};
-pub use health::ObserverHealth;

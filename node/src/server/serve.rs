@@ -12,6 +12,7 @@ use axum::extract::ConnectInfo;
 use axum::http::{header, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
+use eventide_api::ErrorBody;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -27,7 +28,7 @@ use super::admission::{
     admit, classify, is_internal_path, Admission, HttpLimits, RefusalLog, Route,
 };
 use super::replay::Replay;
-use crate::api::ErrorBody;
+
 use crate::metrics::Metrics;
 
 /// The longest first request line read to decide whether it goes to an internal route.

@@ -1,9 +1,18 @@
-//! What `status` shows of the observer: its latest problem with each repository.
+//! What the background tasks report for `status`: the cluster task's formation phase
+//! and the observer's latest problem with each repository. They write here and the API
+//! reads here, so neither imports the other.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
 
 use eventide_consensus::RepoId;
+
+/// What the cluster task knows that `status` shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Phase {
+    /// Why this node is not in a cluster yet, if it is not.
+    pub waiting: Option<String>,
+}
 
 /// The observer's latest problem with each repository, for `status`. Only the leader's
 /// observer reports; a node that is not the leader reports nothing.
@@ -19,7 +28,7 @@ impl ObserverHealth {
     }
 
     /// Records a repository's round; returns the error it had before.
-    pub(super) fn replace(&self, repo: RepoId, error: Option<String>) -> Option<String> {
+    pub fn replace(&self, repo: RepoId, error: Option<String>) -> Option<String> {
         let mut errors = self.lock();
         match error {
             Some(error) => errors.insert(repo, error),
@@ -28,11 +37,11 @@ impl ObserverHealth {
     }
 
     /// Forgets repositories that are no longer watched.
-    pub(super) fn retain(&self, repos: &BTreeSet<RepoId>) {
+    pub fn retain(&self, repos: &BTreeSet<RepoId>) {
         self.lock().retain(|repo, _| repos.contains(repo));
     }
 
-    pub(super) fn clear(&self) {
+    pub fn clear(&self) {
         self.lock().clear();
     }
 
