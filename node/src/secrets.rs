@@ -20,7 +20,7 @@ impl Secrets {
         match Sealer::new(secret).open(name, &stored.sealed) {
             Ok(value) => Some(value),
             Err(error) => {
-                warn!(secret = name, error = %error, "failed to open a stored secret");
+                warn!(name, error = %error, "failed to open a stored secret");
                 None
             }
         }

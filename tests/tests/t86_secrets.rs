@@ -235,6 +235,10 @@ fn the_store_needs_the_token_a_cluster_secret_and_valid_names_and_sizes() {
         (code, error_of(&body).as_str()),
         (400, "a secret value has at most 65536 bytes, not 65537")
     );
+    // A body that is not a value is refused without being quoted back.
+    let (code, body) = put(addr, "QUOTED", r#""tide-quoted-VALUE""#, Some(&auth));
+    assert_eq!(code, 400, "{body}");
+    assert!(!body.contains("tide-quoted-VALUE"), "{body}");
     let most = format!(r#"{{"value": "{}"}}"#, "v".repeat(64 * 1024));
     let (code, body) = put(addr, "BIG", &most, Some(&auth));
     assert_eq!(code, 200, "{body}");

@@ -27,6 +27,9 @@ use crate::clock;
 pub const NEEDS_CLUSTER_SECRET: &str =
     "the secret store needs a cluster secret: start every node with --secret-file";
 
+/// The answer to a body that is not a value, whatever was wrong with it.
+const BAD_BODY: &str = "bad body: expected {\"value\": \"...\"} as application/json, at most 1 MiB";
+
 /// The state of the secret routes.
 pub struct SecretsState {
     /// `None` without a cluster secret.
@@ -62,9 +65,13 @@ pub async fn list(State(api): State<Arc<SecretsState>>) -> Result<Json<Vec<Secre
 pub async fn set(
     State(api): State<Arc<SecretsState>>,
     ApiPath(name): ApiPath<String>,
-    ApiJson(body): ApiJson<SetSecret>,
+    body: Result<ApiJson<SetSecret>, ApiError>,
 ) -> Result<Json<SecretDoc>, ApiError> {
     let sealer = api.sealer()?;
+    // A JSON error can quote what it failed on, which may be the value: say only what
+    // was expected.
+    let ApiJson(body) =
+        body.map_err(|refused| ApiError::new(refused.status, BAD_BODY.to_owned()))?;
     let value = Zeroizing::new(body.value);
     check_name(&name)?;
     if value.len() > MAX_SECRET_VALUE_BYTES {

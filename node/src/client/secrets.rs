@@ -9,6 +9,7 @@ use std::path::Path;
 use anyhow::Context;
 use eventide_api::{RemovedSecretDoc, SecretDoc, SetSecret};
 use eventide_consensus::auth::Zeroizing;
+use eventide_consensus::state::MAX_SECRET_VALUE_BYTES;
 
 use super::render;
 use super::{Api, NodeArgs};
@@ -30,6 +31,12 @@ pub async fn set(node: &NodeArgs, name: &str, from_file: Option<&Path>) -> anyho
             bytes
         }
     });
+    if bytes.len() > MAX_SECRET_VALUE_BYTES {
+        anyhow::bail!(
+            "a secret value has at most {MAX_SECRET_VALUE_BYTES} bytes, not {}",
+            bytes.len()
+        );
+    }
     let value =
         std::str::from_utf8(&bytes).context("a secret value must be utf-8 text")?.to_owned();
     let body = SetSecret { value };
