@@ -47,7 +47,7 @@ pub use self::signature::{
     check_request, sign, AuthError, Presented, SignedHeaders, NONCE_HEADER, SIGNATURE_HEADER,
     TIME_HEADER,
 };
-
+/// Opened values and derived keys are wiped when dropped.
 pub use zeroize::Zeroizing;
 
 /// How far a request's time may be from the receiver's clock.

@@ -4,11 +4,11 @@
 //! membership and the whole CI [`State`], behind the codec's format version and the
 //! payload's own. A state without secrets is written as version 2, the same without
 //! the secret store (see [`WrittenV2`]), so that binaries from before the secret store
-//! read it; version 2 loads with an empty store (see [`StateV2`]). The meta repeats the first two; a payload that disagrees with its meta
-//! is refused on install and on load. A payload of version 1 (written before the state
-//! had limits per repository) has no version of its own, starts with the tag of an
-//! `Option` (0 or 1) where versions 2 and 3 have their 2 or 3, and still loads (see
-//! [`StateV1`](crate::state::StateV1)).
+//! read it; version 2 loads with an empty store (see [`StateV2`]). The meta repeats the
+//! first two; a payload that disagrees with its meta is refused on install and on load.
+//! A payload of version 1 (written before the state had limits per repository) has no
+//! version of its own, starts with the tag of an `Option` (0 or 1) where versions 2 and 3
+//! have their 2 or 3, and still loads (see [`StateV1`](crate::state::StateV1)).
 //!
 //! Only one snapshot is kept. Its meta and data are written in one atomic batch and
 //! flushed before it is reported as current. A snapshot never replaces a newer one that a
