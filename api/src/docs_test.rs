@@ -6,8 +6,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::{
-    ErrorBody, JobDetailDoc, JobDoc, JobState, NotifyDoc, RaftRole, RemovedRepoDoc, RepoDoc,
-    RunnerState, StatusDoc, Trigger,
+    ErrorBody, JobDetailDoc, JobDoc, JobState, NotifyDoc, RaftRole, RemovedRepoDoc,
+    RemovedSecretDoc, RepoDoc, RunnerState, SecretDoc, SetSecret, StatusDoc, Trigger,
 };
 
 const API_DOC: &str = include_str!("../../docs/api.md");
@@ -91,6 +91,18 @@ fn the_notify_and_error_examples_are_their_docs() {
     ] {
         round_trip::<ErrorBody>(marker);
     }
+}
+
+#[test]
+fn the_secret_store_examples_are_its_docs() {
+    round_trip::<ErrorBody>("## The secret store");
+    round_trip::<SetSecret>("### `PUT /api/v1/secrets/{name}`");
+    let answer: SecretDoc = round_trip("The secret's answer (`200`)");
+    assert!(answer.updated_at > answer.created_at);
+    round_trip::<ErrorBody>("A bad name or value is refused");
+    let listed: Vec<SecretDoc> = round_trip("### `GET /api/v1/secrets`");
+    assert_eq!(listed[1], answer);
+    round_trip::<RemovedSecretDoc>("### `DELETE /api/v1/secrets/{name}`");
 }
 
 #[test]

@@ -10,6 +10,7 @@
 //! - `jobs`: jobs and results, [`JobDoc`], [`JobDetailDoc`], [`JobState`], [`Trigger`],
 //!   the list query and the rerun request.
 //! - `repos`: watched repositories, added and removed.
+//! - `secrets`: the secret store's names and times, and the request that sets a value.
 //! - `notify`: the answer of `POST /api/v1/notify`.
 //! - `logs`: the query of `GET /api/v1/jobs/{id}/log`.
 //! - `error`: [`ErrorBody`], the body of every error answer.
@@ -25,6 +26,7 @@ pub mod logs;
 pub mod nodes;
 pub mod notify;
 pub mod repos;
+pub mod secrets;
 pub mod status;
 
 pub use error::ErrorBody;
@@ -36,6 +38,7 @@ pub use logs::LogQuery;
 pub use nodes::{NodeRef, NodeStatus, RaftRole, RunnerState};
 pub use notify::NotifyDoc;
 pub use repos::{AddRepo, RemovedRepoDoc, RepoDoc};
+pub use secrets::{RemovedSecretDoc, SecretDoc, SetSecret};
 pub use status::{Auth, QueueStatus, RepoStatus, StatusDoc};
 
 #[cfg(test)]

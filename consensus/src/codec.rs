@@ -144,6 +144,12 @@ mod tests {
                 },
                 at: Timestamp(3),
             },
+            Command::SetSecret {
+                name: "DEPLOY_KEY".into(),
+                sealed: crate::auth::Sealed { nonce: [3; 24], ciphertext: vec![4; 40] },
+                at: Timestamp(4),
+            },
+            Command::RemoveSecret { name: "DEPLOY_KEY".into(), at: Timestamp(5) },
         ]
     }
 

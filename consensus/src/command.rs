@@ -9,6 +9,7 @@ use std::cell::Cell;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::auth::Sealed;
 use crate::state::{JobStatus, Limits};
 use crate::types::{CommitId, JobId, NodeId, RepoId, Timestamp};
 
@@ -50,6 +51,11 @@ pub enum Command {
     /// binaries cannot decode it: in a rolling upgrade from a version without batches,
     /// upgrade the leader last.
     Batch(#[serde(deserialize_with = "unnested_batch")] Vec<Command>),
+    /// Store a secret's value, sealed by the proposer (the state machine never sees the
+    /// clear text). Creates the secret or replaces its value.
+    SetSecret { name: String, sealed: Sealed, at: Timestamp },
+    /// Forget a secret.
+    RemoveSecret { name: String, at: Timestamp },
 }
 
 impl Command {
@@ -86,6 +92,10 @@ impl Command {
                 Command::Batch(commands) => {
                     commands.iter().map(Command::approximate_size).sum::<usize>()
                 }
+                Command::SetSecret { name, sealed, .. } => {
+                    name.len() + sealed.nonce.len() + sealed.ciphertext.len()
+                }
+                Command::RemoveSecret { name, .. } => name.len(),
             }
     }
 }
@@ -208,6 +218,14 @@ pub enum Reply {
     /// decoding refuses one).
     Batch(#[serde(deserialize_with = "unnested_batch")] Vec<Reply>),
     Refused(Refusal),
+    SecretSet {
+        name: String,
+        created_at: Timestamp,
+        updated_at: Timestamp,
+    },
+    SecretRemoved {
+        name: String,
+    },
 }
 
 /// Why a command changed nothing.
@@ -239,6 +257,8 @@ pub enum Refusal {
     /// The state keeps no more of `what` (`max_repos`, `max_branches_per_repo`).
     #[error("{what}: at most {limit}")]
     LimitReached { what: String, limit: u32 },
+    #[error("unknown secret {name}")]
+    UnknownSecret { name: String },
 }
 
 impl Reply {

@@ -3,7 +3,8 @@
 //! - `types`: ids, node info and the openraft type configuration.
 //! - `command`: the log entries (commands) and the state machine's replies.
 //! - `state`: the CI state machine, pure and deterministic, with its queries.
-//! - `auth`: the cluster secret; signing and checking internal RPC (HMAC-SHA256).
+//! - `auth`: the cluster secret; signing and checking internal RPC (HMAC-SHA256), and
+//!   sealing the secret store's values (XChaCha20-Poly1305).
 //! - `codec`: the only place that turns values into bytes (versioned, size-limited).
 //! - `store`: sled-backed openraft log storage, state machine and snapshots.
 //! - `network`: internal RPC over HTTP (`RpcClient`, the `Codec` adapter), and Raft's

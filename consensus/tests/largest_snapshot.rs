@@ -6,7 +6,7 @@
 //! with the longest urls, 1,000 branches each with the longest names and their skipped
 //! commits, 100,000 final jobs (the newest 1,000 with a full output tail and failing test
 //! names) and 999 queued or running jobs per repository, every job with the most labels
-//! and attempts. It is snapshotted into sled and read back by a store opened again on the
+//! and attempts, and the most secrets, each with the longest name and value. It is snapshotted into sled and read back by a store opened again on the
 //! same directory, which must decode it whole. Its size is checked against
 //! [`largest_state_bytes`], which must be an upper bound, and a close one
 //! (within 20%: it counts every varint at its longest).
@@ -15,11 +15,12 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
+use eventide_consensus::auth::{Sealed, NONCE_BYTES};
 use eventide_consensus::codec::{self, STORED_LIMIT};
 use eventide_consensus::state::{
     largest_state_bytes, Cursor, MAX_BRANCH_BYTES, MAX_COMMITS_PER_OBSERVE, MAX_FAILING_NAMES,
     MAX_LABELS, MAX_LABEL_BYTES, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, MAX_REASON_BYTES,
-    MAX_TEST_NAME_BYTES,
+    MAX_SEALED_BYTES, MAX_SECRETS, MAX_SECRET_NAME_BYTES, MAX_TEST_NAME_BYTES,
 };
 use eventide_consensus::store::{self, StateMachineStore};
 use eventide_consensus::types::{Entry, LogId};
@@ -218,6 +219,14 @@ async fn the_largest_state_the_limits_allow_round_trips_through_a_snapshot() {
             builder.run_to_last_attempt(job, limits.max_attempts).await;
         }
     }
+    for n in 0..MAX_SECRETS {
+        let name = format!("S{n:0>width$}", width = MAX_SECRET_NAME_BYTES - 1);
+        let sealed =
+            Sealed { nonce: [0xff; NONCE_BYTES], ciphertext: vec![0xa5; MAX_SEALED_BYTES] };
+        let at = builder.now();
+        let reply = Reply::SecretSet { name: name.clone(), created_at: at, updated_at: at };
+        builder.push(Command::SetSecret { name, sealed, at }, reply).await;
+    }
     builder.flush().await;
     let built = started.elapsed();
 
@@ -259,6 +268,7 @@ async fn the_largest_state_the_limits_allow_round_trips_through_a_snapshot() {
     };
     let (_log_store, state_machine) = reopened;
     assert_eq!(state_machine.read(|state| state.queue_counts()), counts);
+    assert_eq!(state_machine.read(|state| state.secrets().len()), MAX_SECRETS);
     let reread = state_machine.read(|state| digest(&codec::encode(state).expect("encodes")));
     assert_eq!(reread, state_digest, "the state read back differs");
     eprintln!("round trip done in {:?}", started.elapsed());

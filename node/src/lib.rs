@@ -8,6 +8,8 @@
 //!   protocol between runners and the leader (bodies of `/internal/dispatch/*`, and its
 //!   timings), and `protocol::admit`, the gossip admission handshake and the checks of
 //!   its answering side (bodies of `/internal/gossip/v2/admit`).
+//! - `secrets`: opening the secret store's sealed values with the cluster secret, for
+//!   the node's own users of them.
 //! - `units`: durations and sizes as people write them (`10m`, `512MiB`).
 //!
 //! ```text
@@ -18,4 +20,5 @@
 
 pub mod protocol;
 pub mod repo_config;
+pub mod secrets;
 pub mod units;

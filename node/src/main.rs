@@ -146,6 +146,12 @@ enum Commands {
         after_help = "Examples:\n  eventide-node repo add ~/src/app\n  eventide-node repo list"
     )]
     Repo(RepoCommand),
+    /// Manage the cluster's secret store (values are sealed; only names are shown).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  eventide-node secret set DEPLOY_KEY --from-file ./deploy_key\n  printf %s \"$TOKEN\" | eventide-node secret set FORGE_TOKEN\n  eventide-node secret list"
+    )]
+    Secret(SecretCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
     #[command(
         after_help = "Examples:\n  eventide-node completions bash > ~/.local/share/bash-completion/completions/eventide-node\n  eventide-node completions zsh > ~/.zfunc/_eventide-node\n  eventide-node completions fish > ~/.config/fish/completions/eventide-node.fish"
@@ -212,6 +218,43 @@ enum RepoCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum SecretCommand {
+    /// Store a secret, or replace its value: read from --from-file, else from stdin (one
+    /// trailing newline stripped); never from an argument, which `ps` would show.
+    #[command(
+        after_help = "Examples:\n  eventide-node secret set DEPLOY_KEY --from-file ./deploy_key\n  eventide-node secret set FORGE_TOKEN < token.txt"
+    )]
+    Set {
+        /// The secret's name: letters, digits and '_', not starting with a digit, at most 64.
+        name: String,
+        /// Read the value from this file (as it is, nothing stripped).
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// List the stored secrets' names and times (never their values).
+    #[command(
+        after_help = "Examples:\n  eventide-node secret list\n  eventide-node secret list --json"
+    )]
+    List {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a secret.
+    #[command(after_help = "Example:\n  eventide-node secret rm DEPLOY_KEY")]
+    Rm {
+        /// The secret's name.
+        name: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
 /// How long the process waits for blocking tasks (a stuck fetch) once it has stopped.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -267,6 +310,15 @@ fn main() -> ExitCode {
             }
             Commands::Repo(RepoCommand::List { node, json }) => {
                 client::repo_list(&node, json).await
+            }
+            Commands::Secret(SecretCommand::Set { name, from_file, node }) => {
+                client::secrets::set(&node, &name, from_file.as_deref()).await
+            }
+            Commands::Secret(SecretCommand::List { node, json }) => {
+                client::secrets::list(&node, json).await
+            }
+            Commands::Secret(SecretCommand::Rm { name, node }) => {
+                client::secrets::remove(&node, &name).await
             }
             Commands::Completions { .. } => Ok(()),
             Commands::Token { secret_file } => client::token(secret_file.as_deref()),

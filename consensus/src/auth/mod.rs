@@ -18,6 +18,7 @@
 //!
 //! - `secret`: the [`Secret`] and the values derived from it (API token, gossip id).
 //! - `signature`: the pure signing and checking of one request.
+//! - `seal`: the [`Sealer`] of the secret store's values (HKDF key, XChaCha20-Poly1305).
 //! - `replay`: the cache of recently seen signatures.
 //! - `http`: the axum middleware (server side) and [`Signer`] (reqwest side).
 //!
@@ -31,6 +32,7 @@
 
 mod http;
 mod replay;
+mod seal;
 mod secret;
 mod signature;
 
@@ -38,12 +40,15 @@ use std::time::Duration;
 
 pub use self::http::{now_ms, require_signature, InternalAuth, Signer};
 pub use self::replay::ReplayGuard;
+pub use self::seal::{SealError, Sealed, Sealer, NONCE_BYTES, SEAL_OVERHEAD};
 pub use self::secret::{from_hex, to_hex};
 pub use self::secret::{Secret, SecretError, MIN_SECRET_LEN};
 pub use self::signature::{
     check_request, sign, AuthError, Presented, SignedHeaders, NONCE_HEADER, SIGNATURE_HEADER,
     TIME_HEADER,
 };
+/// Opened values and derived keys are wiped when dropped.
+pub use zeroize::Zeroizing;
 
 /// How far a request's time may be from the receiver's clock.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(30);

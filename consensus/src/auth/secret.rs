@@ -42,6 +42,11 @@ impl Secret {
         }
     }
 
+    /// The secret's bytes, for deriving keys (HKDF) inside this module only.
+    pub(super) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// A fresh HMAC keyed with the secret.
     pub(super) fn mac(&self) -> HmacSha256 {
         // HMAC takes keys of any length; the error case cannot happen.

@@ -32,6 +32,8 @@ impl State {
             Command::Cancel { job, reason, at } => self.cancel(*job, reason, *at),
             Command::SetLimits { limits } => self.set_limits(limits),
             Command::Batch(commands) => Ok(self.apply_batch(commands)),
+            Command::SetSecret { name, sealed, at } => self.set_secret(name, sealed, *at),
+            Command::RemoveSecret { name, .. } => self.remove_secret(name),
         };
         result.unwrap_or_else(Reply::Refused)
     }

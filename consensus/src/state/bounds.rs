@@ -17,7 +17,8 @@
 //! - final jobs: `retained_jobs`, of which `retained_outputs` keep their output tail and
 //!   failing test names;
 //! - attempts per job: `max_attempts` (an attempt starts only at the current attempt
-//!   number, which only a requeue below `max_attempts` raises).
+//!   number, which only a requeue below `max_attempts` raises);
+//! - secrets: [`MAX_SECRETS`], each at most [`MAX_SEALED_BYTES`] sealed.
 //!
 //! The default limits are also the most [`Limits::problem`] accepts, so
 //! `largest_state_bytes(&Limits::default())` bounds every state, whatever limits were set
@@ -25,8 +26,10 @@
 
 use super::{
     Cursor, Limits, MAX_BRANCH_BYTES, MAX_COMMITS_PER_OBSERVE, MAX_FAILING_NAMES, MAX_LABELS,
-    MAX_LABEL_BYTES, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, MAX_NOTE_BYTES, MAX_TEST_NAME_BYTES,
+    MAX_LABEL_BYTES, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, MAX_NOTE_BYTES, MAX_SEALED_BYTES,
+    MAX_SECRETS, MAX_SECRET_NAME_BYTES, MAX_TEST_NAME_BYTES,
 };
+use crate::auth::NONCE_BYTES;
 
 /// A u64 (ids, time stamps, counts) as a varint.
 const U64: u64 = 9;
@@ -88,13 +91,18 @@ pub fn largest_state_bytes(limits: &Limits) -> u64 {
         + MAX_FAILING_NAMES as u64 * text(MAX_TEST_NAME_BYTES)
         + U64; // its place in `outputs_kept`
 
-    let fixed = 7 * U32 + 2 * U64 + 5 * LEN;
+    // Its name (the map key), the nonce (a fixed array), the ciphertext, two time stamps.
+    let secret =
+        text(MAX_SECRET_NAME_BYTES) + NONCE_BYTES as u64 + text(MAX_SEALED_BYTES) + 2 * U64;
+
+    let fixed = 7 * U32 + 2 * U64 + 6 * LEN;
     fixed
         + repos * (U64 + repo + U64 + LEN) // in the repository map and the cursor map
         + branches * cursor
         + open_jobs * open_job
         + final_jobs * final_job
         + outputs * output
+        + MAX_SECRETS as u64 * secret
 }
 
 #[cfg(test)]

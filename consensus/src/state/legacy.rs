@@ -4,10 +4,15 @@
 //! those four kept, within today's bounds, and the others at their defaults. Texts it kept
 //! under older, looser per-item bounds stay as they were: they leave the state as those
 //! jobs are retired.
+//!
+//! Version 2 had no secret store. Its data loads with an empty one. A state without
+//! secrets is still written as version 2 ([`WrittenV2`]), so that a binary without the
+//! secret store reads the snapshots of one with it until a secret is set, which keeps
+//! rolling upgrades (and going back) working.
 
 use std::collections::{BTreeMap, VecDeque};
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{Cursor, Data, Index, Job, Limits, Repo, State};
 use crate::types::{JobId, RepoId};
@@ -59,12 +64,78 @@ impl<'de> Deserialize<'de> for StateV1 {
             jobs: old.jobs,
             finished: old.finished,
             outputs_kept: old.outputs_kept,
+            secrets: BTreeMap::new(),
         };
         let index = Index::build(&data);
         let mut state = State { data, index };
         // Lowered limits apply at once, as a `SetLimits` would.
         state.enforce_retention();
         Ok(StateV1(state))
+    }
+}
+
+#[derive(Deserialize)]
+struct DataV2 {
+    limits: Limits,
+    last_repo_id: u64,
+    last_job_id: u64,
+    repos: BTreeMap<RepoId, Repo>,
+    cursors: BTreeMap<RepoId, BTreeMap<String, Cursor>>,
+    jobs: BTreeMap<JobId, Job>,
+    finished: VecDeque<JobId>,
+    outputs_kept: VecDeque<JobId>,
+}
+
+/// A [`State`] decoded from version 2 data: the same, with no secrets.
+pub struct StateV2(pub State);
+
+impl<'de> Deserialize<'de> for StateV2 {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let old = DataV2::deserialize(deserializer)?;
+        let data = Data {
+            limits: old.limits,
+            last_repo_id: old.last_repo_id,
+            last_job_id: old.last_job_id,
+            repos: old.repos,
+            cursors: old.cursors,
+            jobs: old.jobs,
+            finished: old.finished,
+            outputs_kept: old.outputs_kept,
+            secrets: BTreeMap::new(),
+        };
+        let index = Index::build(&data);
+        Ok(StateV2(State { data, index }))
+    }
+}
+
+/// A state without secrets as version 2 encodes it, field for field.
+#[derive(Serialize)]
+pub struct WrittenV2<'a> {
+    limits: &'a Limits,
+    last_repo_id: u64,
+    last_job_id: u64,
+    repos: &'a BTreeMap<RepoId, Repo>,
+    cursors: &'a BTreeMap<RepoId, BTreeMap<String, Cursor>>,
+    jobs: &'a BTreeMap<JobId, Job>,
+    finished: &'a VecDeque<JobId>,
+    outputs_kept: &'a VecDeque<JobId>,
+}
+
+impl<'a> WrittenV2<'a> {
+    /// `state` in version 2's shape; `None` when it holds secrets, which version 2
+    /// cannot hold.
+    pub fn of(state: &'a State) -> Option<Self> {
+        let data = &state.data;
+        data.secrets.is_empty().then_some(WrittenV2 {
+            limits: &data.limits,
+            last_repo_id: data.last_repo_id,
+            last_job_id: data.last_job_id,
+            repos: &data.repos,
+            cursors: &data.cursors,
+            jobs: &data.jobs,
+            finished: &data.finished,
+            outputs_kept: &data.outputs_kept,
+        })
     }
 }
 
@@ -152,5 +223,27 @@ mod tests {
         let StateV1(loaded) = codec::decode_stored(&bytes).expect("version 1 decodes");
         assert_eq!(*loaded.limits(), Limits::default());
         assert_eq!(loaded.limits().problem(), None);
+    }
+
+    #[test]
+    fn version_2_data_loads_with_no_secrets_and_a_state_without_secrets_writes_it() {
+        let state = sample();
+        let written = WrittenV2::of(&state).expect("no secrets");
+        let bytes = codec::encode(&written).expect("encodes");
+        let StateV2(loaded) = codec::decode_stored(&bytes).expect("version 2 decodes");
+        assert_eq!(loaded, state);
+        assert!(loaded.secrets().is_empty());
+
+        // Version 2 is today's data without the secrets map, which bincode writes last.
+        let today = codec::encode(&state.data).expect("encodes");
+        assert_eq!(today[..today.len() - 1], bytes[..], "only the empty map's length differs");
+
+        let mut with_secret = state;
+        with_secret.apply(&Command::SetSecret {
+            name: "TOKEN".into(),
+            sealed: crate::auth::Sealed { nonce: [7; 24], ciphertext: vec![1; 20] },
+            at: Timestamp(3),
+        });
+        assert!(WrittenV2::of(&with_secret).is_none(), "version 2 cannot hold a secret");
     }
 }

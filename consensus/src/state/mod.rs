@@ -7,6 +7,7 @@
 //! - `job`: the records (repositories, cursors, jobs).
 //! - `apply`: the rules, one function per command.
 //! - `query`: read-only views the rest of the system needs.
+//! - `secrets`: the secret store (sealed values by name) and its rules.
 //! - `bounds`: the largest state (and so snapshot) the limits allow.
 //! - `legacy`: the data as snapshots of earlier versions hold it.
 //!
@@ -18,6 +19,7 @@ mod bounds;
 mod job;
 mod legacy;
 mod query;
+mod secrets;
 #[cfg(test)]
 mod tests;
 
@@ -27,10 +29,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use self::bounds::largest_state_bytes;
 pub use self::job::{Attempt, Cursor, Job, JobResult, JobStatus, Repo, Trigger};
-pub use self::legacy::StateV1;
 #[cfg(test)]
 pub(crate) use self::legacy::WrittenV1;
+pub use self::legacy::{StateV1, StateV2, WrittenV2};
 pub use self::query::{JobFilter, QueueCounts};
+pub use self::secrets::{
+    sealed_size_problem, secret_name_problem, SecretInfo, StoredSecret, MAX_SEALED_BYTES,
+    MAX_SECRETS, MAX_SECRET_NAME_BYTES, MAX_SECRET_VALUE_BYTES,
+};
 use crate::types::{CommitId, JobId, NodeId, RepoId};
 
 /// Limits the state machine enforces; changed by `Command::SetLimits`.
@@ -138,6 +144,8 @@ struct Data {
     /// The newest final jobs that still keep their output (for `retained_outputs`), a
     /// suffix of `finished`.
     outputs_kept: VecDeque<JobId>,
+    /// The secret store, sealed values only (added in snapshot payload version 3).
+    secrets: BTreeMap<String, StoredSecret>,
 }
 
 /// Indexes derived from [`Data`]; never serialized.

@@ -10,6 +10,7 @@ mod job_test;
 mod limits_test;
 mod query_test;
 mod repo_test;
+mod secret_test;
 
 use super::{Limits, State};
 use crate::command::{Command, Observe, ObservedCommit, Outcome, Refusal, Reply, Verdict};

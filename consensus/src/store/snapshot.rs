@@ -1,12 +1,14 @@
 //! The current snapshot in sled, and the format of a snapshot's data.
 //!
-//! A snapshot's data is `codec((PAYLOAD_V2, Payload))`: the last applied log id, the last
+//! A snapshot's data is `codec((PAYLOAD_V3, Payload))`: the last applied log id, the last
 //! membership and the whole CI [`State`], behind the codec's format version and the
-//! payload's own. The meta repeats the first two; a payload that disagrees with its meta
-//! is refused on install and on load. A payload of version 1 (written before the state
-//! had limits per repository) has no version of its own, starts with the tag of an
-//! `Option` (0 or 1) where version 2 has its 2, and still loads (see
-//! [`StateV1`](crate::state::StateV1)).
+//! payload's own. A state without secrets is written as version 2, the same without
+//! the secret store (see [`WrittenV2`]), so that binaries from before the secret store
+//! read it; version 2 loads with an empty store (see [`StateV2`]). The meta repeats the
+//! first two; a payload that disagrees with its meta is refused on install and on load.
+//! A payload of version 1 (written before the state had limits per repository) has no
+//! version of its own, starts with the tag of an `Option` (0 or 1) where versions 2 and 3
+//! have their 2 or 3, and still loads (see [`StateV1`](crate::state::StateV1)).
 //!
 //! Only one snapshot is kept. Its meta and data are written in one atomic batch and
 //! flushed before it is reported as current. A snapshot never replaces a newer one that a
@@ -20,10 +22,12 @@ use tracing::debug;
 use super::error::StoreError;
 use super::keys;
 use crate::codec;
-use crate::state::{State, StateV1};
+use crate::state::{State, StateV1, StateV2, WrittenV2};
 use crate::types::{LogId, SnapshotMeta, StoredMembership};
 
-/// The payload's format version, written in front of it.
+/// The payload's format version, written in front of it: 3 with the secret store.
+const PAYLOAD_V3: u8 = 3;
+/// The payload version before the secret store, still written for a state without secrets.
 const PAYLOAD_V2: u8 = 2;
 
 /// What a snapshot's data holds. `S` is `&State` when building and `State` when reading.
@@ -37,7 +41,18 @@ pub(super) struct Payload<S> {
 impl Payload<&State> {
     /// The bytes of a snapshot's data.
     pub(super) fn encode(&self) -> Result<Vec<u8>, StoreError> {
-        codec::encode(&(PAYLOAD_V2, self)).map_err(StoreError::encode("snapshot data"))
+        let encoded = match WrittenV2::of(self.state) {
+            Some(state) => codec::encode(&(
+                PAYLOAD_V2,
+                Payload {
+                    last_applied: self.last_applied,
+                    last_membership: self.last_membership.clone(),
+                    state,
+                },
+            )),
+            None => codec::encode(&(PAYLOAD_V3, self)),
+        };
+        encoded.map_err(StoreError::encode("snapshot data"))
     }
 }
 
@@ -45,18 +60,21 @@ impl Payload<State> {
     /// Decodes a snapshot's data, of any version, and checks it against the snapshot's
     /// meta.
     pub(super) fn decode_for(meta: &SnapshotMeta, data: &[u8]) -> Result<Self, StoreError> {
-        let payload = match codec::decode_stored::<(u8, Payload<State>)>(data) {
-            Ok((PAYLOAD_V2, payload)) => payload,
-            current => match codec::decode_stored::<Payload<StateV1>>(data) {
+        // `data` is the codec's version, then the payload's (a u8 is one byte in bincode).
+        let payload = match data.get(1) {
+            Some(&PAYLOAD_V3) => codec::decode_stored::<(u8, Payload<State>)>(data)
+                .map(|(_, payload)| payload)
+                .map_err(StoreError::decode("snapshot data"))?,
+            Some(&PAYLOAD_V2) => codec::decode_stored::<(u8, Payload<StateV2>)>(data)
+                .map(|(_, Payload { last_applied, last_membership, state: StateV2(state) })| {
+                    Payload { last_applied, last_membership, state }
+                })
+                .map_err(StoreError::decode("snapshot data"))?,
+            _ => match codec::decode_stored::<Payload<StateV1>>(data) {
                 Ok(Payload { last_applied, last_membership, state: StateV1(state) }) => {
                     Payload { last_applied, last_membership, state }
                 }
-                Err(error) => {
-                    return Err(StoreError::decode("snapshot data")(match current {
-                        Err(current) => current,
-                        Ok(_) => error,
-                    }));
-                }
+                Err(error) => return Err(StoreError::decode("snapshot data")(error)),
             },
         };
         if payload.last_applied != meta.last_log_id {
@@ -208,6 +226,28 @@ mod tests {
         let decoded = Payload::decode_for(&meta(last_applied), &old).expect("version 1 decodes");
         assert_eq!(decoded.state, state);
         assert_eq!(decoded.last_applied, last_applied);
+    }
+
+    #[test]
+    fn a_state_with_secrets_is_version_3_and_one_without_is_still_version_2() {
+        let last_applied = Some(LogId::new(openraft::CommittedLeaderId::new(1, NodeId(1)), 7));
+        let membership = StoredMembership::default();
+        let plain = sample();
+        let data = Payload { last_applied, last_membership: membership.clone(), state: &plain }
+            .encode()
+            .expect("encodes");
+        assert_eq!(data[1], PAYLOAD_V2, "what binaries without a secret store read");
+
+        let mut with_secret = sample();
+        let sealed = crate::auth::Sealed { nonce: [7; 24], ciphertext: vec![1; 20] };
+        with_secret.apply(&Command::SetSecret { name: "TOKEN".into(), sealed, at: Timestamp(2) });
+        let data =
+            Payload { last_applied, last_membership: membership, state: &with_secret }.encode();
+        let data = data.expect("encodes");
+        assert_eq!(data[1], PAYLOAD_V3);
+        let decoded = Payload::decode_for(&meta(last_applied), &data).expect("decodes");
+        assert_eq!(decoded.state, with_secret);
+        assert_eq!(decoded.state.secrets().len(), 1);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The public API's guard: with a cluster secret, mutating requests (POST: rerun,
 //! notify, cancel, repos) need `Authorization: Bearer <token>`, where the token is
 //! `hex(HMAC(secret, "eventide-api-token"))` (`eventide-node token` prints it); with
-//! `--private-api`, reads need it too. 401 without a token, 403 with a wrong one.
+//! `--private-api`, reads need it too. The secret store (`/api/v1/secrets`) needs it for
+//! every request. 401 without a token, 403 with a wrong one.
 //! Without a secret everything is open.
 
 use std::sync::Arc;
@@ -22,9 +23,16 @@ pub struct ApiAuth {
     pub private: bool,
 }
 
-/// Whether a request to `method` needs the token.
-fn needs_token(auth: &ApiAuth, method: &Method) -> bool {
-    auth.secret.is_some() && (auth.private || !matches!(*method, Method::GET | Method::HEAD))
+/// The routes that need the token for every method, reads included.
+const ALWAYS_PRIVATE: &str = "/api/v1/secrets";
+
+/// Whether a request to `method` on `path` needs the token.
+fn needs_token(auth: &ApiAuth, method: &Method, path: &str) -> bool {
+    let always = path
+        .strip_prefix(ALWAYS_PRIVATE)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    auth.secret.is_some()
+        && (auth.private || always || !matches!(*method, Method::GET | Method::HEAD))
 }
 
 /// The bearer token of a request, if it has one.
@@ -35,8 +43,8 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Checks the token of one request; `Ok` when it may go on.
-fn check(auth: &ApiAuth, method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(secret) = auth.secret.as_ref().filter(|_| needs_token(auth, method)) else {
+fn check(auth: &ApiAuth, method: &Method, path: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(secret) = auth.secret.as_ref().filter(|_| needs_token(auth, method, path)) else {
         return Ok(());
     };
     match bearer(headers) {
@@ -55,7 +63,7 @@ pub async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
-    match check(&auth, request.method(), request.headers()) {
+    match check(&auth, request.method(), request.uri().path(), request.headers()) {
         Ok(()) => next.run(request).await,
         Err(error) => {
             warn!(
@@ -99,7 +107,31 @@ mod tests {
     }
 
     fn status(auth: &ApiAuth, method: Method, authorization: Option<&str>) -> u16 {
-        check(auth, &method, &headers(authorization)).map_or_else(|e| e.status.as_u16(), |()| 200)
+        status_of(auth, method, "/api/v1/jobs", authorization)
+    }
+
+    fn status_of(auth: &ApiAuth, method: Method, path: &str, authorization: Option<&str>) -> u16 {
+        check(auth, &method, path, &headers(authorization))
+            .map_or_else(|e| e.status.as_u16(), |()| 200)
+    }
+
+    #[test]
+    fn the_secret_store_needs_the_token_even_for_reads() {
+        let auth = ApiAuth { secret: Some(secret()), private: false };
+        let good = format!("Bearer {}", secret().api_token());
+        for path in ["/api/v1/secrets", "/api/v1/secrets/", "/api/v1/secrets/DEPLOY_KEY"] {
+            assert_eq!(status_of(&auth, Method::GET, path, None), 401, "{path}");
+            assert_eq!(status_of(&auth, Method::GET, path, Some("Bearer 00")), 403, "{path}");
+            assert_eq!(status_of(&auth, Method::GET, path, Some(&good)), 200, "{path}");
+            assert_eq!(status_of(&auth, Method::DELETE, path, None), 401, "{path}");
+        }
+        assert_eq!(status_of(&auth, Method::GET, "/api/v1/secretsx", None), 200);
+        let open = ApiAuth { secret: None, private: false };
+        assert_eq!(
+            status_of(&open, Method::GET, "/api/v1/secrets", None),
+            200,
+            "the handler answers 409"
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! - `repos`: `GET|POST /api/v1/repos` and `DELETE /api/v1/repos/{id}`, watched
 //!   repositories.
 //! - `jobs`: jobs and results, cancel and rerun.
+//! - `secrets`: `GET /api/v1/secrets`, `PUT|DELETE /api/v1/secrets/{name}`, the secret
+//!   store (names and times out, values only in).
 //! - `logs`: a job's output from any node, live while it runs.
 //! - `notify`: an immediate observer round.
 //! - `metrics`: `GET /metrics`, Prometheus text.
@@ -22,6 +24,7 @@ pub mod logs;
 pub mod metrics;
 pub mod notify;
 pub mod repos;
+pub mod secrets;
 pub mod status;
 
 use std::net::SocketAddr;
@@ -32,9 +35,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use eventide_consensus::auth::{require_signature, InternalAuth, Secret};
+use eventide_consensus::auth::{require_signature, InternalAuth, Sealer, Secret};
 use eventide_consensus::network::{raft_routes, WriteError, Writer};
 use eventide_consensus::store::StateMachineStore;
 use eventide_consensus::types::Raft;
@@ -124,6 +127,11 @@ pub fn router(handles: ApiHandles, raft: Raft, internal: Router) -> Router {
         phase,
         observer_health,
     };
+    let secrets_state = secrets::SecretsState {
+        sealer: secret.as_ref().map(Sealer::new),
+        state_machine: state_machine.clone(),
+        writer: writer.clone(),
+    };
     let replica = ReplicaState { raft: view.clone(), state_machine: state_machine.clone(), writer };
     let logs_state = logs::LogsState {
         id,
@@ -148,6 +156,12 @@ pub fn router(handles: ApiHandles, raft: Raft, internal: Router) -> Router {
                 .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
                 .route("/api/v1/rerun", post(jobs::rerun))
                 .with_state(Arc::new(replica)),
+        )
+        .merge(
+            Router::new()
+                .route("/api/v1/secrets", get(secrets::list))
+                .route("/api/v1/secrets/{name}", put(secrets::set).delete(secrets::remove))
+                .with_state(Arc::new(secrets_state)),
         )
         .merge(
             Router::new()
@@ -248,7 +262,9 @@ impl From<WriteError> for ApiError {
 impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> ApiError {
         let status = match refusal {
-            Refusal::UnknownRepo { .. } | Refusal::UnknownJob { .. } => StatusCode::NOT_FOUND,
+            Refusal::UnknownRepo { .. }
+            | Refusal::UnknownJob { .. }
+            | Refusal::UnknownSecret { .. } => StatusCode::NOT_FOUND,
             Refusal::Invalid { .. } => StatusCode::BAD_REQUEST,
             // The repository's queue empties as its jobs end: worth trying again later.
             Refusal::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -2,10 +2,12 @@
 //! (or as JSON with `--json`).
 //!
 //! - `jobs`: results, logs, reruns, cancel, notify and git hooks.
+//! - `secrets`: the secret store (`secret set`, `list`, `rm`).
 //! - `render`: the tables.
 
 mod jobs;
 mod render;
+pub mod secrets;
 
 pub use jobs::{cancel, hook_install, log, notify, rerun, results, ResultsArgs};
 
@@ -81,6 +83,15 @@ impl Api {
         body: &B,
     ) -> anyhow::Result<T> {
         let request = self.http.post(format!("{}{}", self.base, path)).json(body);
+        self.send(request).await
+    }
+
+    async fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let request = self.http.put(format!("{}{}", self.base, path)).json(body);
         self.send(request).await
     }
 
