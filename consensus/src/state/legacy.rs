@@ -25,9 +25,11 @@ struct LimitsV1 {
     retained_jobs: u32,
 }
 
+/// The data of versions 1 and 2: today's [`Data`] without the secret store. The two
+/// differ only in their limits.
 #[derive(Deserialize)]
-struct DataV1 {
-    limits: LimitsV1,
+struct OldData<L> {
+    limits: L,
     last_repo_id: u64,
     last_job_id: u64,
     repos: BTreeMap<RepoId, Repo>,
@@ -37,35 +39,39 @@ struct DataV1 {
     outputs_kept: VecDeque<JobId>,
 }
 
+impl<L> OldData<L> {
+    /// Today's data, with the limits made by `limits` and an empty secret store.
+    fn into_data(self, limits: impl FnOnce(L) -> Limits) -> Data {
+        Data {
+            limits: limits(self.limits),
+            last_repo_id: self.last_repo_id,
+            last_job_id: self.last_job_id,
+            repos: self.repos,
+            cursors: self.cursors,
+            jobs: self.jobs,
+            finished: self.finished,
+            outputs_kept: self.outputs_kept,
+            secrets: BTreeMap::new(),
+        }
+    }
+}
+
 /// A [`State`] decoded from version 1 data (see the module doc).
 pub struct StateV1(pub State);
 
 impl<'de> Deserialize<'de> for StateV1 {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let old = DataV1::deserialize(deserializer)?;
         let most = Limits::default();
-        let limits = Limits {
-            max_attempts: old.limits.max_attempts.clamp(1, most.max_attempts),
-            output_tail_bytes: old.limits.output_tail_bytes.clamp(1024, most.output_tail_bytes),
-            retained_jobs: old.limits.retained_jobs.clamp(1, most.retained_jobs),
+        let data = OldData::<LimitsV1>::deserialize(deserializer)?.into_data(|old| Limits {
+            max_attempts: old.max_attempts.clamp(1, most.max_attempts),
+            output_tail_bytes: old.output_tail_bytes.clamp(1024, most.output_tail_bytes),
+            retained_jobs: old.retained_jobs.clamp(1, most.retained_jobs),
             retained_outputs: old
-                .limits
                 .retained_outputs
                 .min(most.retained_outputs)
-                .min(old.limits.retained_jobs.clamp(1, most.retained_jobs)),
-            ..most
-        };
-        let data = Data {
-            limits,
-            last_repo_id: old.last_repo_id,
-            last_job_id: old.last_job_id,
-            repos: old.repos,
-            cursors: old.cursors,
-            jobs: old.jobs,
-            finished: old.finished,
-            outputs_kept: old.outputs_kept,
-            secrets: BTreeMap::new(),
-        };
+                .min(old.retained_jobs.clamp(1, most.retained_jobs)),
+            ..most.clone()
+        });
         let index = Index::build(&data);
         let mut state = State { data, index };
         // Lowered limits apply at once, as a `SetLimits` would.
@@ -74,35 +80,12 @@ impl<'de> Deserialize<'de> for StateV1 {
     }
 }
 
-#[derive(Deserialize)]
-struct DataV2 {
-    limits: Limits,
-    last_repo_id: u64,
-    last_job_id: u64,
-    repos: BTreeMap<RepoId, Repo>,
-    cursors: BTreeMap<RepoId, BTreeMap<String, Cursor>>,
-    jobs: BTreeMap<JobId, Job>,
-    finished: VecDeque<JobId>,
-    outputs_kept: VecDeque<JobId>,
-}
-
 /// A [`State`] decoded from version 2 data: the same, with no secrets.
 pub struct StateV2(pub State);
 
 impl<'de> Deserialize<'de> for StateV2 {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let old = DataV2::deserialize(deserializer)?;
-        let data = Data {
-            limits: old.limits,
-            last_repo_id: old.last_repo_id,
-            last_job_id: old.last_job_id,
-            repos: old.repos,
-            cursors: old.cursors,
-            jobs: old.jobs,
-            finished: old.finished,
-            outputs_kept: old.outputs_kept,
-            secrets: BTreeMap::new(),
-        };
+        let data = OldData::<Limits>::deserialize(deserializer)?.into_data(|limits| limits);
         let index = Index::build(&data);
         Ok(StateV2(State { data, index }))
     }
