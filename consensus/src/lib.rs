@@ -36,6 +36,6 @@ pub mod types;
 pub use command::{
     Command, Observe, ObservedCommit, Outcome, Refusal, Reply, TestSummary, Verdict,
 };
-pub use state::{Job, JobFilter, JobStatus, Limits, QueueCounts, State};
+pub use state::{ForgeKind, Job, JobFilter, JobStatus, Limits, QueueCounts, RepoSettings, State};
 pub use timing::RaftTiming;
 pub use types::{CommitId, JobId, NodeId, NodeInfo, RepoId, Timestamp, TypeConfig};

@@ -7,6 +7,7 @@
 //! - `job`: the records (repositories, cursors, jobs).
 //! - `apply`: the rules, one function per command.
 //! - `query`: read-only views the rest of the system needs.
+//! - `forge`: a repository's forge settings.
 //! - `secrets`: the secret store (sealed values by name) and its rules.
 //! - `bounds`: the largest state (and so snapshot) the limits allow.
 //! - `legacy`: the data as snapshots of earlier versions hold it.
@@ -16,6 +17,7 @@
 
 mod apply;
 mod bounds;
+mod forge;
 mod job;
 mod legacy;
 mod query;
@@ -28,6 +30,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use self::bounds::largest_state_bytes;
+pub use self::forge::{ForgeKind, RepoSettings};
 pub use self::job::{Attempt, Cursor, Job, JobResult, JobStatus, Repo, Trigger};
 #[cfg(test)]
 pub(crate) use self::legacy::WrittenV1;
