@@ -361,7 +361,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// runner labels.
 fn prepare(mirrors: &Path, repo: &WatchedRepo) -> anyhow::Result<Vec<Proposal>> {
     let mirror: PathBuf = git::mirror_path(mirrors, &repo.url);
-    git::fetch_mirror(&mirror, &repo.url)?;
+    git::fetch_mirror(&mirror, &repo.url, &git::RemoteAuth::default())?;
     let heads = git::branch_heads(&mirror)?;
     let first_round = repo.cursors.is_empty();
     let mut walk = |head: &CommitId, hide: &[CommitId]| git::new_commits(&mirror, head, hide);
