@@ -680,6 +680,12 @@ fn git_errors_are_explained_in_terms_of_what_to_fix() {
             "ssh key refused by git.example.com: git@git.example.com: Permission denied (publickey).",
         ),
         (
+            "/srv/theirs.git",
+            "fatal: detected dubious ownership in repository at '/srv/theirs.git'",
+            "the repository at /srv/theirs.git belongs to another user: git refuses it unless \
+             the node user's git config trusts it (git config --global --add safe.directory PATH)",
+        ),
+        (
             "/srv/missing.git",
             "fatal: '/srv/missing.git' does not appear to be a git repository",
             "repository not found at the remote: check the url and the credentials",

@@ -13,9 +13,10 @@
 //! into an `http.extraHeader` passed through `GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_n`/
 //! `GIT_CONFIG_VALUE_n`, and an ssh key or known_hosts lines into 0600 files of a 0700
 //! directory beside the mirror, removed when the fetch ends. The child inherits no
-//! `GIT_*`, `SSH_AUTH_SOCK` or askpass variable and reads no global or system git config,
-//! so no credential helper or prompt runs. Every error is scrubbed of the secrets before
-//! it is shown.
+//! `GIT_*`, `SSL_*`, `SSH_AUTH_SOCK` or askpass variable. It reads the node user's and
+//! the system's git config (proxies, `safe.directory`), but the fetch's own config comes
+//! last and empties the credential helpers and askpass and forces TLS verification, so
+//! no helper or prompt runs. Every error is scrubbed of the secrets before it is shown.
 
 use std::fmt;
 use std::fs::{DirBuilder, OpenOptions};
@@ -375,6 +376,12 @@ pub(crate) fn classify(stderr: &str, url: &str, timeout: Duration) -> Option<Str
             ));
         }
     }
+    if has("detected dubious ownership") {
+        return Some(format!(
+            "the repository at {url} belongs to another user: git refuses it unless the \
+             node user's git config trusts it (git config --global --add safe.directory PATH)"
+        ));
+    }
     if has("returned error: 401")
         || has("could not read Username")
         || has("could not read Password")
@@ -529,8 +536,6 @@ pub(crate) fn fetch(
     command
         .env("LC_ALL", "C")
         .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_ALLOW_PROTOCOL", "file:git:http:https:ssh")
         .env("GIT_CONFIG_COUNT", plan.config.len().to_string());
     for (index, (key, value)) in plan.config.iter().enumerate() {

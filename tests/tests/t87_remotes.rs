@@ -23,7 +23,7 @@ fn repo_error(cluster: &Cluster) -> String {
 }
 
 #[test]
-fn an_https_repository_without_the_token_says_to_check_the_token() {
+fn an_https_repository_with_a_private_ca_says_to_give_the_ca_file() {
     let server = HttpsGitServer::start();
     let repos = tempfile::tempdir().expect("temp dir");
     let (bare, _) = bare_repository(repos.path(), "app");
