@@ -6,6 +6,10 @@
 #   - Chromium: the dashboard's browser test (tests/tests/t90_dashboard.rs);
 #   - iproute2 and nftables: the chaos test puts nodes in network namespaces and cuts
 #     links between them (tests/tests/t95_chaos.rs);
+#   - the git CLI's network side (openssh-client, openssl): nodes fetch with `git fetch`;
+#   - nginx-light, fcgiwrap and openssh-server: the real https and ssh git servers of the
+#     remote tests (tests/src/gitserver.rs), run from temp dirs on loopback ports, never
+#     as system services;
 #   - cargo-nextest: the test runner.
 set -euo pipefail
 
@@ -15,6 +19,13 @@ missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
+command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# Daemons live in sbin, which is not always on PATH.
+has_sbin() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+has_sbin nginx || missing+=(nginx-light)
+has_sbin fcgiwrap || missing+=(fcgiwrap)
+has_sbin sshd || missing+=(openssh-server)
 
 if ((${#missing[@]})); then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
@@ -24,6 +35,11 @@ if ((${#missing[@]})); then
   else
     echo "warning: missing ${missing[*]}; install them (Debian package names) or some tests fail" >&2
   fi
+fi
+
+# sshd refuses to start without its privilege separation directory.
+if [ "$(id -u)" = 0 ] && [ ! -d /run/sshd ]; then
+  mkdir -p /run/sshd
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

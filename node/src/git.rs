@@ -2,40 +2,37 @@
 //!
 //! Each function blocks and opens the repository itself: `git2::Repository` is `Send`
 //! but not `Sync`, so async code runs one of these per `tokio::task::spawn_blocking`.
-//! git2 is built without TLS or ssh: upstreams are local paths, `file://` or `http://`
-//! urls.
+//! Fetches run the git CLI ([`transport`]: https with a token, ssh with a key, local
+//! paths, `file://`, `http://`); reading a mirror (branches, history, files, checkout)
+//! stays with git2.
 //!
 //! A mirror only ever holds `refs/heads/*` as upstream last had them (fetch prunes), so
 //! a deleted upstream branch disappears from [`branch_heads`]; the objects it pointed at
 //! stay in the mirror, which lets [`checkout`] still check out older commits.
 //!
 //! A fetch talks to a server that may never answer, so it is bounded twice (see
-//! [`FetchLimits`]): libgit2 gives up on a socket that stays silent for the timeout, and
-//! the caller stops waiting at the deadline, whatever the server does. A blocking libgit2
-//! call cannot be cancelled, so each fetch runs on a thread of its own; a thread left
-//! behind at the deadline ends when libgit2 gives up (or its progress callback sees the
-//! deadline), and while it lives no other fetch of that mirror starts.
+//! [`FetchLimits`]): git gives up on a server that stays silent for the timeout, and the
+//! fetch's process group is killed at the deadline, whatever the server does. One fetch
+//! of a mirror runs at a time; the others wait for it, within their own deadline.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use eventide_consensus::CommitId;
 use git2::build::CheckoutBuilder;
-use git2::{
-    AutotagOption, BranchType, ErrorCode, FetchOptions, FetchPrune, ObjectType, Oid,
-    RemoteCallbacks, Repository, Sort, Tree,
-};
+use git2::{BranchType, ErrorCode, ObjectType, Oid, Repository, Sort, Tree};
+
+#[path = "git_transport.rs"]
+pub mod transport;
+
+pub use transport::RemoteAuth;
 
 /// The largest file [`read_file_at`] returns.
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;
-
-/// Upstream's branches, force-updated: a mirror follows force pushes.
-const HEADS_REFSPEC: &str = "+refs/heads/*:refs/heads/*";
 
 /// How many characters of the url a mirror's directory name keeps, for people.
 const READABLE_SUFFIX_CHARS: usize = 40;
@@ -47,7 +44,9 @@ const SYMLINK_MODE: i32 = 0o120000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FetchLimits {
     /// The longest a server may stay silent: to accept the connection, or between two
-    /// reads or writes. libgit2 enforces it on its sockets (http and git transports).
+    /// reads or writes. git enforces it, rounded up to whole seconds: curl's low-speed
+    /// limit for http(s), ssh's connect timeout and keepalives for ssh. `git://` and
+    /// local paths are bounded by the deadline alone.
     pub timeout: Duration,
     /// The longest one fetch may take from the call, a wait for an earlier fetch of the
     /// same mirror included: what bounds a server that sends a byte now and then.
@@ -57,7 +56,7 @@ pub struct FetchLimits {
 impl FetchLimits {
     pub const DEFAULT: FetchLimits =
         FetchLimits { timeout: Duration::from_secs(30), deadline: Duration::from_secs(600) };
-    /// The longest either may be (libgit2 takes milliseconds as a C `int`).
+    /// The longest either may be.
     pub const MAX: Duration = Duration::from_secs(24 * 3600);
 
     /// Checks both against each other and the bounds; the message names the flags.
@@ -75,36 +74,25 @@ impl FetchLimits {
     }
 }
 
-/// The deadline of every fetch, in milliseconds ([`set_fetch_limits`]).
+/// The limits of every fetch, in milliseconds ([`set_fetch_limits`]).
+static FETCH_TIMEOUT_MS: AtomicU64 =
+    AtomicU64::new(FetchLimits::DEFAULT.timeout.as_millis() as u64);
 static FETCH_DEADLINE_MS: AtomicU64 =
     AtomicU64::new(FetchLimits::DEFAULT.deadline.as_millis() as u64);
 
-/// Applies `limits` to every later fetch of this process. Call once at start, before
-/// any git operation: libgit2 keeps its socket timeouts in unsynchronised globals.
+/// Applies `limits` to every later fetch of this process (call once at start).
 pub fn set_fetch_limits(limits: FetchLimits) -> anyhow::Result<()> {
-    set_socket_timeout(limits.timeout)?;
-    let deadline = u64::try_from(limits.deadline.as_millis()).unwrap_or(u64::MAX);
-    FETCH_DEADLINE_MS.store(deadline, Ordering::Relaxed);
+    let millis = |value: Duration| u64::try_from(value.as_millis()).unwrap_or(u64::MAX);
+    FETCH_TIMEOUT_MS.store(millis(limits.timeout), Ordering::Relaxed);
+    FETCH_DEADLINE_MS.store(millis(limits.deadline), Ordering::Relaxed);
     Ok(())
 }
 
-fn set_socket_timeout(timeout: Duration) -> anyhow::Result<()> {
-    let millis = libc::c_int::try_from(timeout.as_millis().max(1))
-        .context("fetch timeout too long for libgit2")?;
-    // SAFETY: libgit2 reads these two ints without a lock when it opens a socket. They
-    // are written here before this process has run any git operation (at start, or in
-    // a test before its first fetch over a socket), so no read races the write.
-    unsafe {
-        git2::opts::set_server_connect_timeout_in_milliseconds(millis)
-            .context("failed to set the git connect timeout")?;
-        git2::opts::set_server_timeout_in_milliseconds(millis)
-            .context("failed to set the git socket timeout")?;
+fn fetch_limits() -> FetchLimits {
+    FetchLimits {
+        timeout: Duration::from_millis(FETCH_TIMEOUT_MS.load(Ordering::Relaxed)),
+        deadline: Duration::from_millis(FETCH_DEADLINE_MS.load(Ordering::Relaxed)),
     }
-    Ok(())
-}
-
-fn fetch_deadline() -> Duration {
-    Duration::from_millis(FETCH_DEADLINE_MS.load(Ordering::Relaxed))
 }
 
 /// The bare mirror directory of `url` under `root`: a stable hash of the url (the same
@@ -113,11 +101,12 @@ pub fn mirror_path(root: &Path, url: &str) -> PathBuf {
     root.join(format!("{:016x}-{}", fnv1a_64(url.as_bytes()), readable_suffix(url)))
 }
 
-/// Brings the mirror up to date with upstream's branches, creating it if missing.
-/// Branches deleted upstream are deleted in the mirror. An error after the fetch
-/// deadline (see [`FetchLimits`]) at the latest.
-pub fn fetch_mirror(mirror: &Path, url: &str) -> anyhow::Result<()> {
-    fetch_within(mirror, url, fetch_deadline(), |_| false)
+/// Brings the mirror up to date with upstream's branches, creating it if missing,
+/// authenticating with `auth`. Branches deleted upstream are deleted in the mirror;
+/// tags are not fetched. An error after the fetch deadline (see [`FetchLimits`]) at the
+/// latest; its message never contains a secret of `auth`.
+pub fn fetch_mirror(mirror: &Path, url: &str, auth: &RemoteAuth) -> anyhow::Result<()> {
+    fetch_within(mirror, url, auth, fetch_limits(), |_| false)
 }
 
 /// Every branch of the mirror with its head. Branch names that are not UTF-8 cannot be
@@ -186,15 +175,19 @@ pub fn read_file_at(
     Ok(Some(text.to_owned()))
 }
 
-/// Makes sure the mirror has `commit`, fetching from `url` (and creating the mirror) if
-/// it does not yet. A fetch that waited for another one of the same mirror is skipped if
-/// that one brought the commit.
-pub fn ensure_commit(mirror: &Path, url: &str, commit: &CommitId) -> anyhow::Result<()> {
+/// Makes sure the mirror has `commit`, fetching from `url` with `auth` (and creating the
+/// mirror) if it does not yet. A fetch that waited for another one of the same mirror is
+/// skipped if that one brought the commit.
+pub fn ensure_commit(
+    mirror: &Path,
+    url: &str,
+    auth: &RemoteAuth,
+    commit: &CommitId,
+) -> anyhow::Result<()> {
     if has_commit(mirror, commit) {
         return Ok(());
     }
-    let wanted = commit.clone();
-    fetch_within(mirror, url, fetch_deadline(), move |mirror| has_commit(mirror, &wanted))?;
+    fetch_within(mirror, url, auth, fetch_limits(), |mirror| has_commit(mirror, commit))?;
     if !has_commit(mirror, commit) {
         bail!("commit {commit} not found in {url}");
     }
@@ -222,15 +215,40 @@ pub fn checkout(mirror: &Path, commit: &CommitId, dest: &Path) -> anyhow::Result
         .with_context(|| format!("failed to check out {commit} into {}", dest.display()))
 }
 
-/// One mirror's fetches, shared by every thread of the process.
+/// One mirror's fetches, shared by every thread of the process: two fetches racing on
+/// one mirror fail on git's ref lock files.
 #[derive(Default)]
 struct MirrorFetches {
-    /// Held by the thread that fetches: two fetches racing on one mirror fail on git's
-    /// ref lock files.
-    running: Mutex<()>,
-    /// When the caller of the fetch that holds `running` stopped (or stops) waiting for
-    /// it; `None` while no fetch runs.
-    holder_deadline: Mutex<Option<Instant>>,
+    /// Whether a fetch of the mirror runs.
+    busy: Mutex<bool>,
+    /// Notified when `busy` turns false.
+    freed: Condvar,
+}
+
+impl MirrorFetches {
+    /// Waits until no other fetch runs, until `give_up` at the latest.
+    fn acquire(&self, give_up: Instant) -> Option<Running<'_>> {
+        let mut busy = lock(&self.busy);
+        while *busy {
+            let left = give_up.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            busy = self.freed.wait_timeout(busy, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+        *busy = true;
+        Some(Running(self))
+    }
+}
+
+/// Marks a mirror's fetch as running while it lives (a panicking fetch included).
+struct Running<'a>(&'a MirrorFetches);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.busy) = false;
+        self.0.freed.notify_one();
+    }
 }
 
 fn mirror_fetches(mirror: &Path) -> Arc<MirrorFetches> {
@@ -240,92 +258,30 @@ fn mirror_fetches(mirror: &Path) -> Arc<MirrorFetches> {
     fetches.entry(mirror.to_path_buf()).or_default().clone()
 }
 
-/// Fetches `url` into `mirror` on a thread of its own and waits for it at most
-/// `deadline`. The thread first waits for any other fetch of the mirror, then skips the
-/// fetch if `done(mirror)` holds by then, or if its caller has already given up. While
-/// a fetch left behind by its caller still runs, no other starts: the call fails at once.
+/// Fetches `url` into `mirror` within `limits`: first waits for any other fetch of the
+/// mirror, then skips the fetch if `done(mirror)` holds by then. The deadline counts from
+/// the call, the wait included.
 fn fetch_within(
     mirror: &Path,
     url: &str,
-    deadline: Duration,
-    done: impl FnOnce(&Path) -> bool + Send + 'static,
+    auth: &RemoteAuth,
+    limits: FetchLimits,
+    done: impl FnOnce(&Path) -> bool,
 ) -> anyhow::Result<()> {
+    let give_up = Instant::now() + limits.deadline;
     let fetches = mirror_fetches(mirror);
-    let started = Instant::now();
-    if let Some(stuck) = *lock(&fetches.holder_deadline) {
-        if stuck <= started {
-            let late = Duration::from_secs(started.saturating_duration_since(stuck).as_secs());
-            bail!(
-                "failed to fetch {url}: an earlier fetch is still stuck {late:?} past its deadline"
-            );
-        }
+    let Some(_running) = fetches.acquire(give_up) else {
+        bail!(
+            "failed to fetch {url}: an earlier fetch of the mirror still ran at the fetch \
+             deadline of {:?}",
+            limits.deadline
+        );
+    };
+    if done(mirror) {
+        return Ok(());
     }
-    let give_up = started + deadline;
-    let (sender, receiver) = mpsc::sync_channel(1);
-    let (thread_mirror, thread_url) = (mirror.to_path_buf(), url.to_owned());
-    let span = tracing::Span::current();
-    std::thread::Builder::new()
-        .name("git-fetch".to_owned())
-        .spawn(move || {
-            let _entered = span.enter();
-            let _running = lock(&fetches.running);
-            let result = if Instant::now() >= give_up {
-                Err(anyhow::anyhow!("failed to fetch {thread_url}: gave up before it started"))
-            } else if done(&thread_mirror) {
-                Ok(())
-            } else {
-                let _holding = Holding::start(&fetches, give_up);
-                fetch_now(&thread_mirror, &thread_url, give_up)
-            };
-            // The caller may have stopped listening; then the result is dropped.
-            let _ = sender.send(result);
-        })
-        .with_context(|| format!("failed to start a thread to fetch {url}"))?;
-    match receiver.recv_timeout(deadline) {
-        Ok(result) => result,
-        Err(RecvTimeoutError::Timeout) => {
-            bail!("failed to fetch {url}: no result within the fetch deadline of {deadline:?}")
-        }
-        Err(RecvTimeoutError::Disconnected) => bail!("failed to fetch {url}: the fetch crashed"),
-    }
-}
-
-/// Sets [`MirrorFetches::holder_deadline`] while it lives (a panicking fetch included).
-struct Holding<'a>(&'a MirrorFetches);
-
-impl<'a> Holding<'a> {
-    fn start(fetches: &'a MirrorFetches, give_up: Instant) -> Holding<'a> {
-        *lock(&fetches.holder_deadline) = Some(give_up);
-        Holding(fetches)
-    }
-}
-
-impl Drop for Holding<'_> {
-    fn drop(&mut self) {
-        *lock(&self.0.holder_deadline) = None;
-    }
-}
-
-/// The fetch itself; its progress callbacks abort it once `give_up` has passed (they
-/// run while data arrives, so this bounds a slow transfer, not a silent server).
-fn fetch_now(mirror: &Path, url: &str, give_up: Instant) -> anyhow::Result<()> {
-    let repository = open_or_init(mirror)?;
-    let mut remote =
-        repository.remote_anonymous(url).with_context(|| format!("failed to fetch {url}"))?;
-    let mut callbacks = RemoteCallbacks::new();
-    callbacks.transfer_progress(|_| Instant::now() < give_up);
-    callbacks.sideband_progress(|_| Instant::now() < give_up);
-    let mut options = FetchOptions::new();
-    options
-        .prune(FetchPrune::On)
-        .download_tags(AutotagOption::None)
-        .update_fetchhead(false)
-        .remote_callbacks(callbacks);
-    let result = remote.fetch(&[HEADS_REFSPEC], Some(&mut options), None);
-    if result.is_err() && Instant::now() >= give_up {
-        bail!("failed to fetch {url}: the fetch deadline passed");
-    }
-    result.with_context(|| format!("failed to fetch {url}"))
+    open_or_init(mirror)?;
+    transport::fetch(mirror, url, auth, limits.timeout, limits.deadline, give_up)
 }
 
 /// Locks a mutex whose data a panic cannot leave torn.

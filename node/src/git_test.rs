@@ -63,6 +63,11 @@ impl Upstream {
     }
 }
 
+/// No credentials.
+fn none() -> RemoteAuth {
+    RemoteAuth::default()
+}
+
 fn mirror_in(root: &TempDir, url: &str) -> PathBuf {
     mirror_path(root.path(), url)
 }
@@ -104,7 +109,7 @@ fn fetch_lists_heads_and_new_commits_oldest_first() {
     let mirrors = tempfile::tempdir().expect("temp dir");
     let mirror = mirror_in(&mirrors, &upstream.url());
 
-    fetch_mirror(&mirror, &upstream.url()).expect("first fetch creates the mirror");
+    fetch_mirror(&mirror, &upstream.url(), &none()).expect("first fetch creates the mirror");
     assert_eq!(
         branch_heads(&mirror).expect("heads"),
         BTreeMap::from([("main".to_owned(), second.clone())])
@@ -116,7 +121,7 @@ fn fetch_lists_heads_and_new_commits_oldest_first() {
 
     let third = upstream.commit("a.txt", b"3", "third");
     let fourth = upstream.commit("b.txt", b"4", "fourth");
-    fetch_mirror(&mirror, &upstream.url()).expect("incremental fetch");
+    fetch_mirror(&mirror, &upstream.url(), &none()).expect("incremental fetch");
     assert_eq!(branch_heads(&mirror).expect("heads")["main"], fourth);
     assert_eq!(
         new_commits(&mirror, &fourth, std::slice::from_ref(&second)).expect("walk"),
@@ -141,7 +146,7 @@ fn file_urls_work() {
     let url = format!("file://{}", upstream.url());
     let mirrors = tempfile::tempdir().expect("temp dir");
     let mirror = mirror_in(&mirrors, &url);
-    fetch_mirror(&mirror, &url).expect("fetch over file://");
+    fetch_mirror(&mirror, &url, &none()).expect("fetch over file://");
     assert_eq!(branch_heads(&mirror).expect("heads")["main"], head);
 }
 
@@ -159,7 +164,7 @@ fn force_pushes_and_deleted_branches_follow_upstream() {
     };
     let mirrors = tempfile::tempdir().expect("temp dir");
     let mirror = mirror_in(&mirrors, &upstream.url());
-    fetch_mirror(&mirror, &upstream.url()).expect("fetch");
+    fetch_mirror(&mirror, &upstream.url(), &none()).expect("fetch");
     assert_eq!(
         branch_heads(&mirror).expect("heads"),
         BTreeMap::from([
@@ -172,7 +177,7 @@ fn force_pushes_and_deleted_branches_follow_upstream() {
     upstream.git(&["reset", "--quiet", "--hard", base.as_str()]);
     let rewritten = upstream.commit("a.txt", b"rewritten", "rewritten");
     upstream.git(&["branch", "--quiet", "-D", "feature"]);
-    fetch_mirror(&mirror, &upstream.url()).expect("fetch after force push");
+    fetch_mirror(&mirror, &upstream.url(), &none()).expect("fetch after force push");
     assert_eq!(
         branch_heads(&mirror).expect("heads"),
         BTreeMap::from([("main".to_owned(), rewritten.clone())])
@@ -196,7 +201,7 @@ fn files_and_directories_at_a_commit() {
     let head = upstream.commit("big.txt", &big, "big");
     let mirrors = tempfile::tempdir().expect("temp dir");
     let mirror = mirror_in(&mirrors, &upstream.url());
-    fetch_mirror(&mirror, &upstream.url()).expect("fetch");
+    fetch_mirror(&mirror, &upstream.url(), &none()).expect("fetch");
 
     assert_eq!(
         read_file_at(&mirror, &head, ".eventide.toml").expect("read").as_deref(),
@@ -225,7 +230,7 @@ fn symbolic_links_are_not_read_as_files() {
     let head = upstream.head();
     let mirrors = tempfile::tempdir().expect("temp dir");
     let mirror = mirror_in(&mirrors, &upstream.url());
-    fetch_mirror(&mirror, &upstream.url()).expect("fetch");
+    fetch_mirror(&mirror, &upstream.url(), &none()).expect("fetch");
     let error = read_file_at(&mirror, &head, "link.toml").expect_err("a link");
     assert!(format!("{error:#}").contains("symbolic link"), "{error:#}");
 }
@@ -237,14 +242,15 @@ fn ensure_commit_fetches_only_when_needed() {
     let mirrors = tempfile::tempdir().expect("temp dir");
     let mirror = mirror_in(&mirrors, &upstream.url());
 
-    ensure_commit(&mirror, &upstream.url(), &first).expect("creates the mirror and fetches");
+    ensure_commit(&mirror, &upstream.url(), &none(), &first)
+        .expect("creates the mirror and fetches");
     let second = upstream.commit("a.txt", b"2", "second");
-    ensure_commit(&mirror, &upstream.url(), &first).expect("already there");
+    ensure_commit(&mirror, &upstream.url(), &none(), &first).expect("already there");
     assert!(!has_commit(&mirror, &second), "no fetch happened for a commit it had");
-    ensure_commit(&mirror, &upstream.url(), &second).expect("fetched");
+    ensure_commit(&mirror, &upstream.url(), &none(), &second).expect("fetched");
 
     let unknown = CommitId::try_new(&"a".repeat(40)).expect("commit id");
-    let error = ensure_commit(&mirror, &upstream.url(), &unknown).expect_err("missing");
+    let error = ensure_commit(&mirror, &upstream.url(), &none(), &unknown).expect_err("missing");
     assert_eq!(format!("{error:#}"), format!("commit {unknown} not found in {}", upstream.url()));
 }
 
@@ -255,7 +261,7 @@ fn checkout_writes_the_tree_without_touching_the_mirror() {
     upstream.commit("src/a.txt", b"two", "second");
     let mirrors = tempfile::tempdir().expect("temp dir");
     let mirror = mirror_in(&mirrors, &upstream.url());
-    fetch_mirror(&mirror, &upstream.url()).expect("fetch");
+    fetch_mirror(&mirror, &upstream.url(), &none()).expect("fetch");
 
     let workspace = tempfile::tempdir().expect("temp dir");
     let dest = workspace.path().join("job-1");
@@ -273,7 +279,7 @@ fn an_unreachable_upstream_is_an_error_naming_the_url() {
     let mirrors = tempfile::tempdir().expect("temp dir");
     let url = "/does/not/exist/anywhere.git";
     let mirror = mirror_in(&mirrors, url);
-    let error = fetch_mirror(&mirror, url).expect_err("no such repository");
+    let error = fetch_mirror(&mirror, url, &none()).expect_err("no such repository");
     assert!(format!("{error:#}").starts_with(&format!("failed to fetch {url}")), "{error:#}");
     assert!(branch_heads(&mirror).expect("the empty mirror exists").is_empty());
 }
@@ -285,12 +291,13 @@ fn an_interrupted_mirror_directory_is_initialized_in_place() {
     let mirrors = tempfile::tempdir().expect("temp dir");
     let mirror = mirror_in(&mirrors, &upstream.url());
     std::fs::create_dir_all(&mirror).expect("mkdir");
-    fetch_mirror(&mirror, &upstream.url()).expect("fetch into the empty directory");
+    fetch_mirror(&mirror, &upstream.url(), &none()).expect("fetch into the empty directory");
     assert_eq!(branch_heads(&mirror).expect("heads")["main"], head);
 }
 
 /// A server that accepts connections and then never answers (`silent`), or answers an
-/// endless HTTP header one byte at a time (`trickling`). Dropping it closes everything.
+/// endless body one byte at a time (`trickling`: fast enough for curl's low-speed limit,
+/// which counts body bytes only, and never done). Dropping it closes everything.
 struct HostileServer {
     addr: std::net::SocketAddr,
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -320,7 +327,10 @@ impl HostileServer {
                 let stopped = stopped.clone();
                 std::thread::spawn(move || {
                     if trickle.is_some() {
-                        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nX-Endless: ");
+                        let _ = stream.write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Type: \
+                              application/x-git-upload-pack-advertisement\r\n\r\n",
+                        );
                     }
                     // Pacing of the hostile server, not a synchronisation.
                     let pause = trickle.unwrap_or(Duration::from_millis(20));
@@ -349,63 +359,74 @@ impl Drop for HostileServer {
     }
 }
 
-/// libgit2's socket timeout for this test process: one value, set before the first
-/// fetch over a socket.
-fn short_socket_timeout() -> Duration {
-    const TIMEOUT: Duration = Duration::from_millis(500);
-    static SET: OnceLock<()> = OnceLock::new();
-    SET.get_or_init(|| set_socket_timeout(TIMEOUT).expect("set the socket timeout"));
-    TIMEOUT
+/// Limits short enough for a test of a hostile server.
+fn short_limits(deadline: Duration) -> FetchLimits {
+    FetchLimits { timeout: Duration::from_secs(1), deadline }
 }
 
 #[test]
-fn a_server_that_never_answers_fails_the_fetch_at_the_socket_timeout() {
-    let timeout = short_socket_timeout();
+fn a_server_that_never_answers_fails_the_fetch_at_the_timeout() {
+    let limits = short_limits(Duration::from_secs(60));
     let server = HostileServer::silent();
     let mirrors = tempfile::tempdir().expect("temp dir");
     let mirror = mirror_in(&mirrors, &server.url());
     let started = Instant::now();
-    let error = fetch_within(&mirror, &server.url(), Duration::from_secs(60), |_| false)
+    let error = fetch_within(&mirror, &server.url(), &none(), limits, |_| false)
         .expect_err("a silent server");
     let message = format!("{error:#}");
     assert!(message.starts_with(&format!("failed to fetch {}", server.url())), "{message}");
-    assert!(message.contains("timed out"), "libgit2's timeout, not the deadline: {message}");
-    assert!(started.elapsed() < timeout * 20, "took {:?}", started.elapsed());
+    assert!(message.contains("timed out"), "git's timeout, not the deadline: {message}");
+    assert!(started.elapsed() < limits.timeout * 20, "took {:?}", started.elapsed());
 }
 
 #[test]
-fn a_server_that_trickles_is_cut_at_the_deadline_and_blocks_no_other_fetch_for_long() {
-    short_socket_timeout();
+fn a_server_that_trickles_is_killed_at_the_deadline_and_blocks_no_later_fetch() {
     let server = HostileServer::trickling(Duration::from_millis(50));
     let mirrors = tempfile::tempdir().expect("temp dir");
     let mirror = mirror_in(&mirrors, &server.url());
-    let deadline = Duration::from_secs(1);
+    let deadline = Duration::from_secs(2);
     let started = Instant::now();
-    let error =
-        fetch_within(&mirror, &server.url(), deadline, |_| false).expect_err("a trickling server");
+    let error = fetch_within(&mirror, &server.url(), &none(), short_limits(deadline), |_| false)
+        .expect_err("a trickling server");
     let elapsed = started.elapsed();
-    assert!(format!("{error:#}").contains("fetch deadline of 1s"), "{error:#}");
+    assert!(format!("{error:#}").contains("fetch deadline of 2s"), "{error:#}");
     assert!(elapsed >= deadline && elapsed < deadline * 5, "took {elapsed:?}");
 
-    // The fetch left behind still runs: another fetch of the mirror fails at once.
+    // The killed fetch left nothing running: the mirror fetches again at once.
     let upstream = Upstream::new();
     let head = upstream.commit("a.txt", b"1", "first");
-    let again = Instant::now();
-    let error = fetch_within(&mirror, &upstream.url(), Duration::from_secs(60), |_| false)
-        .expect_err("the mirror is still being fetched");
-    assert!(format!("{error:#}").contains("still stuck"), "{error:#}");
-    assert!(again.elapsed() < deadline, "refused at once, took {:?}", again.elapsed());
-
-    // Once the server lets go, the thread ends and the mirror fetches again.
-    drop(server);
-    let until = Instant::now() + Duration::from_secs(30);
-    while let Err(error) =
-        fetch_within(&mirror, &upstream.url(), Duration::from_secs(60), |_| false)
-    {
-        assert!(Instant::now() < until, "the stuck fetch never ended: {error:#}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    fetch_within(&mirror, &upstream.url(), &none(), short_limits(deadline), |_| false)
+        .expect("the mirror is free again");
     assert_eq!(branch_heads(&mirror).expect("heads")["main"], head);
+}
+
+#[test]
+fn a_fetch_waits_for_the_running_one_only_until_its_deadline() {
+    let server = HostileServer::trickling(Duration::from_millis(50));
+    let mirrors = tempfile::tempdir().expect("temp dir");
+    let mirror = mirror_in(&mirrors, &server.url());
+    let (url, held) = (server.url(), mirror.clone());
+    let first = std::thread::spawn(move || {
+        fetch_within(&held, &url, &none(), short_limits(Duration::from_secs(4)), |_| false)
+    });
+    // Until the first fetch holds the mirror, a second one would simply run.
+    let until = Instant::now() + Duration::from_secs(10);
+    while !*lock(&mirror_fetches(&mirror).busy) {
+        assert!(Instant::now() < until, "the first fetch never started");
+        std::thread::yield_now();
+    }
+    let started = Instant::now();
+    let error = fetch_within(
+        &mirror,
+        &server.url(),
+        &none(),
+        short_limits(Duration::from_millis(300)),
+        |_| false,
+    )
+    .expect_err("the mirror stays busy");
+    assert!(format!("{error:#}").contains("earlier fetch of the mirror"), "{error:#}");
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    first.join().expect("first fetch").expect_err("cut at its deadline");
 }
 
 #[test]
@@ -414,10 +435,10 @@ fn a_fetch_that_waited_for_another_is_skipped_when_that_one_brought_the_commit()
     let head = upstream.commit("a.txt", b"1", "first");
     let mirrors = tempfile::tempdir().expect("temp dir");
     let mirror = mirror_in(&mirrors, &upstream.url());
-    fetch_mirror(&mirror, &upstream.url()).expect("fetch");
+    fetch_mirror(&mirror, &upstream.url(), &none()).expect("fetch");
     // A url that cannot be fetched: only the skip lets this succeed.
     let wanted = head.clone();
-    fetch_within(&mirror, "/does/not/exist", Duration::from_secs(60), move |mirror| {
+    fetch_within(&mirror, "/does/not/exist", &none(), FetchLimits::DEFAULT, move |mirror| {
         has_commit(mirror, &wanted)
     })
     .expect("skipped");
@@ -439,4 +460,386 @@ fn fetch_limits_are_checked_against_each_other() {
         let error = FetchLimits::try_new(timeout, deadline).expect_err(expected).to_string();
         assert!(error.contains(expected), "{error}");
     }
+}
+
+// ---- The transport's pure rules ----
+
+use super::transport::{classify, plan, scp_like, scrub, tail, Remote, STDERR_TAIL_BYTES};
+use eventide_consensus::auth::Zeroizing;
+
+fn secret(text: &str) -> Option<Zeroizing<Vec<u8>>> {
+    Some(Zeroizing::new(text.as_bytes().to_vec()))
+}
+
+fn config_of(plan: &transport::Plan) -> Vec<(String, String)> {
+    plan.config.iter().map(|(key, value)| (key.clone(), value.as_str().to_owned())).collect()
+}
+
+/// The config every fetch gets, whatever the remote.
+fn base_config(timeout_seconds: &str) -> Vec<(String, String)> {
+    [
+        ("credential.helper", ""),
+        ("core.askPass", ""),
+        ("http.sslVerify", "true"),
+        ("http.lowSpeedLimit", "1"),
+        ("http.lowSpeedTime", timeout_seconds),
+        ("gc.autoDetach", "false"),
+        ("maintenance.autoDetach", "false"),
+    ]
+    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+    .to_vec()
+}
+
+#[test]
+fn a_token_becomes_a_basic_auth_header_in_the_config_and_nowhere_else() {
+    let auth = RemoteAuth { token: secret("s3cret-token\n"), ..RemoteAuth::default() };
+    let dir = Path::new("/data/m.credentials");
+    let plan =
+        plan("https://git.example.com/a.git", &auth, dir, None, None, Duration::from_millis(1500))
+            .expect("plan");
+    let mut expected = base_config("2");
+    // base64("x-access-token:s3cret-token")
+    expected.push((
+        "http.extraHeader".to_owned(),
+        "Authorization: Basic eC1hY2Nlc3MtdG9rZW46czNjcmV0LXRva2Vu".to_owned(),
+    ));
+    assert_eq!(config_of(&plan), expected);
+    assert!(plan.ssh_command.is_none());
+    assert!(plan.files.is_empty());
+    let secrets: Vec<&str> = plan.secrets.iter().map(|secret| secret.as_str()).collect();
+    assert!(secrets.contains(&"s3cret-token"), "the trimmed token is scrubbed");
+
+    let named = RemoteAuth {
+        username: Some("oauth2".to_owned()),
+        token: secret("t"),
+        ..RemoteAuth::default()
+    };
+    let plan = plan_of("https://gitlab.example.com/a.git", &named).expect("plan");
+    // base64("oauth2:t")
+    assert_eq!(
+        config_of(&plan).last().map(|(_, value)| value.clone()),
+        Some("Authorization: Basic b2F1dGgyOnQ=".to_owned())
+    );
+}
+
+fn plan_of(url: &str, auth: &RemoteAuth) -> anyhow::Result<transport::Plan> {
+    plan(url, auth, Path::new("/data/m.credentials"), None, None, Duration::from_secs(30))
+}
+
+#[test]
+fn a_ca_file_is_added_to_the_system_bundle() {
+    let auth = RemoteAuth { ca_file: Some("/etc/eventide/ca.pem".into()), ..RemoteAuth::default() };
+    let dir = Path::new("/data/m.credentials");
+    let plan = plan(
+        "https://git.example.com/a.git",
+        &auth,
+        dir,
+        Some(b"SYSTEM".to_vec()),
+        Some(b"EXTRA\n".to_vec()),
+        Duration::from_secs(30),
+    )
+    .expect("plan");
+    let mut expected = base_config("30");
+    expected.push(("http.sslCAInfo".to_owned(), "/data/m.credentials/ca.pem".to_owned()));
+    assert_eq!(config_of(&plan), expected);
+    assert_eq!(plan.files.len(), 1);
+    assert_eq!(plan.files[0].name, "ca.pem");
+    assert_eq!(plan.files[0].contents.as_slice(), b"SYSTEM\nEXTRA\n");
+}
+
+#[test]
+fn an_ssh_remote_gets_a_strict_batch_ssh_command_and_private_files() {
+    let auth = RemoteAuth {
+        ssh_key: secret(
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----",
+        ),
+        known_hosts: secret("[h]:2222 ssh-ed25519 AAAA"),
+        ..RemoteAuth::default()
+    };
+    let plan = plan_of("ssh://git@h:2222/a.git", &auth).expect("plan");
+    assert_eq!(config_of(&plan), base_config("30"));
+    assert_eq!(
+        plan.ssh_command.as_deref(),
+        Some(
+            "ssh -i '/data/m.credentials/key' -o IdentitiesOnly=yes -o 'BatchMode=yes' \
+             -o 'StrictHostKeyChecking=yes' -o 'UpdateHostKeys=no' -o 'LogLevel=ERROR' \
+             -o 'UserKnownHostsFile=\"/data/m.credentials/known_hosts\" ~/.ssh/known_hosts \
+             /etc/ssh/ssh_known_hosts' -o 'ConnectTimeout=30' -o 'ServerAliveInterval=30' \
+             -o 'ServerAliveCountMax=1'"
+        )
+    );
+    let files: Vec<(&str, &[u8])> =
+        plan.files.iter().map(|file| (file.name, file.contents.as_slice())).collect();
+    assert_eq!(
+        files,
+        vec![
+            (
+                "key",
+                &b"-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n"[..]
+            ),
+            ("known_hosts", &b"[h]:2222 ssh-ed25519 AAAA\n"[..]),
+        ]
+    );
+
+    // Without a key or known_hosts, ssh still never prompts and checks host keys.
+    let plan = plan_of("git@h:a.git", &RemoteAuth::default()).expect("plan");
+    let command = plan.ssh_command.expect("an ssh command");
+    assert!(!command.contains("-i "), "{command}");
+    assert!(command.contains("'UserKnownHostsFile=~/.ssh/known_hosts /etc/ssh/ssh_known_hosts'"));
+    assert!(plan.files.is_empty());
+}
+
+#[test]
+fn credentials_that_do_not_fit_the_url_are_refused_without_quoting_them() {
+    let token = RemoteAuth { token: secret("tok-abc"), ..RemoteAuth::default() };
+    let bad_token = RemoteAuth { token: secret("tok\r\nX: y"), ..RemoteAuth::default() };
+    let key = RemoteAuth { ssh_key: secret("KEY-xyz"), ..RemoteAuth::default() };
+    let cases: [(&str, &RemoteAuth, &str); 6] = [
+        ("http://h/a.git", &token, "refusing to send the token over plain http"),
+        ("ssh://h/a.git", &token, "not an https url"),
+        ("https://h/a.git", &key, "not an ssh url"),
+        ("/srv/a.git", &key, "neither an https nor an ssh url"),
+        ("https://h/a.git", &bad_token, "the token contains control characters"),
+        (
+            "https://h/a.git",
+            &RemoteAuth { token: secret(" \n"), ..RemoteAuth::default() },
+            "the token is empty",
+        ),
+    ];
+    for (url, auth, expected) in cases {
+        let error = format!("{:#}", plan_of(url, auth).err().expect(expected));
+        assert!(error.contains(expected), "{url}: {error}");
+        for value in ["tok-abc", "KEY-xyz", "X: y"] {
+            assert!(!error.contains(value), "{url}: the error quotes a secret: {error}");
+        }
+    }
+}
+
+#[test]
+fn remotes_are_told_apart_by_their_url() {
+    let http = |host: &str, secure| Remote::Http { host: host.to_owned(), secure };
+    let ssh = |host: &str, port| Remote::Ssh { host: host.to_owned(), port };
+    let cases = [
+        ("https://git.example.com/a.git", http("git.example.com", true)),
+        ("http://127.0.0.1:8080/a.git", http("127.0.0.1", false)),
+        ("ssh://git@host:2222/a.git", ssh("host", 2222)),
+        ("ssh://host/a.git", ssh("host", 22)),
+        ("git@github.com:team/app.git", ssh("github.com", 22)),
+        ("host:app.git", ssh("host", 22)),
+        ("/srv/app.git", Remote::Other),
+        ("file:///srv/app.git", Remote::Other),
+        ("git://host/app.git", Remote::Other),
+        ("./a:b", Remote::Other),
+    ];
+    for (url, expected) in cases {
+        assert_eq!(Remote::of(url), expected, "{url}");
+    }
+    assert_eq!(scp_like("git@host:team/a.git"), Some(("host", "team/a.git")));
+    assert_eq!(scp_like("a/b:c"), None);
+}
+
+#[test]
+fn git_errors_are_explained_in_terms_of_what_to_fix() {
+    let timeout = Duration::from_secs(30);
+    let https = "https://git.example.com/a.git";
+    let ssh = "ssh://git@git.example.com:2222/a.git";
+    let cases = [
+        (
+            https,
+            "fatal: could not read Username for 'https://git.example.com': terminal prompts disabled",
+            "authentication to git.example.com failed (HTTP 401): check the token",
+        ),
+        (
+            https,
+            "fatal: unable to access 'https://git.example.com/a.git/': The requested URL returned error: 403",
+            "authentication to git.example.com failed (HTTP 403): check the token and what it may read",
+        ),
+        (
+            https,
+            "fatal: unable to access 'https://git.example.com/a.git/': server certificate verification failed. CAfile: none CRLfile: none",
+            "the certificate of git.example.com was not trusted: give the CA that signed it with --ca-file (or add it to the system's CA store)",
+        ),
+        (
+            https,
+            "fatal: unable to access 'x': SSL certificate problem: unable to get local issuer certificate",
+            "the certificate of git.example.com was not trusted: give the CA that signed it with --ca-file (or add it to the system's CA store)",
+        ),
+        (
+            https,
+            "error: RPC failed; curl 28 Operation too slow. Less than 1 bytes/sec transferred the last 30 seconds",
+            "the server git.example.com sent nothing for 30s: timed out",
+        ),
+        (
+            ssh,
+            "No ED25519 host key is known for [git.example.com]:2222 and you have requested strict checking.\r\nHost key verification failed.\r\nfatal: Could not read from remote repository.",
+            "host key of git.example.com:2222 is not known: add it with `ssh-keyscan -p 2222 git.example.com | eventide-node secret set NAME` and `eventide-node repo set URL --known-hosts NAME`, or to ~/.ssh/known_hosts on every node",
+        ),
+        (
+            ssh,
+            "git@git.example.com: Permission denied (publickey).\r\nfatal: Could not read from remote repository.",
+            "ssh key refused by git.example.com: git@git.example.com: Permission denied (publickey).",
+        ),
+        (
+            "/srv/theirs.git",
+            "fatal: detected dubious ownership in repository at '/srv/theirs.git'",
+            "the repository at /srv/theirs.git belongs to another user: git refuses it unless \
+             the node user's git config trusts it (git config --global --add safe.directory PATH)",
+        ),
+        (
+            "/srv/missing.git",
+            "fatal: '/srv/missing.git' does not appear to be a git repository",
+            "repository not found at the remote: check the url and the credentials",
+        ),
+    ];
+    for (url, stderr, expected) in cases {
+        assert_eq!(classify(stderr, url, timeout).as_deref(), Some(expected), "{stderr}");
+    }
+    assert_eq!(classify("fatal: something new", https, timeout), None);
+}
+
+#[test]
+fn stderr_is_bounded_and_scrubbed() {
+    let secrets = [Zeroizing::new("tok-123".to_owned())];
+    assert_eq!(
+        scrub("a tok-123 b\n> Authorization: Basic eHl6\nok", &secrets),
+        "a [redacted] b\n> authorization: [redacted]\nok"
+    );
+    let long = format!("{}\nlast line\n", "x".repeat(3 * STDERR_TAIL_BYTES));
+    assert_eq!(tail(long.as_bytes()), "last line\n");
+    assert_eq!(tail(b"short\n"), "short\n");
+    let lines = "line\n".repeat(STDERR_TAIL_BYTES);
+    let kept = tail(lines.as_bytes());
+    assert!(kept.len() < STDERR_TAIL_BYTES && kept.starts_with("line\n"), "{}", kept.len());
+}
+
+#[test]
+fn remote_auth_debug_shows_no_value() {
+    let auth = RemoteAuth {
+        username: Some("oauth2".to_owned()),
+        token: secret("tok-123"),
+        ssh_key: secret("KEY-456"),
+        known_hosts: None,
+        ca_file: None,
+    };
+    let shown = format!("{auth:?}");
+    assert!(!shown.contains("tok-123") && !shown.contains("KEY-456"), "{shown}");
+    assert!(shown.contains("token: \"set\"") && shown.contains("known_hosts: \"none\""), "{shown}");
+}
+
+// ---- Fetches from real https and ssh servers (nginx, sshd: scripts/setup.sh) ----
+
+#[allow(dead_code)]
+#[path = "../../tests/src/gitserver.rs"]
+mod gitserver;
+
+use gitserver::{HttpsGitServer, SshGitServer, HTTPS_USERNAME};
+
+fn https_auth(server: &HttpsGitServer, token: &str, ca: bool) -> RemoteAuth {
+    RemoteAuth {
+        username: Some(HTTPS_USERNAME.to_owned()),
+        token: secret(token),
+        ca_file: ca.then(|| server.ca_path()),
+        ..RemoteAuth::default()
+    }
+}
+
+#[test]
+fn https_fetches_with_the_token_and_the_ca_and_fails_clearly_without() {
+    let server = HttpsGitServer::start();
+    let repos = tempfile::tempdir().expect("temp dir");
+    let (bare, head) = gitserver::bare_repository(repos.path(), "app");
+    let url = server.serve("app.git", &bare);
+    let mirrors = tempfile::tempdir().expect("temp dir");
+    let mirror = mirror_in(&mirrors, &url);
+
+    fetch_mirror(&mirror, &url, &https_auth(&server, server.token(), true))
+        .unwrap_or_else(|error| panic!("fetch over https: {error:#}\n{}", server.log()));
+    assert_eq!(branch_heads(&mirror).expect("heads")["main"].as_str(), head);
+    assert!(!transport::private_dir_of(&mirror).exists(), "the CA bundle copy is removed");
+
+    let error = fetch_mirror(&mirror, &url, &https_auth(&server, "wrong-token", true))
+        .expect_err("a wrong token");
+    let message = format!("{error:#}");
+    assert_eq!(
+        message,
+        format!(
+            "failed to fetch {url}: authentication to 127.0.0.1 failed (HTTP 401): check the token"
+        )
+    );
+    assert!(!transport::private_dir_of(&mirror).exists(), "removed on error too");
+
+    let error = fetch_mirror(&mirror, &url, &https_auth(&server, server.token(), false))
+        .expect_err("no CA");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("certificate of 127.0.0.1 was not trusted")
+            && message.contains("--ca-file"),
+        "{message}"
+    );
+    assert!(!message.contains(server.token()), "{message}");
+}
+
+#[test]
+fn ssh_fetches_with_the_key_and_known_hosts_and_fails_clearly_without() {
+    let server = SshGitServer::start();
+    let repos = tempfile::tempdir().expect("temp dir");
+    let (bare, head) = gitserver::bare_repository(repos.path(), "app");
+    let url = server.serve("app.git", &bare);
+    let mirrors = tempfile::tempdir().expect("temp dir");
+    let mirror = mirror_in(&mirrors, &url);
+    let auth = |key: Vec<u8>, known: bool| RemoteAuth {
+        ssh_key: Some(Zeroizing::new(key)),
+        known_hosts: known.then(|| Zeroizing::new(server.known_hosts_line().into_bytes())),
+        ..RemoteAuth::default()
+    };
+
+    fetch_mirror(&mirror, &url, &auth(server.client_key(), true))
+        .unwrap_or_else(|error| panic!("fetch over ssh: {error:#}\n{}", server.log()));
+    assert_eq!(branch_heads(&mirror).expect("heads")["main"].as_str(), head);
+    assert!(!transport::private_dir_of(&mirror).exists(), "the key file is removed");
+
+    let other = repos.path().join("other_key");
+    gitserver::generate_key(&other);
+    let wrong = std::fs::read(&other).expect("other key");
+    let error = fetch_mirror(&mirror, &url, &auth(wrong, true)).expect_err("a wrong key");
+    let message = format!("{error:#}");
+    assert!(
+        message.starts_with(&format!("failed to fetch {url}: ssh key refused by 127.0.0.1: ")),
+        "{message}"
+    );
+    assert!(message.contains("Permission denied (publickey)"), "{message}");
+    assert!(!transport::private_dir_of(&mirror).exists(), "removed on error too");
+
+    let error = fetch_mirror(&mirror, &url, &auth(server.client_key(), false))
+        .expect_err("an unknown host key");
+    let port = server.port();
+    assert_eq!(
+        format!("{error:#}"),
+        format!(
+            "failed to fetch {url}: host key of 127.0.0.1:{port} is not known: add it with \
+             `ssh-keyscan -p {port} 127.0.0.1 | eventide-node secret set NAME` and \
+             `eventide-node repo set URL --known-hosts NAME`, or to ~/.ssh/known_hosts on \
+             every node"
+        )
+    );
+}
+
+/// One git2 fetch for `scripts/bench/fetch.sh` (not a test): fetches `BENCH_URL` into the
+/// bare `BENCH_MIRROR` as the node did before fetches moved to the git CLI, and prints
+/// the seconds it took.
+#[test]
+#[ignore = "a benchmark step, run by scripts/bench/fetch.sh"]
+fn bench_git2_fetch() {
+    let url = std::env::var("BENCH_URL").expect("BENCH_URL");
+    let mirror = PathBuf::from(std::env::var("BENCH_MIRROR").expect("BENCH_MIRROR"));
+    let started = Instant::now();
+    let repository = open_or_init(&mirror).expect("mirror");
+    let mut remote = repository.remote_anonymous(&url).expect("remote");
+    let mut options = git2::FetchOptions::new();
+    options
+        .prune(git2::FetchPrune::On)
+        .download_tags(git2::AutotagOption::None)
+        .update_fetchhead(false);
+    remote.fetch(&["+refs/heads/*:refs/heads/*"], Some(&mut options), None).expect("git2 fetch");
+    println!("git2_fetch_seconds={:.3}", started.elapsed().as_secs_f64());
 }

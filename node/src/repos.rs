@@ -6,7 +6,9 @@
 //! local repository is its absolute path, without `.` or `..` segments, repeated or
 //! trailing slashes (`/a`, `/a/`, `/a/./` and `file:///a` are all `/a`); any other url is
 //! kept with its scheme and host in lower case, without a default port and without a
-//! trailing slash. A relative path has no meaning to a cluster (each node would resolve it
+//! trailing slash (an scp-like `git@host:team/app.git` stays in that form, host in lower
+//! case). Credentials never go in a url: the secret store holds them. A relative path
+//! has no meaning to a cluster (each node would resolve it
 //! against its own working directory), so it is refused there; only the process a person
 //! typed it into resolves it ([`resolve_argument`]: the CLI, and a node's `--repo` flags).
 
@@ -23,27 +25,48 @@ use url::Url;
 use crate::clock;
 
 /// The canonical form of a repository url (see the module doc). Refuses relative paths,
-/// control characters, and `file://` urls naming another host.
+/// control characters, `file://` urls naming another host, schemes git is not allowed to
+/// use, and credentials in the url (which would end up in the replicated state, in logs
+/// and in other users' view of a process's arguments); an error never repeats a
+/// password or token it found.
 pub fn normalize_url(argument: &str) -> anyhow::Result<String> {
     let argument = argument.trim();
     if argument.is_empty() {
         bail!("empty repository url");
     }
+    let shown = redact_userinfo(argument);
     if argument.chars().any(char::is_control) {
-        bail!("repository url {argument:?} contains control characters");
+        bail!("repository url {shown:?} contains control characters");
     }
     if !argument.contains("://") {
-        if !argument.starts_with('/') {
-            bail!(
-                "repository path {argument} is relative: give an absolute path or a url \
-                 (file:///srv/app, http://host/app.git)"
-            );
+        if argument.starts_with('/') {
+            return Ok(clean_absolute_path(argument));
         }
-        return Ok(clean_absolute_path(argument));
+        if let Some(canonical) = normalize_scp_like(argument)? {
+            return Ok(canonical);
+        }
+        bail!(
+            "repository path {argument} is relative: give an absolute path or a url \
+             (file:///srv/app, https://host/app.git, git@host:app.git)"
+        );
     }
     let mut url =
-        Url::parse(argument).with_context(|| format!("repository url {argument} is not a url"))?;
-    if url.scheme() == "file" {
+        Url::parse(argument).with_context(|| format!("repository url {shown} is not a url"))?;
+    let scheme = url.scheme().to_owned();
+    if !SCHEMES.contains(&scheme.as_str()) {
+        bail!(
+            "repository url {shown}: scheme {scheme} is not supported \
+             (https, ssh, http, git, file)"
+        );
+    }
+    let web = scheme == "http" || scheme == "https";
+    if url.password().is_some() || (web && !url.username().is_empty()) {
+        bail!(
+            "repository url {shown} contains credentials: put the token in the secret store \
+             and name it with --token"
+        );
+    }
+    if scheme == "file" {
         if let Some(host) = url.host_str().filter(|host| !host.is_empty()) {
             bail!("repository url {argument} names host {host}: a file url is a path on each node");
         }
@@ -54,6 +77,17 @@ pub fn normalize_url(argument: &str) -> anyhow::Result<String> {
             .with_context(|| format!("repository url {argument} is not a local path"))?;
         return Ok(clean_absolute_path(&path));
     }
+    if !web {
+        // The url crate keeps the host of a scheme it does not know as written.
+        if let Some(host) = url.host_str().map(str::to_ascii_lowercase) {
+            url.set_host(Some(&host))
+                .with_context(|| format!("repository url {shown} has an invalid host"))?;
+        }
+        let default_port = if scheme == "git" { 9418 } else { 22 };
+        if url.port() == Some(default_port) {
+            let _ = url.set_port(None);
+        }
+    }
     let path = url.path().trim_end_matches('/').to_owned();
     if !path.is_empty() {
         url.set_path(&path);
@@ -61,12 +95,86 @@ pub fn normalize_url(argument: &str) -> anyhow::Result<String> {
     Ok(url.to_string())
 }
 
+/// Whether git reads `argument` as an scp-like ssh url: a `:` before any `/`.
+fn looks_scp_like(argument: &str) -> bool {
+    argument.find(':').is_some_and(|colon| !argument[..colon].contains('/'))
+}
+
+/// The url schemes a repository may have: what the fetch lets git use.
+const SCHEMES: &[&str] = &["https", "ssh", "git+ssh", "ssh+git", "http", "git", "file"];
+
+/// The canonical form of an scp-like url (`[user@]host:path`, git's short ssh form):
+/// kept in that form, host in lower case, without trailing slashes; `None` if
+/// `argument` is not one (no `:` before the first `/`).
+fn normalize_scp_like(argument: &str) -> anyhow::Result<Option<String>> {
+    let Some(colon) = argument.find(':') else { return Ok(None) };
+    if argument[..colon].contains('/') {
+        return Ok(None);
+    }
+    let (authority, path) = (&argument[..colon], &argument[colon + 1..]);
+    let (user, host) = match authority.rsplit_once('@') {
+        Some((user, host)) => (Some(user), host),
+        None => (None, authority),
+    };
+    // `user:password@host:path`: the first `:` ends the "host" and an `@` follows.
+    let before_slash = path.split('/').next().unwrap_or_default();
+    if user.is_none() && before_slash.contains('@') {
+        bail!(
+            "repository url {} contains credentials: put the token in the secret store and \
+             name it with --token",
+            redact_userinfo(argument)
+        );
+    }
+    let word = |text: &str| {
+        !text.is_empty()
+            && !text.starts_with('-')
+            && text.chars().all(|c| c.is_ascii_alphanumeric() || "-._~[]".contains(c))
+    };
+    if !word(host) || user.is_some_and(|user| !word(user)) {
+        bail!("repository url {argument}: {authority} is not a valid [user@]host");
+    }
+    let path = path.trim_end_matches('/');
+    if path.is_empty() || path.starts_with(':') {
+        bail!("repository url {argument} names no repository path");
+    }
+    let user = user.map(|user| format!("{user}@")).unwrap_or_default();
+    Ok(Some(format!("{user}{}:{path}", host.to_ascii_lowercase())))
+}
+
+/// `argument` with any password (and for http, any user name, which may be a token)
+/// replaced, for error messages.
+fn redact_userinfo(argument: &str) -> String {
+    if let Some(scheme_end) = argument.find("://") {
+        let (scheme, rest) = (&argument[..scheme_end], &argument[scheme_end + 3..]);
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            let userinfo = &rest[..at];
+            let web = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+            let kept = match userinfo.split_once(':') {
+                _ if web => "***".to_owned(),
+                Some((user, _)) => format!("{user}:***"),
+                None => userinfo.to_owned(),
+            };
+            return format!("{scheme}://{kept}@{}", &rest[at + 1..]);
+        }
+        return argument.to_owned();
+    }
+    // scp-like `user:password@host:path`.
+    match argument.split_once('@') {
+        Some((userinfo, rest)) if userinfo.contains(':') && !userinfo.contains('/') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{user}:***@{rest}")
+        }
+        _ => argument.to_owned(),
+    }
+}
+
 /// A repository argument as a person typed it into this process: a relative path is
 /// taken relative to `cwd`, and a local path that exists is resolved through symbolic
 /// links; then [`normalize_url`].
 pub fn resolve_argument(argument: &str, cwd: &Path) -> anyhow::Result<String> {
     let argument = argument.trim();
-    if argument.is_empty() || argument.contains("://") {
+    if argument.is_empty() || argument.contains("://") || looks_scp_like(argument) {
         return normalize_url(argument);
     }
     let joined = cwd.join(argument);
@@ -187,6 +295,15 @@ mod tests {
             ("http://host", "http://host/"),
             ("git://host/x.git", "git://host/x.git"),
             ("ssh://git@host/x.git/", "ssh://git@host/x.git"),
+            ("ssh://git@Host.Example:22/x.git", "ssh://git@host.example/x.git"),
+            ("ssh://root@127.0.0.1:2222/srv/x.git", "ssh://root@127.0.0.1:2222/srv/x.git"),
+            ("git@GitHub.com:Team/App.git", "git@github.com:Team/App.git"),
+            ("git@host:app.git/", "git@host:app.git"),
+            ("host:/srv/app.git", "host:/srv/app.git"),
+            (
+                "https://git.example.com:8443/team/app.git",
+                "https://git.example.com:8443/team/app.git",
+            ),
         ];
         for (given, canonical) in cases {
             assert_eq!(normalize_url(given).expect(given), canonical, "{given}");
@@ -201,7 +318,11 @@ mod tests {
             ("a", "repository path a is relative"),
             ("./a", "repository path ./a is relative"),
             ("../a", "repository path ../a is relative"),
-            ("git@host:app.git", "is relative"),
+            ("a/b:c", "is relative"),
+            ("-oProxyCommand=x:app.git", "not a valid [user@]host"),
+            ("git@host:", "names no repository path"),
+            ("ext::sh -c x", "names no repository path"),
+            ("svn://host/x", "scheme svn is not supported"),
             ("/a\nb", "contains control characters"),
             ("x\u{85}y://host/a", "contains control characters"),
             ("http://", "is not a url"),
@@ -211,6 +332,29 @@ mod tests {
             let error = normalize_url(given).expect_err(given).to_string();
             assert!(error.contains(expected), "{given:?}: {error}");
         }
+    }
+
+    #[test]
+    fn credentials_in_a_url_are_refused_without_being_repeated() {
+        let cases = [
+            "https://user:pw-secret@host/x.git",
+            "https://pw-secret@host/x.git",
+            "http://x-access-token:pw-secret@host/x.git",
+            "ssh://git:pw-secret@host/x.git",
+            "git:pw-secret@host:x.git",
+            "https://user:pw-secret@/x.git",
+        ];
+        for given in cases {
+            let error = format!("{:#}", normalize_url(given).expect_err(given));
+            assert!(!error.contains("pw-secret"), "{given}: {error}");
+            assert!(
+                error.contains("put the token in the secret store and name it with --token")
+                    || error.contains("is not a url"),
+                "{given}: {error}"
+            );
+        }
+        // A user name is how ssh says who logs in; it is no secret.
+        assert_eq!(normalize_url("ssh://git@host/x").expect("user"), "ssh://git@host/x");
     }
 
     #[test]
@@ -231,6 +375,7 @@ mod tests {
         // Urls are not paths.
         assert_eq!(resolve_argument("file:///a/", &cwd).expect("file url"), "/a");
         assert_eq!(resolve_argument("http://h/x/", &cwd).expect("url"), "http://h/x");
+        assert_eq!(resolve_argument("git@h:x.git", &cwd).expect("scp-like"), "git@h:x.git");
     }
 
     #[test]

@@ -405,7 +405,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// runner labels.
 fn prepare(mirrors: &Path, repo: &WatchedRepo) -> anyhow::Result<Vec<Proposal>> {
     let mirror: PathBuf = git::mirror_path(mirrors, &repo.url);
-    git::fetch_mirror(&mirror, &repo.url)?;
+    git::fetch_mirror(&mirror, &repo.url, &git::RemoteAuth::default())?;
     let mut heads = git::branch_heads(&mirror)?;
     heads.retain(|branch, _| branch_matches(&repo.branches, branch));
     let first_round = repo.cursors.is_empty();

@@ -75,7 +75,8 @@ async fn prepare(
         }
         std::fs::create_dir_all(&workspace)
             .map_err(|e| format!("failed to create the workspace: {e}"))?;
-        git::ensure_commit(&mirror, &url, &commit).map_err(|e| format!("{e:#}"))?;
+        git::ensure_commit(&mirror, &url, &git::RemoteAuth::default(), &commit)
+            .map_err(|e| format!("{e:#}"))?;
         git::checkout(&mirror, &commit, &workspace)
             .map_err(|e| format!("checkout failed: {e:#}"))?;
         let file = read_config(&workspace)?;
