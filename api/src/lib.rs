@@ -11,7 +11,7 @@
 //!   the list query and the rerun request.
 //! - `repos`: watched repositories, added and removed.
 //! - `secrets`: the secret store's names and times, and the request that sets a value.
-//! - `notify`: the answer of `POST /api/v1/notify`.
+//! - `notify`: the answers of `POST /api/v1/notify` and of the forges' webhooks.
 //! - `logs`: the query of `GET /api/v1/jobs/{id}/log`.
 //! - `error`: [`ErrorBody`], the body of every error answer.
 //!
@@ -36,7 +36,7 @@ pub use jobs::{
 };
 pub use logs::LogQuery;
 pub use nodes::{NodeRef, NodeStatus, RaftRole, RunnerState};
-pub use notify::NotifyDoc;
+pub use notify::{HookDoc, HookResult, NotifyDoc};
 pub use repos::{AddRepo, Forge, RemovedRepoDoc, RepoDoc, RepoPatch, RepoSettingsDoc};
 pub use secrets::{RemovedSecretDoc, SecretDoc, SetSecret};
 pub use status::{Auth, QueueStatus, RepoStatus, StatusDoc};

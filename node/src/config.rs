@@ -102,6 +102,10 @@ pub struct RunArgs {
     /// come from EVENTIDE_SECRET. Without one, nothing is authenticated.
     #[arg(long, env = "EVENTIDE_SECRET_FILE", value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+    /// The dashboard's address as people reach it (a load balancer's, say), for the links
+    /// of commit statuses on forges; give every node the same [default: http://ADVERTISE].
+    #[arg(long, env = "EVENTIDE_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
     /// Require the API token for reads of the public API too (needs a secret).
     #[arg(long, env = "EVENTIDE_PRIVATE_API")]
     pub private_api: bool,
@@ -183,6 +187,7 @@ impl RunArgs {
             http_header_timeout,
             config,
             secret_file,
+            public_url,
             private_api,
             secret_env,
         )
@@ -217,6 +222,8 @@ pub struct RunConfig {
     pub secret: Option<Secret>,
     /// Reads of the public API need the token too.
     pub private_api: bool,
+    /// Where people reach the dashboard: `http(s)://host[:port]`, no trailing slash.
+    pub public_url: String,
     pub min_free_disk: MinFreeDisk,
     pub http: HttpLimits,
 }
@@ -279,6 +286,7 @@ impl TryFrom<RunArgs> for RunConfig {
         if private_api && secret.is_none() {
             bail!("--private-api needs a cluster secret (--secret-file or EVENTIDE_SECRET)");
         }
+        let public_url = public_url(layer.public_url, advertise)?;
         let min_free_disk = min_free_disk(layer.min_free_disk)?;
         let http = HttpLimits {
             max_connections: http_max_connections(layer.http_max_connections)?,
@@ -302,10 +310,26 @@ impl TryFrom<RunArgs> for RunConfig {
             gossip_interval,
             secret,
             private_api,
+            public_url,
             min_free_disk,
             http,
         })
     }
+}
+
+fn public_url(value: Option<String>, advertise: SocketAddr) -> anyhow::Result<String> {
+    let Some(text) = value else { return Ok(format!("http://{advertise}")) };
+    let text = text.trim().trim_end_matches('/');
+    let url = url::Url::parse(text)
+        .map_err(|e| anyhow::anyhow!("--public-url {text}: not a url ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        bail!("--public-url {text}: must be an http:// or https:// url with a host");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        // Not echoed: it holds a password.
+        bail!("--public-url must not hold credentials (statuses show it to everyone)");
+    }
+    Ok(text.to_owned())
 }
 
 fn advertise(value: Option<String>, listen: SocketAddr) -> anyhow::Result<SocketAddr> {
@@ -517,6 +541,19 @@ mod tests {
         assert_eq!(config.min_free_disk, MinFreeDisk::DEFAULT);
         assert_eq!(config.http, HttpLimits::default());
         assert_eq!(config.fetch, FetchLimits::DEFAULT);
+        assert_eq!(config.public_url, format!("http://{}", config.advertise));
+    }
+
+    #[test]
+    fn the_public_url_is_an_http_url_without_credentials() {
+        let with = |url: &str| RunArgs { public_url: Some(url.into()), ..args("/d") };
+        let config = RunConfig::try_from(with("https://ci.example.com/")).expect("valid");
+        assert_eq!(config.public_url, "https://ci.example.com");
+        for bad in ["ci.example.com", "ftp://ci.example.com", "https://u:p@ci.example.com"] {
+            let error = RunConfig::try_from(with(bad)).expect_err(bad).to_string();
+            assert!(error.contains("--public-url"), "{error}");
+            assert!(!error.contains(":p@"), "the password is not echoed: {error}");
+        }
     }
 
     #[test]
@@ -638,7 +675,8 @@ mod tests {
              repos = [\"/r\"]\npoll_interval = \"2s\"\nfetch_timeout = \"5s\"\n\
              fetch_deadline = \"1m\"\nheartbeat = \"60ms\"\nelection_timeout = \"200ms-400ms\"\n\
              gossip_interval = \"300ms\"\nsecret_file = \"/s\"\nprivate_api = true\n\
-             min_free_disk = \"5%\"\nhttp_max_connections = 2048\nhttp_header_timeout = \"20s\"\n",
+             min_free_disk = \"5%\"\nhttp_max_connections = 2048\nhttp_header_timeout = \"20s\"\n\
+             public_url = \"https://ci.example.com\"\n",
         )
         .expect("valid toml");
         let secret_file = file.secret_file.clone();
@@ -665,6 +703,7 @@ mod tests {
         assert_ne!(config.min_free_disk, MinFreeDisk::DEFAULT);
         assert_eq!(config.http.max_connections, 2048);
         assert_eq!(config.http.header_timeout, Duration::from_secs(20));
+        assert_eq!(config.public_url, "https://ci.example.com");
     }
 
     #[test]

@@ -39,7 +39,6 @@ impl ObserverWake {
     }
 
     /// A round of `repo` now.
-    #[allow(dead_code)] // the forges' webhook endpoints call it
     pub fn repo(&self, repo: RepoId) {
         self.asked().repos.insert(repo);
         self.notify.notify_one();

@@ -7,8 +7,10 @@
 //!   the only reader of openraft's metrics.
 //! - `gossip`: chitchat membership and the keys a node publishes.
 //! - `cluster`: bootstrap and autopilot (membership management on the leader).
-//! - `repos`: watched repositories.
-//! - `observer`, `dispatcher`, `runner`: the three CI roles.
+//! - `repos`: watched repositories; `remote`: their fetch credentials from the secret
+//!   store.
+//! - `observer`, `dispatcher`, `runner`: the three CI roles; `statuses`: the leader's
+//!   poster of commit statuses to forges (`forge`, from the library).
 //! - `health`: what the cluster task and the observer report for `status`.
 //! - `joblog`: where a job's output lives on the node that ran it (runner and API).
 //! - `git`: mirrors, commit walks and checkouts; `repo_config` (from the library, with
@@ -45,15 +47,17 @@ mod metrics;
 mod node;
 mod observer;
 mod raft_view;
+mod remote;
 mod repos;
 mod runner;
 mod server;
+mod statuses;
 mod summary;
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use eventide_node::{repo_config, units};
+use eventide_node::{forge, repo_config, secrets, units};
 
 use crate::client::{NodeArgs, ResultsArgs};
 use crate::config::{RunArgs, RunConfig};

@@ -67,6 +67,9 @@ pub struct Metrics {
     http_refused: Family<Labels, Counter>,
     runner_slots: Gauge,
     runner_busy_slots: Gauge,
+    forge_statuses: Family<Labels, Counter>,
+    forge_status_post: Histogram,
+    webhook_deliveries: Family<Labels, Counter>,
     /// The internal RPC failure counts, copied into `rpc_errors` at each scrape.
     raft_errors: OnceLock<RpcErrors>,
     /// One scrape at a time: a scrape sets gauges, then encodes them.
@@ -111,6 +114,9 @@ impl Metrics {
             http_refused: Family::default(),
             runner_slots: Gauge::default(),
             runner_busy_slots: Gauge::default(),
+            forge_statuses: Family::default(),
+            forge_status_post: Histogram::new(CLAIM_BUCKETS),
+            webhook_deliveries: Family::default(),
             raft_errors: OnceLock::new(),
             scrape: Mutex::new(()),
             registry: Registry::default(),
@@ -141,6 +147,18 @@ impl Metrics {
                 "HTTP connections answered 503 and closed, by reason (full, reserved)";
             "runner_slots", m.runner_slots, "Runner slots of this node";
             "runner_busy_slots", m.runner_busy_slots, "Runner slots of this node running a job";
+            "forge_statuses", m.forge_statuses,
+                "Commit status posts to forges by this node, by result (posted, retry, refused)";
+            "forge_status_post_seconds", m.forge_status_post,
+                "Time a forge took to answer a commit status post";
+            "webhook_deliveries", m.webhook_deliveries,
+                "Forge webhook deliveries to this node, by result (accepted, repeated, ignored, refused)";
+        }
+        for result in ["posted", "retry", "refused"] {
+            let _ = metrics.forge_statuses.get_or_create(&label("result", result));
+        }
+        for result in ["accepted", "repeated", "ignored", "refused"] {
+            let _ = metrics.webhook_deliveries.get_or_create(&label("result", result));
         }
         // Both reasons are exported from the start, so that a scrape shows them at 0.
         for reason in ["full", "reserved"] {
@@ -166,6 +184,20 @@ impl Metrics {
             self.commit_to_result.observe(seconds(finished_at.millis_since(created_at)));
         }
         self.job_duration.observe(seconds(duration_ms));
+    }
+
+    /// A commit status post to a forge ended with `result` (`posted`, `retry`,
+    /// `refused`) after `elapsed`.
+    pub fn forge_status_posted(&self, result: &str, elapsed: Duration) {
+        self.forge_statuses.get_or_create(&label("result", result)).inc();
+        self.forge_status_post.observe(elapsed.as_secs_f64());
+    }
+
+    /// A webhook delivery was `accepted` (a round asked for), `repeated` (a delivery id
+    /// seen before), `ignored` (a ping, a tag, another event) or `refused` (401, 404,
+    /// 400, 413).
+    pub fn webhook_delivered(&self, result: &str) {
+        self.webhook_deliveries.get_or_create(&label("result", result)).inc();
     }
 
     /// An HTTP connection was refused: `full` (the cap is reached) or `reserved` (a

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //!   Raft ──> RaftView ─┬─> cluster (+ Raft for membership changes)
-//!   replica, Writer ───┼─> observer, dispatcher, runner, repos (--repo)
+//!   replica, Writer ───┼─> observer, dispatcher, statuses, runner, repos (--repo)
 //!   gossip, Metrics ───┴─> ApiHandles ──> api::router (a state per route group) ──> server::serve
 //! ```
 
@@ -36,6 +36,7 @@ use crate::metrics::{self, Metrics};
 use crate::observer::{Observer, ObserverHandles, ObserverSettings};
 use crate::raft_view::RaftView;
 use crate::runner::{Runner, RunnerHandles, RunnerSettings};
+use crate::statuses::{Poster, PosterHandles, PosterSettings};
 use crate::{repos, server};
 
 /// How long a write waits for a leader to be elected before it fails.
@@ -160,10 +161,22 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
             writer: writer.clone(),
             wake: wake_observer,
             health: observer_health,
+            secret: config.secret.clone(),
         },
     );
     let observer_task = tokio::spawn(observer.run().in_current_span());
     let dispatcher_task = tokio::spawn(dispatcher.run().in_current_span());
+    let poster = Poster::new(
+        PosterSettings { public_url: config.public_url.clone() },
+        PosterHandles {
+            raft: view.clone(),
+            state_machine: state_machine.clone(),
+            writer: writer.clone(),
+            secret: config.secret.clone(),
+            metrics: metrics.clone(),
+        },
+    )?;
+    let poster_task = tokio::spawn(poster.run().in_current_span());
     let runner = Runner::new(
         RunnerSettings {
             id,
@@ -179,6 +192,7 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
             gossip: gossip.clone(),
             rpc,
             metrics: metrics.clone(),
+            secret: config.secret.clone(),
         },
     )?;
     let runner_task = tokio::spawn(runner.run().in_current_span());
@@ -186,9 +200,16 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
 
     wait_for_signal().await;
     info!("shutting down");
-    for task in
-        [cluster_task, repos_task, observer_task, dispatcher_task, runner_task, metrics_task]
-    {
+    let tasks = [
+        cluster_task,
+        repos_task,
+        observer_task,
+        dispatcher_task,
+        poster_task,
+        runner_task,
+        metrics_task,
+    ];
+    for task in tasks {
         task.abort();
     }
     gossip.leave().await;

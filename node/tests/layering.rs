@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The roles: each gets its handles from `node.rs` and knows no other role.
-const ROLES: [&str; 4] = ["cluster", "observer", "dispatcher", "runner"];
+const ROLES: [&str; 5] = ["cluster", "observer", "dispatcher", "statuses", "runner"];
 
 /// Every `(from, to)` pair of top-level modules of `node/src` where `from` names
 /// `crate::to` outside its tests.

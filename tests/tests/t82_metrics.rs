@@ -8,7 +8,7 @@ use eventide_tests::repo::GitRepo;
 use eventide_tests::{http, wait_for_final_jobs, wait_until, Cluster, Options, DEADLINE};
 
 /// Every metric family a node exports (the table in README.md and docs/api.md).
-const FAMILIES: [(&str, &str); 14] = [
+const FAMILIES: [(&str, &str); 17] = [
     ("eventide_jobs", "gauge"),
     ("eventide_queue_depth", "gauge"),
     ("eventide_claim_to_start_seconds", "histogram"),
@@ -23,6 +23,9 @@ const FAMILIES: [(&str, &str); 14] = [
     ("eventide_http_refused_connections_total", "counter"),
     ("eventide_runner_slots", "gauge"),
     ("eventide_runner_busy_slots", "gauge"),
+    ("eventide_forge_statuses_total", "counter"),
+    ("eventide_forge_status_post_seconds", "histogram"),
+    ("eventide_webhook_deliveries_total", "counter"),
 ];
 
 fn scrape(addr: SocketAddr) -> Exposition {

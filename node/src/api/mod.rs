@@ -12,6 +12,7 @@
 //!   store (names and times out, values only in).
 //! - `logs`: a job's output from any node, live while it runs.
 //! - `notify`: an immediate observer round.
+//! - `hooks`: the forges' webhooks, authenticated by each repository's webhook secret.
 //! - `metrics`: `GET /metrics`, Prometheus text.
 //! - `extract`: path, query and body extractors whose rejections are JSON errors.
 //! - `dashboard`: the web page at `/` and its embedded files under `/ui/`.
@@ -19,6 +20,7 @@
 pub mod auth;
 pub mod dashboard;
 mod extract;
+pub mod hooks;
 pub mod jobs;
 pub mod logs;
 pub mod metrics;
@@ -29,7 +31,7 @@ pub mod status;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -49,6 +51,7 @@ use tracing::{debug, warn};
 pub use eventide_api::ErrorBody;
 
 use self::auth::ApiAuth;
+use crate::forge::{DeliveryIds, MAX_HOOK_BYTES};
 use crate::gossip::Gossip;
 use crate::health::Phase;
 use crate::health::{ObserverHealth, ObserverWake};
@@ -147,6 +150,14 @@ pub fn router(handles: ApiHandles, raft: Raft, internal: Router) -> Router {
         raft: view.clone(),
         state_machine: state_machine.clone(),
     };
+    let hooks_state = hooks::HooksState {
+        raft: view.clone(),
+        state_machine: state_machine.clone(),
+        secret: secret.clone(),
+        wake_observer: wake_observer.clone(),
+        metrics: metrics.clone(),
+        seen: Mutex::new(DeliveryIds::default()),
+    };
     let notify_state =
         notify::NotifyState { name, secret: secret.clone(), raft: view.clone(), wake_observer };
     let metrics_state =
@@ -194,13 +205,24 @@ pub fn router(handles: ApiHandles, raft: Raft, internal: Router) -> Router {
     let internal = raft_routes(raft)
         .merge(internal)
         .layer(middleware::from_fn_with_state(InternalAuth::new(secret), require_signature));
+    // Webhooks carry their own authentication (each repository's webhook secret), not
+    // the API token: forges cannot send one.
+    let hooks = Router::new()
+        .route("/api/v1/hooks/{forge}", post(hooks::deliver))
+        .with_state(Arc::new(hooks_state))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_HOOK_BYTES));
     // The dashboard's files hold no data (the page asks for a token when the API wants
     // one), so they are served to everyone.
     let dashboard = Router::new()
         .route("/", get(dashboard::index))
         .route("/ui/{file}", get(dashboard::file))
         .method_not_allowed_fallback(method_not_allowed);
-    public.merge(dashboard).merge(internal).layer(axum::middleware::from_fn(log_refused))
+    hooks
+        .merge(public)
+        .merge(dashboard)
+        .merge(internal)
+        .layer(axum::middleware::from_fn(log_refused))
 }
 
 /// Logs every request refused for its body (malformed, too large, wrong content type),

@@ -1,5 +1,6 @@
-//! `POST /api/v1/notify`: start an observer round now (a git hook calls this). Any node
-//! accepts it; a follower passes it to the leader, where the observer runs.
+//! `POST /api/v1/notify`: start an observer round now (a git hook calls this), of every
+//! repository or, with `?repo=ID`, of one (the webhook endpoints pass their pushes so).
+//! Any node accepts it; a follower passes it to the leader, where the observer runs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,10 @@ use axum::Json;
 use eventide_api::NotifyDoc;
 use eventide_consensus::auth::Secret;
 
+use eventide_consensus::RepoId;
+
 use super::auth::with_token;
+use super::extract::ApiQuery;
 use super::ApiError;
 use crate::health::ObserverWake;
 use crate::raft_view::RaftView;
@@ -26,11 +30,23 @@ pub struct NotifyState {
     pub wake_observer: Arc<ObserverWake>,
 }
 
+/// The query of `POST /api/v1/notify`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyQuery {
+    /// Only this repository.
+    repo: Option<u64>,
+}
+
 pub async fn notify(
     State(api): State<Arc<NotifyState>>,
+    ApiQuery(query): ApiQuery<NotifyQuery>,
 ) -> Result<(StatusCode, Json<NotifyDoc>), ApiError> {
     if api.raft.is_leader() {
-        api.wake_observer.all();
+        match query.repo {
+            Some(repo) => api.wake_observer.repo(RepoId(repo)),
+            None => api.wake_observer.all(),
+        }
         return Ok((StatusCode::ACCEPTED, Json(NotifyDoc { observer: api.name.clone() })));
     }
     let Some(addr) = api.raft.leader_addr() else {
@@ -39,7 +55,11 @@ pub async fn notify(
             "no leader: the cluster is electing one or has lost its quorum",
         ));
     };
-    let request = reqwest::Client::new().post(format!("http://{addr}/api/v1/notify"));
+    let path = match query.repo {
+        Some(repo) => format!("/api/v1/notify?repo={repo}"),
+        None => "/api/v1/notify".to_owned(),
+    };
+    let request = reqwest::Client::new().post(format!("http://{addr}{path}"));
     let forwarded = with_token(request, api.secret.as_ref())
         .timeout(Duration::from_secs(5))
         .send()

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use eventide_consensus::auth::Secret;
 use eventide_consensus::network::{WriteError, Writer};
 use eventide_consensus::state::branch_matches;
 use eventide_consensus::store::StateMachineStore;
@@ -25,6 +26,7 @@ use super::plan::{bound_skipped, plan_branches, BranchPlan, COMMITS_PER_ROUND};
 use super::refusals::RefusalMemo;
 use crate::health::{Asked, ObserverHealth, ObserverWake};
 use crate::raft_view::RaftView;
+use crate::remote::auth_for;
 use crate::{clock, git, repo_config};
 
 /// The shortest pause between rounds, whatever the configured poll interval.
@@ -39,6 +41,8 @@ struct WatchedRepo {
     cursors: BTreeMap<String, CommitId>,
     /// The branch patterns whose commits become jobs (empty: all).
     branches: Vec<String>,
+    /// The credentials of its fetches, opened from the secret store.
+    auth: Arc<git::RemoteAuth>,
 }
 
 /// One prepared `Observe`, before its time stamp.
@@ -75,6 +79,8 @@ pub struct ObserverHandles {
     pub wake: Arc<ObserverWake>,
     /// Each repository's latest problem, which `status` shows.
     pub health: Arc<ObserverHealth>,
+    /// Opens the repositories' credentials in the secret store.
+    pub secret: Option<Secret>,
 }
 
 /// The observer of this node: what the rounds of all repositories share.
@@ -85,6 +91,7 @@ pub struct Observer {
     writer: Writer,
     wake: Arc<ObserverWake>,
     health: Arc<ObserverHealth>,
+    secret: Option<Secret>,
     refusals: Mutex<RefusalMemo>,
     /// The last write failure logged, so that a lost quorum is logged once, not per round.
     last_write_error: Mutex<Option<String>>,
@@ -114,7 +121,7 @@ impl Drop for RoundEntry {
 
 impl Observer {
     pub fn new(settings: ObserverSettings, handles: ObserverHandles) -> Arc<Observer> {
-        let ObserverHandles { raft, state_machine, writer, wake, health } = handles;
+        let ObserverHandles { raft, state_machine, writer, wake, health, secret } = handles;
         Arc::new(Observer {
             settings,
             raft,
@@ -122,6 +129,7 @@ impl Observer {
             writer,
             wake,
             health,
+            secret,
             refusals: Mutex::default(),
             last_write_error: Mutex::default(),
             rounds: Mutex::default(),
@@ -231,17 +239,30 @@ impl Observer {
     /// One round of one repository, from the state as it is now.
     async fn round(&self, repo: RepoId) {
         let watched = self.state_machine.read(|state| {
-            state.repo(repo).map(|found| WatchedRepo {
-                id: repo,
-                url: found.url.clone(),
-                cursors: state
-                    .cursors(repo)
-                    .map(|(branch, cursor)| (branch.to_owned(), cursor.head.clone()))
-                    .collect(),
-                branches: state.repo_settings(repo).branches.clone(),
-            })
+            let found = state.repo(repo)?;
+            let auth = auth_for(state, self.secret.as_ref(), repo)
+                .map_err(|error| (found.url.clone(), error));
+            Some(auth.map(|auth| {
+                WatchedRepo {
+                    id: repo,
+                    url: found.url.clone(),
+                    cursors: state
+                        .cursors(repo)
+                        .map(|(branch, cursor)| (branch.to_owned(), cursor.head.clone()))
+                        .collect(),
+                    branches: state.repo_settings(repo).branches.clone(),
+                    auth: Arc::new(auth),
+                }
+            }))
         });
         let Some(watched) = watched.filter(|_| self.is_leader()) else { return };
+        let watched = match watched {
+            Ok(watched) => watched,
+            Err((url, error)) => {
+                self.record(repo, &url, Some(format!("{error:#}")));
+                return;
+            }
+        };
         let error = match self.observe_repo(&watched).await {
             Ok(()) => None,
             Err(RepoError::Repo(error)) => Some(format!("{error:#}")),
@@ -259,7 +280,11 @@ impl Observer {
         if !self.is_leader() {
             return;
         }
-        let url = &watched.url;
+        self.record(repo, &watched.url, error);
+    }
+
+    /// Records a round's outcome for `status`, logging a change.
+    fn record(&self, repo: RepoId, url: &str, error: Option<String>) {
         match (self.health.replace(repo, error.clone()), error) {
             (previous, Some(error)) if previous.as_ref() != Some(&error) => {
                 warn!(repo = %repo, url = %url, error = %error, "cannot observe repository");
@@ -405,7 +430,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// runner labels.
 fn prepare(mirrors: &Path, repo: &WatchedRepo) -> anyhow::Result<Vec<Proposal>> {
     let mirror: PathBuf = git::mirror_path(mirrors, &repo.url);
-    git::fetch_mirror(&mirror, &repo.url, &git::RemoteAuth::default())?;
+    git::fetch_mirror(&mirror, &repo.url, &repo.auth)?;
     let mut heads = git::branch_heads(&mirror)?;
     heads.retain(|branch, _| branch_matches(&repo.branches, branch));
     let first_round = repo.cursors.is_empty();

@@ -13,6 +13,7 @@ fn watched(upstream: &Upstream, cursors: &[(&str, &CommitId)]) -> WatchedRepo {
         url: upstream.url(),
         cursors: cursors.iter().map(|&(branch, head)| (branch.to_owned(), head.clone())).collect(),
         branches: Vec::new(),
+        auth: Default::default(),
     }
 }
 
@@ -67,6 +68,7 @@ fn prepare_reports_an_unreachable_repository() {
         url: "/does/not/exist/anywhere.git".to_owned(),
         cursors: BTreeMap::new(),
         branches: Vec::new(),
+        auth: Default::default(),
     };
     let error = prepare(mirrors.path(), &repo).err().expect("unreachable");
     assert!(format!("{error:#}").contains("failed to fetch /does/not/exist"), "{error:#}");

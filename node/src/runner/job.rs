@@ -11,9 +11,11 @@ use tracing::{info, warn};
 use super::exec::{self, ExecEnd, ExecSpec};
 use super::workspace::{self, Refusal};
 use super::{reports, Runner};
+use crate::clock;
+use crate::git::{self, RemoteAuth};
 use crate::joblog::{log_path, logs_dir};
+use crate::remote::auth_for;
 use crate::repo_config::{self, RepoConfig, CONFIG_FILE};
-use crate::{clock, git};
 
 /// Output kept in the replicated result (the state machine caps it again).
 pub const TAIL_BYTES: usize = 64 * 1024;
@@ -32,7 +34,13 @@ pub async fn run(runner: &Runner, assignment: Assignment, cancel: watch::Receive
     let workspace =
         data_dir.join("work").join(format!("job-{}-{}", assignment.job, assignment.attempt));
 
-    let outcome = match prepare(&data_dir, &assignment, &workspace).await {
+    // The credentials as this replica has the repository's settings; one it does not
+    // know (yet) fetches without any, and says why if that fails.
+    let auth = runner.state_machine.read(|state| {
+        let repo = state.repo_by_url(&assignment.repo_url)?;
+        Some(auth_for(state, runner.secret.as_ref(), repo.id))
+    });
+    let outcome = match prepare(&data_dir, &assignment, &workspace, auth).await {
         Err(message) => {
             let (job, attempt) = (assignment.job, assignment.attempt);
             warn!(job_id = %job, attempt, error = %message, "job could not run");
@@ -61,7 +69,9 @@ async fn prepare(
     data_dir: &Path,
     assignment: &Assignment,
     workspace: &Path,
+    auth: Option<anyhow::Result<RemoteAuth>>,
 ) -> Result<RepoConfig, String> {
+    let auth = auth.transpose().map_err(|e| format!("{e:#}"))?.unwrap_or_default();
     let mirror = git::mirror_path(&data_dir.join("runner-mirrors"), &assignment.repo_url);
     let url = assignment.repo_url.clone();
     let commit: CommitId = assignment.commit.clone();
@@ -75,8 +85,7 @@ async fn prepare(
         }
         std::fs::create_dir_all(&workspace)
             .map_err(|e| format!("failed to create the workspace: {e}"))?;
-        git::ensure_commit(&mirror, &url, &git::RemoteAuth::default(), &commit)
-            .map_err(|e| format!("{e:#}"))?;
+        git::ensure_commit(&mirror, &url, &auth, &commit).map_err(|e| format!("{e:#}"))?;
         git::checkout(&mirror, &commit, &workspace)
             .map_err(|e| format!("checkout failed: {e:#}"))?;
         let file = read_config(&workspace)?;

@@ -29,6 +29,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use eventide_consensus::auth::Secret;
 use eventide_consensus::network::{RpcClient, RpcError, Writer};
 use eventide_consensus::store::StateMachineStore;
 use eventide_consensus::{JobId, NodeId};
@@ -84,6 +85,8 @@ pub struct RunnerHandles {
     /// their failures.
     pub rpc: RpcClient,
     pub metrics: Arc<Metrics>,
+    /// Opens the repositories' fetch credentials in the secret store (never a job's).
+    pub secret: Option<Secret>,
 }
 
 /// The runner of this node.
@@ -95,13 +98,14 @@ pub struct Runner {
     gossip: Arc<Gossip>,
     rpc: RpcClient,
     metrics: Arc<Metrics>,
+    secret: Option<Secret>,
     active: Mutex<BTreeMap<JobId, Active>>,
     gate: Mutex<Gate>,
 }
 
 impl Runner {
     pub fn new(settings: RunnerSettings, handles: RunnerHandles) -> anyhow::Result<Arc<Runner>> {
-        let RunnerHandles { raft, state_machine, writer, gossip, rpc, metrics } = handles;
+        let RunnerHandles { raft, state_machine, writer, gossip, rpc, metrics, secret } = handles;
         Ok(Arc::new(Runner {
             settings,
             raft,
@@ -110,6 +114,7 @@ impl Runner {
             gossip,
             rpc,
             metrics,
+            secret,
             active: Mutex::new(BTreeMap::new()),
             gate: Mutex::new(Gate::default()),
         }))
