@@ -15,6 +15,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use anyhow::Context;
 use eventide_consensus::ForgeKind;
 use http::{HeaderMap, HeaderValue};
 use serde_json::Value;
@@ -158,9 +159,27 @@ pub enum PostError {
     Refused { status: u16, message: String },
 }
 
+/// How long connecting to a forge may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The HTTP client for [`post`]: https with the system's trust store, the timeouts
+/// above, and no redirects followed. A redirect would carry GitLab's `PRIVATE-TOKEN`
+/// (which, unlike `Authorization`, reqwest does not drop across hosts) to wherever the
+/// API points; a redirected API is refused instead, saying to set the API url.
+pub fn client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(POST_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("failed to build the HTTP client for forge APIs (TLS setup with the system trust store)")
+}
+
 /// Posts one commit status. `token` is the forge token (surrounding whitespace, such as
 /// a file's last newline, is ignored); it goes only into the auth header, marked
-/// sensitive, and is cut out of any message the forge sends back.
+/// sensitive, and is cut out of any message the forge sends back. Use a client from
+/// [`client`], or one that follows no redirects.
 pub async fn post(
     client: &reqwest::Client,
     token: &[u8],

@@ -64,7 +64,7 @@ fn status(forge: ForgeKind, api: String, project: &str) -> StatusRequest {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().expect("client")
+    super::client().expect("client")
 }
 
 #[tokio::test]
@@ -151,4 +151,17 @@ async fn requests_that_cannot_be_sent_are_refused_at_once() {
         post(&client(), b"two\nlines", &request).await,
         Err(PostError::Refused { status: 0, .. })
     ));
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let (addr, forge) =
+        start(vec![(307, vec![("location", "http://127.0.0.1:9/elsewhere")], String::new())]).await;
+    let request = status(ForgeKind::Gitlab, format!("http://{addr}/api/v4"), "g%2Fp");
+    let result = post(&client(), TOKEN, &request).await;
+    let Err(PostError::Refused { status: 307, message }) = result else {
+        panic!("expected a refusal: {result:?}");
+    };
+    assert!(message.contains("API url"), "{message}");
+    assert_eq!(forge.seen.lock().expect("seen").len(), 1);
 }
