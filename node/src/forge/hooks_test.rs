@@ -383,3 +383,44 @@ fn delivery_ids_stay_bounded() {
     assert!(ids.contains(ForgeKind::Gitea, &(DELIVERY_MEMORY * 2 - 1).to_string()));
     assert!(DeliveryIds::new(0).first_sighting(ForgeKind::Gitea, "x"));
 }
+
+/// A small deterministic generator for the mutation test below.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 16) as usize
+    }
+}
+
+#[test]
+fn mangled_deliveries_are_refused_without_panicking() {
+    let fixtures = [GITHUB_PUSH, GITHUB_PING, GITEA_PUSH, GITLAB_PUSH];
+    let events = [
+        ("X-GitHub-Event", "push"),
+        ("X-Gitea-Event", "push"),
+        ("X-Gitlab-Event", "Push Hook"),
+        ("X-Gitlab-Event", "System Hook"),
+    ];
+    let replacements: [&[u8]; 8] =
+        [b"", b"\"", b"{", b"]", b"null", b"0000", b"\xff\xfe", b"\"refs/heads/\""];
+    let mut random = XorShift(0x0f0e_a11e_d5ee_d001);
+    for _ in 0..3_000 {
+        let mut body = fixtures[random.next() % fixtures.len()].as_bytes().to_vec();
+        for _ in 0..(1 + random.next() % 4) {
+            let at = random.next() % body.len();
+            let end = (at + random.next() % 16).min(body.len());
+            let with = replacements[random.next() % replacements.len()];
+            body.splice(at..end, with.iter().copied());
+        }
+        let (name, value) = events[random.next() % events.len()];
+        let map = headers(&[(name, value)]);
+        for forge in ForgeKind::ALL {
+            let _ = parse(forge, &map, &body);
+            let _ = verify(forge, &map, &body, SECRET);
+        }
+    }
+}

@@ -376,3 +376,40 @@ fn backoff_honours_the_forges_wait() {
     let unit = random_unit();
     assert!((0.0..1.0).contains(&unit));
 }
+
+#[test]
+fn odd_repository_urls_give_errors_not_panics() {
+    let urls = [
+        "",
+        ":",
+        "@:",
+        "git@:",
+        "@host:",
+        "host:",
+        "https://",
+        "ssh://",
+        "https://h",
+        "https://h/",
+        "https://h/a/b/c/d/e/f",
+        "ssh://[::1]/o/r",
+        "https://[::1]:8080/o/r.git",
+        "x@y@z:o/r",
+        "https://h/o/r.git.git",
+        "https://h/%2e%2e/r",
+        "https://h/o/\u{e9}",
+        "git@h:/o/r",
+    ];
+    for url in urls {
+        for forge in ForgeKind::ALL {
+            let _ = default_api_url(forge, url);
+            if let Ok(project) = project_of(forge, url) {
+                let request = StatusRequest {
+                    project,
+                    ..request(forge, "https://forge.example/api/v1", "o/r")
+                };
+                let (url, _) = request.request();
+                assert!(url.as_str().starts_with("https://forge.example/api/v1/"), "{url}");
+            }
+        }
+    }
+}
