@@ -187,4 +187,49 @@ mod tests {
             "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
         );
     }
+
+    /// What the node makes of a delivery built here.
+    fn node_reads(
+        forge: Forge,
+        headers: &[(String, String)],
+        body: &[u8],
+        secret: &str,
+    ) -> eventide_node::forge::Delivery {
+        use eventide_node::forge::hooks;
+        use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+        let kind = forge.as_str().parse().expect("forge kind");
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).expect("header name");
+            map.append(name, HeaderValue::from_str(value).expect("header value"));
+        }
+        hooks::verify(kind, &map, body, secret.as_bytes()).expect("the node verifies it");
+        hooks::parse(kind, &map, body).expect("the node parses it")
+    }
+
+    #[test]
+    fn the_node_verifies_and_reads_every_delivery() {
+        use eventide_node::forge::HookEvent;
+        let url = "http://127.0.0.1:9/repo.git";
+        for forge in Forge::ALL {
+            let body = push_payload(forge, url, "main", ZERO_COMMIT, SHA);
+            let event = if forge == Forge::Gitlab { "Push Hook" } else { "push" };
+            let headers = hook_headers(forge, event, "hook-secret", &body, "delivery-7");
+            let delivery = node_reads(forge, &headers, &body, "hook-secret");
+            assert_eq!(
+                delivery.event,
+                HookEvent::Push {
+                    branch: Some("main".into()),
+                    before: ZERO_COMMIT.into(),
+                    after: SHA.into()
+                },
+                "{forge:?}"
+            );
+            assert_eq!(delivery.delivery_id.as_deref(), Some("delivery-7"), "{forge:?}");
+            assert_eq!(delivery.repository_urls[0], url, "{forge:?}");
+        }
+        let body = ping_payload(url);
+        let headers = hook_headers(Forge::Github, "ping", "s", &body, "d-1");
+        assert_eq!(node_reads(Forge::Github, &headers, &body, "s").event, HookEvent::Ping);
+    }
 }
