@@ -26,11 +26,12 @@ use subtle::ConstantTimeEq;
 
 pub use super::deliveries::{DeliveryIds, DELIVERY_MEMORY};
 
-/// The largest webhook body accepted. GitHub caps its payloads at 25 MB, but that
-/// ceiling is for events with large bodies (a push of thousands of commits lists them
-/// all); a push of interest here is a few KiB, and a forge sends at most the first
-/// 20 commits' details for big pushes (GitHub, GitLab), so 1 MiB leaves ample room
-/// while keeping what an unauthenticated sender can make the node buffer and hash small.
+/// The largest webhook body accepted. GitHub caps payloads at 25 MB, but a push's
+/// payload is a few KiB unless the push is huge: GitLab lists at most 20 commits, while
+/// GitHub lists every pushed commit with up to 5000 changed paths per list. Such a push
+/// is refused with 413 and loses nothing, since the next poll of the repository finds
+/// its commits; the cap keeps what a sender can make the node buffer and hash, before
+/// any signature is checked, small.
 pub const MAX_HOOK_BYTES: usize = 1024 * 1024;
 
 /// The longest delivery id kept (forges send UUIDs, 36 characters).
