@@ -106,3 +106,24 @@ pub fn project_of(forge: ForgeKind, repo_url: &str) -> anyhow::Result<String> {
         ForgeKind::Gitlab => Ok(segments.join("%2F")),
     }
 }
+
+/// The API root to post `repo_url`'s statuses to: `configured` (the repository's
+/// `api_url` setting) if given, else [`default_api_url`]; either must be an http or
+/// https url.
+pub fn api_url_for(
+    forge: ForgeKind,
+    configured: Option<&str>,
+    repo_url: &str,
+) -> anyhow::Result<Url> {
+    let text = match configured.map(str::trim).filter(|text| !text.is_empty()) {
+        Some(text) => text.to_owned(),
+        None => default_api_url(forge, repo_url)?,
+    };
+    let url = Url::parse(&text).with_context(|| {
+        format!("API url {text:?} is not a valid url: set the repository's api_url")
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        bail!("API url {text:?} is not an http or https url with a host: set the repository's api_url");
+    }
+    Ok(url)
+}

@@ -21,8 +21,11 @@ use http::{HeaderMap, HeaderValue};
 use serde_json::Value;
 use url::Url;
 
-pub use super::api_url::{default_api_url, project_of};
+pub use super::api_url::{api_url_for, default_api_url, project_of};
 pub use super::retry::{classify, random_unit, Backoff, MAX_MESSAGE_CHARS, MAX_RETRY_AFTER};
+
+/// The context of statuses when the repository's settings name none.
+pub const DEFAULT_CONTEXT: &str = "eventide/test";
 
 /// How long one status post may take, connection included.
 pub const POST_TIMEOUT: Duration = Duration::from_secs(15);

@@ -413,3 +413,20 @@ fn odd_repository_urls_give_errors_not_panics() {
         }
     }
 }
+
+#[test]
+fn the_configured_api_url_wins_and_must_be_http() {
+    let repo = "git@ghe.example.com:o/r.git";
+    let derived = api_url_for(ForgeKind::Github, None, repo).expect("derived");
+    assert_eq!(derived.as_str(), "https://ghe.example.com/api/v3");
+    let blank = api_url_for(ForgeKind::Github, Some("  "), repo).expect("blank is unset");
+    assert_eq!(blank, derived);
+    let configured =
+        api_url_for(ForgeKind::Github, Some("http://127.0.0.1:8080/api/v3"), repo).expect("set");
+    assert_eq!(configured.as_str(), "http://127.0.0.1:8080/api/v3");
+    for bad in ["ftp://forge.example/api", "not a url", "file:///api"] {
+        let error = api_url_for(ForgeKind::Github, Some(bad), repo).unwrap_err();
+        assert!(format!("{error:#}").contains("api_url"), "{bad}: {error:#}");
+    }
+    assert!(api_url_for(ForgeKind::Gitlab, None, "/srv/git/r.git").is_err());
+}
