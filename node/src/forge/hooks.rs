@@ -17,9 +17,6 @@
 //! are constant-time. No error message quotes a header value or a piece of the body:
 //! old Gitea versions put the secret itself into the payload.
 
-use std::collections::{HashSet, VecDeque};
-use std::fmt;
-
 use eventide_consensus::ForgeKind;
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, StatusCode};
@@ -27,11 +24,14 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// The largest webhook body accepted. GitHub caps its payloads at 25 MB, but that
-/// ceiling is for events with large bodies (a push of thousands of commits lists them
-/// all); a push of interest here is a few KiB, and a forge sends at most the first
-/// 20 commits' details for big pushes (GitHub, GitLab), so 1 MiB leaves ample room
-/// while keeping what an unauthenticated sender can make the node buffer and hash small.
+pub use super::deliveries::{DeliveryIds, DELIVERY_MEMORY};
+
+/// The largest webhook body accepted. GitHub caps payloads at 25 MB, but a push's
+/// payload is a few KiB unless the push is huge: GitLab lists at most 20 commits, while
+/// GitHub lists every pushed commit with up to 5000 changed paths per list. Such a push
+/// is refused with 413 and loses nothing, since the next poll of the repository finds
+/// its commits; the cap keeps what a sender can make the node buffer and hash, before
+/// any signature is checked, small.
 pub const MAX_HOOK_BYTES: usize = 1024 * 1024;
 
 /// The longest delivery id kept (forges send UUIDs, 36 characters).
@@ -400,74 +400,6 @@ fn repository_urls(forge: ForgeKind, payload: &Value) -> Vec<String> {
         }
     }
     urls
-}
-
-/// How many delivery ids [`DeliveryIds`] keeps by default.
-pub const DELIVERY_MEMORY: usize = 4096;
-
-/// A bounded memory of the delivery ids seen last, so that a redelivered webhook is
-/// recognised. Holds at most `capacity` ids; the oldest is forgotten first. Lookups
-/// and insertions are O(1).
-pub struct DeliveryIds {
-    capacity: usize,
-    seen: HashSet<(ForgeKind, String)>,
-    order: VecDeque<(ForgeKind, String)>,
-}
-
-impl DeliveryIds {
-    /// A memory of the last `capacity` ids (at least one).
-    pub fn new(capacity: usize) -> DeliveryIds {
-        let capacity = capacity.max(1);
-        DeliveryIds { capacity, seen: HashSet::new(), order: VecDeque::new() }
-    }
-
-    /// Records `id` of `forge`; true if it was not among the ids remembered (the
-    /// delivery is new), false for a repeat.
-    pub fn first_sighting(&mut self, forge: ForgeKind, id: &str) -> bool {
-        let key = (forge, id.to_owned());
-        if self.seen.contains(&key) {
-            return false;
-        }
-        if self.order.len() == self.capacity {
-            if let Some(oldest) = self.order.pop_front() {
-                self.seen.remove(&oldest);
-            }
-        }
-        self.seen.insert(key.clone());
-        self.order.push_back(key);
-        debug_assert_eq!(self.seen.len(), self.order.len());
-        true
-    }
-
-    /// True if `id` of `forge` is remembered.
-    pub fn contains(&self, forge: ForgeKind, id: &str) -> bool {
-        self.seen.contains(&(forge, id.to_owned()))
-    }
-
-    /// How many ids are remembered.
-    pub fn len(&self) -> usize {
-        self.order.len()
-    }
-
-    /// True when no id is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
-    }
-}
-
-impl Default for DeliveryIds {
-    fn default() -> Self {
-        DeliveryIds::new(DELIVERY_MEMORY)
-    }
-}
-
-impl fmt::Debug for DeliveryIds {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DeliveryIds")
-            .field("capacity", &self.capacity)
-            .field("len", &self.order.len())
-            .finish()
-    }
 }
 
 #[cfg(test)]

@@ -50,12 +50,9 @@ fn github_signatures_are_checked() {
         (vec![("X-Hub-Signature", "sha1=0000")], Err(HookError::Unsigned { header })),
         (vec![], Err(HookError::Unsigned { header })),
     ];
-    for (pairs, expected) in cases {
-        assert_eq!(
-            verify(ForgeKind::Github, &headers(&pairs), body, SECRET),
-            expected,
-            "{pairs:?}"
-        );
+    for (index, (pairs, expected)) in cases.into_iter().enumerate() {
+        let verdict = verify(ForgeKind::Github, &headers(&pairs), body, SECRET);
+        assert_eq!(verdict, expected, "case {index}");
     }
 }
 
@@ -85,8 +82,9 @@ fn gitea_and_forgejo_signatures_are_checked() {
         (vec![("X-Gitea-Signature", prefixed.as_str())], Err(HookError::BadSignature { header })),
         (vec![], Err(HookError::Unsigned { header })),
     ];
-    for (pairs, expected) in cases {
-        assert_eq!(verify(ForgeKind::Gitea, &headers(&pairs), body, SECRET), expected, "{pairs:?}");
+    for (index, (pairs, expected)) in cases.into_iter().enumerate() {
+        let verdict = verify(ForgeKind::Gitea, &headers(&pairs), body, SECRET);
+        assert_eq!(verdict, expected, "case {index}");
     }
 }
 
@@ -102,9 +100,9 @@ fn gitlab_tokens_are_compared_whole() {
         (vec![(header, "")], Err(HookError::BadSignature { header })),
         (vec![], Err(HookError::Unsigned { header })),
     ];
-    for (pairs, expected) in cases {
-        let map = headers(&pairs);
-        assert_eq!(verify(ForgeKind::Gitlab, &map, body, secret.as_bytes()), expected, "{pairs:?}");
+    for (index, (pairs, expected)) in cases.into_iter().enumerate() {
+        let verdict = verify(ForgeKind::Gitlab, &headers(&pairs), body, secret.as_bytes());
+        assert_eq!(verdict, expected, "case {index}");
     }
 }
 
@@ -382,4 +380,45 @@ fn delivery_ids_stay_bounded() {
     assert!(!ids.contains(ForgeKind::Gitea, "0"));
     assert!(ids.contains(ForgeKind::Gitea, &(DELIVERY_MEMORY * 2 - 1).to_string()));
     assert!(DeliveryIds::new(0).first_sighting(ForgeKind::Gitea, "x"));
+}
+
+/// A small deterministic generator for the mutation test below.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 16) as usize
+    }
+}
+
+#[test]
+fn mangled_deliveries_are_refused_without_panicking() {
+    let fixtures = [GITHUB_PUSH, GITHUB_PING, GITEA_PUSH, GITLAB_PUSH];
+    let events = [
+        ("X-GitHub-Event", "push"),
+        ("X-Gitea-Event", "push"),
+        ("X-Gitlab-Event", "Push Hook"),
+        ("X-Gitlab-Event", "System Hook"),
+    ];
+    let replacements: [&[u8]; 8] =
+        [b"", b"\"", b"{", b"]", b"null", b"0000", b"\xff\xfe", b"\"refs/heads/\""];
+    let mut random = XorShift(0x0f0e_a11e_d5ee_d001);
+    for _ in 0..3_000 {
+        let mut body = fixtures[random.next() % fixtures.len()].as_bytes().to_vec();
+        for _ in 0..(1 + random.next() % 4) {
+            let at = random.next() % body.len();
+            let end = (at + random.next() % 16).min(body.len());
+            let with = replacements[random.next() % replacements.len()];
+            body.splice(at..end, with.iter().copied());
+        }
+        let (name, value) = events[random.next() % events.len()];
+        let map = headers(&[(name, value)]);
+        for forge in ForgeKind::ALL {
+            let _ = parse(forge, &map, &body);
+            let _ = verify(forge, &map, &body, SECRET);
+        }
+    }
 }

@@ -9,15 +9,23 @@
 //!   `description` and `name` (GitLab's word for the context), `{id}` being the
 //!   project's url-encoded full path.
 //!
-//! Only `post` does I/O. No error, log field or `Debug` output holds the token.
+//! Only `post` does I/O. No error, log field or `Debug` output holds the token. The url
+//! rules live in `api_url` and the answer and backoff rules in `retry`; this module
+//! re-exports them, so that `status` is the one way in.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use eventide_consensus::ForgeKind;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue};
 use serde_json::Value;
 use url::Url;
+
+pub use super::api_url::{api_url_for, default_api_url, project_of};
+pub use super::retry::{classify, random_unit, Backoff, MAX_MESSAGE_CHARS, MAX_RETRY_AFTER};
+
+/// The context of statuses when the repository's settings name none.
+pub const DEFAULT_CONTEXT: &str = "eventide/test";
 
 /// How long one status post may take, connection included.
 pub const POST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -35,14 +43,8 @@ pub const MAX_DESCRIPTION_CHARS: usize = 140;
 /// The longest context sent (GitLab's limit for `name`).
 pub const MAX_CONTEXT_CHARS: usize = 255;
 
-/// The longest message kept from a forge's answer.
-pub const MAX_MESSAGE_CHARS: usize = 300;
-
 /// The most of an answer's body read.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
-
-/// The longest wait a forge can ask for and get (`Retry-After`, rate limit reset).
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// The state of a commit, in Eventide's words; each forge has its own names for them.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -71,108 +73,6 @@ impl StatusState {
             (ForgeKind::Github | ForgeKind::Gitea, StatusState::Failure) => "failure",
             (ForgeKind::Github | ForgeKind::Gitea, StatusState::Error) => "error",
         }
-    }
-}
-
-/// Where a repository's host and path start, for the three shapes of git url:
-/// `https://host[:port]/path`, `ssh://[user@]host[:port]/path` and scp-like
-/// `[user@]host:path`.
-struct RepoLocation {
-    /// `http` or `https` for web urls; `None` for ssh ones.
-    web_scheme: Option<String>,
-    host: String,
-    /// The web port, if the url names one (ssh ports are not the API's).
-    port: Option<u16>,
-    path: String,
-}
-
-fn locate(repo_url: &str) -> anyhow::Result<RepoLocation> {
-    let repo_url = repo_url.trim();
-    if repo_url.contains("://") {
-        let url = Url::parse(repo_url)
-            .with_context(|| format!("repository url {repo_url:?} is not a valid url"))?;
-        let host = url
-            .host_str()
-            .with_context(|| format!("repository url {repo_url:?} has no host"))?
-            .to_ascii_lowercase();
-        let (web_scheme, port) = match url.scheme() {
-            "http" | "https" => (Some(url.scheme().to_owned()), url.port()),
-            "ssh" | "git+ssh" | "git" => (None, None),
-            other => bail!(
-                "repository url {repo_url:?} has scheme {other:?}: a forge's repository is \
-                 reached over https, http, ssh or git"
-            ),
-        };
-        return Ok(RepoLocation { web_scheme, host, port, path: url.path().to_owned() });
-    }
-    // scp-like: [user@]host:path, with no slash before the colon.
-    let (authority, path) = repo_url.split_once(':').with_context(|| {
-        format!("repository url {repo_url:?} is neither a url nor of the form user@host:path")
-    })?;
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    if host.is_empty() || host.contains('/') || path.is_empty() {
-        bail!("repository url {repo_url:?} is neither a url nor of the form user@host:path");
-    }
-    Ok(RepoLocation {
-        web_scheme: None,
-        host: host.to_ascii_lowercase(),
-        port: None,
-        path: path.to_owned(),
-    })
-}
-
-/// The API root of the forge hosting `repo_url`, for when the repository's settings
-/// name none: `https://api.github.com` for github.com and `https://HOST/api/v3` for
-/// GitHub Enterprise; `https://HOST/api/v4` for GitLab; `https://HOST/api/v1` for
-/// Gitea. A forge served on plain http (the url says `http://`) keeps http and its
-/// port. A forge installed under a sub-path (`https://host/gitlab/`) needs its API url
-/// set by hand.
-pub fn default_api_url(forge: ForgeKind, repo_url: &str) -> anyhow::Result<String> {
-    let location = locate(repo_url)?;
-    let scheme = location.web_scheme.as_deref().unwrap_or("https");
-    let authority = match location.port {
-        Some(port) => format!("{}:{port}", location.host),
-        None => location.host.clone(),
-    };
-    Ok(match forge {
-        ForgeKind::Github if location.host == "github.com" || location.host == "www.github.com" => {
-            "https://api.github.com".to_owned()
-        }
-        ForgeKind::Github => format!("{scheme}://{authority}/api/v3"),
-        ForgeKind::Gitlab => format!("{scheme}://{authority}/api/v4"),
-        ForgeKind::Gitea => format!("{scheme}://{authority}/api/v1"),
-    })
-}
-
-/// The project part of a status url, from the repository's url: `owner/repo` on GitHub
-/// and Gitea; on GitLab the url-encoded full path (`group%2Fsub%2Fproject`), which
-/// GitLab takes in place of a numeric id. A trailing `.git` or `/` is dropped.
-pub fn project_of(forge: ForgeKind, repo_url: &str) -> anyhow::Result<String> {
-    let location = locate(repo_url)?;
-    let path = location.path.trim_matches('/');
-    let path = path.strip_suffix(".git").unwrap_or(path);
-    let segments: Vec<&str> = path.split('/').collect();
-    for segment in &segments {
-        let allowed =
-            segment.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"-_.".contains(&byte));
-        if segment.is_empty() || *segment == "." || *segment == ".." || !allowed {
-            bail!(
-                "repository url {repo_url:?} has path {path:?}, which does not name a \
-                 project (letters, digits, '-', '_' and '.' between slashes)"
-            );
-        }
-    }
-    match forge {
-        ForgeKind::Github | ForgeKind::Gitea if segments.len() != 2 => bail!(
-            "repository url {repo_url:?} has path {path:?}: a {forge} repository is \
-             owner/repo (set the API url by hand if the forge lives under a sub-path)"
-        ),
-        ForgeKind::Github | ForgeKind::Gitea => Ok(segments.join("/")),
-        ForgeKind::Gitlab if segments.len() < 2 => bail!(
-            "repository url {repo_url:?} has path {path:?}: a GitLab project is \
-             group/project or group/subgroup/project"
-        ),
-        ForgeKind::Gitlab => Ok(segments.join("%2F")),
     }
 }
 
@@ -238,7 +138,7 @@ fn decode_project(project: &str) -> String {
 }
 
 /// `text` cut to at most `limit` characters, an ellipsis marking a cut.
-fn bounded(text: &str, limit: usize) -> String {
+pub(super) fn bounded(text: &str, limit: usize) -> String {
     if text.chars().count() <= limit {
         return text.to_owned();
     }
@@ -262,9 +162,27 @@ pub enum PostError {
     Refused { status: u16, message: String },
 }
 
+/// How long connecting to a forge may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The HTTP client for [`post`]: https with the system's trust store, the timeouts
+/// above, and no redirects followed. A redirect would carry GitLab's `PRIVATE-TOKEN`
+/// (which, unlike `Authorization`, reqwest does not drop across hosts) to wherever the
+/// API points; a redirected API is refused instead, saying to set the API url.
+pub fn client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(POST_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("failed to build the HTTP client for forge APIs (TLS setup with the system trust store)")
+}
+
 /// Posts one commit status. `token` is the forge token (surrounding whitespace, such as
 /// a file's last newline, is ignored); it goes only into the auth header, marked
-/// sensitive, and is cut out of any message the forge sends back.
+/// sensitive, and is cut out of any message the forge sends back. Use a client from
+/// [`client`], or one that follows no redirects.
 pub async fn post(
     client: &reqwest::Client,
     token: &[u8],
@@ -390,163 +308,10 @@ fn redact(text: &str, token: &[u8]) -> String {
     }
 }
 
-/// What a forge's answer to a status post means. 2xx: posted. 5xx, 408 and 429: retry.
-/// 403 is a rate limit, to retry, when it says so (GitHub's `x-ratelimit-remaining: 0`,
-/// a `Retry-After`, or "rate limit" in its message); otherwise, like 401, 404, 422 and
-/// other answers, it is refused, with the forge's `message`. The wait asked for comes
-/// from `Retry-After` (seconds or an HTTP date), else GitHub's `x-ratelimit-reset` or
-/// GitLab's `RateLimit-Reset` (both Unix seconds), measured from `now`.
-pub fn classify(
-    status: StatusCode,
-    headers: &HeaderMap,
-    body: &[u8],
-    now: SystemTime,
-) -> Result<(), PostError> {
-    if status.is_success() {
-        return Ok(());
-    }
-    let message = forge_message(body)
-        .unwrap_or_else(|| status.canonical_reason().unwrap_or("no message").to_ascii_lowercase());
-    let after = retry_after(headers, now);
-    let code = status.as_u16();
-    let exhausted = header_text(headers, "x-ratelimit-remaining").as_deref() == Some("0")
-        || header_text(headers, "ratelimit-remaining").as_deref() == Some("0");
-    let says_rate_limit = message.to_ascii_lowercase().contains("rate limit");
-    let retry = status.is_server_error()
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::REQUEST_TIMEOUT
-        || (status == StatusCode::FORBIDDEN
-            && (exhausted || says_rate_limit || header_text(headers, "retry-after").is_some()));
-    if retry {
-        let reason = match status {
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::FORBIDDEN => {
-                format!("forge rate limit (HTTP {code}): {message}")
-            }
-            _ => format!("forge answered HTTP {code}: {message}"),
-        };
-        return Err(PostError::Retry { after, reason });
-    }
-    if status.is_redirection() {
-        let location = header_text(headers, "location").unwrap_or_default();
-        return Err(PostError::Refused {
-            status: code,
-            message: bounded(
-                &format!("the API redirects to {location:?}: set the repository's API url"),
-                MAX_MESSAGE_CHARS,
-            ),
-        });
-    }
-    Err(PostError::Refused { status: code, message })
-}
-
-/// The forge's explanation in an error body: `message` (GitHub, Gitea, GitLab; GitLab
-/// may make it an object of field errors), GitHub's `errors` list, GitLab's `error`;
-/// else the body itself if it is short plain text. Control characters become spaces;
-/// the result is bounded.
-fn forge_message(body: &[u8]) -> Option<String> {
-    let text = match serde_json::from_slice::<Value>(body) {
-        Ok(value) => {
-            let part = |key: &str| -> Option<String> {
-                match value.get(key)? {
-                    Value::String(text) => Some(text.clone()),
-                    Value::Null => None,
-                    other => Some(other.to_string()),
-                }
-            };
-            let parts: Vec<String> =
-                ["message", "error", "errors"].iter().filter_map(|k| part(k)).collect();
-            if parts.is_empty() {
-                return None;
-            }
-            parts.join("; ")
-        }
-        Err(_) => {
-            let text = std::str::from_utf8(body).ok()?.trim();
-            if text.is_empty() || text.starts_with('<') {
-                return None;
-            }
-            text.to_owned()
-        }
-    };
-    let clean: String =
-        text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>();
-    let clean = clean.trim();
-    (!clean.is_empty()).then(|| bounded(clean, MAX_MESSAGE_CHARS))
-}
-
-fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name)?.to_str().ok().map(|text| text.trim().to_owned())
-}
-
-/// The wait a forge asks for, capped at [`MAX_RETRY_AFTER`].
-fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let wait = if let Some(text) = header_text(headers, "retry-after") {
-        match text.parse::<u64>() {
-            Ok(seconds) => Some(Duration::from_secs(seconds)),
-            Err(_) => httpdate::parse_http_date(&text)
-                .ok()
-                .map(|at| at.duration_since(now).unwrap_or(Duration::ZERO)),
-        }
-    } else {
-        ["x-ratelimit-reset", "ratelimit-reset"]
-            .iter()
-            .find_map(|name| header_text(headers, name)?.parse::<u64>().ok())
-            .map(|reset| until_reset(reset, now))
-    };
-    wait.map(|wait| wait.min(MAX_RETRY_AFTER))
-}
-
-/// The wait until a reset given in Unix seconds. A small value is taken as a number of
-/// seconds from now instead, as the IETF draft's `RateLimit-Reset` means it.
-fn until_reset(reset: u64, now: SystemTime) -> Duration {
-    const EPOCH_SECONDS_FLOOR: u64 = 1_000_000_000;
-    if reset < EPOCH_SECONDS_FLOOR {
-        return Duration::from_secs(reset);
-    }
-    let now = now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    Duration::from_secs(reset).saturating_sub(now)
-}
-
-/// Waits between retries of a post: `initial` doubled after each failure up to `max`,
-/// with "equal jitter" (a random point in the upper half of the step), so that many
-/// statuses failing together do not come back together; never shorter than the wait
-/// the forge asked for.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct Backoff {
-    pub initial: Duration,
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    /// 1 s, doubling to 5 min.
-    fn default() -> Self {
-        Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(300) }
-    }
-}
-
-impl Backoff {
-    /// The wait after `failures` failed attempts in a row (1 after the first), given
-    /// `unit`, a random number in [0, 1) (see [`random_unit`]): between half the step
-    /// and the step, where the step is `initial · 2^(failures-1)` capped at `max`. At
-    /// least `after` (itself capped at [`MAX_RETRY_AFTER`]) when the forge named one.
-    pub fn delay(&self, failures: u32, after: Option<Duration>, unit: f64) -> Duration {
-        let doublings = failures.saturating_sub(1).min(32);
-        let step = self.initial.saturating_mul(1u32 << doublings.min(31)).min(self.max);
-        let unit = if unit.is_finite() { unit.clamp(0.0, 1.0) } else { 0.0 };
-        let half = step / 2;
-        let jittered = half + (step - half).mul_f64(unit);
-        match after {
-            Some(after) => jittered.max(after.min(MAX_RETRY_AFTER)),
-            None => jittered,
-        }
-    }
-}
-
-/// A random number in [0, 1) for [`Backoff::delay`].
-pub fn random_unit() -> f64 {
-    fastrand::f64()
-}
-
 #[cfg(test)]
 #[path = "status_test.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "status_post_test.rs"]
+mod post_tests;

@@ -315,25 +315,24 @@ fn redirects_are_refused_with_a_hint() {
 
 #[test]
 fn tokens_are_cut_out_of_messages() {
-    assert_eq!(
-        redact("bad token ghp_abc in request", b"ghp_abc"),
-        "bad token [redacted] in request"
-    );
+    let redacted = redact("bad token ghp_abc in request", b"ghp_abc");
+    assert!(redacted == "bad token [redacted] in request", "the token is not cut out");
     assert_eq!(redact("nothing here", b""), "nothing here");
 }
 
 #[test]
 fn auth_headers_follow_each_forge() {
     let github = auth_headers(ForgeKind::Github, b"ghp_abc").expect("headers");
-    assert_eq!(github["authorization"], "Bearer ghp_abc");
+    // Compared without printing: a failure message never shows a token.
+    assert!(github["authorization"] == "Bearer ghp_abc", "authorization is not Bearer");
     assert!(github["authorization"].is_sensitive());
     assert_eq!(github["accept"], "application/vnd.github+json");
     assert_eq!(github["x-github-api-version"], "2022-11-28");
     assert_eq!(github["user-agent"], USER_AGENT);
     let gitea = auth_headers(ForgeKind::Gitea, b"abc").expect("headers");
-    assert_eq!(gitea["authorization"], "token abc");
+    assert!(gitea["authorization"] == "token abc", "authorization is not token");
     let gitlab = auth_headers(ForgeKind::Gitlab, b"glpat-abc").expect("headers");
-    assert_eq!(gitlab["private-token"], "glpat-abc");
+    assert!(gitlab["private-token"] == "glpat-abc", "PRIVATE-TOKEN is not the token");
     assert!(gitlab["private-token"].is_sensitive());
     assert!(gitlab.get("authorization").is_none());
     for bad in [&b""[..], b"new\nline"] {
@@ -375,4 +374,58 @@ fn backoff_honours_the_forges_wait() {
     assert_eq!(backoff.delay(1, Some(Duration::from_secs(86_400)), 0.0), MAX_RETRY_AFTER);
     let unit = random_unit();
     assert!((0.0..1.0).contains(&unit));
+}
+
+#[test]
+fn odd_repository_urls_give_errors_not_panics() {
+    let urls = [
+        "",
+        ":",
+        "@:",
+        "git@:",
+        "@host:",
+        "host:",
+        "https://",
+        "ssh://",
+        "https://h",
+        "https://h/",
+        "https://h/a/b/c/d/e/f",
+        "ssh://[::1]/o/r",
+        "https://[::1]:8080/o/r.git",
+        "x@y@z:o/r",
+        "https://h/o/r.git.git",
+        "https://h/%2e%2e/r",
+        "https://h/o/\u{e9}",
+        "git@h:/o/r",
+    ];
+    for url in urls {
+        for forge in ForgeKind::ALL {
+            let _ = default_api_url(forge, url);
+            if let Ok(project) = project_of(forge, url) {
+                let request = StatusRequest {
+                    project,
+                    ..request(forge, "https://forge.example/api/v1", "o/r")
+                };
+                let (url, _) = request.request();
+                assert!(url.as_str().starts_with("https://forge.example/api/v1/"), "{url}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_configured_api_url_wins_and_must_be_http() {
+    let repo = "git@ghe.example.com:o/r.git";
+    let derived = api_url_for(ForgeKind::Github, None, repo).expect("derived");
+    assert_eq!(derived.as_str(), "https://ghe.example.com/api/v3");
+    let blank = api_url_for(ForgeKind::Github, Some("  "), repo).expect("blank is unset");
+    assert_eq!(blank, derived);
+    let configured =
+        api_url_for(ForgeKind::Github, Some("http://127.0.0.1:8080/api/v3"), repo).expect("set");
+    assert_eq!(configured.as_str(), "http://127.0.0.1:8080/api/v3");
+    for bad in ["ftp://forge.example/api", "not a url", "file:///api"] {
+        let error = api_url_for(ForgeKind::Github, Some(bad), repo).unwrap_err();
+        assert!(format!("{error:#}").contains("api_url"), "{bad}: {error:#}");
+    }
+    assert!(api_url_for(ForgeKind::Gitlab, None, "/srv/git/r.git").is_err());
 }
