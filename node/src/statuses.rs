@@ -21,9 +21,8 @@ use eventide_consensus::state::StatusUpdate;
 use eventide_consensus::store::StateMachineStore;
 use eventide_consensus::{Command, JobStatus, RepoId, State};
 use tracing::{debug, info, warn, Instrument};
-use url::Url;
 
-use crate::forge::status::{default_api_url, post, project_of, random_unit};
+use crate::forge::status::{self, api_url_for, post, project_of, random_unit};
 use crate::forge::{Backoff, PostError, StatusRequest, StatusState};
 use crate::raft_view::RaftView;
 use crate::remote::split_token;
@@ -90,10 +89,8 @@ pub struct Poster {
 impl Poster {
     pub fn new(settings: PosterSettings, handles: PosterHandles) -> anyhow::Result<Arc<Poster>> {
         let PosterHandles { raft, state_machine, writer, secret, metrics } = handles;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| anyhow::anyhow!("failed to build the forge http client: {e}"))?;
+        // It follows no redirect: a token header must not reach another host.
+        let http = status::client()?;
         Ok(Arc::new(Poster {
             settings,
             raft,
@@ -231,12 +228,8 @@ impl Poster {
         })?;
         // A `USER:TOKEN` value names the user for fetches; the API takes the token.
         let (_, token) = split_token(&value);
-        let api_url = match &settings.api_url {
-            Some(url) => url.clone(),
-            None => default_api_url(forge, &repo.url).map_err(|e| unpostable(format!("{e:#}")))?,
-        };
-        let api_url = Url::parse(&api_url)
-            .map_err(|e| unpostable(format!("api url {api_url} is not a url: {e}")))?;
+        let api_url = api_url_for(forge, settings.api_url.as_deref(), &repo.url)
+            .map_err(|e| unpostable(format!("{e:#}")))?;
         let project = project_of(forge, &repo.url).map_err(|e| unpostable(format!("{e:#}")))?;
         let request = StatusRequest {
             forge,

@@ -88,9 +88,13 @@ impl HttpsGitServer {
     }
 
     /// Serves the bare repository `bare` as `name`; returns its url.
+    /// `name` may have directories (`acme/app.git`), as a forge's `owner/repo` does.
     pub fn serve(&self, name: &str, bare: &Path) -> String {
-        std::os::unix::fs::symlink(bare, self.dir.path().join("repos").join(name))
-            .expect("link the repository into the server");
+        let link = self.dir.path().join("repos").join(name);
+        if let Some(parent) = link.parent() {
+            fs::create_dir_all(parent).expect("directories of the served name");
+        }
+        std::os::unix::fs::symlink(bare, link).expect("link the repository into the server");
         self.url(name)
     }
 

@@ -142,22 +142,51 @@ impl Observer {
     pub async fn run(self: Arc<Self>) {
         let span = tracing::info_span!("observer", role = "observer");
         async move {
+            let mut changes = self.raft.changes();
+            let mut was_leader = false;
             loop {
                 let pause = self.next_pause();
                 let asked = tokio::select! {
                     () = tokio::time::sleep(pause) => None,
                     () = self.wake.wait() => Some(self.wake.take()),
+                    // An applied entry or a new leader: act only on what matters (below).
+                    alive = changes.changed() => {
+                        if !alive {
+                            return; // Raft has shut down: the node is stopping.
+                        }
+                        if !self.unpolled_or_new_leader(was_leader) {
+                            was_leader = self.is_leader();
+                            continue;
+                        }
+                        None
+                    }
                 };
-                if self.is_leader() {
+                was_leader = self.is_leader();
+                if was_leader {
                     self.start_rounds(asked);
                 } else {
                     self.health.clear();
+                    lock(&self.due).clear();
                     *lock(&self.last_write_error) = None;
                 }
             }
         }
         .instrument(span)
         .await
+    }
+
+    /// Whether this node just became the leader, or a repository was added that has no
+    /// round scheduled: both start rounds at once rather than at the next poll, so that a
+    /// new leader carries on without waiting out a long `--poll-interval`.
+    fn unpolled_or_new_leader(&self, was_leader: bool) -> bool {
+        if !self.is_leader() {
+            return was_leader;
+        }
+        if !was_leader {
+            return true;
+        }
+        let scheduled = lock(&self.due).len();
+        self.state_machine.read(|state| state.repos().count()) > scheduled
     }
 
     fn is_leader(&self) -> bool {
