@@ -4,7 +4,8 @@
 //!
 //! The fetch itself with a token and CA, or a key and known_hosts (and its failures with
 //! a wrong token, without the CA, with a wrong key and with an unknown host key) is
-//! tested against the same servers by the node's unit tests (`git::tests`).
+//! tested against the same servers by the node's unit tests (`git::tests`). A url with
+//! credentials in it is refused by the CLI without repeating them.
 
 use eventide_tests::gitserver::{bare_repository, HttpsGitServer, SshGitServer};
 use eventide_tests::{wait_until, Cluster, Options, DEADLINE};
@@ -53,4 +54,22 @@ fn an_ssh_repository_with_an_unknown_host_key_says_how_to_trust_it() {
         "host key of 127.0.0.1:{port} is not known: add it with `ssh-keyscan -p {port} 127.0.0.1"
     );
     assert!(error.contains(&expected), "{error}");
+}
+
+#[test]
+fn a_url_with_credentials_is_refused_without_repeating_them() {
+    let output = eventide_tests::cli(&[
+        "repo",
+        "add",
+        "https://user:pw-87-secret@git.example.com/x.git",
+        "--node",
+        "127.0.0.1:1",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("put the token in the secret store and name it with --token"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pw-87-secret"), "{stderr}");
 }
