@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::{
     ErrorBody, JobDetailDoc, JobDoc, JobState, NotifyDoc, RaftRole, RemovedRepoDoc,
-    RemovedSecretDoc, RepoDoc, RunnerState, SecretDoc, SetSecret, StatusDoc, Trigger,
+    RemovedSecretDoc, RepoDoc, RepoPatch, RunnerState, SecretDoc, SetSecret, StatusDoc, Trigger,
 };
 
 const API_DOC: &str = include_str!("../../docs/api.md");
@@ -78,6 +78,9 @@ fn the_repository_examples_are_repo_docs() {
     round_trip::<Vec<RepoDoc>>("<!-- example: GET /api/v1/repos 200 -->");
     round_trip::<RepoDoc>("<!-- example: POST /api/v1/repos 201 -->");
     round_trip::<RemovedRepoDoc>("## `DELETE /api/v1/repos/{id}`");
+    let patch: RepoPatch = round_trip("## `PATCH /api/v1/repos/{id}`");
+    assert_eq!(patch.api_url, Some(None), "null clears");
+    assert_eq!(patch.token, None, "absent keeps");
 }
 
 #[test]

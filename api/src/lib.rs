@@ -37,7 +37,7 @@ pub use jobs::{
 pub use logs::LogQuery;
 pub use nodes::{NodeRef, NodeStatus, RaftRole, RunnerState};
 pub use notify::NotifyDoc;
-pub use repos::{AddRepo, RemovedRepoDoc, RepoDoc};
+pub use repos::{AddRepo, Forge, RemovedRepoDoc, RepoDoc, RepoPatch, RepoSettingsDoc};
 pub use secrets::{RemovedSecretDoc, SecretDoc, SetSecret};
 pub use status::{Auth, QueueStatus, RepoStatus, StatusDoc};
 

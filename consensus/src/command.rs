@@ -10,7 +10,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::auth::Sealed;
-use crate::state::{JobStatus, Limits};
+use crate::state::{JobStatus, Limits, RepoSettings};
 use crate::types::{CommitId, JobId, NodeId, RepoId, Timestamp};
 
 /// One entry of the replicated log.
@@ -56,6 +56,16 @@ pub enum Command {
     SetSecret { name: String, sealed: Sealed, at: Timestamp },
     /// Forget a secret.
     RemoveSecret { name: String, at: Timestamp },
+    /// Watch a repository with settings: refused as `AddRepo` is, and for settings out of
+    /// their bounds ([`RepoSettings::problem`]).
+    WatchRepo { url: String, settings: RepoSettings, at: Timestamp },
+    /// Replace a repository's settings. Statuses still waiting for a forge the new
+    /// settings no longer name are dropped.
+    SetRepoSettings { repo: RepoId, settings: RepoSettings, at: Timestamp },
+    /// The leader posted the outbox's status `id` to the forge, or the forge refused it
+    /// for good (`refused`: its answer). Either way the status leaves the outbox; a
+    /// status enqueued for the same job since stays.
+    StatusDelivered { id: u64, refused: Option<String>, at: Timestamp },
 }
 
 impl Command {
@@ -96,8 +106,33 @@ impl Command {
                     name.len() + sealed.nonce.len() + sealed.ciphertext.len()
                 }
                 Command::RemoveSecret { name, .. } => name.len(),
+                Command::WatchRepo { url, settings, .. } => url.len() + settings_size(settings),
+                Command::SetRepoSettings { settings, .. } => settings_size(settings),
+                Command::StatusDelivered { refused, .. } => refused.as_ref().map_or(0, String::len),
             }
     }
+}
+
+/// A cheap upper estimate of a repository's settings' encoded size.
+fn settings_size(settings: &RepoSettings) -> usize {
+    let text = |text: &Option<String>| text.as_ref().map_or(1, |text| text.len() + 9);
+    let RepoSettings {
+        forge: _,
+        api_url,
+        token,
+        ssh_key,
+        known_hosts,
+        webhook_secret,
+        ca_file,
+        branches,
+        poll_interval_ms: _,
+        status_context,
+    } = settings;
+    32 + [api_url, token, ssh_key, known_hosts, webhook_secret, ca_file, status_context]
+        .into_iter()
+        .map(text)
+        .sum::<usize>()
+        + branches.iter().map(|branch| branch.len() + 9).sum::<usize>()
 }
 
 /// The observer's report of a moved branch head.
@@ -225,6 +260,14 @@ pub enum Reply {
     },
     SecretRemoved {
         name: String,
+    },
+    RepoSettingsSet {
+        repo: RepoId,
+    },
+    /// `current`: the status was still in the outbox (a later one may have replaced it).
+    StatusDelivered {
+        id: u64,
+        current: bool,
     },
 }
 

@@ -3,6 +3,8 @@
 //! them exactly as the binary does. Everything else of the node stays private to the
 //! binary (`main.rs`), which uses these modules from here.
 //!
+//! - `forge`: the forges' webhooks (verify, parse, de-duplicate) and commit statuses
+//!   (request, post, classify the answer, back off).
 //! - `repo_config`: `.eventide.toml`, the per-repository job configuration.
 //! - `protocol`: the messages of internal RPC: `protocol::dispatch`, the claim and renew
 //!   protocol between runners and the leader (bodies of `/internal/dispatch/*`, and its
@@ -16,8 +18,10 @@
 //!   repository ── .eventide.toml ──> repo_config::parse ──> RepoConfig (runner)
 //!   runner ── ClaimRequest / RenewRequest (codec) ──> dispatcher (leader)
 //!   node ── AdmitRequest (codec, signed) ──> gossip peer: check_addressed ──> proof
+//!   forge ── webhook ──> forge::hooks ──> Delivery;  job ──> forge::status ──> forge API
 //! ```
 
+pub mod forge;
 pub mod protocol;
 pub mod repo_config;
 pub mod secrets;

@@ -143,7 +143,7 @@ enum Commands {
     /// Manage watched repositories.
     #[command(
         subcommand,
-        after_help = "Examples:\n  eventide-node repo add ~/src/app\n  eventide-node repo list"
+        after_help = "Examples:\n  eventide-node repo add ~/src/app\n  eventide-node repo set 1 --branches main\n  eventide-node repo list"
     )]
     Repo(RepoCommand),
     /// Manage the cluster's secret store (values are sealed; only names are shown).
@@ -187,13 +187,31 @@ enum HookCommand {
 
 #[derive(Subcommand, Debug)]
 enum RepoCommand {
-    /// Watch a repository (a local path or a file:// or http:// url).
-    #[command(after_help = "Example:\n  eventide-node repo add ~/src/app")]
+    /// Watch a repository: a local path, a file://, http://, https:// or ssh:// url, or
+    /// git@host:path. Settings name secrets of the secret store, never values.
+    #[command(
+        after_help = "Examples:\n  eventide-node repo add ~/src/app\n  eventide-node repo add https://github.com/acme/app.git --forge github --token GITHUB_TOKEN --webhook-secret GITHUB_HOOK --branches 'main,release/*'\n  eventide-node repo add git@gitea.example.com:acme/app.git --forge gitea --ssh-key DEPLOY_KEY --known-hosts GITEA_HOSTS --token GITEA_TOKEN"
+    )]
     Add {
         /// Path or url of the repository.
         url: String,
         #[command(flatten)]
-        node: NodeArgs,
+        settings: client::repos::RepoSettingsArgs,
+        #[command(flatten)]
+        node: client::repos::RepoNodeArgs,
+    },
+    /// Change a repository's settings: flags left out keep their value, an empty value
+    /// clears one.
+    #[command(
+        after_help = "Examples:\n  eventide-node repo set 1 --branches 'main,release/*'\n  eventide-node repo set https://github.com/acme/app.git --webhook-secret GITHUB_HOOK\n  eventide-node repo set 1 --api-url ''"
+    )]
+    Set {
+        /// Path or url of the repository (as `repo add` took it), or its id.
+        url: String,
+        #[command(flatten)]
+        settings: client::repos::RepoSettingsArgs,
+        #[command(flatten)]
+        node: client::repos::RepoNodeArgs,
     },
     /// Stop watching a repository; its queued and running jobs are cancelled.
     #[command(
@@ -203,15 +221,15 @@ enum RepoCommand {
         /// Path or url of the repository (as `repo add` took it), or its id.
         url: String,
         #[command(flatten)]
-        node: NodeArgs,
+        node: client::repos::RepoNodeArgs,
     },
-    /// List watched repositories.
+    /// List watched repositories: forge, last fetch, errors.
     #[command(
         after_help = "Examples:\n  eventide-node repo list\n  eventide-node repo list --json"
     )]
     List {
         #[command(flatten)]
-        node: NodeArgs,
+        node: client::repos::RepoNodeArgs,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -304,12 +322,17 @@ fn main() -> ExitCode {
             Commands::Hook(HookCommand::Install { repo, node }) => {
                 client::hook_install(&node, &repo)
             }
-            Commands::Repo(RepoCommand::Add { url, node }) => client::repo_add(&node, &url).await,
+            Commands::Repo(RepoCommand::Add { url, settings, node }) => {
+                client::repos::add(&node, &url, &settings).await
+            }
+            Commands::Repo(RepoCommand::Set { url, settings, node }) => {
+                client::repos::set(&node, &url, &settings).await
+            }
             Commands::Repo(RepoCommand::Remove { url, node }) => {
-                client::repo_remove(&node, &url).await
+                client::repos::remove(&node, &url).await
             }
             Commands::Repo(RepoCommand::List { node, json }) => {
-                client::repo_list(&node, json).await
+                client::repos::list(&node, json).await
             }
             Commands::Secret(SecretCommand::Set { name, from_file, node }) => {
                 client::secrets::set(&node, &name, from_file.as_deref()).await

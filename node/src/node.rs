@@ -31,7 +31,7 @@ use crate::cluster::{self, ClusterSettings};
 use crate::config::RunConfig;
 use crate::dispatcher::Dispatcher;
 use crate::gossip::{Gossip, SelfInfo};
-use crate::health::{ObserverHealth, Phase};
+use crate::health::{ObserverHealth, ObserverWake, Phase};
 use crate::metrics::{self, Metrics};
 use crate::observer::{Observer, ObserverHandles, ObserverSettings};
 use crate::raft_view::RaftView;
@@ -89,7 +89,7 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
     let writer = Writer::new(raft.clone(), WRITE_LEADER_WAIT, signer.clone())
         .context("failed to build the http client")?;
     let (phase_tx, phase_rx) = watch::channel(Phase::default());
-    let wake_observer = Arc::new(tokio::sync::Notify::new());
+    let wake_observer = Arc::new(ObserverWake::default());
     let observer_health = Arc::new(ObserverHealth::default());
     info!(
         listen = %config.listen,

@@ -7,6 +7,7 @@
 
 pub mod cdp;
 pub mod chaos;
+pub mod forge;
 pub mod gitserver;
 pub mod http;
 pub mod netns;

@@ -2,9 +2,10 @@
 //! state only once the command is known to apply, so a refusal changes nothing.
 
 use super::{
-    Attempt, Cursor, Job, JobResult, JobStatus, Limits, Repo, State, Trigger, MAX_BRANCH_BYTES,
-    MAX_COMMITS_PER_OBSERVE, MAX_FAILING_NAMES, MAX_LABELS, MAX_LABEL_BYTES, MAX_MESSAGE_BYTES,
-    MAX_NAME_BYTES, MAX_NOTE_BYTES, MAX_REASON_BYTES, MAX_TEST_NAME_BYTES,
+    status_description, Attempt, Cursor, ForgeRefusal, Job, JobResult, JobStatus, Limits, Repo,
+    RepoSettings, State, StatusUpdate, Trigger, MAX_BRANCH_BYTES, MAX_COMMITS_PER_OBSERVE,
+    MAX_FAILING_NAMES, MAX_FORGE_ANSWER_BYTES, MAX_LABELS, MAX_LABEL_BYTES, MAX_MESSAGE_BYTES,
+    MAX_NAME_BYTES, MAX_NOTE_BYTES, MAX_OUTBOX, MAX_REASON_BYTES, MAX_TEST_NAME_BYTES,
 };
 use crate::command::{Command, Observe, Outcome, Refusal, Reply, TestSummary};
 use crate::types::{CommitId, JobId, NodeId, RepoId, Timestamp};
@@ -34,6 +35,13 @@ impl State {
             Command::Batch(commands) => Ok(self.apply_batch(commands)),
             Command::SetSecret { name, sealed, at } => self.set_secret(name, sealed, *at),
             Command::RemoveSecret { name, .. } => self.remove_secret(name),
+            Command::WatchRepo { url, settings, at } => self.watch_repo(url, settings, *at),
+            Command::SetRepoSettings { repo, settings, .. } => {
+                self.set_repo_settings(*repo, settings)
+            }
+            Command::StatusDelivered { id, refused, at } => {
+                Ok(self.status_delivered(*id, refused.as_deref(), *at))
+            }
         };
         result.unwrap_or_else(Reply::Refused)
     }
@@ -72,7 +80,76 @@ impl State {
         Ok(Reply::RepoAdded { repo: id })
     }
 
+    fn watch_repo(
+        &mut self,
+        url: &str,
+        settings: &RepoSettings,
+        at: Timestamp,
+    ) -> Result<Reply, Refusal> {
+        if let Some(problem) = settings.problem() {
+            return Err(invalid(problem));
+        }
+        let reply = self.add_repo(url, at)?;
+        if let Reply::RepoAdded { repo } = reply {
+            self.store_settings(repo, settings);
+        }
+        Ok(reply)
+    }
+
+    fn set_repo_settings(
+        &mut self,
+        repo: RepoId,
+        settings: &RepoSettings,
+    ) -> Result<Reply, Refusal> {
+        if !self.data.repos.contains_key(&repo) {
+            return Err(Refusal::UnknownRepo { repo });
+        }
+        if let Some(problem) = settings.problem() {
+            return Err(invalid(problem));
+        }
+        self.store_settings(repo, settings);
+        if settings.forge.is_none() {
+            self.drop_statuses_of(repo);
+            self.data.forge.refusals.remove(&repo);
+        }
+        Ok(Reply::RepoSettingsSet { repo })
+    }
+
+    fn store_settings(&mut self, repo: RepoId, settings: &RepoSettings) {
+        if *settings == RepoSettings::default() {
+            self.data.forge.settings.remove(&repo);
+        } else {
+            self.data.forge.settings.insert(repo, settings.clone());
+        }
+    }
+
+    /// Takes status `id` out of the outbox; a refusal is kept for the repository until
+    /// one of its statuses is delivered.
+    fn status_delivered(&mut self, id: u64, refused: Option<&str>, at: Timestamp) -> Reply {
+        let Some(update) = self.data.forge.outbox.remove(&id) else {
+            return Reply::StatusDelivered { id, current: false };
+        };
+        self.index.status_by_job.remove(&update.job);
+        match refused {
+            Some(answer) => {
+                let answer = head_of(answer, MAX_FORGE_ANSWER_BYTES).to_owned();
+                self.data.forge.refusals.insert(update.repo, ForgeRefusal { at, answer });
+            }
+            None => {
+                self.data.forge.refusals.remove(&update.repo);
+            }
+        }
+        Reply::StatusDelivered { id, current: true }
+    }
+
     fn remove_repo(&mut self, repo: RepoId, at: Timestamp) -> Result<Reply, Refusal> {
+        if !self.data.repos.contains_key(&repo) {
+            return Err(Refusal::UnknownRepo { repo });
+        }
+        // Its jobs end cancelled without statuses: nothing will post them.
+        self.data.forge.settings.remove(&repo);
+        self.data.forge.refusals.remove(&repo);
+        self.drop_statuses_of(repo);
         let removed = self.data.repos.remove(&repo).ok_or(Refusal::UnknownRepo { repo })?;
         self.index.repo_by_url.remove(&removed.url);
         self.data.cursors.remove(&repo);
@@ -362,7 +439,57 @@ impl State {
         };
         self.index.insert_job(&job);
         self.data.jobs.insert(id, job);
+        self.enqueue_status(id);
         id
+    }
+
+    /// Puts job `id`'s status in the outbox if its repository has a forge, in place of
+    /// the job's status still waiting there; the oldest status goes when the outbox is
+    /// full.
+    fn enqueue_status(&mut self, id: JobId) {
+        let Some(job) = self.data.jobs.get(&id) else { return };
+        let has_forge = self
+            .data
+            .forge
+            .settings
+            .get(&job.repo)
+            .is_some_and(|settings| settings.forge.is_some());
+        if !has_forge {
+            return;
+        }
+        let update = StatusUpdate {
+            repo: job.repo,
+            job: id,
+            commit: job.commit.clone(),
+            status: job.status,
+            description: status_description(job),
+            at: job.result.as_ref().map_or_else(
+                || job.started_at.unwrap_or(job.created_at),
+                |result| result.finished_at,
+            ),
+        };
+        if let Some(old) = self.index.status_by_job.remove(&id) {
+            self.data.forge.outbox.remove(&old);
+        }
+        while self.data.forge.outbox.len() >= MAX_OUTBOX {
+            let Some((_, dropped)) = self.data.forge.outbox.pop_first() else { break };
+            self.index.status_by_job.remove(&dropped.job);
+        }
+        self.data.forge.last_status_id += 1;
+        let status_id = self.data.forge.last_status_id;
+        self.data.forge.outbox.insert(status_id, update);
+        self.index.status_by_job.insert(id, status_id);
+    }
+
+    fn drop_statuses_of(&mut self, repo: RepoId) {
+        let index = &mut self.index;
+        self.data.forge.outbox.retain(|_, update| {
+            let keep = update.repo != repo;
+            if !keep {
+                index.status_by_job.remove(&update.job);
+            }
+            keep
+        });
     }
 
     /// Changes a job, keeping the status indexes in step.
@@ -372,8 +499,12 @@ impl State {
             return;
         };
         self.index.untrack_status(job);
+        let before = (job.status, job.attempt);
         change(job);
         self.index.track_status(job);
+        if (job.status, job.attempt) != before {
+            self.enqueue_status(id);
+        }
     }
 
     /// Makes a job final with the result `result` builds, then applies retention.

@@ -18,12 +18,17 @@
 //!   failing test names;
 //! - attempts per job: `max_attempts` (an attempt starts only at the current attempt
 //!   number, which only a requeue below `max_attempts` raises);
-//! - secrets: [`MAX_SECRETS`], each at most [`MAX_SEALED_BYTES`] sealed.
+//! - secrets: [`MAX_SECRETS`], each at most [`MAX_SEALED_BYTES`] sealed;
+//! - forge data: settings and a refusal per repository, [`MAX_OUTBOX`] statuses.
 //!
 //! The default limits are also the most [`Limits::problem`] accepts, so
 //! `largest_state_bytes(&Limits::default())` bounds every state, whatever limits were set
 //! on the way.
 
+use super::forge::{
+    MAX_API_URL_BYTES, MAX_BRANCH_PATTERNS, MAX_CONTEXT_BYTES, MAX_DESCRIPTION_BYTES,
+    MAX_FORGE_ANSWER_BYTES, MAX_OUTBOX, MAX_PATH_BYTES,
+};
 use super::{
     Cursor, Limits, MAX_BRANCH_BYTES, MAX_COMMITS_PER_OBSERVE, MAX_FAILING_NAMES, MAX_LABELS,
     MAX_LABEL_BYTES, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, MAX_NOTE_BYTES, MAX_SEALED_BYTES,
@@ -95,7 +100,21 @@ pub fn largest_state_bytes(limits: &Limits) -> u64 {
     let secret =
         text(MAX_SECRET_NAME_BYTES) + NONCE_BYTES as u64 + text(MAX_SEALED_BYTES) + 2 * U64;
 
-    let fixed = 7 * U32 + 2 * U64 + 6 * LEN;
+    // Forge, api url, four secret names, CA file, branch patterns (`!` and a branch name),
+    // poll interval, context.
+    let settings = (OPTION + TAG)
+        + (OPTION + text(MAX_API_URL_BYTES))
+        + 4 * (OPTION + text(MAX_SECRET_NAME_BYTES))
+        + (OPTION + text(MAX_PATH_BYTES))
+        + LEN
+        + MAX_BRANCH_PATTERNS as u64 * text(MAX_BRANCH_BYTES + 1)
+        + (OPTION + U64)
+        + (OPTION + text(MAX_CONTEXT_BYTES));
+    let status = U64 + U64 + U64 + COMMIT + TAG + text(MAX_DESCRIPTION_BYTES) + U64;
+    let refusal = U64 + U64 + text(MAX_FORGE_ANSWER_BYTES);
+    let forge = repos * (U64 + settings + refusal) + MAX_OUTBOX as u64 * status;
+
+    let fixed = 7 * U32 + 3 * U64 + 9 * LEN;
     fixed
         + repos * (U64 + repo + U64 + LEN) // in the repository map and the cursor map
         + branches * cursor
@@ -103,6 +122,7 @@ pub fn largest_state_bytes(limits: &Limits) -> u64 {
         + final_jobs * final_job
         + outputs * output
         + MAX_SECRETS as u64 * secret
+        + forge
 }
 
 #[cfg(test)]

@@ -9,12 +9,15 @@
 //! secrets is still written as version 2 ([`WrittenV2`]), so that a binary without the
 //! secret store reads the snapshots of one with it until a secret is set, which keeps
 //! rolling upgrades (and going back) working.
+//!
+//! Version 3 had no repository settings and no status outbox. Its data loads without
+//! them; a state without them is still written as version 3 (or 2), for the same reason.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{Cursor, Data, Index, Job, Limits, Repo, State};
+use super::{Cursor, Data, ForgeData, Index, Job, Limits, Repo, State, StoredSecret};
 use crate::types::{JobId, RepoId};
 
 #[derive(Deserialize)]
@@ -52,7 +55,78 @@ impl<L> OldData<L> {
             finished: self.finished,
             outputs_kept: self.outputs_kept,
             secrets: BTreeMap::new(),
+            forge: ForgeData::default(),
         }
+    }
+}
+
+/// The data of version 3: today's [`Data`] without its forge half.
+#[derive(Deserialize)]
+struct DataV3 {
+    limits: Limits,
+    last_repo_id: u64,
+    last_job_id: u64,
+    repos: BTreeMap<RepoId, Repo>,
+    cursors: BTreeMap<RepoId, BTreeMap<String, Cursor>>,
+    jobs: BTreeMap<JobId, Job>,
+    finished: VecDeque<JobId>,
+    outputs_kept: VecDeque<JobId>,
+    secrets: BTreeMap<String, StoredSecret>,
+}
+
+/// A [`State`] decoded from version 3 data: the same, with no forge settings or outbox.
+pub struct StateV3(pub State);
+
+impl<'de> Deserialize<'de> for StateV3 {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let old = DataV3::deserialize(deserializer)?;
+        let data = Data {
+            limits: old.limits,
+            last_repo_id: old.last_repo_id,
+            last_job_id: old.last_job_id,
+            repos: old.repos,
+            cursors: old.cursors,
+            jobs: old.jobs,
+            finished: old.finished,
+            outputs_kept: old.outputs_kept,
+            secrets: old.secrets,
+            forge: ForgeData::default(),
+        };
+        let index = Index::build(&data);
+        Ok(StateV3(State { data, index }))
+    }
+}
+
+/// A state without forge data as version 3 encodes it, field for field.
+#[derive(Serialize)]
+pub struct WrittenV3<'a> {
+    limits: &'a Limits,
+    last_repo_id: u64,
+    last_job_id: u64,
+    repos: &'a BTreeMap<RepoId, Repo>,
+    cursors: &'a BTreeMap<RepoId, BTreeMap<String, Cursor>>,
+    jobs: &'a BTreeMap<JobId, Job>,
+    finished: &'a VecDeque<JobId>,
+    outputs_kept: &'a VecDeque<JobId>,
+    secrets: &'a BTreeMap<String, StoredSecret>,
+}
+
+impl<'a> WrittenV3<'a> {
+    /// `state` in version 3's shape; `None` when it has forge settings or statuses,
+    /// which version 3 cannot hold.
+    pub fn of(state: &'a State) -> Option<Self> {
+        let data = &state.data;
+        data.forge.is_empty().then_some(WrittenV3 {
+            limits: &data.limits,
+            last_repo_id: data.last_repo_id,
+            last_job_id: data.last_job_id,
+            repos: &data.repos,
+            cursors: &data.cursors,
+            jobs: &data.jobs,
+            finished: &data.finished,
+            outputs_kept: &data.outputs_kept,
+            secrets: &data.secrets,
+        })
     }
 }
 
@@ -105,11 +179,11 @@ pub struct WrittenV2<'a> {
 }
 
 impl<'a> WrittenV2<'a> {
-    /// `state` in version 2's shape; `None` when it holds secrets, which version 2
-    /// cannot hold.
+    /// `state` in version 2's shape; `None` when it holds secrets or forge data, which
+    /// version 2 cannot hold.
     pub fn of(state: &'a State) -> Option<Self> {
         let data = &state.data;
-        data.secrets.is_empty().then_some(WrittenV2 {
+        (data.secrets.is_empty() && data.forge.is_empty()).then_some(WrittenV2 {
             limits: &data.limits,
             last_repo_id: data.last_repo_id,
             last_job_id: data.last_job_id,
@@ -217,9 +291,11 @@ mod tests {
         assert_eq!(loaded, state);
         assert!(loaded.secrets().is_empty());
 
-        // Version 2 is today's data without the secrets map, which bincode writes last.
+        // Version 2 is today's data without the secrets map and the forge data, which
+        // bincode writes last: when both are empty, five bytes (the lengths of the
+        // secrets, settings, outbox and refusals maps, and a last status id of 0).
         let today = codec::encode(&state.data).expect("encodes");
-        assert_eq!(today[..today.len() - 1], bytes[..], "only the empty map's length differs");
+        assert_eq!(today[..today.len() - 5], bytes[..], "only the empty parts differ");
 
         let mut with_secret = state;
         with_secret.apply(&Command::SetSecret {

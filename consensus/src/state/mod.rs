@@ -30,11 +30,16 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use self::bounds::largest_state_bytes;
-pub use self::forge::{ForgeKind, RepoSettings};
+use self::forge::ForgeData;
+pub use self::forge::{
+    branch_matches, status_description, ForgeKind, ForgeRefusal, RepoSettings, StatusUpdate,
+    DEFAULT_STATUS_CONTEXT, MAX_BRANCH_PATTERNS, MAX_DESCRIPTION_BYTES, MAX_FORGE_ANSWER_BYTES,
+    MAX_OUTBOX,
+};
 pub use self::job::{Attempt, Cursor, Job, JobResult, JobStatus, Repo, Trigger};
 #[cfg(test)]
 pub(crate) use self::legacy::WrittenV1;
-pub use self::legacy::{StateV1, StateV2, WrittenV2};
+pub use self::legacy::{StateV1, StateV2, StateV3, WrittenV2, WrittenV3};
 pub use self::query::{JobFilter, QueueCounts};
 pub use self::secrets::{
     sealed_size_problem, secret_name_problem, SecretInfo, StoredSecret, MAX_SEALED_BYTES,
@@ -149,6 +154,8 @@ struct Data {
     outputs_kept: VecDeque<JobId>,
     /// The secret store, sealed values only (added in snapshot payload version 3).
     secrets: BTreeMap<String, StoredSecret>,
+    /// Repository settings and the status outbox (added in snapshot payload version 4).
+    forge: ForgeData,
 }
 
 /// Indexes derived from [`Data`]; never serialized.
@@ -160,6 +167,8 @@ struct Index {
     repo_by_url: BTreeMap<String, RepoId>,
     /// How many jobs of each repository are queued or running (no entry: none).
     open_by_repo: BTreeMap<RepoId, u32>,
+    /// The outbox entry of each job that has one.
+    status_by_job: BTreeMap<JobId, u64>,
 }
 
 impl Index {
@@ -170,6 +179,9 @@ impl Index {
         }
         for job in data.jobs.values() {
             index.insert_job(job);
+        }
+        for (&id, update) in &data.forge.outbox {
+            index.status_by_job.insert(update.job, id);
         }
         index
     }

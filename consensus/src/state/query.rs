@@ -4,7 +4,9 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Cursor, Job, JobStatus, Limits, Repo, State};
+use super::{
+    Cursor, ForgeRefusal, Job, JobStatus, Limits, Repo, RepoSettings, State, StatusUpdate,
+};
 use crate::types::{JobId, NodeId, RepoId};
 
 /// Which jobs to list, newest first.
@@ -41,7 +43,41 @@ pub struct QueueCounts {
     pub finished: u64,
 }
 
+/// The settings of a repository that has none of its own.
+static NO_SETTINGS: RepoSettings = RepoSettings {
+    forge: None,
+    api_url: None,
+    token: None,
+    ssh_key: None,
+    known_hosts: None,
+    webhook_secret: None,
+    ca_file: None,
+    branches: Vec::new(),
+    poll_interval_ms: None,
+    status_context: None,
+};
+
 impl State {
+    /// A repository's settings (the defaults for one without, or not watched).
+    pub fn repo_settings(&self, repo: RepoId) -> &RepoSettings {
+        self.data.forge.settings.get(&repo).unwrap_or(&NO_SETTINGS)
+    }
+
+    /// The statuses waiting to be posted, oldest first, with their outbox ids.
+    pub fn status_outbox(&self) -> impl Iterator<Item = (u64, &StatusUpdate)> + '_ {
+        self.data.forge.outbox.iter().map(|(&id, update)| (id, update))
+    }
+
+    /// How many of a repository's statuses wait to be posted.
+    pub fn statuses_waiting(&self, repo: RepoId) -> usize {
+        self.data.forge.outbox.values().filter(|update| update.repo == repo).count()
+    }
+
+    /// The forge's last refusal of a repository's status, until one is delivered again.
+    pub fn forge_refusal(&self, repo: RepoId) -> Option<&ForgeRefusal> {
+        self.data.forge.refusals.get(&repo)
+    }
+
     pub fn limits(&self) -> &Limits {
         &self.data.limits
     }

@@ -6,6 +6,7 @@
 
 mod batch_test;
 mod capacity_test;
+mod forge_test;
 mod job_test;
 mod limits_test;
 mod query_test;

@@ -1,14 +1,15 @@
 //! The current snapshot in sled, and the format of a snapshot's data.
 //!
-//! A snapshot's data is `codec((PAYLOAD_V3, Payload))`: the last applied log id, the last
+//! A snapshot's data is `codec((PAYLOAD_V4, Payload))`: the last applied log id, the last
 //! membership and the whole CI [`State`], behind the codec's format version and the
-//! payload's own. A state without secrets is written as version 2, the same without
-//! the secret store (see [`WrittenV2`]), so that binaries from before the secret store
-//! read it; version 2 loads with an empty store (see [`StateV2`]). The meta repeats the
+//! payload's own. A state without forge data is written as version 3, and one without
+//! secrets either as version 2 (see [`WrittenV3`], [`WrittenV2`]), so that binaries from
+//! before those parts read it; versions 3 and 2 load without them (see [`StateV3`],
+//! [`StateV2`]). The meta repeats the
 //! first two; a payload that disagrees with its meta is refused on install and on load.
 //! A payload of version 1 (written before the state had limits per repository) has no
-//! version of its own, starts with the tag of an `Option` (0 or 1) where versions 2 and 3
-//! have their 2 or 3, and still loads (see [`StateV1`](crate::state::StateV1)).
+//! version of its own, starts with the tag of an `Option` (0 or 1) where later versions
+//! have their number, and still loads (see [`StateV1`](crate::state::StateV1)).
 //!
 //! Only one snapshot is kept. Its meta and data are written in one atomic batch and
 //! flushed before it is reported as current. A snapshot never replaces a newer one that a
@@ -22,10 +23,13 @@ use tracing::debug;
 use super::error::StoreError;
 use super::keys;
 use crate::codec;
-use crate::state::{State, StateV1, StateV2, WrittenV2};
+use crate::state::{State, StateV1, StateV2, StateV3, WrittenV2, WrittenV3};
 use crate::types::{LogId, SnapshotMeta, StoredMembership};
 
-/// The payload's format version, written in front of it: 3 with the secret store.
+/// The payload's format version, written in front of it: 4 with forge settings and the
+/// status outbox.
+const PAYLOAD_V4: u8 = 4;
+/// The payload version before forge data, still written for a state without it.
 const PAYLOAD_V3: u8 = 3;
 /// The payload version before the secret store, still written for a state without secrets.
 const PAYLOAD_V2: u8 = 2;
@@ -41,18 +45,25 @@ pub(super) struct Payload<S> {
 impl Payload<&State> {
     /// The bytes of a snapshot's data.
     pub(super) fn encode(&self) -> Result<Vec<u8>, StoreError> {
-        let encoded = match WrittenV2::of(self.state) {
-            Some(state) => codec::encode(&(
-                PAYLOAD_V2,
-                Payload {
-                    last_applied: self.last_applied,
-                    last_membership: self.last_membership.clone(),
-                    state,
-                },
-            )),
-            None => codec::encode(&(PAYLOAD_V3, self)),
+        let encoded = if let Some(state) = WrittenV2::of(self.state) {
+            codec::encode(&(PAYLOAD_V2, self.with(state)))
+        } else if let Some(state) = WrittenV3::of(self.state) {
+            codec::encode(&(PAYLOAD_V3, self.with(state)))
+        } else {
+            codec::encode(&(PAYLOAD_V4, self))
         };
         encoded.map_err(StoreError::encode("snapshot data"))
+    }
+}
+
+impl<S> Payload<S> {
+    /// The same log id and membership with `state` in another shape.
+    fn with<T>(&self, state: T) -> Payload<T> {
+        Payload {
+            last_applied: self.last_applied,
+            last_membership: self.last_membership.clone(),
+            state,
+        }
     }
 }
 
@@ -62,8 +73,13 @@ impl Payload<State> {
     pub(super) fn decode_for(meta: &SnapshotMeta, data: &[u8]) -> Result<Self, StoreError> {
         // `data` is the codec's version, then the payload's (a u8 is one byte in bincode).
         let payload = match data.get(1) {
-            Some(&PAYLOAD_V3) => codec::decode_stored::<(u8, Payload<State>)>(data)
+            Some(&PAYLOAD_V4) => codec::decode_stored::<(u8, Payload<State>)>(data)
                 .map(|(_, payload)| payload)
+                .map_err(StoreError::decode("snapshot data"))?,
+            Some(&PAYLOAD_V3) => codec::decode_stored::<(u8, Payload<StateV3>)>(data)
+                .map(|(_, Payload { last_applied, last_membership, state: StateV3(state) })| {
+                    Payload { last_applied, last_membership, state }
+                })
                 .map_err(StoreError::decode("snapshot data"))?,
             Some(&PAYLOAD_V2) => codec::decode_stored::<(u8, Payload<StateV2>)>(data)
                 .map(|(_, Payload { last_applied, last_membership, state: StateV2(state) })| {
@@ -248,6 +264,39 @@ mod tests {
         let decoded = Payload::decode_for(&meta(last_applied), &data).expect("decodes");
         assert_eq!(decoded.state, with_secret);
         assert_eq!(decoded.state.secrets().len(), 1);
+    }
+
+    #[test]
+    fn a_state_with_forge_data_is_version_4_and_round_trips() {
+        let last_applied = Some(LogId::new(openraft::CommittedLeaderId::new(1, NodeId(1)), 7));
+        let membership = StoredMembership::default();
+        let mut state = sample();
+        let settings = crate::state::RepoSettings {
+            forge: Some(crate::state::ForgeKind::Gitea),
+            token: Some("GITEA_TOKEN".into()),
+            branches: vec!["main".into()],
+            ..Default::default()
+        };
+        let reply = state.apply(&Command::SetRepoSettings {
+            repo: crate::types::RepoId(1),
+            settings,
+            at: Timestamp(3),
+        });
+        assert!(reply.refusal().is_none(), "{reply:?}");
+        state.apply(&Command::Rerun {
+            repo: crate::types::RepoId(1),
+            branch: "main".into(),
+            commit: crate::types::CommitId::try_new(&"cd".repeat(20)).expect("an id"),
+            labels: Vec::new(),
+            at: Timestamp(4),
+        });
+        assert_eq!(state.status_outbox().count(), 1);
+        let data = Payload { last_applied, last_membership: membership, state: &state }
+            .encode()
+            .expect("encodes");
+        assert_eq!(data[1], PAYLOAD_V4);
+        let decoded = Payload::decode_for(&meta(last_applied), &data).expect("decodes");
+        assert_eq!(decoded.state, state, "settings, outbox and its index come back");
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //!
 //! - `auth`: the API token guard of the public routes.
 //! - `status`: `GET /api/v1/status`, the cluster as this node sees it.
-//! - `repos`: `GET|POST /api/v1/repos` and `DELETE /api/v1/repos/{id}`, watched
-//!   repositories.
+//! - `repos`: `GET|POST /api/v1/repos` and `PATCH|DELETE /api/v1/repos/{id}`, watched
+//!   repositories and their settings.
 //! - `jobs`: jobs and results, cancel and rerun.
 //! - `secrets`: `GET /api/v1/secrets`, `PUT|DELETE /api/v1/secrets/{name}`, the secret
 //!   store (names and times out, values only in).
@@ -42,7 +42,7 @@ use eventide_consensus::network::{raft_routes, WriteError, Writer};
 use eventide_consensus::store::StateMachineStore;
 use eventide_consensus::types::Raft;
 use eventide_consensus::{NodeId, Refusal};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tracing::{debug, warn};
 
 /// The body of every error answer, re-exported for the server's own refusals.
@@ -50,8 +50,8 @@ pub use eventide_api::ErrorBody;
 
 use self::auth::ApiAuth;
 use crate::gossip::Gossip;
-use crate::health::ObserverHealth;
 use crate::health::Phase;
+use crate::health::{ObserverHealth, ObserverWake};
 use crate::metrics::Metrics;
 use crate::raft_view::RaftView;
 
@@ -81,7 +81,7 @@ pub struct ApiHandles {
     /// Why this node is not in a cluster yet (from the cluster task).
     pub phase: watch::Receiver<Phase>,
     /// Wakes the observer for an immediate round (`notify`).
-    pub wake_observer: Arc<Notify>,
+    pub wake_observer: Arc<ObserverWake>,
     /// The observer's latest error per repository, for `status`.
     pub observer_health: Arc<ObserverHealth>,
     pub metrics: Arc<Metrics>,
@@ -94,6 +94,8 @@ pub struct ReplicaState {
     pub raft: RaftView,
     pub state_machine: StateMachineStore,
     pub writer: Writer,
+    /// The observer's fetch times and errors (the leader's), for `repo list`.
+    pub observer_health: Arc<ObserverHealth>,
 }
 
 /// The public API, the Raft routes of `raft` and `internal` (the dispatcher's and
@@ -125,14 +127,19 @@ pub fn router(handles: ApiHandles, raft: Raft, internal: Router) -> Router {
         state_machine: state_machine.clone(),
         gossip: gossip.clone(),
         phase,
-        observer_health,
+        observer_health: observer_health.clone(),
     };
     let secrets_state = secrets::SecretsState {
         sealer: secret.as_ref().map(Sealer::new),
         state_machine: state_machine.clone(),
         writer: writer.clone(),
     };
-    let replica = ReplicaState { raft: view.clone(), state_machine: state_machine.clone(), writer };
+    let replica = ReplicaState {
+        raft: view.clone(),
+        state_machine: state_machine.clone(),
+        writer,
+        observer_health,
+    };
     let logs_state = logs::LogsState {
         id,
         data_dir,
@@ -150,7 +157,7 @@ pub fn router(handles: ApiHandles, raft: Raft, internal: Router) -> Router {
         .merge(
             Router::new()
                 .route("/api/v1/repos", get(repos::list).post(repos::add))
-                .route("/api/v1/repos/{id}", delete(repos::remove))
+                .route("/api/v1/repos/{id}", delete(repos::remove).patch(repos::patch))
                 .route("/api/v1/jobs", get(jobs::list))
                 .route("/api/v1/jobs/{id}", get(jobs::get))
                 .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))

@@ -9,10 +9,10 @@ use axum::http::StatusCode;
 use axum::Json;
 use eventide_api::NotifyDoc;
 use eventide_consensus::auth::Secret;
-use tokio::sync::Notify;
 
 use super::auth::with_token;
 use super::ApiError;
+use crate::health::ObserverWake;
 use crate::raft_view::RaftView;
 
 /// What `notify` uses.
@@ -23,14 +23,14 @@ pub struct NotifyState {
     pub secret: Option<Secret>,
     pub raft: RaftView,
     /// Wakes this node's observer.
-    pub wake_observer: Arc<Notify>,
+    pub wake_observer: Arc<ObserverWake>,
 }
 
 pub async fn notify(
     State(api): State<Arc<NotifyState>>,
 ) -> Result<(StatusCode, Json<NotifyDoc>), ApiError> {
     if api.raft.is_leader() {
-        api.wake_observer.notify_one();
+        api.wake_observer.all();
         return Ok((StatusCode::ACCEPTED, Json(NotifyDoc { observer: api.name.clone() })));
     }
     let Some(addr) = api.raft.leader_addr() else {

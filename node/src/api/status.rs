@@ -109,6 +109,7 @@ async fn build(api: &StatusState) -> StatusDoc {
                 id: repo.id.to_string(),
                 url: repo.url.clone(),
                 error: errors.get(&repo.id).cloned(),
+                forge_error: state.forge_refusal(repo.id).map(|refusal| refusal.answer.clone()),
             })
             .collect()
     });

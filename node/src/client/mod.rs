@@ -2,11 +2,13 @@
 //! (or as JSON with `--json`).
 //!
 //! - `jobs`: results, logs, reruns, cancel, notify and git hooks.
+//! - `repos`: watched repositories and their settings.
 //! - `secrets`: the secret store (`secret set`, `list`, `rm`).
 //! - `render`: the tables.
 
 mod jobs;
 mod render;
+pub mod repos;
 pub mod secrets;
 
 pub use jobs::{cancel, hook_install, log, notify, rerun, results, ResultsArgs};
@@ -19,10 +21,9 @@ use clap::Args;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use eventide_api::{AddRepo, ErrorBody, RemovedRepoDoc, RepoDoc, StatusDoc};
+use eventide_api::{ErrorBody, StatusDoc};
 
 use crate::config::{client_secret, DEFAULT_LISTEN};
-use crate::repos::{normalize_url, resolve_argument};
 
 /// Which node the CLI talks to; any node will do.
 #[derive(Args, Debug, Clone)]
@@ -104,6 +105,15 @@ impl Api {
         serde_json::from_slice(&bytes).with_context(|| {
             format!("node {} answered something this CLI does not understand", self.node)
         })
+    }
+
+    async fn patch<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let request = self.http.patch(format!("{}{}", self.base, path)).json(body);
+        self.send(request).await
     }
 
     async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
@@ -199,61 +209,5 @@ pub fn token(secret_file: Option<&Path>) -> anyhow::Result<()> {
     let secret = client_secret(secret_file)?
         .context("no cluster secret: pass --secret-file FILE or set EVENTIDE_SECRET")?;
     println!("{}", secret.api_token());
-    Ok(())
-}
-
-/// A repository argument of `repo add` or `repo remove`: a relative path is taken from
-/// the working directory of the CLI, which is what the person typing it means.
-fn repo_url(argument: &str) -> anyhow::Result<String> {
-    let cwd = std::env::current_dir().context("failed to read the working directory")?;
-    resolve_argument(argument, &cwd)
-}
-
-/// `eventide-node repo add`.
-pub async fn repo_add(node: &NodeArgs, argument: &str) -> anyhow::Result<()> {
-    let api = Api::new(node)?;
-    let url = repo_url(argument)?;
-    if url.starts_with('/') && !Path::new(&url).exists() {
-        anyhow::bail!("repository {url} does not exist");
-    }
-    let repo: RepoDoc = api.post("/api/v1/repos", &AddRepo { url }).await?;
-    println!("watching repository {} ({})", repo.id, repo.url);
-    Ok(())
-}
-
-/// `eventide-node repo remove`: by id, or by url in any spelling `repo add` takes.
-pub async fn repo_remove(node: &NodeArgs, argument: &str) -> anyhow::Result<()> {
-    let api = Api::new(node)?;
-    let repos: Vec<RepoDoc> = api.get("/api/v1/repos").await?;
-    let by_id = repos.iter().find(|repo| repo.id == argument.trim());
-    let found = match by_id {
-        Some(repo) => repo,
-        None => {
-            let url = repo_url(argument)?;
-            let same = |stored: &str| normalize_url(stored).is_ok_and(|canonical| canonical == url);
-            repos.iter().find(|repo| same(&repo.url)).with_context(|| {
-                format!("no watched repository is {url} (see eventide-node repo list)")
-            })?
-        }
-    };
-    let removed: RemovedRepoDoc = api.delete(&format!("/api/v1/repos/{}", found.id)).await?;
-    let cancelled = match removed.cancelled.len() {
-        0 => String::new(),
-        1 => "; 1 job cancelled".to_owned(),
-        n => format!("; {n} jobs cancelled"),
-    };
-    println!("stopped watching repository {} ({}){cancelled}", removed.id, found.url);
-    Ok(())
-}
-
-/// `eventide-node repo list`.
-pub async fn repo_list(node: &NodeArgs, json: bool) -> anyhow::Result<()> {
-    let api = Api::new(node)?;
-    let repos: Vec<RepoDoc> = api.get("/api/v1/repos").await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&repos)?);
-    } else {
-        print!("{}", render::repos(&repos));
-    }
     Ok(())
 }

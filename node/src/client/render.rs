@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use eventide_api::{JobDoc, RepoDoc, RunnerState, StatusDoc};
+use eventide_api::{Forge, JobDoc, RepoDoc, RepoSettingsDoc, RunnerState, StatusDoc};
 
 /// Cuts `text` to `width` characters, marking the cut with `…`.
 fn fit(text: &str, width: usize) -> String {
@@ -74,15 +74,61 @@ pub fn status(doc: &StatusDoc) -> String {
     out
 }
 
-pub fn repos(repos: &[RepoDoc]) -> String {
+/// The repositories table: id, forge, last fetch (as an age at `now`, in ms since the
+/// epoch), url; then a line per problem under its repository.
+pub fn repos(repos: &[RepoDoc], now: u64) -> String {
     if repos.is_empty() {
         return "no repositories are watched; add one with `eventide-node repo add PATH`\n"
             .to_owned();
     }
-    let mut out = format!("{:<4} {}\n", "ID", "URL");
+    let mut out = format!("{:<4} {:<7} {:<11} {}\n", "ID", "FORGE", "LAST FETCH", "URL");
     for repo in repos {
-        let _ = writeln!(out, "{:<4} {}", repo.id, fit(&repo.url, 75));
+        let forge = repo.settings.forge.map_or("-", forge_name);
+        let fetched = repo.last_fetch_at.map_or_else(
+            || "-".to_owned(),
+            |at| format!("{} ago", duration(now.saturating_sub(at))),
+        );
+        let _ = writeln!(out, "{:<4} {:<7} {:<11} {}", repo.id, forge, fetched, fit(&repo.url, 60));
+        if let Some(error) = &repo.error {
+            let _ = writeln!(out, "     error: {}", fit(error, 110));
+        }
+        if let Some(error) = &repo.forge_error {
+            let _ = writeln!(out, "     forge refused a status: {}", fit(error, 95));
+        }
+        if repo.statuses_waiting > 0 {
+            let _ =
+                writeln!(out, "     {} status(es) waiting for the forge", repo.statuses_waiting);
+        }
     }
+    out
+}
+
+fn forge_name(forge: Forge) -> &'static str {
+    match forge {
+        Forge::Github => "github",
+        Forge::Gitlab => "gitlab",
+        Forge::Gitea => "gitea",
+    }
+}
+
+/// A repository's settings, one per line, as `repo set` prints them.
+pub fn repo_settings(settings: &RepoSettingsDoc) -> String {
+    let mut out = String::new();
+    let mut line = |name: &str, value: Option<String>| {
+        if let Some(value) = value {
+            let _ = writeln!(out, "  {name:<15} {value}");
+        }
+    };
+    line("forge", settings.forge.map(|forge| forge_name(forge).to_owned()));
+    line("api url", settings.api_url.clone());
+    line("token", settings.token.clone().map(|name| format!("secret {name}")));
+    line("ssh key", settings.ssh_key.clone().map(|name| format!("secret {name}")));
+    line("known hosts", settings.known_hosts.clone().map(|name| format!("secret {name}")));
+    line("webhook secret", settings.webhook_secret.clone().map(|name| format!("secret {name}")));
+    line("ca file", settings.ca_file.clone());
+    line("branches", Some(settings.branches.join(",")).filter(|text| !text.is_empty()));
+    line("poll interval", settings.poll_interval_ms.map(duration));
+    line("status context", settings.status_context.clone());
     out
 }
 
@@ -210,6 +256,7 @@ mod tests {
                 url: "/srv/a/very/long/path/to/a/repository/that/does/not/exist/anymore/at/all"
                     .into(),
                 error: Some("failed to fetch: could not find repository at that path".into()),
+                forge_error: None,
             }],
         }
     }

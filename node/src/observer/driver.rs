@@ -1,9 +1,11 @@
 //! The observer's driver: rounds on the leader, one task per repository.
 //!
-//! Every poll interval (or `notify`) the driver starts a round of each watched
-//! repository that has none running: a task that fetches and plans off the runtime,
-//! then proposes each moved branch's `Observe` in order. A `notify` during a round marks
-//! the repository to go again as soon as it ends, so that it is not lost. A slow or dead
+//! Every poll interval (the node's `--poll-interval`, or a repository's own) or on a
+//! wake (`notify`, or a forge's webhook for one repository) the driver starts a round of
+//! each due repository that has none running: a task that fetches and plans off the
+//! runtime, then proposes each moved branch's `Observe` in order; only branches the
+//! repository's filter passes are planned. A wake during a round marks the repository
+//! to go again as soon as it ends, so that it is not lost. A slow or dead
 //! upstream thus only ever delays itself; its fetch is bounded by the fetch deadline
 //! (`git::FetchLimits`), and the error shows in `status`.
 
@@ -14,14 +16,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use eventide_consensus::network::{WriteError, Writer};
+use eventide_consensus::state::branch_matches;
 use eventide_consensus::store::StateMachineStore;
 use eventide_consensus::{Command, CommitId, Observe, ObservedCommit, Refusal, Reply, RepoId};
-use tokio::sync::Notify;
 use tracing::{debug, info, warn, Instrument};
 
 use super::plan::{bound_skipped, plan_branches, BranchPlan, COMMITS_PER_ROUND};
 use super::refusals::RefusalMemo;
-use crate::health::ObserverHealth;
+use crate::health::{Asked, ObserverHealth, ObserverWake};
 use crate::raft_view::RaftView;
 use crate::{clock, git, repo_config};
 
@@ -35,6 +37,8 @@ struct WatchedRepo {
     url: String,
     /// Observed branches and their cursor heads.
     cursors: BTreeMap<String, CommitId>,
+    /// The branch patterns whose commits become jobs (empty: all).
+    branches: Vec<String>,
 }
 
 /// One prepared `Observe`, before its time stamp.
@@ -67,8 +71,8 @@ pub struct ObserverHandles {
     pub raft: RaftView,
     pub state_machine: StateMachineStore,
     pub writer: Writer,
-    /// Wakes the observer for an immediate round (`notify`).
-    pub wake: Arc<Notify>,
+    /// Wakes the observer for an immediate round (`notify`, webhooks).
+    pub wake: Arc<ObserverWake>,
     /// Each repository's latest problem, which `status` shows.
     pub health: Arc<ObserverHealth>,
 }
@@ -79,7 +83,7 @@ pub struct Observer {
     raft: RaftView,
     state_machine: StateMachineStore,
     writer: Writer,
-    wake: Arc<Notify>,
+    wake: Arc<ObserverWake>,
     health: Arc<ObserverHealth>,
     refusals: Mutex<RefusalMemo>,
     /// The last write failure logged, so that a lost quorum is logged once, not per round.
@@ -87,6 +91,8 @@ pub struct Observer {
     /// The repositories whose round runs, each with whether another was asked for
     /// meanwhile.
     rounds: Mutex<HashMap<RepoId, bool>>,
+    /// When each repository's next polled round is due.
+    due: Mutex<HashMap<RepoId, Instant>>,
 }
 
 /// A repository's entry in [`Observer::rounds`], removed when its task ends, even by a
@@ -119,6 +125,7 @@ impl Observer {
             refusals: Mutex::default(),
             last_write_error: Mutex::default(),
             rounds: Mutex::default(),
+            due: Mutex::default(),
         })
     }
 
@@ -127,14 +134,14 @@ impl Observer {
     pub async fn run(self: Arc<Self>) {
         let span = tracing::info_span!("observer", role = "observer");
         async move {
-            let pause = self.settings.poll_interval.max(MIN_POLL_INTERVAL);
             loop {
-                let notified = tokio::select! {
-                    () = tokio::time::sleep(pause) => false,
-                    () = self.wake.notified() => true,
+                let pause = self.next_pause();
+                let asked = tokio::select! {
+                    () = tokio::time::sleep(pause) => None,
+                    () = self.wake.wait() => Some(self.wake.take()),
                 };
                 if self.is_leader() {
-                    self.start_rounds(notified);
+                    self.start_rounds(asked);
                 } else {
                     self.health.clear();
                     *lock(&self.last_write_error) = None;
@@ -149,20 +156,55 @@ impl Observer {
         self.raft.is_leader()
     }
 
-    /// Starts a round of every watched repository that has none running. On `notify`
-    /// the running ones are asked for another (their fetch may have begun before the
-    /// push); a poll leaves them be.
-    fn start_rounds(self: &Arc<Self>, notified: bool) {
-        let repos: BTreeSet<RepoId> =
-            self.state_machine.read(|state| state.repos().map(|repo| repo.id).collect());
+    /// The repositories' poll intervals: their own, else the node's.
+    fn intervals(&self) -> BTreeMap<RepoId, Duration> {
+        let default = self.settings.poll_interval;
+        self.state_machine.read(|state| {
+            state
+                .repos()
+                .map(|repo| {
+                    let own = state.repo_settings(repo.id).poll_interval_ms;
+                    (repo.id, own.map_or(default, Duration::from_millis))
+                })
+                .collect()
+        })
+    }
+
+    /// How long to sleep until the next repository is due (at most the node's interval).
+    fn next_pause(&self) -> Duration {
+        let now = Instant::now();
+        let due = lock(&self.due);
+        let soonest = due.values().min().map(|at| at.saturating_duration_since(now));
+        soonest
+            .map_or(self.settings.poll_interval, |wait| wait.min(self.settings.poll_interval))
+            .max(MIN_POLL_INTERVAL)
+    }
+
+    /// Starts a round of every due repository that has none running, or, on a wake, of
+    /// those asked for (every one for `notify`). A woken repository that is already
+    /// running is asked for another round (its fetch may have begun before the push);
+    /// a poll leaves it be.
+    fn start_rounds(self: &Arc<Self>, asked: Option<Asked>) {
+        let intervals = self.intervals();
+        let repos: BTreeSet<RepoId> = intervals.keys().copied().collect();
         self.health.retain(&repos);
         lock(&self.refusals).retain_repos(&repos);
+        let now = Instant::now();
+        let mut due = lock(&self.due);
+        due.retain(|repo, _| repos.contains(repo));
         let mut rounds = lock(&self.rounds);
-        for repo in repos {
-            if let Some(again) = rounds.get_mut(&repo) {
-                *again |= notified;
+        for (repo, interval) in intervals {
+            let woken =
+                asked.as_ref().is_some_and(|asked| asked.all || asked.repos.contains(&repo));
+            let polled = due.get(&repo).is_none_or(|at| *at <= now);
+            if !(woken || polled) {
                 continue;
             }
+            if let Some(again) = rounds.get_mut(&repo) {
+                *again |= woken;
+                continue;
+            }
+            due.insert(repo, now + interval.max(MIN_POLL_INTERVAL));
             rounds.insert(repo, false);
             let entry = RoundEntry { observer: self.clone(), repo, removed: false };
             let observer = self.clone();
@@ -196,6 +238,7 @@ impl Observer {
                     .cursors(repo)
                     .map(|(branch, cursor)| (branch.to_owned(), cursor.head.clone()))
                     .collect(),
+                branches: state.repo_settings(repo).branches.clone(),
             })
         });
         let Some(watched) = watched.filter(|_| self.is_leader()) else { return };
@@ -242,6 +285,7 @@ impl Observer {
         .context("observer task failed")
         .and_then(|prepared| prepared)
         .map_err(RepoError::Repo)?;
+        self.health.record_fetch(repo.id, clock::now());
 
         let planned = proposals
             .iter()
@@ -362,7 +406,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 fn prepare(mirrors: &Path, repo: &WatchedRepo) -> anyhow::Result<Vec<Proposal>> {
     let mirror: PathBuf = git::mirror_path(mirrors, &repo.url);
     git::fetch_mirror(&mirror, &repo.url, &git::RemoteAuth::default())?;
-    let heads = git::branch_heads(&mirror)?;
+    let mut heads = git::branch_heads(&mirror)?;
+    heads.retain(|branch, _| branch_matches(&repo.branches, branch));
     let first_round = repo.cursors.is_empty();
     let mut walk = |head: &CommitId, hide: &[CommitId]| git::new_commits(&mirror, head, hide);
     let plans = plan_branches(&heads, &repo.cursors, first_round, COMMITS_PER_ROUND, &mut walk)?;

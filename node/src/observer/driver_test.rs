@@ -12,6 +12,7 @@ fn watched(upstream: &Upstream, cursors: &[(&str, &CommitId)]) -> WatchedRepo {
         id: RepoId(1),
         url: upstream.url(),
         cursors: cursors.iter().map(|&(branch, head)| (branch.to_owned(), head.clone())).collect(),
+        branches: Vec::new(),
     }
 }
 
@@ -65,7 +66,24 @@ fn prepare_reports_an_unreachable_repository() {
         id: RepoId(7),
         url: "/does/not/exist/anywhere.git".to_owned(),
         cursors: BTreeMap::new(),
+        branches: Vec::new(),
     };
     let error = prepare(mirrors.path(), &repo).err().expect("unreachable");
     assert!(format!("{error:#}").contains("failed to fetch /does/not/exist"), "{error:#}");
+}
+
+#[test]
+fn prepare_plans_only_the_branches_the_filter_passes() {
+    let upstream = Upstream::new();
+    let main = upstream.commit("a.txt", b"1", "on main");
+    upstream.git(&["branch", "release/1.0"]);
+    upstream.git(&["branch", "wip/idea"]);
+    let mirrors = tempfile::tempdir().expect("temp dir");
+    let mut repo = watched(&upstream, &[]);
+    repo.branches = vec!["main".into(), "release/*".into()];
+
+    let plans = prepare(mirrors.path(), &repo).expect("a round");
+    let branches: Vec<&str> = plans.iter().map(|p| p.plan.branch.as_str()).collect();
+    assert_eq!(branches, vec!["main", "release/1.0"]);
+    assert!(plans.iter().all(|p| p.plan.new_head == main));
 }
