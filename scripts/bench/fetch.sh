@@ -11,10 +11,11 @@
 #   COMMITS=5000 RUNS=3 scripts/bench/fetch.sh
 #
 # Environment:
-#   COMMITS=20000   history length, made with git fast-import (FILES files of ~3 KB in
+#   COMMITS=20000   history length, made with git fast-import (FILES files of LINES lines in
 #                   20 directories, CHANGES files changed per commit, repacked so the
 #                   server sends deltas)
 #   FILES=100       files in the tree
+#   LINES=60        lines of ~50 bytes per file
 #   CHANGES=1       files each commit changes
 #   INCREMENT=100   commits the incremental fetch brings
 #   RUNS=5          repetitions of each measurement
@@ -29,11 +30,12 @@ cd "$(dirname "$0")/../.."
 
 COMMITS="${COMMITS:-20000}"
 FILES="${FILES:-100}"
+LINES="${LINES:-60}"
 CHANGES="${CHANGES:-1}"
 INCREMENT="${INCREMENT:-100}"
 RUNS="${RUNS:-5}"
 KEEP_TMP="${KEEP_TMP:-0}"
-for name in COMMITS INCREMENT RUNS FILES CHANGES; do
+for name in COMMITS INCREMENT RUNS FILES CHANGES LINES; do
   [[ "${!name}" =~ ^[1-9][0-9]*$ ]] || { echo "$name must be a positive integer" >&2; exit 2; }
 done
 ((INCREMENT < COMMITS)) || { echo "INCREMENT must be below COMMITS" >&2; exit 2; }
@@ -59,9 +61,9 @@ test_bin="$(cargo test -p eventide-node --bin eventide-node --no-run 2>&1 |
 [[ -x "$test_bin" ]] || { echo "could not find the eventide-node unit test binary" >&2; exit 1; }
 
 echo "making $COMMITS commits" >&2
-python3 - "$COMMITS" "$FILES" "$CHANGES" >"$WORK/history.fi" <<'EOF'
+python3 - "$COMMITS" "$FILES" "$CHANGES" "$LINES" >"$WORK/history.fi" <<'EOF'
 import sys
-commits, files, changes = (int(arg) for arg in sys.argv[1:4])
+commits, files, changes, line_count = (int(arg) for arg in sys.argv[1:5])
 out = sys.stdout.buffer
 for i in range(1, commits + 1):
     message = f"commit {i}\n"
@@ -71,10 +73,10 @@ for i in range(1, commits + 1):
                f"data {len(message)}\n{message}\n{parent}").encode())
     for c in range(changes):
         f = (i * changes + c) % files
-        # ~3 KB per file; each revision changes a line, so deltas are small.
+        # Each revision changes a line, so deltas are small.
         lines = [f"file {f} line {n} {'x' * 40} {(n * 7919 + i // files) % 1000}\n"
-                 for n in range(60)]
-        lines[i % 60] = f"changed by commit {i}\n"
+                 for n in range(line_count)]
+        lines[i % line_count] = f"changed by commit {i}\n"
         blob = "".join(lines)
         out.write((f"M 100644 inline src/d{f % 20}/f{f}.txt\n"
                    f"data {len(blob)}\n{blob}\n").encode())
@@ -169,7 +171,7 @@ for run in $(seq "$RUNS"); do
 done
 
 echo "machine: $(nproc) cpus, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
-echo "git: $(git --version | cut -d' ' -f3), history: $COMMITS commits of $CHANGES of $FILES files, increment: $INCREMENT, runs: $RUNS"
+echo "git: $(git --version | cut -d' ' -f3), history: $COMMITS commits of $CHANGES of $FILES files of $LINES lines, increment: $INCREMENT, runs: $RUNS"
 printf '%-22s %8s %8s %8s\n' "fetch (seconds)" min median max
 for key in "cli fresh" "git2 fresh" "cli incremental" "git2 incremental"; do
   python3 - "$key" ${RESULTS[$key]} <<'EOF'
