@@ -464,7 +464,12 @@ fn fetch_limits_are_checked_against_each_other() {
 
 // ---- The transport's pure rules ----
 
-use super::transport::{classify, plan, scp_like, scrub, tail, Remote, STDERR_TAIL_BYTES};
+use std::ffi::OsString;
+
+use super::transport::{
+    child_environment, classify, plan, scp_like, scrub, tail, Remote, DEFAULT_TOKEN_USERNAME,
+    STDERR_TAIL_BYTES,
+};
 use eventide_consensus::auth::Zeroizing;
 
 fn secret(text: &str) -> Option<Zeroizing<Vec<u8>>> {
@@ -590,6 +595,53 @@ fn an_ssh_remote_gets_a_strict_batch_ssh_command_and_private_files() {
 }
 
 #[test]
+fn the_child_environment_keeps_only_path_home_and_proxies_of_the_node() {
+    let auth = RemoteAuth { token: secret("t"), ..RemoteAuth::default() };
+    let plan = plan_of("https://h/a.git", &auth).expect("plan");
+    let node = [
+        ("PATH", "/usr/bin"),
+        ("HOME", "/home/eventide"),
+        ("https_proxy", "http://proxy:3128"),
+        ("GIT_DIR", "/elsewhere"),
+        ("GIT_SSL_CAINFO", "/etc/ssl/certs/ca-certificates.crt"),
+        ("GIT_ASKPASS", "/usr/bin/ask"),
+        ("SSH_AUTH_SOCK", "/run/agent"),
+        ("EVENTIDE_SECRET", "cluster secret"),
+    ];
+    let inherited = |name: &str| {
+        node.iter().find(|(key, _)| *key == name).map(|(_, value)| OsString::from(value))
+    };
+    let environment: Vec<(String, String)> = child_environment(&plan, inherited)
+        .into_iter()
+        .map(|(name, value)| (name, value.to_string_lossy().into_owned()))
+        .collect();
+    let names: Vec<&str> = environment.iter().map(|(name, _)| name.as_str()).collect();
+    let mut expected = vec!["PATH", "HOME", "https_proxy", "LC_ALL", "GIT_TERMINAL_PROMPT"];
+    expected.extend(["GIT_ALLOW_PROTOCOL", "GIT_CONFIG_COUNT"]);
+    let pairs: Vec<String> = (0..plan.config.len())
+        .flat_map(|index| [format!("GIT_CONFIG_KEY_{index}"), format!("GIT_CONFIG_VALUE_{index}")])
+        .collect();
+    expected.extend(pairs.iter().map(String::as_str));
+    assert_eq!(names, expected);
+    let value = |name: &str| {
+        environment.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone())
+    };
+    assert_eq!(value("GIT_CONFIG_COUNT"), Some(plan.config.len().to_string()));
+    assert_eq!(value("GIT_TERMINAL_PROMPT").as_deref(), Some("0"));
+    let last = plan.config.len() - 1;
+    assert_eq!(value(&format!("GIT_CONFIG_KEY_{last}")).as_deref(), Some("http.extraHeader"));
+
+    let plan = plan_of("ssh://h/a.git", &RemoteAuth::default()).expect("plan");
+    let environment = child_environment(&plan, inherited);
+    let ssh: Vec<&str> = environment
+        .iter()
+        .filter(|(name, _)| name.starts_with("GIT_SSH"))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(ssh, ["GIT_SSH_COMMAND", "GIT_SSH_VARIANT"]);
+}
+
+#[test]
 fn credentials_that_do_not_fit_the_url_are_refused_without_quoting_them() {
     let token = RemoteAuth { token: secret("tok-abc"), ..RemoteAuth::default() };
     let bad_token = RemoteAuth { token: secret("tok\r\nX: y"), ..RemoteAuth::default() };
@@ -710,6 +762,67 @@ fn stderr_is_bounded_and_scrubbed() {
     let lines = "line\n".repeat(STDERR_TAIL_BYTES);
     let kept = tail(lines.as_bytes());
     assert!(kept.len() < STDERR_TAIL_BYTES && kept.starts_with("line\n"), "{}", kept.len());
+}
+
+#[test]
+fn secret_files_are_private_and_removed_with_their_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tempfile::tempdir().expect("temp dir");
+    let path = transport::private_dir_of(&data.path().join("0123-app"));
+    assert_eq!(path, data.path().join("0123-app.credentials"));
+    // A leftover of a crashed fetch is replaced.
+    std::fs::create_dir_all(path.join("stale")).expect("leftover");
+    let dir = transport::PrivateDir::create(path.clone()).expect("create");
+    assert!(!path.join("stale").exists());
+    let key = transport::PrivateFile { name: "key", contents: Zeroizing::new(b"k\n".to_vec()) };
+    dir.write(&key).expect("write");
+    let mode =
+        |path: &Path| std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o700);
+    assert_eq!(mode(&path.join("key")), 0o600);
+    drop(dir);
+    assert!(!path.exists(), "removed when dropped");
+}
+
+#[test]
+fn a_repository_s_settings_name_the_secrets_of_its_fetch() {
+    use eventide_consensus::{ForgeKind, RepoSettings};
+    let store = |name: &str| match name {
+        "TOKEN" => secret("tok-1"),
+        "KEY" => secret("key-2"),
+        "HOSTS" => secret("hosts-3"),
+        _ => None,
+    };
+    let settings = RepoSettings {
+        forge: Some(ForgeKind::Gitlab),
+        token: Some("TOKEN".to_owned()),
+        ca_file: Some("/etc/eventide/ca.pem".to_owned()),
+        ..RepoSettings::default()
+    };
+    let auth = RemoteAuth::from_settings(&settings, store).expect("auth");
+    assert_eq!(auth.username.as_deref(), Some("oauth2"));
+    assert_eq!(auth.token.as_deref().map(Vec::as_slice), Some(&b"tok-1"[..]));
+    assert_eq!(auth.ca_file.as_deref(), Some(Path::new("/etc/eventide/ca.pem")));
+    assert!(auth.ssh_key.is_none() && auth.known_hosts.is_none());
+
+    let settings = RepoSettings {
+        forge: Some(ForgeKind::Github),
+        token: Some("TOKEN".to_owned()),
+        ssh_key: Some("KEY".to_owned()),
+        known_hosts: Some("HOSTS".to_owned()),
+        ..RepoSettings::default()
+    };
+    let auth = RemoteAuth::from_settings(&settings, store).expect("auth");
+    assert_eq!(auth.username.as_deref(), Some(DEFAULT_TOKEN_USERNAME));
+    assert_eq!(auth.ssh_key.as_deref().map(Vec::as_slice), Some(&b"key-2"[..]));
+    assert_eq!(auth.known_hosts.as_deref().map(Vec::as_slice), Some(&b"hosts-3"[..]));
+
+    let none = RemoteAuth::from_settings(&RepoSettings::default(), store).expect("none");
+    assert!(none.username.is_none() && none.token.is_none() && none.ca_file.is_none());
+
+    let missing = RepoSettings { ssh_key: Some("GONE".to_owned()), ..RepoSettings::default() };
+    let error = RemoteAuth::from_settings(&missing, store).expect_err("missing secret");
+    assert!(format!("{error:#}").starts_with("secret GONE (--ssh-key) is not in the secret store"));
 }
 
 #[test]

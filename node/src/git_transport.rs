@@ -18,6 +18,7 @@
 //! last and empties the credential helpers and askpass and forces TLS verification, so
 //! no helper or prompt runs. Every error is scrubbed of the secrets before it is shown.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::{Read, Write};
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use eventide_consensus::auth::Zeroizing;
+use eventide_consensus::{ForgeKind, RepoSettings};
 
 /// Upstream's branches, force-updated: a mirror follows force pushes.
 const HEADS_REFSPEC: &str = "+refs/heads/*:refs/heads/*";
@@ -82,6 +84,41 @@ pub struct RemoteAuth {
     pub known_hosts: Option<Zeroizing<Vec<u8>>>,
     /// https: a CA bundle trusted besides the system's.
     pub ca_file: Option<PathBuf>,
+}
+
+impl RemoteAuth {
+    /// The credentials a repository's `settings` name, opened with `reveal` (the secret
+    /// store: a name to its clear value). The token's user name follows the forge:
+    /// `oauth2` for GitLab, [`DEFAULT_TOKEN_USERNAME`] otherwise. A named secret that
+    /// `reveal` does not find is an error naming the secret and its flag, never a value.
+    #[allow(dead_code, reason = "the call sites still fetch without credentials")]
+    pub fn from_settings(
+        settings: &RepoSettings,
+        reveal: impl Fn(&str) -> Option<Zeroizing<Vec<u8>>>,
+    ) -> anyhow::Result<RemoteAuth> {
+        let open = |name: &Option<String>, flag: &str| -> anyhow::Result<_> {
+            let Some(name) = name else { return Ok(None) };
+            match reveal(name) {
+                Some(value) => Ok(Some(value)),
+                None => bail!(
+                    "secret {name} ({flag}) is not in the secret store (or does not open under \
+                     this cluster secret): set it with `eventide-node secret set {name}`"
+                ),
+            }
+        };
+        let token = open(&settings.token, "--token")?;
+        let username = token.as_ref().map(|_| match settings.forge {
+            Some(ForgeKind::Gitlab) => "oauth2".to_owned(),
+            _ => DEFAULT_TOKEN_USERNAME.to_owned(),
+        });
+        Ok(RemoteAuth {
+            username,
+            token,
+            ssh_key: open(&settings.ssh_key, "--ssh-key")?,
+            known_hosts: open(&settings.known_hosts, "--known-hosts")?,
+            ca_file: settings.ca_file.as_ref().map(PathBuf::from),
+        })
+    }
 }
 
 impl fmt::Debug for RemoteAuth {
@@ -437,13 +474,13 @@ fn last_line_with<'t>(text: &'t str, needles: &[&str]) -> &'t str {
 }
 
 /// A 0700 directory for a fetch's secret files, removed when dropped (on error too).
-struct PrivateDir {
+pub(crate) struct PrivateDir {
     path: PathBuf,
 }
 
 impl PrivateDir {
     /// Creates `path` afresh (a leftover of a crashed fetch is removed first).
-    fn create(path: PathBuf) -> anyhow::Result<PrivateDir> {
+    pub(crate) fn create(path: PathBuf) -> anyhow::Result<PrivateDir> {
         if path.exists() {
             std::fs::remove_dir_all(&path)
                 .with_context(|| format!("failed to remove the old {}", path.display()))?;
@@ -455,7 +492,7 @@ impl PrivateDir {
         Ok(PrivateDir { path })
     }
 
-    fn write(&self, file: &PrivateFile) -> anyhow::Result<()> {
+    pub(crate) fn write(&self, file: &PrivateFile) -> anyhow::Result<()> {
         let path = self.path.join(file.name);
         let mut handle = OpenOptions::new()
             .write(true)
@@ -528,22 +565,8 @@ pub(crate) fn fetch(
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .process_group(0);
-    for name in KEPT_ENVIRONMENT {
-        if let Some(value) = std::env::var_os(name) {
-            command.env(name, value);
-        }
-    }
-    command
-        .env("LC_ALL", "C")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_ALLOW_PROTOCOL", "file:git:http:https:ssh")
-        .env("GIT_CONFIG_COUNT", plan.config.len().to_string());
-    for (index, (key, value)) in plan.config.iter().enumerate() {
-        command.env(format!("GIT_CONFIG_KEY_{index}"), key);
-        command.env(format!("GIT_CONFIG_VALUE_{index}"), value.as_str());
-    }
-    if let Some(ssh) = &plan.ssh_command {
-        command.env("GIT_SSH_COMMAND", ssh).env("GIT_SSH_VARIANT", "ssh");
+    for (name, value) in child_environment(&plan, |name| std::env::var_os(name)) {
+        command.env(name, value);
     }
 
     let (status, stderr) = run_until(command, give_up)
@@ -561,6 +584,34 @@ pub(crate) fn fetch(
         format!("git fetch {status}: {}", if text.is_empty() { "no message" } else { &text })
     });
     Err(anyhow!(reason)).context(format!("failed to fetch {url}"))
+}
+
+/// The whole environment of the `git fetch` child: the few variables of the node's
+/// environment (`inherited`) in [`KEPT_ENVIRONMENT`], then the fetch's own: English
+/// messages (the errors are classified by their text), no prompt, only the protocols a
+/// repository url may name, the config of `plan` and its ssh command.
+pub(crate) fn child_environment(
+    plan: &Plan,
+    inherited: impl Fn(&str) -> Option<OsString>,
+) -> Vec<(String, OsString)> {
+    let mut environment: Vec<(String, OsString)> = KEPT_ENVIRONMENT
+        .iter()
+        .filter_map(|name| inherited(name).map(|value| ((*name).to_owned(), value)))
+        .collect();
+    let mut set = |name: String, value: &str| environment.push((name, OsString::from(value)));
+    set("LC_ALL".to_owned(), "C");
+    set("GIT_TERMINAL_PROMPT".to_owned(), "0");
+    set("GIT_ALLOW_PROTOCOL".to_owned(), "file:git:http:https:ssh");
+    set("GIT_CONFIG_COUNT".to_owned(), &plan.config.len().to_string());
+    for (index, (key, value)) in plan.config.iter().enumerate() {
+        set(format!("GIT_CONFIG_KEY_{index}"), key);
+        set(format!("GIT_CONFIG_VALUE_{index}"), value);
+    }
+    if let Some(ssh) = &plan.ssh_command {
+        set("GIT_SSH_COMMAND".to_owned(), ssh);
+        set("GIT_SSH_VARIANT".to_owned(), "ssh");
+    }
+    environment
 }
 
 /// Runs `command` (which must pipe stderr and start its own process group) until it

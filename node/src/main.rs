@@ -311,7 +311,7 @@ fn main() -> ExitCode {
             Commands::Run(args) => {
                 let config = RunConfig::try_from_args(*args)?;
                 init_logging();
-                // Before any git operation: libgit2's timeouts are process-wide globals.
+                // Before any git operation: every later fetch reads these limits.
                 git::set_fetch_limits(config.fetch)?;
                 node::run(config).await
             }

@@ -11,8 +11,12 @@
 #   COMMITS=5000 RUNS=3 scripts/bench/fetch.sh
 #
 # Environment:
-#   COMMITS=20000   history length, made with git fast-import (100 files of ~3 KB, one
-#                   file changed per commit, repacked so the server sends deltas)
+#   COMMITS=20000   history length, made with git fast-import (FILES files of LINES lines in
+#                   20 directories, CHANGES files changed per commit, repacked so the
+#                   server sends deltas)
+#   FILES=100       files in the tree
+#   LINES=60        lines of ~50 bytes per file
+#   CHANGES=1       files each commit changes
 #   INCREMENT=100   commits the incremental fetch brings
 #   RUNS=5          repetitions of each measurement
 #   KEEP_TMP=1      keep the temp dir
@@ -25,10 +29,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 COMMITS="${COMMITS:-20000}"
+FILES="${FILES:-100}"
+LINES="${LINES:-60}"
+CHANGES="${CHANGES:-1}"
 INCREMENT="${INCREMENT:-100}"
 RUNS="${RUNS:-5}"
 KEEP_TMP="${KEEP_TMP:-0}"
-for name in COMMITS INCREMENT RUNS; do
+for name in COMMITS INCREMENT RUNS FILES CHANGES LINES; do
   [[ "${!name}" =~ ^[1-9][0-9]*$ ]] || { echo "$name must be a positive integer" >&2; exit 2; }
 done
 ((INCREMENT < COMMITS)) || { echo "INCREMENT must be below COMMITS" >&2; exit 2; }
@@ -54,20 +61,25 @@ test_bin="$(cargo test -p eventide-node --bin eventide-node --no-run 2>&1 |
 [[ -x "$test_bin" ]] || { echo "could not find the eventide-node unit test binary" >&2; exit 1; }
 
 echo "making $COMMITS commits" >&2
-python3 - "$COMMITS" >"$WORK/history.fi" <<'EOF'
+python3 - "$COMMITS" "$FILES" "$CHANGES" "$LINES" >"$WORK/history.fi" <<'EOF'
 import sys
-commits, files, out = int(sys.argv[1]), 100, sys.stdout.buffer
+commits, files, changes, line_count = (int(arg) for arg in sys.argv[1:5])
+out = sys.stdout.buffer
 for i in range(1, commits + 1):
-    f = i % files
-    # ~3 KB per file; each revision changes a few lines, so deltas are small.
-    lines = [f"file {f} line {n} {'x' * 40} {(n * 7919 + i // files) % 1000}\n" for n in range(60)]
-    lines[i % 60] = f"changed by commit {i}\n"
-    blob, message = "".join(lines), f"commit {i}\n"
+    message = f"commit {i}\n"
     parent = f"from :{i - 1}\n" if i > 1 else ""
     out.write((f"commit refs/heads/main\nmark :{i}\n"
                f"committer b <b@example.invalid> {1700000000 + i} +0000\n"
-               f"data {len(message)}\n{message}\n{parent}"
-               f"M 100644 inline src/f{f}.txt\ndata {len(blob)}\n{blob}\n").encode())
+               f"data {len(message)}\n{message}\n{parent}").encode())
+    for c in range(changes):
+        f = (i * changes + c) % files
+        # Each revision changes a line, so deltas are small.
+        lines = [f"file {f} line {n} {'x' * 40} {(n * 7919 + i // files) % 1000}\n"
+                 for n in range(line_count)]
+        lines[i % line_count] = f"changed by commit {i}\n"
+        blob = "".join(lines)
+        out.write((f"M 100644 inline src/d{f % 20}/f{f}.txt\n"
+                   f"data {len(blob)}\n{blob}\n").encode())
 EOF
 mkdir -p "$WORK/repos"
 git init --quiet --bare "$WORK/repos/full.git"
@@ -159,7 +171,7 @@ for run in $(seq "$RUNS"); do
 done
 
 echo "machine: $(nproc) cpus, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
-echo "git: $(git --version | cut -d' ' -f3), history: $COMMITS commits, increment: $INCREMENT, runs: $RUNS"
+echo "git: $(git --version | cut -d' ' -f3), history: $COMMITS commits of $CHANGES of $FILES files of $LINES lines, increment: $INCREMENT, runs: $RUNS"
 printf '%-22s %8s %8s %8s\n' "fetch (seconds)" min median max
 for key in "cli fresh" "git2 fresh" "cli incremental" "git2 incremental"; do
   python3 - "$key" ${RESULTS[$key]} <<'EOF'

@@ -4,10 +4,17 @@
 //!
 //! The fetch itself with a token and CA, or a key and known_hosts (and its failures with
 //! a wrong token, without the CA, with a wrong key and with an unknown host key) is
-//! tested against the same servers by the node's unit tests (`git::tests`).
+//! tested against the same servers by the node's unit tests (`git::tests`). A url with
+//! credentials in it is refused by the CLI without repeating them.
+
+use std::net::SocketAddr;
+use std::path::Path;
 
 use eventide_tests::gitserver::{bare_repository, HttpsGitServer, SshGitServer};
-use eventide_tests::{wait_until, Cluster, Options, DEADLINE};
+use eventide_tests::repo::GitRepo;
+use eventide_tests::{cli, wait_for_final_jobs, wait_until, Cluster, Options, DEADLINE};
+
+const SECRET: &str = "cluster secret of the remotes test 87";
 
 /// One node watching `url`, polling it every 200 ms.
 fn watching(url: String) -> Cluster {
@@ -53,4 +60,104 @@ fn an_ssh_repository_with_an_unknown_host_key_says_how_to_trust_it() {
         "host key of 127.0.0.1:{port} is not known: add it with `ssh-keyscan -p {port} 127.0.0.1"
     );
     assert!(error.contains(&expected), "{error}");
+}
+
+#[test]
+fn a_url_with_credentials_is_refused_without_repeating_them() {
+    let output = eventide_tests::cli(&[
+        "repo",
+        "add",
+        "https://user:pw-87-secret@git.example.com/x.git",
+        "--node",
+        "127.0.0.1:1",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("put the token in the secret store and name it with --token"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pw-87-secret"), "{stderr}");
+}
+
+/// One node with a cluster secret (so it has a secret store); the secret file for the
+/// CLI is written into `dir`.
+fn secured(dir: &Path) -> (Cluster, String) {
+    let options =
+        Options { bootstrap_expect: 1, secret: Some(SECRET.to_owned()), ..Options::default() };
+    let cluster = Cluster::start(1, options);
+    cluster.wait_for_agreed_leader();
+    let file = dir.join("cli.secret");
+    std::fs::write(&file, format!("{SECRET}\n")).expect("write the secret file");
+    (cluster, file.display().to_string())
+}
+
+/// `eventide-node ARGS --node ADDR --secret-file FILE`; must succeed.
+fn cli_ok(addr: SocketAddr, secret_file: &str, args: &[&str]) -> String {
+    let node = addr.to_string();
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--node", &node, "--secret-file", secret_file]);
+    let output = cli(&all);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{args:?}: {stderr}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A repository with one passing commit, served by its `.git` directory.
+fn passing_repository() -> (GitRepo, String) {
+    let repo = GitRepo::new();
+    repo.configure("echo Ran 1 test; echo OK", "");
+    let head = repo.commit("passes");
+    (repo, head)
+}
+
+/// Waits for `count` jobs to end and checks that the newest (by attempt) passed.
+fn assert_passes(cluster: &Cluster, count: usize) {
+    let jobs = wait_for_final_jobs(cluster, 0, count, DEADLINE);
+    for job in &jobs {
+        assert_eq!(job["state"], "passed", "{job}");
+    }
+}
+
+#[test]
+#[ignore = "needs the observer and runner to pass a repository's credentials to the fetch"]
+fn a_cluster_tests_an_https_repository_with_a_token_and_a_ca_file_and_reruns_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cluster, secret_file) = secured(dir.path());
+    let addr = cluster.nodes[0].addr;
+    let server = HttpsGitServer::start();
+    let (repo, head) = passing_repository();
+    let url = server.serve("app.git", &repo.path().join(".git"));
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, server.token()).expect("write the token");
+    let token_path = token_file.display().to_string();
+    cli_ok(addr, &secret_file, &["secret", "set", "APP_TOKEN", "--from-file", &token_path]);
+    let ca = server.ca_path().display().to_string();
+    cli_ok(addr, &secret_file, &["repo", "add", &url, "--token", "APP_TOKEN", "--ca-file", &ca]);
+    assert_passes(&cluster, 1);
+    cli_ok(addr, &secret_file, &["rerun", &head, "--branch", "main"]);
+    assert_passes(&cluster, 2);
+    assert!(!cluster.nodes[0].log_text().contains(server.token()), "the token is in the log");
+}
+
+#[test]
+#[ignore = "needs the observer and runner to pass a repository's credentials to the fetch"]
+fn a_cluster_tests_an_ssh_repository_with_a_deploy_key_and_known_hosts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cluster, secret_file) = secured(dir.path());
+    let addr = cluster.nodes[0].addr;
+    let server = SshGitServer::start();
+    let (repo, _) = passing_repository();
+    let url = server.serve("app.git", &repo.path().join(".git"));
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, server.client_key()).expect("write the key");
+    let hosts_file = dir.path().join("known_hosts");
+    std::fs::write(&hosts_file, server.known_hosts_line()).expect("write known_hosts");
+    for (name, file) in [("DEPLOY_KEY", &key_file), ("APP_HOSTS", &hosts_file)] {
+        let path = file.display().to_string();
+        cli_ok(addr, &secret_file, &["secret", "set", name, "--from-file", &path]);
+    }
+    let add = ["repo", "add", &url, "--ssh-key", "DEPLOY_KEY", "--known-hosts", "APP_HOSTS"];
+    cli_ok(addr, &secret_file, &add);
+    assert_passes(&cluster, 1);
 }
