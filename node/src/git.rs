@@ -29,7 +29,7 @@ use git2::{BranchType, ErrorCode, ObjectType, Oid, Repository, Sort, Tree};
 #[path = "git_transport.rs"]
 pub mod transport;
 
-pub use transport::RemoteAuth;
+pub use transport::{RemoteAuth, DEFAULT_TOKEN_USERNAME};
 
 /// The largest file [`read_file_at`] returns.
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;

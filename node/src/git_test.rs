@@ -467,8 +467,7 @@ fn fetch_limits_are_checked_against_each_other() {
 use std::ffi::OsString;
 
 use super::transport::{
-    child_environment, classify, plan, scp_like, scrub, tail, Remote, DEFAULT_TOKEN_USERNAME,
-    STDERR_TAIL_BYTES,
+    child_environment, classify, plan, scp_like, scrub, tail, Remote, STDERR_TAIL_BYTES,
 };
 use eventide_consensus::auth::Zeroizing;
 
@@ -782,47 +781,6 @@ fn secret_files_are_private_and_removed_with_their_directory() {
     assert_eq!(mode(&path.join("key")), 0o600);
     drop(dir);
     assert!(!path.exists(), "removed when dropped");
-}
-
-#[test]
-fn a_repository_s_settings_name_the_secrets_of_its_fetch() {
-    use eventide_consensus::{ForgeKind, RepoSettings};
-    let store = |name: &str| match name {
-        "TOKEN" => secret("tok-1"),
-        "KEY" => secret("key-2"),
-        "HOSTS" => secret("hosts-3"),
-        _ => None,
-    };
-    let settings = RepoSettings {
-        forge: Some(ForgeKind::Gitlab),
-        token: Some("TOKEN".to_owned()),
-        ca_file: Some("/etc/eventide/ca.pem".to_owned()),
-        ..RepoSettings::default()
-    };
-    let auth = RemoteAuth::from_settings(&settings, store).expect("auth");
-    assert_eq!(auth.username.as_deref(), Some("oauth2"));
-    assert_eq!(auth.token.as_deref().map(Vec::as_slice), Some(&b"tok-1"[..]));
-    assert_eq!(auth.ca_file.as_deref(), Some(Path::new("/etc/eventide/ca.pem")));
-    assert!(auth.ssh_key.is_none() && auth.known_hosts.is_none());
-
-    let settings = RepoSettings {
-        forge: Some(ForgeKind::Github),
-        token: Some("TOKEN".to_owned()),
-        ssh_key: Some("KEY".to_owned()),
-        known_hosts: Some("HOSTS".to_owned()),
-        ..RepoSettings::default()
-    };
-    let auth = RemoteAuth::from_settings(&settings, store).expect("auth");
-    assert_eq!(auth.username.as_deref(), Some(DEFAULT_TOKEN_USERNAME));
-    assert_eq!(auth.ssh_key.as_deref().map(Vec::as_slice), Some(&b"key-2"[..]));
-    assert_eq!(auth.known_hosts.as_deref().map(Vec::as_slice), Some(&b"hosts-3"[..]));
-
-    let none = RemoteAuth::from_settings(&RepoSettings::default(), store).expect("none");
-    assert!(none.username.is_none() && none.token.is_none() && none.ca_file.is_none());
-
-    let missing = RepoSettings { ssh_key: Some("GONE".to_owned()), ..RepoSettings::default() };
-    let error = RemoteAuth::from_settings(&missing, store).expect_err("missing secret");
-    assert!(format!("{error:#}").starts_with("secret GONE (--ssh-key) is not in the secret store"));
 }
 
 #[test]

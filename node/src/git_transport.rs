@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use eventide_consensus::auth::Zeroizing;
-use eventide_consensus::{ForgeKind, RepoSettings};
 
 /// Upstream's branches, force-updated: a mirror follows force pushes.
 const HEADS_REFSPEC: &str = "+refs/heads/*:refs/heads/*";
@@ -84,41 +83,6 @@ pub struct RemoteAuth {
     pub known_hosts: Option<Zeroizing<Vec<u8>>>,
     /// https: a CA bundle trusted besides the system's.
     pub ca_file: Option<PathBuf>,
-}
-
-impl RemoteAuth {
-    /// The credentials a repository's `settings` name, opened with `reveal` (the secret
-    /// store: a name to its clear value). The token's user name follows the forge:
-    /// `oauth2` for GitLab, [`DEFAULT_TOKEN_USERNAME`] otherwise. A named secret that
-    /// `reveal` does not find is an error naming the secret and its flag, never a value.
-    #[allow(dead_code, reason = "the call sites still fetch without credentials")]
-    pub fn from_settings(
-        settings: &RepoSettings,
-        reveal: impl Fn(&str) -> Option<Zeroizing<Vec<u8>>>,
-    ) -> anyhow::Result<RemoteAuth> {
-        let open = |name: &Option<String>, flag: &str| -> anyhow::Result<_> {
-            let Some(name) = name else { return Ok(None) };
-            match reveal(name) {
-                Some(value) => Ok(Some(value)),
-                None => bail!(
-                    "secret {name} ({flag}) is not in the secret store (or does not open under \
-                     this cluster secret): set it with `eventide-node secret set {name}`"
-                ),
-            }
-        };
-        let token = open(&settings.token, "--token")?;
-        let username = token.as_ref().map(|_| match settings.forge {
-            Some(ForgeKind::Gitlab) => "oauth2".to_owned(),
-            _ => DEFAULT_TOKEN_USERNAME.to_owned(),
-        });
-        Ok(RemoteAuth {
-            username,
-            token,
-            ssh_key: open(&settings.ssh_key, "--ssh-key")?,
-            known_hosts: open(&settings.known_hosts, "--known-hosts")?,
-            ca_file: settings.ca_file.as_ref().map(PathBuf::from),
-        })
-    }
 }
 
 impl fmt::Debug for RemoteAuth {

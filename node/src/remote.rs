@@ -4,20 +4,21 @@
 //! runner build it the same way from their replica.
 //!
 //! An https token is sent as HTTP basic auth with the user name the forge documents for
-//! tokens (`x-access-token` on GitHub, `oauth2` on GitLab, `oauth2` elsewhere); a token
-//! secret whose value is `USER:TOKEN` names its own user (a server that wants one).
+//! tokens (`oauth2` on GitLab, `x-access-token` elsewhere: GitHub's, which Gitea takes
+//! too, as it reads the password as the token); a token secret whose value is
+//! `USER:TOKEN` names its own user (a server that wants one).
 
 use eventide_consensus::auth::{Secret, Zeroizing};
 use eventide_consensus::{ForgeKind, RepoId, RepoSettings, State};
 
-use crate::git::RemoteAuth;
+use crate::git::{RemoteAuth, DEFAULT_TOKEN_USERNAME};
 use crate::secrets::Secrets;
 
 /// The user name sent with a token, unless the secret names one.
 fn token_user(forge: Option<ForgeKind>) -> &'static str {
     match forge {
-        Some(ForgeKind::Github) => "x-access-token",
-        Some(ForgeKind::Gitlab) | Some(ForgeKind::Gitea) | None => "oauth2",
+        Some(ForgeKind::Gitlab) => "oauth2",
+        Some(ForgeKind::Github) | Some(ForgeKind::Gitea) | None => DEFAULT_TOKEN_USERNAME,
     }
 }
 

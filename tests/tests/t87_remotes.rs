@@ -120,7 +120,6 @@ fn assert_passes(cluster: &Cluster, count: usize) {
 }
 
 #[test]
-#[ignore = "needs the observer and runner to pass a repository's credentials to the fetch"]
 fn a_cluster_tests_an_https_repository_with_a_token_and_a_ca_file_and_reruns_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (cluster, secret_file) = secured(dir.path());
@@ -141,7 +140,6 @@ fn a_cluster_tests_an_https_repository_with_a_token_and_a_ca_file_and_reruns_it(
 }
 
 #[test]
-#[ignore = "needs the observer and runner to pass a repository's credentials to the fetch"]
 fn a_cluster_tests_an_ssh_repository_with_a_deploy_key_and_known_hosts() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (cluster, secret_file) = secured(dir.path());
