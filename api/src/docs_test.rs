@@ -6,8 +6,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::{
-    ErrorBody, JobDetailDoc, JobDoc, JobState, NotifyDoc, RaftRole, RemovedRepoDoc,
-    RemovedSecretDoc, RepoDoc, RepoPatch, RunnerState, SecretDoc, SetSecret, StatusDoc, Trigger,
+    ErrorBody, HookDoc, HookResult, JobDetailDoc, JobDoc, JobState, NotifyDoc, RaftRole,
+    RemovedRepoDoc, RemovedSecretDoc, RepoDoc, RepoPatch, RunnerState, SecretDoc, SetSecret,
+    StatusDoc, Trigger,
 };
 
 const API_DOC: &str = include_str!("../../docs/api.md");
@@ -86,6 +87,8 @@ fn the_repository_examples_are_repo_docs() {
 #[test]
 fn the_notify_and_error_examples_are_their_docs() {
     round_trip::<NotifyDoc>("<!-- example: POST /api/v1/notify 202 -->");
+    let hook: HookDoc = round_trip("## `POST /api/v1/hooks/{forge}`");
+    assert_eq!(hook.result, HookResult::Accepted);
     for marker in [
         "## Errors",
         "<!-- example: POST /api/v1/notify 401 -->",

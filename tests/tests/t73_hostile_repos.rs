@@ -252,15 +252,23 @@ fn a_runner_whose_fetch_hangs_ends_the_job_in_error() {
     let repo = GitRepo::new();
     let gate = tempfile::tempdir().expect("temp dir");
     let release = gate.path().join("release");
-    repo.configure(&format!("while [ ! -e {} ]; do sleep 0.1; done", release.display()), "");
+    let hold = format!("echo holding; while [ ! -e {} ]; do sleep 0.1; done", release.display());
+    repo.configure(&hold, "");
     let first = repo.commit("holds the runner's only slot");
     let daemon = GitDaemon::serving(repo.path());
     let proxy = Proxy::to(daemon.addr);
     let url = format!("git://{}{}/.git", proxy.addr, repo.path().display());
     let cluster = Cluster::start(1, lone_node(Some(url), Duration::from_secs(1)));
     let node = &cluster.nodes[0];
-    wait_until("the first job to run", DEADLINE, || {
+    // Running in the state is not enough: the runner fetches before the command starts,
+    // and a fetch after the next commit would bring that commit too.
+    let job = wait_until("the first job to run", DEADLINE, || {
         job_of(node, &first).filter(|job| job["state"] == "running")
+    });
+    let log = format!("/api/v1/jobs/{}/log", job["id"]);
+    wait_until("the first job's command to start", DEADLINE, || {
+        let (code, text) = http::get(node.addr, &log).ok()?;
+        (code == 200 && text.contains("holding")).then_some(())
     });
 
     // The observer fetches the second commit through the proxy; the runner, busy, will
