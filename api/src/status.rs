@@ -66,6 +66,9 @@ pub struct RepoStatus {
     pub id: String,
     pub url: String,
     pub error: Option<String>,
+    /// The forge it is watched with (newer: absent reads as `null`).
+    #[serde(default)]
+    pub forge: Option<crate::Forge>,
     /// The forge's last refusal of a commit status (newer: absent reads as `null`).
     #[serde(default)]
     pub forge_error: Option<String>,

@@ -310,6 +310,31 @@ fn a_private_cluster_s_dashboard_asks_for_the_token_once() {
         http::request_with(served, "GET", "/api/v1/repos", &[("Authorization", &bearer)], b"")
             .expect("list repositories");
     assert_eq!((code, body.as_str()), (200, "[]"), "the repository is removed");
+    // The form watches it again, with a forge, the names of its secrets and a filter.
+    browser.eval(&format!(
+        "(() => {{ const f = document.querySelector('form.repo-add'); \
+         f.elements.url.value = {url}; f.elements.forge.value = 'github'; \
+         f.elements.token.value = 'GITHUB_TOKEN'; f.elements.branches.value = 'main, release/*'; \
+         f.requestSubmit(); }})()",
+        url = js(&repo.url())
+    ));
+    browser.wait_for(
+        "the repository back on the page with its forge",
+        PAGE_DEADLINE,
+        &format!(
+            "[...document.querySelectorAll('tr[data-repo-id]')].some(r => \
+             r.querySelector('.repo-url')?.textContent === {url} && \
+             r.querySelector('.repo-forge .chip')?.textContent === 'github')",
+            url = js(&repo.url())
+        ),
+    );
+    let (code, body) =
+        http::request_with(served, "GET", "/api/v1/repos", &[("Authorization", &bearer)], b"")
+            .expect("list repositories");
+    let repos: Vec<Value> = serde_json::from_str(&body).expect("repositories");
+    assert_eq!(code, 200);
+    assert_eq!(repos[0]["settings"]["token"], "GITHUB_TOKEN", "{body}");
+    assert_eq!(repos[0]["settings"]["branches"], serde_json::json!(["main", "release/*"]));
     assert_eq!(browser.eval("document.getElementById('auth').childElementCount"), 0);
     let unexpected: Vec<&String> = browser
         .problems()

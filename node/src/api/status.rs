@@ -15,6 +15,7 @@ use eventide_consensus::NodeId;
 use eventide_consensus::store::StateMachineStore;
 use tokio::sync::watch;
 
+use super::repos::settings_doc;
 use crate::gossip::Gossip;
 use crate::health::ObserverHealth;
 use crate::health::Phase;
@@ -109,6 +110,7 @@ async fn build(api: &StatusState) -> StatusDoc {
                 id: repo.id.to_string(),
                 url: repo.url.clone(),
                 error: errors.get(&repo.id).cloned(),
+                forge: settings_doc(state.repo_settings(repo.id)).forge,
                 forge_error: state.forge_refusal(repo.id).map(|refusal| refusal.answer.clone()),
             })
             .collect()

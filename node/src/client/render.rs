@@ -49,6 +49,11 @@ pub fn status(doc: &StatusDoc) -> String {
         let line = format!("  {}: {}", repo.url, repo.error.as_deref().unwrap_or_default());
         let _ = writeln!(out, "{}", fit(&line, 80));
     }
+    for repo in doc.repos.iter().filter(|r| r.forge_error.is_some()) {
+        let refused = repo.forge_error.as_deref().unwrap_or_default();
+        let line = format!("  {}: forge refused a status: {refused}", repo.url);
+        let _ = writeln!(out, "{}", fit(&line, 80));
+    }
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -256,6 +261,7 @@ mod tests {
                 url: "/srv/a/very/long/path/to/a/repository/that/does/not/exist/anymore/at/all"
                     .into(),
                 error: Some("failed to fetch: could not find repository at that path".into()),
+                forge: None,
                 forge_error: None,
             }],
         }

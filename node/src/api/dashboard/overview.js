@@ -1,9 +1,10 @@
 // The overview (#/): the cluster, the queue, the jobs with their filters, and the
-// watched repositories (each with a remove button that asks for a second click).
+// watched repositories (each with a remove button that asks for a second click, and a
+// form that adds one with its forge settings).
 
 import { el, emptyRow, setChildren, setText, syncList, table } from './dom.js';
 import { STATES, STATE_LABELS } from './format.js';
-import { ApiError, MAX_LIMIT, api, cluster, remove } from './api.js';
+import { ApiError, MAX_LIMIT, api, cluster, post, remove } from './api.js';
 import { JOB_HEADINGS, syncJobs } from './jobs.js';
 
 const PAGE_SIZE = 50;
@@ -37,10 +38,10 @@ export function overviewView(route, refresh) {
     el('div', { class: 'card-head' }, el('h2', { id: 'nodes-title' }, 'Nodes')),
     nodes.wrapper);
 
-  const repos = table('repos', [['Repository'], ['Observer'], ['', 'repo-actions']]);
+  const repos = table('repos', [['Repository'], ['Forge'], ['Observer'], ['', 'repo-actions']]);
   const reposCard = el('section', { class: 'card', 'aria-labelledby': 'repos-title' },
     el('div', { class: 'card-head' }, el('h2', { id: 'repos-title' }, 'Repositories')),
-    repos.wrapper);
+    repos.wrapper, addRepoForm());
 
   const branchInput = el('input', {
     type: 'search', id: 'filter-branch', list: 'branch-list', placeholder: 'All branches',
@@ -133,16 +134,62 @@ export function overviewView(route, refresh) {
     const list = status.repos || [];
     if (list.length === 0) {
       syncList(repos.body, ['none'], () => 'empty', () => '',
-        () => emptyRow(3, 'No repository is watched: add one with eventide-node repo add PATH.'));
+        () => emptyRow(4, 'No repository is watched: add one with eventide-node repo add PATH.'));
       return;
     }
     syncList(repos.body, list, (repo) => repo.id, (repo) => JSON.stringify(repo), (repo) =>
       el('tr', { dataset: { repoId: repo.id } },
         el('td', { class: 'mono repo-url' }, repo.url),
+        el('td', { class: 'repo-forge' }, repo.forge
+          ? [el('span', { class: 'chip' }, repo.forge),
+            repo.forge_error
+              ? el('span', { class: 'health dead', title: repo.forge_error }, `refused: ${repo.forge_error}`)
+              : null]
+          : el('span', { class: 'muted' }, '—')),
         el('td', { class: 'repo-health' }, repo.error
           ? el('span', { class: 'health dead', title: repo.error }, repo.error)
           : el('span', { class: 'health alive' }, 'OK')),
         el('td', { class: 'repo-actions' }, removeControl(repo))));
+  }
+
+  // Watch a repository: its url and, optionally, its forge and the names of the secrets
+  // it uses (values go in with `eventide-node secret set`, never through the page).
+  function addRepoForm() {
+    const field = (name, label, attrs) => {
+      const input = el('input', { id: `repo-${name}`, name, autocomplete: 'off', spellcheck: 'false', ...attrs });
+      return [el('label', { for: `repo-${name}` }, label), input];
+    };
+    const forge = el('select', { id: 'repo-forge', name: 'forge' },
+      el('option', { value: '' }, 'No forge'),
+      ['github', 'gitlab', 'gitea'].map((name) => el('option', { value: name }, name)));
+    const note = el('span', { class: 'repo-note muted', role: 'status', 'aria-live': 'polite' });
+    const form = el('form', { class: 'filters repo-add', 'aria-label': 'Watch a repository' },
+      field('url', 'Repository', { required: true, placeholder: 'https://github.com/acme/app.git' }),
+      el('label', { for: 'repo-forge' }, 'Forge'), forge,
+      field('token', 'Token secret', { placeholder: 'GITHUB_TOKEN' }),
+      field('webhook_secret', 'Webhook secret', { placeholder: 'GITHUB_HOOK' }),
+      field('branches', 'Branches', { placeholder: 'main,release/*' }),
+      el('button', { type: 'submit', class: 'button' }, 'Watch'), note);
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      const value = (name) => form.elements[name].value.trim();
+      const settings = {
+        forge: value('forge') || null,
+        token: value('token') || null,
+        webhook_secret: value('webhook_secret') || null,
+        branches: value('branches').split(',').map((b) => b.trim()).filter(Boolean),
+      };
+      setText(note, 'Adding…');
+      try {
+        const repo = await post('/api/v1/repos', { url: value('url'), settings });
+        setText(note, `Watching ${repo.url}.`);
+        form.reset();
+        refresh();
+      } catch (error) {
+        setText(note, `Not added: ${error.message}`);
+      }
+    });
+    return form;
   }
 
   // The first click arms the button, the second removes the repository (the API
