@@ -102,6 +102,9 @@ impl World {
     fn host(&self, path: &str) -> Hosted {
         let work = GitRepo::new();
         work.configure("true", "");
+        // Its own content: two repositories made in the same second would otherwise
+        // have the same first commit.
+        work.write("NAME", path);
         work.commit("first");
         let bare = work.path().with_extension("bare.git");
         let output = Command::new("git")
