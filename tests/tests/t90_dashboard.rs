@@ -335,6 +335,27 @@ fn a_private_cluster_s_dashboard_asks_for_the_token_once() {
     assert_eq!(code, 200);
     assert_eq!(repos[0]["settings"]["token"], "GITHUB_TOKEN", "{body}");
     assert_eq!(repos[0]["settings"]["branches"], serde_json::json!(["main", "release/*"]));
+    // Edit fills the form with those settings; Save changes only what the form holds.
+    browser.eval("document.querySelector('tr[data-repo-id] .repo-edit').click()");
+    browser.wait_for(
+        "the form filled with the repository's settings",
+        PAGE_DEADLINE,
+        "document.querySelector('form.repo-add').elements.token.value === 'GITHUB_TOKEN' && \
+         document.querySelector('form.repo-add .repo-submit').textContent === 'Save'",
+    );
+    browser.eval(
+        "(() => { const f = document.querySelector('form.repo-add'); \
+         f.elements.branches.value = 'main'; f.requestSubmit(); })()",
+    );
+    wait_until("the branch filter saved", DEADLINE, || {
+        let (_, body) =
+            http::request_with(served, "GET", "/api/v1/repos", &[("Authorization", &bearer)], b"")
+                .ok()?;
+        let repos: Vec<Value> = serde_json::from_str(&body).ok()?;
+        (repos[0]["settings"]["branches"] == serde_json::json!(["main"])
+            && repos[0]["settings"]["token"] == "GITHUB_TOKEN")
+            .then_some(())
+    });
     assert_eq!(browser.eval("document.getElementById('auth').childElementCount"), 0);
     let unexpected: Vec<&String> = browser
         .problems()

@@ -85,6 +85,14 @@ export function post(path, body) {
   });
 }
 
+export function patch(path, body) {
+  return api(path, {
+    method: 'PATCH',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body || {}),
+  });
+}
+
 export function remove(path) {
   return api(path, { method: 'DELETE' });
 }

@@ -1,10 +1,10 @@
 // The overview (#/): the cluster, the queue, the jobs with their filters, and the
-// watched repositories (each with a remove button that asks for a second click, and a
-// form that adds one with its forge settings).
+// watched repositories (each with a remove button that asks for a second click and an
+// edit button, and a form that adds one with its forge settings or changes them).
 
 import { el, emptyRow, setChildren, setText, syncList, table } from './dom.js';
 import { STATES, STATE_LABELS } from './format.js';
-import { ApiError, MAX_LIMIT, api, cluster, post, remove } from './api.js';
+import { ApiError, MAX_LIMIT, api, cluster, patch, post, remove } from './api.js';
 import { JOB_HEADINGS, syncJobs } from './jobs.js';
 
 const PAGE_SIZE = 50;
@@ -39,9 +39,10 @@ export function overviewView(route, refresh) {
     nodes.wrapper);
 
   const repos = table('repos', [['Repository'], ['Forge'], ['Observer'], ['', 'repo-actions']]);
+  const repoForm = makeRepoForm();
   const reposCard = el('section', { class: 'card', 'aria-labelledby': 'repos-title' },
     el('div', { class: 'card-head' }, el('h2', { id: 'repos-title' }, 'Repositories')),
-    repos.wrapper, addRepoForm());
+    repos.wrapper, repoForm.form);
 
   const branchInput = el('input', {
     type: 'search', id: 'filter-branch', list: 'branch-list', placeholder: 'All branches',
@@ -149,12 +150,13 @@ export function overviewView(route, refresh) {
         el('td', { class: 'repo-health' }, repo.error
           ? el('span', { class: 'health dead', title: repo.error }, repo.error)
           : el('span', { class: 'health alive' }, 'OK')),
-        el('td', { class: 'repo-actions' }, removeControl(repo))));
+        el('td', { class: 'repo-actions' }, editControl(repo), removeControl(repo))));
   }
 
   // Watch a repository: its url and, optionally, its forge and the names of the secrets
-  // it uses (values go in with `eventide-node secret set`, never through the page).
-  function addRepoForm() {
+  // it uses (values go in with `eventide-node secret set`, never through the page). An
+  // Edit button fills it with a watched repository's settings and it saves them instead.
+  function makeRepoForm() {
     const field = (name, label, attrs) => {
       const input = el('input', { id: `repo-${name}`, name, autocomplete: 'off', spellcheck: 'false', ...attrs });
       return [el('label', { for: `repo-${name}` }, label), input];
@@ -169,7 +171,15 @@ export function overviewView(route, refresh) {
       field('token', 'Token secret', { placeholder: 'GITHUB_TOKEN' }),
       field('webhook_secret', 'Webhook secret', { placeholder: 'GITHUB_HOOK' }),
       field('branches', 'Branches', { placeholder: 'main,release/*' }),
-      el('button', { type: 'submit', class: 'button' }, 'Watch'), note);
+      el('button', { type: 'submit', class: 'button repo-submit' }, 'Watch'), note);
+    let editing = null;
+    const submit = form.querySelector('.repo-submit');
+    const stopEditing = () => {
+      editing = null;
+      form.elements.url.disabled = false;
+      setText(submit, 'Watch');
+      form.reset();
+    };
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
       const value = (name) => form.elements[name].value.trim();
@@ -179,17 +189,44 @@ export function overviewView(route, refresh) {
         webhook_secret: value('webhook_secret') || null,
         branches: value('branches').split(',').map((b) => b.trim()).filter(Boolean),
       };
-      setText(note, 'Adding…');
+      setText(note, editing ? 'Saving…' : 'Adding…');
       try {
-        const repo = await post('/api/v1/repos', { url: value('url'), settings });
-        setText(note, `Watching ${repo.url}.`);
-        form.reset();
+        if (editing) {
+          const repo = await patch(`/api/v1/repos/${encodeURIComponent(editing)}`, settings);
+          setText(note, `Settings of ${repo.url} saved.`);
+        } else {
+          const repo = await post('/api/v1/repos', { url: value('url'), settings });
+          setText(note, `Watching ${repo.url}.`);
+        }
+        stopEditing();
         refresh();
       } catch (error) {
-        setText(note, `Not added: ${error.message}`);
+        setText(note, `Not saved: ${error.message}`);
       }
     });
-    return form;
+    // Fills the form with repository `id`'s settings, as the API has them now.
+    async function edit(id) {
+      const repo = (await api('/api/v1/repos')).find((r) => r.id === id);
+      if (!repo) return;
+      editing = id;
+      form.elements.url.value = repo.url;
+      form.elements.url.disabled = true;
+      form.elements.forge.value = repo.settings.forge || '';
+      form.elements.token.value = repo.settings.token || '';
+      form.elements.webhook_secret.value = repo.settings.webhook_secret || '';
+      form.elements.branches.value = (repo.settings.branches || []).join(',');
+      setText(submit, 'Save');
+      setText(note, `Editing ${repo.url}; other settings stay as they are.`);
+    }
+    return { form, edit };
+  }
+
+  function editControl(repo) {
+    const button = el('button', {
+      type: 'button', class: 'button button-quiet repo-edit', title: `Edit the settings of ${repo.url}`,
+    }, 'Edit');
+    button.addEventListener('click', () => repoForm.edit(repo.id));
+    return button;
   }
 
   // The first click arms the button, the second removes the repository (the API
