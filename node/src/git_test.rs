@@ -894,23 +894,3 @@ fn ssh_fetches_with_the_key_and_known_hosts_and_fails_clearly_without() {
         )
     );
 }
-
-/// One git2 fetch for `scripts/bench/fetch.sh` (not a test): fetches `BENCH_URL` into the
-/// bare `BENCH_MIRROR` as the node did before fetches moved to the git CLI, and prints
-/// the seconds it took.
-#[test]
-#[ignore = "a benchmark step, run by scripts/bench/fetch.sh"]
-fn bench_git2_fetch() {
-    let url = std::env::var("BENCH_URL").expect("BENCH_URL");
-    let mirror = PathBuf::from(std::env::var("BENCH_MIRROR").expect("BENCH_MIRROR"));
-    let started = Instant::now();
-    let repository = open_or_init(&mirror).expect("mirror");
-    let mut remote = repository.remote_anonymous(&url).expect("remote");
-    let mut options = git2::FetchOptions::new();
-    options
-        .prune(git2::FetchPrune::On)
-        .download_tags(git2::AutotagOption::None)
-        .update_fetchhead(false);
-    remote.fetch(&["+refs/heads/*:refs/heads/*"], Some(&mut options), None).expect("git2 fetch");
-    println!("git2_fetch_seconds={:.3}", started.elapsed().as_secs_f64());
-}

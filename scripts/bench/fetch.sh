@@ -21,8 +21,8 @@
 #   RUNS=5          repetitions of each measurement
 #   KEEP_TMP=1      keep the temp dir
 #
-# The git2 side is the ignored unit test `git::tests::bench_git2_fetch` of eventide-node
-# (git2's fetch with the refspec and options the node used before it moved to the CLI);
+# The git2 side is the `git2_fetch` example of eventide-node (git2's fetch with the
+# refspec and options the node used before it moved to the CLI);
 # dependencies, libgit2 included, are built optimised in the dev profile. Needs nginx,
 # fcgiwrap (scripts/setup.sh) and python3. Stops only the PIDs it started.
 set -euo pipefail
@@ -55,10 +55,10 @@ trap cleanup EXIT
 export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1
 git_quiet() { git -c user.name=b -c user.email=b@example.invalid "$@"; }
 
-echo "building the git2 side (eventide-node unit tests)" >&2
-test_bin="$(cargo test -p eventide-node --bin eventide-node --no-run 2>&1 |
-  sed -n 's/.*Executable unittests src\/main.rs (\(.*\))/\1/p' | tail -1)"
-[[ -x "$test_bin" ]] || { echo "could not find the eventide-node unit test binary" >&2; exit 1; }
+echo "building the git2 side (the git2_fetch example of eventide-node)" >&2
+cargo build -p eventide-node --example git2_fetch >&2
+git2_bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/examples/git2_fetch"
+[[ -x "$git2_bin" ]] || { echo "could not find the git2_fetch example at $git2_bin" >&2; exit 1; }
 
 echo "making $COMMITS commits" >&2
 python3 - "$COMMITS" "$FILES" "$CHANGES" "$LINES" >"$WORK/history.fi" <<'EOF'
@@ -148,8 +148,7 @@ fetch_cli() {
   python3 -c "print(f'{$(now) - $started:.3f}')"
 }
 fetch_git2() {
-  BENCH_MIRROR="$1" BENCH_URL="$2" "$test_bin" --ignored --exact git::tests::bench_git2_fetch \
-    --nocapture 2>/dev/null | sed -n 's/^git2_fetch_seconds=//p'
+  "$git2_bin" "$2" "$1" | sed -n 's/^git2_fetch_seconds=//p'
 }
 
 # The mirror of base.git every incremental run starts from (made once, by the CLI).

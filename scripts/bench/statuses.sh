@@ -16,17 +16,16 @@
 #   BENCH_RUNS=3       runs of each
 #   EVENTIDE_BIN=PATH  use this eventide-node instead of building the release binary
 #
-# The cluster is the end-to-end harness's (tests/tests/t88_forge.rs, the ignored
-# `bench_what_a_status_costs_the_leader`), run with the release binary. Needs nginx and
-# fcgiwrap (scripts/setup.sh). Run it alone: other load on a small machine skews CPU.
+# The cluster is the forge tests' (tests/src/forge_world.rs); the measuring program is
+# tests/examples/status_cost.rs, run against the release binary. Needs nginx and fcgiwrap
+# (scripts/setup.sh). Run it alone: other load on a small machine skews CPU.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/lib/nodes.sh
 
 nodes_binary "building the release binary (a few minutes the first time)"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+cargo build -p eventide-tests --example status_cost >&2
 BENCH_JOBS="${BENCH_JOBS:-200}" BENCH_RUNS="${BENCH_RUNS:-3}" EVENTIDE_NODE_BIN="$BIN" \
-  cargo nextest run -p eventide-tests --test t88_forge --run-ignored only \
-  --no-capture bench_what_a_status_costs_the_leader 2>&1 |
-  grep -E '^(machine|run:|\||[0-9]+ reruns)' || { echo "the benchmark failed" >&2; exit 1; }
+  "${CARGO_TARGET_DIR:-$PWD/target}/debug/examples/status_cost"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2

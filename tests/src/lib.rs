@@ -8,6 +8,7 @@
 pub mod cdp;
 pub mod chaos;
 pub mod forge;
+pub mod forge_world;
 pub mod gitserver;
 pub mod http;
 pub mod netns;
