@@ -5,6 +5,8 @@
 //!
 //! - `forge`: the forges' webhooks (verify, parse, de-duplicate) and commit statuses
 //!   (request, post, classify the answer, back off).
+//! - `isolation`: the rules of what a job may reach and use (sandbox requirement,
+//!   network, limits within a runner's maximum).
 //! - `repo_config`: `.eventide.toml`, the per-repository job configuration.
 //! - `protocol`: the messages of internal RPC: `protocol::dispatch`, the claim and renew
 //!   protocol between runners and the leader (bodies of `/internal/dispatch/*`, and its
@@ -22,6 +24,7 @@
 //! ```
 
 pub mod forge;
+pub mod isolation;
 pub mod protocol;
 pub mod repo_config;
 pub mod secrets;

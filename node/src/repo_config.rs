@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::isolation::{self, Limits, Network, RESERVED_LABEL_PREFIX, SANDBOX_LABEL};
 use crate::units::parse_duration;
 
 /// Where the configuration lives, relative to the checkout's root.
@@ -25,6 +26,8 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 /// so that a configuration breaking them is a configuration error, not a refused job.
 pub use eventide_consensus::state::{MAX_LABELS, MAX_LABEL_BYTES};
 pub const MAX_JUNIT_PATTERNS: usize = 16;
+/// Most secrets one job may ask for.
+pub const MAX_JOB_SECRETS: usize = 32;
 /// The runner passes its own variables with this prefix; a repository may not fake them.
 pub const RESERVED_ENV_PREFIX: &str = "EVENTIDE_";
 /// What a repository without `.eventide.toml` but with `tests/` runs, as the first
@@ -43,6 +46,14 @@ pub struct RepoConfig {
     pub labels: Vec<String>,
     /// Glob patterns, relative to the checkout, of JUnit XML reports to read after the run.
     pub junit: Vec<String>,
+    /// Names in the cluster's secret store, given to the job as environment variables of
+    /// the same name when the secret allows the job's branch.
+    pub secrets: Vec<String>,
+    /// The job runs only on a runner whose sandbox is bubblewrap (`sandbox = "bwrap"`).
+    pub require_sandbox: bool,
+    pub network: Network,
+    /// What the job asks for; the runner caps it with its own maximum.
+    pub limits: Limits,
     pub source: ConfigSource,
 }
 
@@ -94,6 +105,14 @@ struct TestTable {
     labels: Vec<String>,
     #[serde(default)]
     junit: Vec<String>,
+    #[serde(default)]
+    secrets: Vec<String>,
+    sandbox: Option<String>,
+    network: Option<String>,
+    memory: Option<String>,
+    pids: Option<i64>,
+    cpus: Option<toml::Value>,
+    disk: Option<String>,
 }
 
 /// Parses and validates the text of `.eventide.toml`.
@@ -134,6 +153,12 @@ pub fn parse(text: &str) -> Result<RepoConfig, ConfigError> {
                 "[test] labels {label:?}: labels are letters, digits and - _ . :"
             )));
         }
+        if label.starts_with(RESERVED_LABEL_PREFIX) {
+            return Err(ConfigError::invalid(format!(
+                "[test] labels {label:?}: labels starting with {RESERVED_LABEL_PREFIX} are \
+                 reserved; require a sandbox with sandbox = \"bwrap\""
+            )));
+        }
     }
 
     if test.junit.len() > MAX_JUNIT_PATTERNS {
@@ -144,6 +169,56 @@ pub fn parse(text: &str) -> Result<RepoConfig, ConfigError> {
     for pattern in &test.junit {
         check_junit_pattern(pattern)?;
     }
+    check_secrets(&test.secrets, &test.env)?;
+    let require_sandbox = match test.sandbox.as_deref() {
+        None | Some("any") => false,
+        Some("bwrap") => true,
+        Some(other) => {
+            return Err(ConfigError::invalid(format!(
+                "[test] sandbox {other:?}: expected \"bwrap\" (or \"any\", the default)"
+            )))
+        }
+    };
+    let network = match test.network.as_deref() {
+        None => Network::Host,
+        Some(text) => Network::parse(text).ok_or_else(|| {
+            ConfigError::invalid(format!("[test] network {text:?}: expected \"host\" or \"none\""))
+        })?,
+    };
+    let limits = Limits {
+        memory: size_key("memory", test.memory.as_deref())?,
+        pids: match test.pids {
+            None => None,
+            Some(pids) => Some(
+                u32::try_from(pids)
+                    .ok()
+                    .and_then(|pids| isolation::parse_pids(&pids.to_string()))
+                    .ok_or_else(|| {
+                        ConfigError::invalid(format!(
+                            "[test] pids {pids}: expected a number from 1 to {}",
+                            isolation::MAX_PIDS
+                        ))
+                    })?,
+            ),
+        },
+        cpus_milli: match &test.cpus {
+            None => None,
+            Some(value) => {
+                let text = match value {
+                    toml::Value::Integer(n) => n.to_string(),
+                    toml::Value::Float(f) => f.to_string(),
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                Some(isolation::parse_cpus(&text).ok_or_else(|| {
+                    ConfigError::invalid(format!(
+                        "[test] cpus {text}: expected a number of CPUs such as 2 or 1.5"
+                    ))
+                })?)
+            }
+        },
+        disk: size_key("disk", test.disk.as_deref())?,
+    };
 
     Ok(RepoConfig {
         command,
@@ -151,8 +226,48 @@ pub fn parse(text: &str) -> Result<RepoConfig, ConfigError> {
         env: test.env,
         labels: test.labels,
         junit: test.junit,
+        secrets: test.secrets,
+        require_sandbox,
+        network,
+        limits,
         source: ConfigSource::File,
     })
+}
+
+fn size_key(key: &str, text: Option<&str>) -> Result<Option<u64>, ConfigError> {
+    let Some(text) = text else { return Ok(None) };
+    isolation::parse_limit_size(text).map(Some).ok_or_else(|| {
+        ConfigError::invalid(format!("[test] {key} {text:?}: expected a size such as 2GiB"))
+    })
+}
+
+/// Secret names follow the secret store's rule; a name may not also be an `env` key
+/// (which value would win is not obvious) or a runner variable.
+fn check_secrets(secrets: &[String], env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    if secrets.len() > MAX_JOB_SECRETS {
+        return Err(ConfigError::invalid(format!(
+            "[test] secrets: at most {MAX_JOB_SECRETS} allowed"
+        )));
+    }
+    for (index, name) in secrets.iter().enumerate() {
+        if let Some(problem) = eventide_consensus::state::secret_name_problem(name) {
+            return Err(ConfigError::invalid(format!("[test] secrets {name:?}: {problem}")));
+        }
+        if name.starts_with(RESERVED_ENV_PREFIX) {
+            return Err(ConfigError::invalid(format!(
+                "[test] secrets {name:?}: names starting with {RESERVED_ENV_PREFIX} are reserved"
+            )));
+        }
+        if env.contains_key(name) {
+            return Err(ConfigError::invalid(format!(
+                "[test] secrets {name:?}: also set in [test] env; keep one"
+            )));
+        }
+        if secrets[..index].contains(name) {
+            return Err(ConfigError::invalid(format!("[test] secrets {name:?}: listed twice")));
+        }
+    }
+    Ok(())
 }
 
 /// Chooses the configuration of a commit: its file if it has one, else the Python
@@ -170,10 +285,16 @@ pub fn resolve(file: Option<&str>, has_tests_dir: bool) -> Result<RepoConfig, Co
     }
 }
 
-/// The labels a job needs, for the dispatcher. A missing or broken file needs none: the
-/// job then goes to any runner, which reports the error with the full message.
+/// The labels a job needs, for the dispatcher: the file's own, and [`SANDBOX_LABEL`] if
+/// it requires a sandbox. A missing or broken file needs none: the job then goes to any
+/// runner, which reports the error with the full message.
 pub fn labels_of(file: Option<&str>) -> Vec<String> {
-    file.and_then(|text| parse(text).ok()).map(|config| config.labels).unwrap_or_default()
+    let Some(config) = file.and_then(|text| parse(text).ok()) else { return Vec::new() };
+    let mut labels = config.labels;
+    if config.require_sandbox && labels.len() < MAX_LABELS {
+        labels.push(SANDBOX_LABEL.to_owned());
+    }
+    labels
 }
 
 fn default_python_unittest() -> RepoConfig {
@@ -183,6 +304,10 @@ fn default_python_unittest() -> RepoConfig {
         env: BTreeMap::from([("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned())]),
         labels: Vec::new(),
         junit: Vec::new(),
+        secrets: Vec::new(),
+        require_sandbox: false,
+        network: Network::Host,
+        limits: Limits::default(),
         source: ConfigSource::DefaultPythonUnittest,
     }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::isolation::{Limits, Network};
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
@@ -17,6 +18,13 @@ timeout = "10m"
 env = { PYTHONDONTWRITEBYTECODE = "1", _LEVEL2 = "" }
 labels = ["linux", "x86_64", "gpu:a100", "py3.11"]
 junit = ["reports/*.xml", "target/surefire-reports/TEST-*.xml"]
+secrets = ["PYPI_TOKEN"]
+sandbox = "bwrap"
+network = "none"
+memory = "2GiB"
+pids = 256
+cpus = 1.5
+disk = "10GiB"
 "#;
     let expected = RepoConfig {
         command: "python3 -m unittest discover -s tests -v".to_owned(),
@@ -24,6 +32,15 @@ junit = ["reports/*.xml", "target/surefire-reports/TEST-*.xml"]
         env: env(&[("PYTHONDONTWRITEBYTECODE", "1"), ("_LEVEL2", "")]),
         labels: strings(&["linux", "x86_64", "gpu:a100", "py3.11"]),
         junit: strings(&["reports/*.xml", "target/surefire-reports/TEST-*.xml"]),
+        secrets: strings(&["PYPI_TOKEN"]),
+        require_sandbox: true,
+        network: Network::None,
+        limits: Limits {
+            memory: Some(2 << 30),
+            pids: Some(256),
+            cpus_milli: Some(1500),
+            disk: Some(10 << 30),
+        },
         source: ConfigSource::File,
     };
     assert_eq!(parse(text), Ok(expected));
@@ -37,6 +54,9 @@ fn optional_keys_take_defaults() {
     assert!(config.env.is_empty());
     assert!(config.labels.is_empty());
     assert!(config.junit.is_empty());
+    assert!(config.secrets.is_empty());
+    assert!(!config.require_sandbox);
+    assert_eq!((config.network, config.limits), (Network::Host, Limits::default()));
     assert_eq!(config.source, ConfigSource::File);
 }
 
@@ -102,6 +122,50 @@ fn invalid_files_are_refused_with_the_key_named() {
             "[test]\ncommand = \"make\"\nlabels = [\"linux\", \"big box\"]\n",
             "invalid .eventide.toml: [test] labels \"big box\": \
              labels are letters, digits and - _ . :",
+        ),
+        (
+            "[test]\ncommand = \"make\"\nlabels = [\"sandbox:bwrap\"]\n",
+            "invalid .eventide.toml: [test] labels \"sandbox:bwrap\": labels starting with \
+             sandbox: are reserved; require a sandbox with sandbox = \"bwrap\"",
+        ),
+        (
+            "[test]\ncommand = \"make\"\nsandbox = \"docker\"\n",
+            "invalid .eventide.toml: [test] sandbox \"docker\": expected \"bwrap\" \
+             (or \"any\", the default)",
+        ),
+        (
+            "[test]\ncommand = \"make\"\nnetwork = \"off\"\n",
+            "invalid .eventide.toml: [test] network \"off\": expected \"host\" or \"none\"",
+        ),
+        (
+            "[test]\ncommand = \"make\"\nmemory = \"0\"\n",
+            "invalid .eventide.toml: [test] memory \"0\": expected a size such as 2GiB",
+        ),
+        (
+            "[test]\ncommand = \"make\"\npids = -1\n",
+            "invalid .eventide.toml: [test] pids -1: expected a number from 1 to 4194304",
+        ),
+        (
+            "[test]\ncommand = \"make\"\ncpus = \"many\"\n",
+            "invalid .eventide.toml: [test] cpus many: expected a number of CPUs such as 2 or 1.5",
+        ),
+        (
+            "[test]\ncommand = \"make\"\nsecrets = [\"1X\"]\n",
+            "invalid .eventide.toml: [test] secrets \"1X\": a secret name has letters, digits \
+             and '_' only and does not start with a digit",
+        ),
+        (
+            "[test]\ncommand = \"make\"\nsecrets = [\"EVENTIDE_X\"]\n",
+            "invalid .eventide.toml: [test] secrets \"EVENTIDE_X\": names starting with \
+             EVENTIDE_ are reserved",
+        ),
+        (
+            "[test]\ncommand = \"make\"\nsecrets = [\"A\"]\nenv = { A = \"1\" }\n",
+            "invalid .eventide.toml: [test] secrets \"A\": also set in [test] env; keep one",
+        ),
+        (
+            "[test]\ncommand = \"make\"\nsecrets = [\"A\", \"A\"]\n",
+            "invalid .eventide.toml: [test] secrets \"A\": listed twice",
         ),
         (
             "[test]\ncommand = \"make\"\nlabels = [\"\"]\n",
@@ -204,6 +268,10 @@ fn resolve_chooses_file_then_default_then_error() {
         env: env(&[("PYTHONDONTWRITEBYTECODE", "1")]),
         labels: Vec::new(),
         junit: Vec::new(),
+        secrets: Vec::new(),
+        require_sandbox: false,
+        network: Network::Host,
+        limits: Limits::default(),
         source: ConfigSource::DefaultPythonUnittest,
     };
     assert_eq!(default, expected);
@@ -226,6 +294,10 @@ fn labels_of_is_empty_unless_the_file_is_valid() {
         (
             Some("[test]\ncommand = \"make\"\nlabels = [\"linux\", \"arm64\"]\n"),
             &["linux", "arm64"],
+        ),
+        (
+            Some("[test]\ncommand = \"make\"\nlabels = [\"linux\"]\nsandbox = \"bwrap\"\n"),
+            &["linux", "sandbox:bwrap"],
         ),
     ];
     for (file, expected) in cases {
