@@ -10,6 +10,7 @@
 #   - nginx-light, fcgiwrap and openssh-server: the real https and ssh git servers of the
 #     remote tests (tests/src/gitserver.rs), run from temp dirs on loopback ports, never
 #     as system services;
+#   - bubblewrap: the job sandbox (the sandbox tests, and every test's jobs by default);
 #   - cargo-nextest: the test runner.
 set -euo pipefail
 
@@ -21,6 +22,7 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 # Daemons live in sbin, which is not always on PATH.
 has_sbin() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 has_sbin nginx || missing+=(nginx-light)

@@ -32,6 +32,14 @@ pub struct NodeStatus {
     /// Absent from the answers of versions that did not report it.
     #[serde(default)]
     pub runner: RunnerState,
+    /// How its runner sandboxes jobs: `bwrap` or `none`; absent for a node without a
+    /// runner, or one that has not said (yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
+    /// How its runner limits jobs: `cgroup v2`, `cgroup v1` or `rlimit`; absent as
+    /// `sandbox` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<String>,
 }
 
 /// A node's Raft role: `leader`, `voter`, `learner` or `none`. The same names are the

@@ -15,7 +15,10 @@ use eventide_consensus::auth::Secret;
 use eventide_consensus::RaftTiming;
 use serde::Deserialize;
 
+use eventide_node::isolation::{self, Limits, Network, RESERVED_LABEL_PREFIX};
+
 use crate::git::FetchLimits;
+use crate::sandbox::{SandboxMode, SandboxSettings};
 use crate::server::HttpLimits;
 use crate::units::{parse_duration, MinFreeDisk};
 
@@ -86,6 +89,45 @@ pub struct RunArgs {
     /// size (512MiB, 1GiB) or a percentage of the disk (5%); 0 never pauses [default: 1GiB].
     #[arg(long, env = "EVENTIDE_MIN_FREE_DISK", value_name = "SIZE|PERCENT")]
     pub min_free_disk: Option<String>,
+    /// How jobs are sandboxed: auto (bubblewrap where it works, else none with a
+    /// warning), bwrap (refuse to start without it) or none [default: auto].
+    #[arg(long, env = "EVENTIDE_SANDBOX", value_name = "auto|bwrap|none")]
+    pub sandbox: Option<String>,
+    /// A host path every job sees read-only at the same path, such as a toolchain in
+    /// /opt (repeatable).
+    #[arg(
+        long = "sandbox-ro-bind",
+        env = "EVENTIDE_SANDBOX_RO_BIND",
+        value_name = "PATH",
+        value_delimiter = ','
+    )]
+    pub sandbox_ro_bind: Vec<PathBuf>,
+    /// A host path every job sees read-write at the same path, such as a shared cache
+    /// (repeatable).
+    #[arg(
+        long = "sandbox-bind",
+        env = "EVENTIDE_SANDBOX_BIND",
+        value_name = "PATH",
+        value_delimiter = ','
+    )]
+    pub sandbox_bind: Vec<PathBuf>,
+    /// The network of this runner's jobs: host, or none (only a loopback of their own,
+    /// whatever a job asks) [default: host].
+    #[arg(long, env = "EVENTIDE_JOB_NETWORK", value_name = "host|none")]
+    pub job_network: Option<String>,
+    /// The most memory one job may use (2GiB); a job asks for less with `memory`.
+    #[arg(long, env = "EVENTIDE_JOB_MEMORY", value_name = "SIZE")]
+    pub job_memory: Option<String>,
+    /// The most processes one job may have at once; a job asks for fewer with `pids`.
+    #[arg(long, env = "EVENTIDE_JOB_PIDS", value_name = "N")]
+    pub job_pids: Option<u32>,
+    /// The most CPUs one job may use (1.5); a job asks for fewer with `cpus`.
+    #[arg(long, env = "EVENTIDE_JOB_CPUS", value_name = "CPUS")]
+    pub job_cpus: Option<f64>,
+    /// The most disk one job's workspace may take (10GiB); a job asks for less with
+    /// `disk`.
+    #[arg(long, env = "EVENTIDE_JOB_DISK", value_name = "SIZE")]
+    pub job_disk: Option<String>,
     /// HTTP connections open at once; a quarter is kept for internal RPC, and it is
     /// lowered to half the open-file limit [default: 1024].
     #[arg(long, env = "EVENTIDE_HTTP_MAX_CONNECTIONS", value_name = "N")]
@@ -183,6 +225,14 @@ impl RunArgs {
             election_timeout,
             gossip_interval,
             min_free_disk,
+            sandbox,
+            sandbox_ro_bind,
+            sandbox_bind,
+            job_network,
+            job_memory,
+            job_pids,
+            job_cpus,
+            job_disk,
             http_max_connections,
             http_header_timeout,
             config,
@@ -225,6 +275,7 @@ pub struct RunConfig {
     /// Where people reach the dashboard: `http(s)://host[:port]`, no trailing slash.
     pub public_url: String,
     pub min_free_disk: MinFreeDisk,
+    pub sandbox: SandboxSettings,
     pub http: HttpLimits,
 }
 
@@ -255,6 +306,19 @@ impl TryFrom<RunArgs> for RunConfig {
         let data_dir = layer
             .data_dir
             .context("--data-dir is required (or EVENTIDE_DATA_DIR, or data_dir in --config)")?;
+        let sandbox = sandbox(
+            &SandboxArgs {
+                sandbox: layer.sandbox.as_deref(),
+                sandbox_ro_bind: &layer.sandbox_ro_bind,
+                sandbox_bind: &layer.sandbox_bind,
+                job_network: layer.job_network.as_deref(),
+                job_memory: &layer.job_memory,
+                job_pids: layer.job_pids,
+                job_cpus: layer.job_cpus,
+                job_disk: &layer.job_disk,
+            },
+            &data_dir,
+        )?;
         let listen = match layer.listen {
             Some(text) => parse_addr("listen", &text)?,
             None => DEFAULT_LISTEN.parse().expect("the default address parses"),
@@ -312,9 +376,119 @@ impl TryFrom<RunArgs> for RunConfig {
             private_api,
             public_url,
             min_free_disk,
+            sandbox,
             http,
         })
     }
+}
+
+/// The sandbox settings of flags and environment over the `--config` file, for `sandbox
+/// check`; the data dir, if given, only serves to refuse shared paths that hold it.
+pub fn sandbox_settings(args: RunArgs) -> anyhow::Result<SandboxSettings> {
+    let file = match &args.config {
+        Some(path) => read_file(path)?,
+        None => RunArgs::default(),
+    };
+    let layer = args.or(file);
+    let data_dir = layer.data_dir.clone().unwrap_or_else(std::env::temp_dir);
+    sandbox(
+        &SandboxArgs {
+            sandbox: layer.sandbox.as_deref(),
+            sandbox_ro_bind: &layer.sandbox_ro_bind,
+            sandbox_bind: &layer.sandbox_bind,
+            job_network: layer.job_network.as_deref(),
+            job_memory: &layer.job_memory,
+            job_pids: layer.job_pids,
+            job_cpus: layer.job_cpus,
+            job_disk: &layer.job_disk,
+        },
+        &data_dir,
+    )
+}
+
+/// The sandbox's part of a layer.
+struct SandboxArgs<'a> {
+    sandbox: Option<&'a str>,
+    sandbox_ro_bind: &'a [PathBuf],
+    sandbox_bind: &'a [PathBuf],
+    job_network: Option<&'a str>,
+    job_memory: &'a Option<String>,
+    job_pids: Option<u32>,
+    job_cpus: Option<f64>,
+    job_disk: &'a Option<String>,
+}
+
+/// `--sandbox*` and `--job-*`. Shared paths must be absolute, exist, and not hold the
+/// node's data dir (its secrets and other jobs' workspaces).
+fn sandbox(layer: &SandboxArgs<'_>, data_dir: &Path) -> anyhow::Result<SandboxSettings> {
+    let mode = match layer.sandbox {
+        None => SandboxMode::Auto,
+        Some(text) => SandboxMode::parse(text)
+            .with_context(|| format!("--sandbox {text:?}: expected auto, bwrap or none"))?,
+    };
+    for (flag, paths) in
+        [("sandbox-ro-bind", layer.sandbox_ro_bind), ("sandbox-bind", layer.sandbox_bind)]
+    {
+        for path in paths {
+            if !path.is_absolute() {
+                bail!("--{flag} {}: must be an absolute path", path.display());
+            }
+            if !path.exists() {
+                bail!("--{flag} {}: no such file or directory", path.display());
+            }
+            let data = data_dir.canonicalize().unwrap_or_else(|_| data_dir.to_owned());
+            let shared = path.canonicalize().unwrap_or_else(|_| path.clone());
+            if data.starts_with(&shared) || data_dir.starts_with(path) {
+                bail!(
+                    "--{flag} {}: would show jobs the node's data dir {}",
+                    path.display(),
+                    data_dir.display()
+                );
+            }
+        }
+    }
+    let network = match layer.job_network {
+        None => Network::Host,
+        Some(text) => Network::parse(text)
+            .with_context(|| format!("--job-network {text:?}: expected host or none"))?,
+    };
+    let size = |flag: &str, value: &Option<String>| -> anyhow::Result<Option<u64>> {
+        value
+            .as_deref()
+            .map(|text| {
+                isolation::parse_limit_size(text)
+                    .with_context(|| format!("--{flag} {text:?}: expected a size such as 2GiB"))
+            })
+            .transpose()
+    };
+    let pids = layer
+        .job_pids
+        .map(|pids| {
+            isolation::parse_pids(&pids.to_string()).with_context(|| {
+                format!("--job-pids {pids}: expected a number from 1 to {}", isolation::MAX_PIDS)
+            })
+        })
+        .transpose()?;
+    let cpus_milli = layer
+        .job_cpus
+        .map(|cpus| {
+            isolation::parse_cpus(&cpus.to_string()).with_context(|| {
+                format!("--job-cpus {cpus}: expected a number of CPUs such as 2 or 1.5")
+            })
+        })
+        .transpose()?;
+    Ok(SandboxSettings {
+        mode,
+        read_only: layer.sandbox_ro_bind.to_vec(),
+        read_write: layer.sandbox_bind.to_vec(),
+        network,
+        max: Limits {
+            memory: size("job-memory", layer.job_memory)?,
+            pids,
+            cpus_milli,
+            disk: size("job-disk", layer.job_disk)?,
+        },
+    })
 }
 
 fn public_url(value: Option<String>, advertise: SocketAddr) -> anyhow::Result<String> {
@@ -385,6 +559,12 @@ fn labels(value: Vec<String>) -> anyhow::Result<BTreeSet<String>> {
         labels.iter().find(|l| !l.chars().all(|c| c.is_alphanumeric() || "-_.:".contains(c)))
     {
         bail!("--labels {bad:?}: labels are letters, digits and - _ . :");
+    }
+    if let Some(reserved) = labels.iter().find(|l| l.starts_with(RESERVED_LABEL_PREFIX)) {
+        bail!(
+            "--labels {reserved:?}: labels starting with {RESERVED_LABEL_PREFIX} are set by the \
+             runner itself (see --sandbox)"
+        );
     }
     Ok(labels)
 }

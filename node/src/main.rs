@@ -50,6 +50,7 @@ mod raft_view;
 mod remote;
 mod repos;
 mod runner;
+mod sandbox;
 mod server;
 mod statuses;
 mod summary;
@@ -156,6 +157,13 @@ enum Commands {
         after_help = "Examples:\n  eventide-node secret set DEPLOY_KEY --from-file ./deploy_key\n  printf %s \"$TOKEN\" | eventide-node secret set FORGE_TOKEN\n  eventide-node secret list"
     )]
     Secret(SecretCommand),
+    /// Check the job sandbox on this machine: run a probe job as the runner would and
+    /// print what it could see.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  eventide-node sandbox check\n  eventide-node sandbox check --job-network none --json"
+    )]
+    Sandbox(SandboxCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
     #[command(
         after_help = "Examples:\n  eventide-node completions bash > ~/.local/share/bash-completion/completions/eventide-node\n  eventide-node completions zsh > ~/.zfunc/_eventide-node\n  eventide-node completions fish > ~/.config/fish/completions/eventide-node.fish"
@@ -172,6 +180,22 @@ enum Commands {
         /// The cluster secret's file (or EVENTIDE_SECRET).
         #[arg(long, env = "EVENTIDE_SECRET_FILE", value_name = "FILE")]
         secret_file: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SandboxCommand {
+    /// Run a probe job under the sandbox these flags give (the same as `run` takes, or
+    /// its --config file) and print what it saw; exits non-zero if it saw too much.
+    #[command(
+        after_help = "Examples:\n  eventide-node sandbox check\n  eventide-node sandbox check --config /etc/eventide/node.toml\n  eventide-node sandbox check --sandbox-ro-bind /opt/toolchains --job-network none --json"
+    )]
+    Check {
+        #[command(flatten)]
+        run: Box<RunArgs>,
+        /// Print one JSON document instead of a report.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -349,6 +373,10 @@ fn main() -> ExitCode {
             }
             Commands::Completions { .. } => Ok(()),
             Commands::Token { secret_file } => client::token(secret_file.as_deref()),
+            Commands::Sandbox(SandboxCommand::Check { run, json }) => {
+                let settings = config::sandbox_settings(*run)?;
+                sandbox::check::run(settings, json).await
+            }
         }
     });
     // A blocking task can be stuck in a fetch until its deadline; the node has stopped

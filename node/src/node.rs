@@ -184,6 +184,7 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
             labels: config.labels.clone(),
             data_dir: config.data_dir.clone(),
             min_free_disk: config.min_free_disk,
+            sandbox: config.sandbox.clone(),
         },
         RunnerHandles {
             raft: view.clone(),

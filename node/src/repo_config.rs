@@ -286,12 +286,14 @@ pub fn resolve(file: Option<&str>, has_tests_dir: bool) -> Result<RepoConfig, Co
 }
 
 /// The labels a job needs, for the dispatcher: the file's own, and [`SANDBOX_LABEL`] if
-/// it requires a sandbox. A missing or broken file needs none: the job then goes to any
+/// it requires a sandbox or has no network. A missing or broken file needs none: the job then goes to any
 /// runner, which reports the error with the full message.
 pub fn labels_of(file: Option<&str>) -> Vec<String> {
     let Some(config) = file.and_then(|text| parse(text).ok()) else { return Vec::new() };
     let mut labels = config.labels;
-    if config.require_sandbox && labels.len() < MAX_LABELS {
+    // A job without network needs the sandbox's network namespace.
+    let needs_sandbox = config.require_sandbox || config.network == Network::None;
+    if needs_sandbox && labels.len() < MAX_LABELS {
         labels.push(SANDBOX_LABEL.to_owned());
     }
     labels

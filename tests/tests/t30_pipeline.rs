@@ -70,7 +70,11 @@ fn a_hanging_test_times_out_and_leaves_no_process() {
         "timeout = \"1s\"\n",
     );
     let commit = repo.commit("hangs");
-    let cluster = pipeline(&repo, 3);
+    // Without a sandbox: the pids the job writes are the host's, and the process group
+    // is what ends them (the sandbox's own kill is tested in t89_sandbox).
+    let mut options = Options::watching(repo.url());
+    options.extra.extend(["--sandbox".into(), "none".into()]);
+    let cluster = Cluster::start(3, options);
     let leader = cluster.wait_for_agreed_leader();
     let jobs = wait_for_final_jobs(&cluster, leader, 1, DEADLINE);
     let job = job_for(&jobs, &commit);

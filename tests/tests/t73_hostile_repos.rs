@@ -258,7 +258,10 @@ fn a_runner_whose_fetch_hangs_ends_the_job_in_error() {
     let daemon = GitDaemon::serving(repo.path());
     let proxy = Proxy::to(daemon.addr);
     let url = format!("git://{}{}/.git", proxy.addr, repo.path().display());
-    let cluster = Cluster::start(1, lone_node(Some(url), Duration::from_secs(1)));
+    let mut options = lone_node(Some(url), Duration::from_secs(1));
+    // The job waits for a file of the test's: the sandbox shows it that directory.
+    options.extra.extend(["--sandbox-bind".into(), gate.path().display().to_string()]);
+    let cluster = Cluster::start(1, options);
     let node = &cluster.nodes[0];
     // Running in the state is not enough: the runner fetches before the command starts,
     // and a fetch after the next commit would bring that commit too.

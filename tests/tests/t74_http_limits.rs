@@ -136,6 +136,8 @@ fn internal_rpc_goes_on_while_half_sent_connections_flood_every_node() {
     repo.configure("true", "");
     repo.commit("first");
     let mut options = Options::watching(repo.url());
+    // The job marks a file of the test's: the sandbox shows it that directory.
+    options.extra.extend(["--sandbox-bind".into(), marks.path().display().to_string()]);
     // Environment variables, not flags: a node without the cap still starts (and fails).
     options.env = vec![
         ("EVENTIDE_HTTP_MAX_CONNECTIONS".into(), CAP.to_string()),

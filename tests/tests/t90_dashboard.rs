@@ -48,13 +48,21 @@ fn assert_no_problems(browser: &Browser) {
     assert!(browser.problems().is_empty(), "the page logged errors: {:#?}", browser.problems());
 }
 
+/// A cluster watching `repo` whose jobs see `gate` (they wait for files the test makes
+/// there).
+fn sharing(repo: &GitRepo, gate: &std::path::Path) -> Options {
+    let mut options = Options::watching(repo.url());
+    options.extra.extend(["--sandbox-bind".into(), gate.display().to_string()]);
+    options
+}
+
 #[test]
 fn the_dashboard_shows_the_cluster_jobs_and_a_live_log() {
     let repo = GitRepo::new();
     let gate = tempfile::tempdir().expect("temp dir");
     repo.configure("echo Ran 1 test; echo OK; echo dashboard-pass-marker", "");
     let passing = repo.commit("passing");
-    let cluster = Cluster::start(3, Options::watching(repo.url()));
+    let cluster = Cluster::start(3, sharing(&repo, gate.path()));
     let leader = cluster.wait_for_agreed_leader();
     wait_for_final_jobs(&cluster, leader, 1, DEADLINE);
 
@@ -389,7 +397,7 @@ fn a_busy_cluster_renders_as_the_readme_shows_it() {
     };
     repo.configure(&script("ok", ""), "");
     repo.commit("Parse the scheduler configuration");
-    let cluster = Cluster::start(3, Options::watching(repo.url()));
+    let cluster = Cluster::start(3, sharing(&repo, gate.path()));
     let leader = cluster.wait_for_agreed_leader();
     wait_for_final_jobs(&cluster, leader, 1, DEADLINE);
 

@@ -71,6 +71,8 @@ async fn build(api: &StatusState) -> StatusDoc {
                 labels: member.map(|m| m.labels.iter().cloned().collect()).unwrap_or_default(),
                 version: member.map(|m| m.version.clone()).unwrap_or_default(),
                 runner: member.map_or(RunnerState::Off, |m| m.runner.clone()),
+                sandbox: member.and_then(|m| m.sandbox.clone()),
+                limits: member.and_then(|m| m.limits.clone()),
             },
         );
     }
@@ -86,6 +88,8 @@ async fn build(api: &StatusState) -> StatusDoc {
             labels: member.labels.iter().cloned().collect(),
             version: member.version.clone(),
             runner: member.runner.clone(),
+            sandbox: member.sandbox.clone(),
+            limits: member.limits.clone(),
         });
     }
     // Until this node is a member, it reports its own role as gossip shows it.

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use eventide_api::{Forge, JobDoc, RepoDoc, RepoSettingsDoc, RunnerState, StatusDoc};
+use eventide_api::{Forge, JobDoc, NodeStatus, RepoDoc, RepoSettingsDoc, RunnerState, StatusDoc};
 
 /// Cuts `text` to `width` characters, marking the cut with `…`.
 fn fit(text: &str, width: usize) -> String {
@@ -43,6 +43,9 @@ pub fn status(doc: &StatusDoc) -> String {
         "queue:   {} queued, {} running, {} finished",
         doc.queue.queued, doc.queue.running, doc.queue.finished
     );
+    if let Some(line) = sandbox_line(&doc.nodes) {
+        let _ = writeln!(out, "{}", fit(&line, 80));
+    }
     let failing: Vec<_> = doc.repos.iter().filter(|r| r.error.is_some()).collect();
     let _ = writeln!(out, "repos:   {} watched, {} failing", doc.repos.len(), failing.len());
     for repo in failing {
@@ -76,7 +79,35 @@ pub fn status(doc: &StatusDoc) -> String {
     for node in doc.nodes.iter().filter(|n| matches!(n.runner, RunnerState::Paused { .. })) {
         let _ = writeln!(out, "{}", fit(&format!("runner on {}: {}", node.name, node.runner), 80));
     }
+    for node in doc.nodes.iter().filter(|n| n.slots > 0 && n.sandbox.as_deref() == Some("none")) {
+        let line = format!("no sandbox on {}: its jobs see the node's files", node.name);
+        let _ = writeln!(out, "{}", fit(&line, 80));
+    }
     out
+}
+
+/// `sandbox: bwrap on 2 runners, none on 1; limits: cgroup v2` for the runners that said.
+fn sandbox_line(nodes: &[NodeStatus]) -> Option<String> {
+    let mut sandboxes: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut limits: BTreeMap<&str, usize> = BTreeMap::new();
+    for node in nodes.iter().filter(|n| n.slots > 0) {
+        if let Some(sandbox) = node.sandbox.as_deref() {
+            *sandboxes.entry(sandbox).or_default() += 1;
+        }
+        if let Some(limit) = node.limits.as_deref() {
+            *limits.entry(limit).or_default() += 1;
+        }
+    }
+    if sandboxes.is_empty() {
+        return None;
+    }
+    let count = |map: &BTreeMap<&str, usize>| {
+        map.iter()
+            .map(|(name, n)| format!("{name} on {n} runner{}", if *n == 1 { "" } else { "s" }))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Some(format!("sandbox: {}; limits: {}", count(&sandboxes), count(&limits)))
 }
 
 /// The repositories table: id, forge, last fetch (as an age at `now`, in ms since the
@@ -223,7 +254,7 @@ pub fn job_summary_line(job: &JobDoc) -> String {
 #[cfg(test)]
 mod tests {
     use eventide_api::{
-        Auth, JobState, NodeRef, NodeStatus, QueueStatus, RaftRole, RepoStatus, SummaryDoc, Trigger,
+        Auth, JobState, NodeRef, QueueStatus, RaftRole, RepoStatus, SummaryDoc, Trigger,
     };
 
     use super::*;
@@ -244,6 +275,8 @@ mod tests {
             } else {
                 RunnerState::Ok
             },
+            sandbox: Some(if n == 3 { "none" } else { "bwrap" }.into()),
+            limits: Some("cgroup v2".into()),
         };
         let me = NodeRef { id: node(1).id, name: node(1).name, addr: node(1).addr };
         StatusDoc {
@@ -318,5 +351,10 @@ mod tests {
         let paused = "runner on a-rather-long-node-name-2: paused (disk: 120 MiB free < 1 GiB)";
         assert!(text.contains(paused), "{text}");
         assert_eq!(text.matches("runner on").count(), 1, "only paused runners: {text}");
+        assert!(
+            text.contains("sandbox: bwrap on 2 runners, none on 1 runner; limits: cgroup v2 on 3"),
+            "{text}"
+        );
+        assert!(text.contains("no sandbox on a-rather-long-node-name-3: its jobs see"), "{text}");
     }
 }

@@ -64,6 +64,8 @@ pub(crate) mod tests {
             labels: BTreeSet::new(),
             version: String::new(),
             runner: eventide_api::RunnerState::Ok,
+            sandbox: None,
+            limits: None,
             alive,
         }
     }

@@ -26,6 +26,12 @@ pub const KEY_VERSION: &str = "version";
 /// Why this node's runner does not claim jobs (`disk: 120 MiB free < 1 GiB`), or empty
 /// while it does.
 pub const KEY_RUNNER_PAUSED: &str = "runner_paused";
+/// How the node's runner sandboxes jobs: `bwrap` or `none`; empty without a runner or
+/// from older versions.
+pub const KEY_SANDBOX: &str = "sandbox";
+/// How the node's runner limits jobs: `cgroup v2`, `cgroup v1` or `rlimit`; empty as for
+/// [`KEY_SANDBOX`].
+pub const KEY_LIMITS: &str = "limits";
 /// `true` once a node is shutting down cleanly, so peers stop counting on it before the
 /// failure detector notices; `false` (or absent, from older versions) before.
 pub const KEY_LEAVING: &str = "leaving";
@@ -43,6 +49,10 @@ pub struct NodeKeys {
     pub version: String,
     /// Why its runner does not claim jobs; `None` while it does.
     pub runner_paused: Option<String>,
+    /// [`KEY_SANDBOX`]'s value; `None` while unknown.
+    pub sandbox: Option<String>,
+    /// [`KEY_LIMITS`]'s value; `None` while unknown.
+    pub limits: Option<String>,
     pub leaving: bool,
 }
 
@@ -58,6 +68,8 @@ impl NodeKeys {
             (KEY_LABELS, self.labels.join(",")),
             (KEY_VERSION, self.version.clone()),
             (KEY_RUNNER_PAUSED, self.runner_paused.clone().unwrap_or_default()),
+            (KEY_SANDBOX, self.sandbox.clone().unwrap_or_default()),
+            (KEY_LIMITS, self.limits.clone().unwrap_or_default()),
             (KEY_LEAVING, self.leaving.to_string()),
         ]
     }
@@ -82,6 +94,8 @@ impl NodeKeys {
                 .unwrap_or_default(),
             version: get(KEY_VERSION).unwrap_or_default(),
             runner_paused: get(KEY_RUNNER_PAUSED).filter(|v| !v.is_empty()),
+            sandbox: get(KEY_SANDBOX).filter(|v| !v.is_empty()),
+            limits: get(KEY_LIMITS).filter(|v| !v.is_empty()),
             leaving: get(KEY_LEAVING).is_some_and(|v| v == "true"),
         }
     }
@@ -103,6 +117,8 @@ mod tests {
             labels: vec!["x86".into(), "linux".into()],
             version: "0.1.0".into(),
             runner_paused: Some("disk: 120 MiB free < 1 GiB".into()),
+            sandbox: Some("bwrap".into()),
+            limits: Some("cgroup v2".into()),
             leaving: false,
         }
     }
@@ -116,9 +132,17 @@ mod tests {
 
     #[test]
     fn every_published_key_reads_back() {
-        for keys in
-            [sample(), NodeKeys { runner_paused: None, leaving: true, labels: vec![], ..sample() }]
-        {
+        for keys in [
+            sample(),
+            NodeKeys {
+                runner_paused: None,
+                leaving: true,
+                labels: vec![],
+                sandbox: None,
+                limits: None,
+                ..sample()
+            },
+        ] {
             assert_eq!(parse(&keys.to_pairs()), keys);
         }
     }
@@ -132,10 +156,11 @@ mod tests {
         assert_eq!(value(KEY_LABELS), Some("x86,linux"));
         assert_eq!(value(KEY_RUNNER_PAUSED), Some("disk: 120 MiB free < 1 GiB"));
         assert_eq!(value(KEY_LEAVING), Some("false"));
+        assert_eq!((value(KEY_SANDBOX), value(KEY_LIMITS)), (Some("bwrap"), Some("cgroup v2")));
         let running = NodeKeys { runner_paused: None, leaving: true, ..sample() }.to_pairs();
         assert!(running.contains(&(KEY_RUNNER_PAUSED, String::new())));
         assert!(running.contains(&(KEY_LEAVING, "true".to_owned())));
-        assert_eq!(pairs.len(), 9, "one pair per key");
+        assert_eq!(pairs.len(), 11, "one pair per key");
     }
 
     #[test]

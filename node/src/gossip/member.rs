@@ -23,6 +23,9 @@ pub struct Member {
     pub version: String,
     /// Paused for the reason it published, else off without slots, else ok.
     pub runner: RunnerState,
+    /// How its runner sandboxes and limits jobs (`bwrap`, `cgroup v1`), once it said.
+    pub sandbox: Option<String>,
+    pub limits: Option<String>,
     /// Alive by the failure detector and not leaving.
     pub alive: bool,
 }
@@ -52,6 +55,8 @@ impl Member {
             labels: keys.labels.into_iter().collect(),
             version: keys.version,
             runner: RunnerState::new(keys.slots, keys.runner_paused),
+            sandbox: keys.sandbox,
+            limits: keys.limits,
             alive: sighting.alive && !keys.leaving,
         })
     }

@@ -101,6 +101,8 @@ impl Gossip {
             labels: me.labels.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             runner_paused: None,
+            sandbox: None,
+            limits: None,
             leaving: false,
         };
         let initial =
@@ -162,6 +164,15 @@ impl Gossip {
     /// Publishes why this node's runner does not claim jobs (`None`: it does).
     pub async fn set_runner_paused(&self, reason: Option<&str>) {
         self.update(|keys| keys.runner_paused = reason.map(str::to_owned)).await;
+    }
+
+    /// Publishes how this node's runner isolates jobs (`bwrap`, `cgroup v1`).
+    pub async fn set_isolation(&self, sandbox: &str, limits: &str) {
+        self.update(|keys| {
+            keys.sandbox = Some(sandbox.to_owned());
+            keys.limits = Some(limits.to_owned());
+        })
+        .await;
     }
 
     /// Every node gossip knows of (self included), one entry per node id.

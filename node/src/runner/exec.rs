@@ -10,9 +10,16 @@
 //!                                                        └──> tail (last N bytes)
 //! ```
 //!
-//! Whatever way the shell ends (exit, timeout, cancel), the whole process group is
-//! killed, so nothing the job started outlives it. A process that left the group but still
-//! holds the pipe gets a short drain period; then the pipe is closed and reading stops.
+//! Whatever way the shell ends (exit, timeout, cancel, a limit), the whole process group
+//! is killed, and with it the job's sandbox and cgroup, so nothing the job started
+//! outlives it. Under bubblewrap the job has its own PID namespace, which dies with the
+//! sandbox however its processes regrouped; the cgroup catches the rest. A process that
+//! left the group but still holds the pipe gets a short drain period; then the pipe is
+//! closed and reading stops.
+//!
+//! While the job runs, its limits are watched: the kernel's count of processes it refused
+//! or killed for the job's cgroup, and the size of its workspace. A job past one is
+//! killed and ends with [`ExecEnd::LimitReached`], the limit named.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -26,6 +33,8 @@ use tokio::net::unix::pipe;
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
+
+use crate::sandbox::{JobIsolation, Rlimit};
 
 /// The shell that runs the command, by absolute path: the job's environment may have no
 /// `PATH`.
@@ -42,8 +51,12 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 /// that escaped the group (e.g. with `setsid`) can hold the pipe open that long.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(2);
 
+/// How often the job's cgroup is asked whether it hit a limit.
+const LIMIT_CHECK: Duration = Duration::from_millis(200);
+/// How often the workspace is measured against its disk limit.
+const DISK_CHECK: Duration = Duration::from_secs(1);
+
 /// What to run and where its output goes.
-#[derive(Clone)]
 pub struct ExecSpec {
     /// Run as `sh -c <command>`.
     pub command: String,
@@ -59,6 +72,10 @@ pub struct ExecSpec {
     pub tail_bytes: usize,
     /// At most this many output bytes go to `log_path`; then one marker line, and no more.
     pub file_cap_bytes: u64,
+    /// The sandbox and limits the command runs under (none by default).
+    pub isolation: JobIsolation,
+    /// Lines written at the top of the log, before the command's output.
+    pub preamble: Vec<String>,
 }
 
 /// How the job's command ended.
@@ -70,6 +87,8 @@ pub enum ExecEnd {
     Signalled(i32),
     TimedOut,
     Cancelled,
+    /// Killed for reaching a limit, named in [`ExecResult::limit_reached`].
+    LimitReached,
 }
 
 #[derive(Clone, Debug)]
@@ -85,6 +104,8 @@ pub struct ExecResult {
     /// Why the output could not be written to `log_path` (a full disk), if it could not;
     /// the job's result cannot be trusted then, and the job ends in `error`.
     pub log_error: Option<String>,
+    /// Which limit the job reached (`memory limit 2 GiB reached`), if it reached one.
+    pub limit_reached: Option<String>,
 }
 
 /// Runs `spec.command` to its end, a timeout, or `cancel` becoming true.
@@ -92,13 +113,21 @@ pub struct ExecResult {
 /// An error means the command could not be started or waited for (missing working
 /// directory, unwritable log file); the process group is killed in that case too, and
 /// also if the returned future is dropped.
-pub async fn execute(spec: ExecSpec, mut cancel: watch::Receiver<bool>) -> io::Result<ExecResult> {
-    let log_file = File::create(&spec.log_path).map_err(|error| {
+pub async fn execute(
+    mut spec: ExecSpec,
+    mut cancel: watch::Receiver<bool>,
+) -> io::Result<ExecResult> {
+    let mut log_file = File::create(&spec.log_path).map_err(|error| {
         io::Error::new(
             error.kind(),
             format!("failed to create job log {}: {error}", spec.log_path.display()),
         )
     })?;
+    let preamble: String = spec.preamble.iter().map(|line| format!("eventide: {line}\n")).collect();
+    if !preamble.is_empty() {
+        log_file.write_all(preamble.as_bytes())?;
+    }
+    let mut isolation = std::mem::take(&mut spec.isolation);
     // Both ends are close-on-exec; the child gets only its dup'ed write end. The write end
     // is blocking for the child, the read end non-blocking for us. (`std::io::pipe` would
     // do the same but is newer than the workspace's minimum Rust version.)
@@ -106,7 +135,14 @@ pub async fn execute(spec: ExecSpec, mut cancel: watch::Receiver<bool>) -> io::R
     let pipe_writer = pipe_writer.into_blocking_fd()?;
     let stderr_writer = pipe_writer.try_clone()?;
 
-    let mut command = Command::new(SHELL);
+    let mut command = match isolation.wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(SHELL);
+            command
+        }
+        None => Command::new(SHELL),
+    };
     command
         .arg("-c")
         .arg(&spec.command)
@@ -118,6 +154,21 @@ pub async fn execute(spec: ExecSpec, mut cancel: watch::Receiver<bool>) -> io::R
         .stderr(stderr_writer)
         .process_group(0)
         .kill_on_drop(true);
+    if !isolation.wrapper.is_empty() && spec.env.iter().any(|(name, _)| name == "TMPDIR") {
+        // The host's temp dir is not in the sandbox; its own /tmp is.
+        command.env("TMPDIR", "/tmp");
+    }
+    let joins: Vec<std::ffi::CString> =
+        isolation.cgroup.as_ref().map(|c| c.join_paths().to_vec()).unwrap_or_default();
+    let rlimits = isolation.rlimits.clone();
+    if !joins.is_empty() || !rlimits.is_empty() {
+        // SAFETY: the closure runs in the child between fork and exec, where only
+        // async-signal-safe calls are allowed: it calls open, write, close and setrlimit
+        // on data prepared before the fork, and allocates nothing.
+        unsafe {
+            command.pre_exec(move || enter_limits(&joins, &rlimits));
+        }
+    }
     let started = Instant::now();
     let spawned = command.spawn();
     // The command holds our copies of the pipe's write end; they must close, or the
@@ -150,17 +201,43 @@ pub async fn execute(spec: ExecSpec, mut cancel: watch::Receiver<bool>) -> io::R
 
     let deadline = tokio::time::sleep(spec.timeout);
     tokio::pin!(deadline);
+    let watched = isolation.cgroup.is_some() || isolation.limits.disk.is_some();
+    let mut checks = tokio::time::interval(LIMIT_CHECK);
+    checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_disk_check = Instant::now();
+    let mut limit_reached = None;
     let end = loop {
         tokio::select! {
             status = child.wait() => break end_of(status?),
             () = &mut deadline => break ExecEnd::TimedOut,
             () = cancelled(&mut cancel) => break ExecEnd::Cancelled,
             () = &mut pump, if !pump_done => pump_done = true,
+            _ = checks.tick(), if watched => {
+                let disk_due = last_disk_check.elapsed() >= DISK_CHECK;
+                if disk_due {
+                    last_disk_check = Instant::now();
+                }
+                if let Some(reason) = reached(&isolation, &spec.workdir, disk_due).await {
+                    limit_reached = Some(reason);
+                    break ExecEnd::LimitReached;
+                }
+            }
         }
     };
     let duration = started.elapsed();
-    if matches!(end, ExecEnd::TimedOut | ExecEnd::Cancelled) {
+    // A process killed by the kernel for memory may have ended the shell first.
+    let end = match (end, isolation.cgroup.as_ref().and_then(|c| c.reached())) {
+        (ExecEnd::Exited(_) | ExecEnd::Signalled(_), Some(reason)) => {
+            limit_reached = Some(reason);
+            ExecEnd::LimitReached
+        }
+        (end, _) => end,
+    };
+    if matches!(end, ExecEnd::TimedOut | ExecEnd::Cancelled | ExecEnd::LimitReached) {
         group.kill();
+        if let Some(cgroup) = &isolation.cgroup {
+            cgroup.kill_all();
+        }
         // Also by pid, in case the shell moved itself out of its group; an error only
         // means it is already gone.
         let _ = child.start_kill();
@@ -168,6 +245,10 @@ pub async fn execute(spec: ExecSpec, mut cancel: watch::Receiver<bool>) -> io::R
     }
     // Background processes the job left behind die with it.
     group.kill_last();
+    if let Some(cgroup) = isolation.cgroup.take() {
+        cgroup.kill_all();
+        drop(tokio::task::spawn_blocking(move || cgroup.remove()));
+    }
 
     if !pump_done && tokio::time::timeout(DRAIN_DEADLINE, &mut pump).await.is_err() {
         debug!(pgid, "job output still open after its process group ended; closing it");
@@ -185,7 +266,77 @@ pub async fn execute(spec: ExecSpec, mut cancel: watch::Receiver<bool>) -> io::R
         output_bytes,
         "job process ended"
     );
-    Ok(ExecResult { end, duration, output_tail, output_bytes, log_error })
+    Ok(ExecResult { end, duration, output_tail, output_bytes, log_error, limit_reached })
+}
+
+/// Joins the job's cgroups and sets its rlimits; runs in the child before `exec`.
+fn enter_limits(joins: &[std::ffi::CString], rlimits: &[Rlimit]) -> io::Result<()> {
+    for path in joins {
+        // SAFETY: `path` is a nul-terminated string that outlives the call; the
+        // descriptor is closed on every path.
+        unsafe {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+            let error = (written != 1).then(io::Error::last_os_error);
+            libc::close(fd);
+            if let Some(error) = error {
+                return Err(error);
+            }
+        }
+    }
+    for limit in rlimits {
+        let (resource, value) = match *limit {
+            Rlimit::AddressSpace(bytes) => (libc::RLIMIT_AS, bytes),
+            Rlimit::Processes(count) => (libc::RLIMIT_NPROC, count),
+        };
+        let limit = libc::rlimit { rlim_cur: value, rlim_max: value };
+        // SAFETY: setrlimit reads the struct it is given, which lives on this stack.
+        if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The limit the job reached, if it did: its cgroup's, or (when `disk_due`) its
+/// workspace's size.
+async fn reached(
+    isolation: &JobIsolation,
+    workdir: &std::path::Path,
+    disk_due: bool,
+) -> Option<String> {
+    if let Some(reason) = isolation.cgroup.as_ref().and_then(|c| c.reached()) {
+        return Some(reason);
+    }
+    let limit = isolation.limits.disk.filter(|_| disk_due)?;
+    let workdir = workdir.to_owned();
+    let used = tokio::task::spawn_blocking(move || disk_usage(&workdir, limit)).await.ok()?;
+    (used > limit).then(|| format!("disk limit {} reached", crate::units::format_size(limit)))
+}
+
+/// The bytes the files under `dir` take on disk, without following symlinks; stops
+/// counting once past `stop_after`.
+pub fn disk_usage(dir: &std::path::Path, stop_after: u64) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut used = 0u64;
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let Ok(metadata) = entry.metadata() else { continue };
+            used = used.saturating_add(metadata.blocks().saturating_mul(512));
+            if metadata.is_dir() {
+                pending.push(entry.path());
+            }
+            if used > stop_after {
+                return used;
+            }
+        }
+    }
+    used
 }
 
 fn end_of(status: ExitStatus) -> ExecEnd {

@@ -39,6 +39,8 @@ impl Fixture {
             log_path: self.log_path(),
             tail_bytes: 64 * 1024,
             file_cap_bytes: 16 * 1024 * 1024,
+            isolation: JobIsolation::default(),
+            preamble: Vec::new(),
         }
     }
 

@@ -49,7 +49,7 @@ pub async fn run(runner: &Runner, assignment: Assignment, cancel: watch::Receive
         }
         Ok(config) => {
             runner.metrics.claim_to_start(started.elapsed());
-            execute(&assignment, &config, &workspace, &log, cancel).await
+            execute(runner, &assignment, &config, &workspace, &log, cancel).await
         }
     };
     if let Some(outcome) = outcome {
@@ -98,20 +98,47 @@ async fn prepare(
 
 /// Runs the command; `None` if it was cancelled (no result to report).
 async fn execute(
+    runner: &Runner,
     assignment: &Assignment,
     config: &RepoConfig,
     workspace: &Path,
     log: &Path,
     cancel: watch::Receiver<bool>,
 ) -> Option<Outcome> {
+    let env = job_env(assignment, config, workspace);
+    let home = env.iter().find(|(name, _)| name == "HOME").map(|(_, home)| PathBuf::from(home));
+    let name = format!("job-{}-{}", assignment.job, assignment.attempt);
+    let isolation = match runner.isolation.prepare(
+        &name,
+        workspace,
+        home.as_deref(),
+        config.network,
+        config.limits,
+    ) {
+        Ok(isolation) => isolation,
+        Err(error) => {
+            let message = format!("failed to set up the job's sandbox: {error}");
+            let _ = std::fs::write(log, format!("eventide: {message}\n"));
+            return Some(error_outcome(message, Duration::ZERO));
+        }
+    };
+    let mut preamble = isolation.notes.clone();
+    if !isolation.limits.is_unlimited() {
+        preamble.push(format!("limits: {}", isolation.limits));
+    }
+    if isolation.network == eventide_node::isolation::Network::None {
+        preamble.push("network: none".to_owned());
+    }
     let spec = ExecSpec {
         command: config.command.clone(),
         workdir: workspace.to_owned(),
-        env: job_env(assignment, config, workspace),
+        env,
         timeout: config.timeout,
         log_path: log.to_owned(),
         tail_bytes: TAIL_BYTES,
         file_cap_bytes: LOG_FILE_CAP,
+        isolation,
+        preamble,
     };
     let result = match exec::execute(spec, cancel).await {
         Ok(result) => result,
@@ -122,7 +149,8 @@ async fn execute(
             ));
         }
     };
-    let (verdict, exit_code, message) = judge(result.end, result.log_error, config.timeout)?;
+    let (verdict, exit_code, message) =
+        judge(result.end, result.log_error, result.limit_reached, config.timeout)?;
     tracing::debug!(job_id = %assignment.job, output_bytes = result.output_bytes, "command ended");
     let job = assignment.job;
     let (tail, patterns) = (result.output_tail.clone(), config.junit.clone());
@@ -187,6 +215,7 @@ fn append_to_log(log: &Path, notes: &[String]) {
 fn judge(
     end: ExecEnd,
     log_error: Option<String>,
+    limit_reached: Option<String>,
     timeout: Duration,
 ) -> Option<(Verdict, Option<i32>, Option<String>)> {
     let exit_code = match end {
@@ -207,6 +236,11 @@ fn judge(
         ExecEnd::TimedOut => {
             (Verdict::TimedOut, None, Some(format!("timed out after {}s", timeout.as_secs())))
         }
+        ExecEnd::LimitReached => (
+            Verdict::Failed,
+            None,
+            Some(limit_reached.unwrap_or_else(|| "a limit was reached".to_owned())),
+        ),
         ExecEnd::Cancelled => return None,
     })
 }
@@ -314,26 +348,36 @@ mod tests {
     #[test]
     fn exit_codes_signals_and_timeouts_are_judged() {
         assert_eq!(
-            judge(ExecEnd::Exited(0), None, TIMEOUT),
+            judge(ExecEnd::Exited(0), None, None, TIMEOUT),
             Some((Verdict::Passed, Some(0), None))
         );
         assert_eq!(
-            judge(ExecEnd::Exited(3), None, TIMEOUT),
+            judge(ExecEnd::Exited(3), None, None, TIMEOUT),
             Some((Verdict::Failed, Some(3), None))
         );
-        let (verdict, _, message) = judge(ExecEnd::TimedOut, None, TIMEOUT).expect("a result");
+        let (verdict, _, message) =
+            judge(ExecEnd::TimedOut, None, None, TIMEOUT).expect("a result");
         assert_eq!((verdict, message.as_deref()), (Verdict::TimedOut, Some("timed out after 60s")));
-        assert_eq!(judge(ExecEnd::Cancelled, None, TIMEOUT), None);
+        assert_eq!(judge(ExecEnd::Cancelled, None, None, TIMEOUT), None);
+        let memory = Some("memory limit 64 MiB reached".to_owned());
+        assert_eq!(
+            judge(ExecEnd::LimitReached, None, memory, TIMEOUT),
+            Some((Verdict::Failed, None, Some("memory limit 64 MiB reached".to_owned())))
+        );
     }
 
     #[test]
     fn output_lost_to_a_full_disk_is_an_error_even_if_the_tests_passed() {
         let full = Some("No space left on device (os error 28)".to_owned());
         let (verdict, exit_code, message) =
-            judge(ExecEnd::Exited(0), full.clone(), TIMEOUT).expect("a result");
+            judge(ExecEnd::Exited(0), full.clone(), None, TIMEOUT).expect("a result");
         assert_eq!((verdict, exit_code), (Verdict::Error, Some(0)));
         let message = message.expect("a message");
         assert!(message.contains("disk full") && message.contains("os error 28"), "{message}");
-        assert_eq!(judge(ExecEnd::Cancelled, full, TIMEOUT), None, "cancelled reports nothing");
+        assert_eq!(
+            judge(ExecEnd::Cancelled, full, None, TIMEOUT),
+            None,
+            "cancelled reports nothing"
+        );
     }
 }

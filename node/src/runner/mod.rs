@@ -44,6 +44,7 @@ use tracing::{debug, error, info, warn};
 use crate::gossip::Gossip;
 use crate::metrics::Metrics;
 use crate::raft_view::RaftView;
+use crate::sandbox::{Isolation, SandboxSettings};
 
 use self::gate::{Conditions, Gate, Transition};
 
@@ -72,6 +73,8 @@ pub struct RunnerSettings {
     /// Holds `work/` (job workspaces), `logs/` and `runner-mirrors/`.
     pub data_dir: PathBuf,
     pub min_free_disk: MinFreeDisk,
+    /// The sandbox and job limits (`--sandbox`, `--job-*`).
+    pub sandbox: SandboxSettings,
 }
 
 /// The handles the runner uses.
@@ -99,14 +102,29 @@ pub struct Runner {
     rpc: RpcClient,
     metrics: Arc<Metrics>,
     secret: Option<Secret>,
+    /// How jobs are isolated here, resolved at start.
+    isolation: Isolation,
     active: Mutex<BTreeMap<JobId, Active>>,
     gate: Mutex<Gate>,
 }
 
 impl Runner {
+    /// Resolves the sandbox (an error only for `--sandbox bwrap` where it does not work).
     pub fn new(settings: RunnerSettings, handles: RunnerHandles) -> anyhow::Result<Arc<Runner>> {
         let RunnerHandles { raft, state_machine, writer, gossip, rpc, metrics, secret } = handles;
+        let isolation = if settings.slots == 0 {
+            Isolation::disabled(settings.sandbox.clone())
+        } else {
+            let path = std::env::var_os("PATH");
+            Isolation::resolve(
+                settings.sandbox.clone(),
+                &settings.id.to_string(),
+                path.as_deref(),
+                &settings.data_dir,
+            )?
+        };
         Ok(Arc::new(Runner {
+            isolation,
             settings,
             raft,
             state_machine,
@@ -137,6 +155,9 @@ impl Runner {
             Ok(Err(error)) => warn!(error = %error, "failed to remove old job workspaces"),
             Err(error) => warn!(error = %error, "failed to remove old job workspaces"),
         }
+        self.gossip
+            .set_isolation(self.isolation.sandbox_name(), self.isolation.limits_name())
+            .await;
         info!(slots, labels = ?self.settings.labels, "runner started");
         let mut tasks = tokio::task::JoinSet::new();
         for slot in 0..slots {
@@ -155,7 +176,10 @@ impl Runner {
 
     async fn work(self: Arc<Self>, slot: u32) {
         let me = self.settings.id;
-        let labels: Vec<String> = self.settings.labels.iter().cloned().collect();
+        let mut labels: Vec<String> = self.settings.labels.iter().cloned().collect();
+        if self.isolation.has_bwrap() {
+            labels.push(eventide_node::isolation::SANDBOX_LABEL.to_owned());
+        }
         loop {
             if !self.may_claim().await {
                 tokio::time::sleep(GATE_POLL).await;

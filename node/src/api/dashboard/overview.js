@@ -31,7 +31,8 @@ export function overviewView(route, refresh) {
     card('Finished', finished, el('div', { class: 'stat-note' }, 'with a final result')));
 
   const nodes = table('nodes', [
-    ['Node'], ['Address', 'col-opt'], ['Health'], ['Raft'], ['Runner slots'], ['Labels', 'col-opt'],
+    ['Node'], ['Address', 'col-opt'], ['Health'], ['Raft'], ['Runner slots'], ['Sandbox', 'col-opt'],
+    ['Labels', 'col-opt'],
     ['Version', 'col-opt'],
   ]);
   const nodesCard = el('section', { class: 'card', 'aria-labelledby': 'nodes-title' },
@@ -124,11 +125,22 @@ export function overviewView(route, refresh) {
         el('td', {}, el('span', { class: 'slots' },
           el('span', { class: 'slot-bar', 'aria-hidden': 'true' }, bar),
           el('span', { class: 'num' }, `${node.busy} / ${node.slots}`))),
+        el('td', { class: 'col-opt sandbox' }, sandboxCell(node)),
         el('td', { class: 'col-opt' }, (node.labels || []).length
           ? node.labels.map((label) => el('span', { class: 'chip' }, label))
           : el('span', { class: 'muted' }, '—')),
         el('td', { class: 'col-opt muted mono' }, node.version || '—'));
     });
+  }
+
+  // A runner's sandbox and how its limits hold; a runner without one is flagged.
+  function sandboxCell(node) {
+    if (!node.sandbox) return el('span', { class: 'muted' }, '—');
+    const title = node.sandbox === 'none'
+      ? "No sandbox: this runner's jobs can read the node's files and see its processes"
+      : `Jobs run under bubblewrap; limits through ${node.limits || 'nothing'}`;
+    return el('span', { class: `chip${node.sandbox === 'none' ? ' warn' : ''}`, title },
+      node.limits ? `${node.sandbox} · ${node.limits}` : node.sandbox);
   }
 
   function renderRepos(status) {

@@ -1,0 +1,579 @@
+//! Per-job control groups: memory, process and CPU limits a job cannot lift, a way to
+//! kill every process it started, and the kernel's own word on which limit it hit.
+//!
+//! The node makes its groups below its own (as `/proc/self/cgroup` names it), so a node
+//! needs no more rights than to create groups under its own, and it never touches groups
+//! of other nodes. Two layouts exist:
+//!
+//! - cgroup v2 (one hierarchy): the node's group must let it enable the `memory`, `pids`
+//!   and `cpu` controllers for its children. If the node's group holds processes (the
+//!   node itself), the kernel refuses that; the node then moves itself into a leaf
+//!   `eventide-<node id>/node` first, as a delegated systemd service does.
+//!   Job groups are `eventide-<node id>/jobs/job-<job>-<attempt>`.
+//! - cgroup v1 (a hierarchy per controller, as on older or hybrid systems): a group per
+//!   job, `eventide-<node id>-job-<job>-<attempt>` beside the node's own, in each of the
+//!   `memory`, `pids` and `cpu` hierarchies the node may write.
+//!
+//! A process joins its job's groups itself, between `fork` and `exec`, by writing `0` to
+//! each group's `cgroup.procs`, so not one of the job's processes starts outside them.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use eventide_node::isolation::Limits;
+use eventide_node::units::format_size;
+use tracing::debug;
+
+/// Where the hierarchies are mounted, as the kernel says.
+const MOUNTINFO: &str = "/proc/self/mountinfo";
+/// The node's own group in each hierarchy.
+const SELF_CGROUP: &str = "/proc/self/cgroup";
+/// The CPU period of `cpu.max` / `cpu.cfs_period_us`, in microseconds.
+const CPU_PERIOD_US: u64 = 100_000;
+/// How many rounds of killing a job's group takes at most (a fork bomb refills it).
+const KILL_ROUNDS: usize = 64;
+
+/// A controller a job's limit needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Controller {
+    Memory,
+    Pids,
+    Cpu,
+}
+
+impl Controller {
+    const ALL: [Controller; 3] = [Controller::Memory, Controller::Pids, Controller::Cpu];
+
+    fn name(self) -> &'static str {
+        match self {
+            Controller::Memory => "memory",
+            Controller::Pids => "pids",
+            Controller::Cpu => "cpu",
+        }
+    }
+}
+
+/// One mounted hierarchy, from a line of `/proc/self/mountinfo`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// The group the mount shows at its mount point (`/` unless in a container).
+    pub root: String,
+    pub mount_point: PathBuf,
+    /// `None` for cgroup v2, else the v1 controllers of the hierarchy.
+    pub v1_controllers: Option<Vec<String>>,
+}
+
+/// The cgroup mounts in a `/proc/self/mountinfo` text.
+pub fn parse_mounts(mountinfo: &str) -> Vec<Mount> {
+    let mut mounts = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((before, after)) = line.split_once(" - ") else { continue };
+        let fields: Vec<&str> = before.split(' ').collect();
+        let rest: Vec<&str> = after.split(' ').collect();
+        let (Some(root), Some(mount_point), Some(fstype)) =
+            (fields.get(3), fields.get(4), rest.first())
+        else {
+            continue;
+        };
+        let v1_controllers = match *fstype {
+            "cgroup2" => None,
+            "cgroup" => Some(
+                rest.get(2)
+                    .map(|options| {
+                        options
+                            .split(',')
+                            .filter(|o| Controller::ALL.iter().any(|c| c.name() == *o))
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            ),
+            _ => continue,
+        };
+        mounts.push(Mount {
+            root: unescape(root),
+            mount_point: PathBuf::from(unescape(mount_point)),
+            v1_controllers,
+        });
+    }
+    mounts
+}
+
+/// mountinfo writes space, tab, newline and backslash as octal escapes.
+fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let code = rest.get(at + 1..at + 4).and_then(|d| u8::from_str_radix(d, 8).ok());
+        match code {
+            Some(byte) => {
+                out.push(char::from(byte));
+                rest = &rest[at + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The node's group per hierarchy, from `/proc/self/cgroup`: (controllers, path); the
+/// v2 line has no controllers.
+pub fn parse_self(text: &str) -> Vec<(Vec<String>, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let _id = parts.next()?;
+            let controllers = parts.next()?;
+            let path = parts.next()?;
+            let controllers = controllers
+                .split(',')
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>();
+            Some((controllers, path.to_owned()))
+        })
+        .collect()
+}
+
+/// The directory of group `path` in a hierarchy mounted as `mount`; `None` if the mount
+/// does not show it (a container that sees only part of the tree).
+fn dir_of(mount: &Mount, path: &str) -> Option<PathBuf> {
+    let root = mount.root.trim_end_matches('/');
+    let relative = path.strip_prefix(root)?;
+    if !(relative.is_empty() || relative.starts_with('/')) {
+        return None;
+    }
+    Some(mount.mount_point.join(relative.trim_start_matches('/')))
+}
+
+/// The counter `key` of a flat-keyed file such as `memory.events` or `pids.events`.
+pub fn counter(text: &str, key: &str) -> u64 {
+    text.lines()
+        .filter_map(|line| line.split_once(' '))
+        .find(|(name, _)| *name == key)
+        .and_then(|(_, value)| value.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// How this node makes job groups.
+#[derive(Clone, Debug)]
+pub struct Cgroups {
+    layout: Layout,
+}
+
+#[derive(Clone, Debug)]
+enum Layout {
+    /// The directory under which job groups are made, with these controllers enabled.
+    V2 { parent: PathBuf, controllers: Vec<Controller> },
+    /// Per controller, the node's own group, in which job groups are made with names
+    /// starting with `prefix`.
+    V1 { parents: Vec<(Controller, PathBuf)>, prefix: String },
+}
+
+impl Cgroups {
+    /// Finds and prepares the groups of node `node_tag`; the reason if this node cannot
+    /// make job groups with any limiting controller. Groups left by an earlier run of the
+    /// node are emptied (their processes killed) and removed.
+    pub fn detect(node_tag: &str) -> Result<Cgroups, String> {
+        let mountinfo =
+            std::fs::read_to_string(MOUNTINFO).map_err(|e| format!("{MOUNTINFO}: {e}"))?;
+        let own =
+            std::fs::read_to_string(SELF_CGROUP).map_err(|e| format!("{SELF_CGROUP}: {e}"))?;
+        let mounts = parse_mounts(&mountinfo);
+        let own = parse_self(&own);
+        let mut reasons = Vec::new();
+        let v1 = Self::detect_v1(&mounts, &own, node_tag);
+        // A hierarchy per controller means the v2 one (if any) has none of them.
+        match v1 {
+            Ok(Some(cgroups)) => return Ok(cgroups),
+            Ok(None) => {}
+            Err(reason) => reasons.push(reason),
+        }
+        match Self::detect_v2(&mounts, &own, node_tag) {
+            Ok(cgroups) => return Ok(cgroups),
+            Err(reason) => reasons.push(reason),
+        }
+        Err(reasons.join("; "))
+    }
+
+    fn detect_v1(
+        mounts: &[Mount],
+        own: &[(Vec<String>, String)],
+        node_tag: &str,
+    ) -> Result<Option<Cgroups>, String> {
+        let mut parents = Vec::new();
+        let mut problems = Vec::new();
+        let prefix = format!("eventide-{node_tag}-");
+        for controller in Controller::ALL {
+            let name = controller.name();
+            let Some(mount) = mounts
+                .iter()
+                .find(|m| m.v1_controllers.as_ref().is_some_and(|c| c.iter().any(|c| c == name)))
+            else {
+                continue;
+            };
+            let Some((_, path)) = own.iter().find(|(c, _)| c.iter().any(|c| c == name)) else {
+                continue;
+            };
+            let Some(dir) = dir_of(mount, path) else { continue };
+            // Creating a group is the only test of the right to.
+            let probe = dir.join(format!("{prefix}probe"));
+            let _ = std::fs::remove_dir(&probe);
+            match std::fs::create_dir(&probe) {
+                Ok(()) => {
+                    let _ = std::fs::remove_dir(&probe);
+                    clear_stale(&dir, &format!("{prefix}job-"));
+                    parents.push((controller, dir));
+                }
+                Err(error) => problems.push(format!("cannot create {}: {error}", probe.display())),
+            }
+        }
+        if parents.is_empty() {
+            return match problems.is_empty() {
+                true => Ok(None),
+                false => Err(format!("cgroup v1: {}", problems.join(", "))),
+            };
+        }
+        Ok(Some(Cgroups { layout: Layout::V1 { parents, prefix } }))
+    }
+
+    fn detect_v2(
+        mounts: &[Mount],
+        own: &[(Vec<String>, String)],
+        node_tag: &str,
+    ) -> Result<Cgroups, String> {
+        let mount = mounts
+            .iter()
+            .find(|m| m.v1_controllers.is_none())
+            .ok_or("no cgroup v2 hierarchy is mounted")?;
+        let (_, path) =
+            own.iter().find(|(c, _)| c.is_empty()).ok_or("the node is in no cgroup v2 group")?;
+        let base = dir_of(mount, path).ok_or("the node's cgroup v2 group is not visible")?;
+        let available = std::fs::read_to_string(base.join("cgroup.controllers"))
+            .map_err(|e| format!("cgroup v2: {}: {e}", base.display()))?;
+        let controllers: Vec<Controller> = Controller::ALL
+            .into_iter()
+            .filter(|c| available.split_whitespace().any(|a| a == c.name()))
+            .collect();
+        if controllers.is_empty() {
+            return Err(format!(
+                "cgroup v2: the node's group {} offers none of memory, pids, cpu",
+                base.display()
+            ));
+        }
+        let enable: String =
+            controllers.iter().map(|c| format!("+{}", c.name())).collect::<Vec<_>>().join(" ");
+        let node_dir = base.join(format!("eventide-{node_tag}"));
+        let jobs = node_dir.join("jobs");
+        let v2_error = |what: &str, error: io::Error| format!("cgroup v2: {what}: {error}");
+        std::fs::create_dir_all(&node_dir).map_err(|e| v2_error("create", e))?;
+        if std::fs::write(base.join("cgroup.subtree_control"), &enable).is_err() {
+            // The node's group holds processes: move this process into a leaf of its
+            // own, then enable the controllers for the group's children.
+            let leaf = node_dir.join("node");
+            std::fs::create_dir_all(&leaf).map_err(|e| v2_error("create", e))?;
+            std::fs::write(leaf.join("cgroup.procs"), "0")
+                .map_err(|e| v2_error("move the node into its own group", e))?;
+            std::fs::write(base.join("cgroup.subtree_control"), &enable)
+                .map_err(|e| v2_error("enable controllers", e))?;
+        }
+        std::fs::write(node_dir.join("cgroup.subtree_control"), &enable)
+            .map_err(|e| v2_error("enable controllers", e))?;
+        std::fs::create_dir_all(&jobs).map_err(|e| v2_error("create", e))?;
+        std::fs::write(jobs.join("cgroup.subtree_control"), &enable)
+            .map_err(|e| v2_error("enable controllers", e))?;
+        clear_stale(&jobs, "job-");
+        Ok(Cgroups { layout: Layout::V2 { parent: jobs, controllers } })
+    }
+
+    /// `cgroup v2` or `cgroup v1`, for `status`.
+    pub fn name(&self) -> &'static str {
+        match self.layout {
+            Layout::V2 { .. } => "cgroup v2",
+            Layout::V1 { .. } => "cgroup v1",
+        }
+    }
+
+    /// Whether a limit of this controller can be enforced.
+    pub fn has(&self, controller: Controller) -> bool {
+        match &self.layout {
+            Layout::V2 { controllers, .. } => controllers.contains(&controller),
+            Layout::V1 { parents, .. } => parents.iter().any(|(c, _)| *c == controller),
+        }
+    }
+
+    /// Makes the groups of job `name` with `limits` written into them.
+    pub fn create(&self, name: &str, limits: &Limits) -> io::Result<JobCgroup> {
+        let mut job = JobCgroup { v2: false, dirs: Vec::new(), join: Vec::new(), limits: *limits };
+        match &self.layout {
+            Layout::V2 { parent, controllers } => {
+                job.v2 = true;
+                let dir = parent.join(name);
+                make_dir(&dir)?;
+                job.add(&dir)?;
+                if let (Some(memory), true) =
+                    (limits.memory, controllers.contains(&Controller::Memory))
+                {
+                    write(&dir, "memory.max", &memory.to_string())?;
+                    // Swap would let a job go past its memory; absent without swap.
+                    let _ = std::fs::write(dir.join("memory.swap.max"), "0");
+                }
+                if let (Some(pids), true) = (limits.pids, controllers.contains(&Controller::Pids)) {
+                    write(&dir, "pids.max", &pids.to_string())?;
+                }
+                if let (Some(cpus), true) =
+                    (limits.cpus_milli, controllers.contains(&Controller::Cpu))
+                {
+                    write(&dir, "cpu.max", &format!("{} {CPU_PERIOD_US}", quota_us(cpus)))?;
+                }
+            }
+            Layout::V1 { parents, prefix } => {
+                for (controller, parent) in parents {
+                    let dir = parent.join(format!("{prefix}{name}"));
+                    make_dir(&dir)?;
+                    job.add(&dir)?;
+                    match controller {
+                        Controller::Memory => {
+                            if let Some(memory) = limits.memory {
+                                write(&dir, "memory.limit_in_bytes", &memory.to_string())?;
+                                if dir.join("memory.memsw.limit_in_bytes").exists() {
+                                    write(
+                                        &dir,
+                                        "memory.memsw.limit_in_bytes",
+                                        &memory.to_string(),
+                                    )?;
+                                }
+                            }
+                        }
+                        Controller::Pids => {
+                            if let Some(pids) = limits.pids {
+                                write(&dir, "pids.max", &pids.to_string())?;
+                            }
+                        }
+                        Controller::Cpu => {
+                            if let Some(cpus) = limits.cpus_milli {
+                                write(&dir, "cpu.cfs_period_us", &CPU_PERIOD_US.to_string())?;
+                                write(&dir, "cpu.cfs_quota_us", &quota_us(cpus).to_string())?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(job)
+    }
+}
+
+fn quota_us(cpus_milli: u32) -> u64 {
+    (u64::from(cpus_milli) * CPU_PERIOD_US / 1000).max(1000)
+}
+
+fn make_dir(dir: &Path) -> io::Result<()> {
+    match std::fs::create_dir(dir) {
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+            kill_members(dir, false);
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn write(dir: &Path, file: &str, value: &str) -> io::Result<()> {
+    std::fs::write(dir.join(file), value).map_err(|error| {
+        io::Error::new(error.kind(), format!("failed to set {}/{file}: {error}", dir.display()))
+    })
+}
+
+/// Kills the processes of every group under `parent` whose name starts with `prefix`
+/// (jobs of an earlier run of this node) and removes the groups.
+fn clear_stale(parent: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_job = entry.file_name().to_str().is_some_and(|n| n.starts_with(prefix));
+        if is_job && path.is_dir() {
+            kill_members(&path, path.join("cgroup.kill").exists());
+            if std::fs::remove_dir(&path).is_ok() {
+                debug!(group = %path.display(), "removed a job group of an earlier run");
+            }
+        }
+    }
+}
+
+/// Kills every process in the group at `dir`, in rounds until it is empty (a process may
+/// fork while the others are being killed).
+fn kill_members(dir: &Path, v2: bool) {
+    if v2 && std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
+    for _ in 0..KILL_ROUNDS {
+        let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) else { return };
+        let pids: Vec<libc::pid_t> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        if pids.is_empty() {
+            return;
+        }
+        for pid in pids {
+            if pid > 1 {
+                // SAFETY: kill only sends a signal; the pid was read from the job's own
+                // group, whose processes are the job's.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// The groups of one job. Their processes are killed and the groups removed by
+/// [`JobCgroup::remove`], or (best effort) on drop.
+#[derive(Debug)]
+pub struct JobCgroup {
+    v2: bool,
+    dirs: Vec<PathBuf>,
+    /// `<dir>/cgroup.procs` of each group, for the job's first process to join.
+    join: Vec<CString>,
+    limits: Limits,
+}
+
+impl JobCgroup {
+    fn add(&mut self, dir: &Path) -> io::Result<()> {
+        let procs = dir.join("cgroup.procs");
+        let path = CString::new(procs.as_os_str().as_bytes())
+            .map_err(|_| io::Error::other("cgroup path holds a nul byte"))?;
+        self.dirs.push(dir.to_owned());
+        self.join.push(path);
+        Ok(())
+    }
+
+    /// The `cgroup.procs` files a process writes `0` to, to join the job's groups.
+    pub fn join_paths(&self) -> &[CString] {
+        &self.join
+    }
+
+    /// The limit the job reached, as its result says it: `memory limit 2 GiB reached`
+    /// when the kernel killed one of its processes for memory, `process limit 64 reached`
+    /// when it refused one a new process.
+    pub fn reached(&self) -> Option<String> {
+        for dir in &self.dirs {
+            let read = |file: &str| std::fs::read_to_string(dir.join(file)).ok();
+            let oom_kills = if self.v2 {
+                read("memory.events").map(|t| counter(&t, "oom_kill"))
+            } else {
+                read("memory.oom_control").map(|t| counter(&t, "oom_kill"))
+            };
+            if let (Some(memory), Some(kills)) = (self.limits.memory, oom_kills) {
+                if kills > 0 {
+                    return Some(format!("memory limit {} reached", format_size(memory)));
+                }
+            }
+            if let (Some(pids), Some(text)) = (self.limits.pids, read("pids.events")) {
+                if counter(&text, "max") > 0 {
+                    return Some(format!("process limit {pids} reached"));
+                }
+            }
+        }
+        None
+    }
+
+    /// Kills every process of the job, wherever it moved in its process tree.
+    pub fn kill_all(&self) {
+        for dir in &self.dirs {
+            kill_members(dir, self.v2);
+        }
+    }
+
+    /// Kills what is left and removes the groups; retried for a moment, since the
+    /// kernel removes a group only once its last process is gone.
+    pub fn remove(mut self) {
+        for _ in 0..100 {
+            self.kill_all();
+            self.dirs.retain(|dir| {
+                std::fs::remove_dir(dir).is_err_and(|e| e.kind() != io::ErrorKind::NotFound)
+            });
+            if self.dirs.is_empty() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        for dir in &self.dirs {
+            debug!(group = %dir.display(), "failed to remove a job group");
+        }
+        self.dirs.clear();
+    }
+}
+
+impl Drop for JobCgroup {
+    fn drop(&mut self) {
+        for dir in &self.dirs {
+            kill_members(dir, self.v2);
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+39 31 0:36 /docker/abc /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+42 23 0:39 / /mnt/with\\040space rw - ext4 /dev/vdb rw
+";
+
+    #[test]
+    fn cgroup_mounts_are_found_with_their_controllers() {
+        let mounts = parse_mounts(HYBRID);
+        assert_eq!(mounts.len(), 5, "{mounts:?}");
+        assert_eq!(mounts[0].v1_controllers.as_deref(), Some(&["cpu".to_owned()][..]));
+        assert_eq!(mounts[2].root, "/docker/abc");
+        assert_eq!(mounts[3].v1_controllers.as_deref(), Some(&[][..]), "name=systemd: none");
+        assert_eq!(mounts[4].v1_controllers, None);
+        assert_eq!(mounts[4].mount_point, PathBuf::from("/sys/fs/cgroup/unified"));
+        assert_eq!(unescape("/mnt/with\\040space"), "/mnt/with space");
+    }
+
+    #[test]
+    fn the_nodes_own_group_is_found_below_the_mount_root() {
+        let own = parse_self("4:memory:/process_api/xyz\n2:cpu,cpuacct:/\n0::/user.slice\n");
+        assert_eq!(own[0], (vec!["memory".to_owned()], "/process_api/xyz".to_owned()));
+        assert_eq!(own[1].0, vec!["cpu".to_owned(), "cpuacct".to_owned()]);
+        assert_eq!(own[2], (vec![], "/user.slice".to_owned()));
+        let mount = |root: &str| Mount {
+            root: root.into(),
+            mount_point: "/sys/fs/cgroup/pids".into(),
+            v1_controllers: Some(vec!["pids".into()]),
+        };
+        assert_eq!(dir_of(&mount("/"), "/a/b"), Some("/sys/fs/cgroup/pids/a/b".into()));
+        assert_eq!(
+            dir_of(&mount("/docker/abc"), "/docker/abc"),
+            Some("/sys/fs/cgroup/pids".into())
+        );
+        assert_eq!(
+            dir_of(&mount("/docker/abc"), "/docker/abc/x"),
+            Some("/sys/fs/cgroup/pids/x".into())
+        );
+        assert_eq!(dir_of(&mount("/docker/abc"), "/docker/abcd"), None);
+        assert_eq!(dir_of(&mount("/docker/abc"), "/other"), None);
+    }
+
+    #[test]
+    fn counters_are_read_from_flat_keyed_files() {
+        let events = "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(counter(events, "oom_kill"), 1);
+        assert_eq!(counter(events, "max"), 12);
+        assert_eq!(counter(events, "missing"), 0);
+        assert_eq!(counter("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", "oom_kill"), 3);
+        assert_eq!(quota_us(1500), 150_000);
+        assert_eq!(quota_us(1), 1000, "the kernel's smallest quota");
+    }
+}
