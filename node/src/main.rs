@@ -11,6 +11,8 @@
 //!   store.
 //! - `observer`, `dispatcher`, `runner`: the three CI roles; `statuses`: the leader's
 //!   poster of commit statuses to forges (`forge`, from the library).
+//! - `sandbox`: how jobs are isolated: bubblewrap, per-job cgroups, `sandbox check`
+//!   (the rules, `isolation`, are in the library).
 //! - `health`: what the cluster task and the observer report for `status`.
 //! - `joblog`: where a job's output lives on the node that ran it (runner and API).
 //! - `git`: mirrors, commit walks and checkouts; `repo_config` (from the library, with
