@@ -59,7 +59,7 @@ pub struct NodeKeys {
 impl NodeKeys {
     /// Every key with its value, as published.
     pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut pairs = vec![
             (KEY_API, self.api.to_string()),
             (KEY_NAME, self.name.clone()),
             (KEY_RAFT, self.raft.as_str().to_owned()),
@@ -68,10 +68,17 @@ impl NodeKeys {
             (KEY_LABELS, self.labels.join(",")),
             (KEY_VERSION, self.version.clone()),
             (KEY_RUNNER_PAUSED, self.runner_paused.clone().unwrap_or_default()),
-            (KEY_SANDBOX, self.sandbox.clone().unwrap_or_default()),
-            (KEY_LIMITS, self.limits.clone().unwrap_or_default()),
             (KEY_LEAVING, self.leaving.to_string()),
-        ]
+        ];
+        // Published once known, and only then: a node without a sandbox gossips the same
+        // keys as versions before it.
+        if let Some(sandbox) = &self.sandbox {
+            pairs.push((KEY_SANDBOX, sandbox.clone()));
+        }
+        if let Some(limits) = &self.limits {
+            pairs.push((KEY_LIMITS, limits.clone()));
+        }
+        pairs
     }
 
     /// Reads the keys through `get`. Gossip is not trusted to be well formed: a missing

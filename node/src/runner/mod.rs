@@ -155,9 +155,11 @@ impl Runner {
             Ok(Err(error)) => warn!(error = %error, "failed to remove old job workspaces"),
             Err(error) => warn!(error = %error, "failed to remove old job workspaces"),
         }
-        self.gossip
-            .set_isolation(self.isolation.sandbox_name(), self.isolation.limits_name())
-            .await;
+        if self.isolation.has_bwrap() {
+            self.gossip
+                .set_isolation(self.isolation.sandbox_name(), self.isolation.limits_name())
+                .await;
+        }
         info!(slots, labels = ?self.settings.labels, "runner started");
         let mut tasks = tokio::task::JoinSet::new();
         for slot in 0..slots {
