@@ -305,20 +305,9 @@ impl TryFrom<RunArgs> for RunConfig {
     fn try_from(layer: RunArgs) -> anyhow::Result<RunConfig> {
         let data_dir = layer
             .data_dir
+            .clone()
             .context("--data-dir is required (or EVENTIDE_DATA_DIR, or data_dir in --config)")?;
-        let sandbox = sandbox(
-            &SandboxArgs {
-                sandbox: layer.sandbox.as_deref(),
-                sandbox_ro_bind: &layer.sandbox_ro_bind,
-                sandbox_bind: &layer.sandbox_bind,
-                job_network: layer.job_network.as_deref(),
-                job_memory: &layer.job_memory,
-                job_pids: layer.job_pids,
-                job_cpus: layer.job_cpus,
-                job_disk: &layer.job_disk,
-            },
-            &data_dir,
-        )?;
+        let sandbox = sandbox(&SandboxArgs::of(&layer), &data_dir)?;
         let listen = match layer.listen {
             Some(text) => parse_addr("listen", &text)?,
             None => DEFAULT_LISTEN.parse().expect("the default address parses"),
@@ -391,19 +380,7 @@ pub fn sandbox_settings(args: RunArgs) -> anyhow::Result<SandboxSettings> {
     };
     let layer = args.or(file);
     let data_dir = layer.data_dir.clone().unwrap_or_else(std::env::temp_dir);
-    sandbox(
-        &SandboxArgs {
-            sandbox: layer.sandbox.as_deref(),
-            sandbox_ro_bind: &layer.sandbox_ro_bind,
-            sandbox_bind: &layer.sandbox_bind,
-            job_network: layer.job_network.as_deref(),
-            job_memory: &layer.job_memory,
-            job_pids: layer.job_pids,
-            job_cpus: layer.job_cpus,
-            job_disk: &layer.job_disk,
-        },
-        &data_dir,
-    )
+    sandbox(&SandboxArgs::of(&layer), &data_dir)
 }
 
 /// The sandbox's part of a layer.
@@ -416,6 +393,21 @@ struct SandboxArgs<'a> {
     job_pids: Option<u32>,
     job_cpus: Option<f64>,
     job_disk: &'a Option<String>,
+}
+
+impl<'a> SandboxArgs<'a> {
+    fn of(layer: &'a RunArgs) -> SandboxArgs<'a> {
+        SandboxArgs {
+            sandbox: layer.sandbox.as_deref(),
+            sandbox_ro_bind: &layer.sandbox_ro_bind,
+            sandbox_bind: &layer.sandbox_bind,
+            job_network: layer.job_network.as_deref(),
+            job_memory: &layer.job_memory,
+            job_pids: layer.job_pids,
+            job_cpus: layer.job_cpus,
+            job_disk: &layer.job_disk,
+        }
+    }
 }
 
 /// `--sandbox*` and `--job-*`. Shared paths must be absolute, exist, and not hold the
@@ -767,6 +759,13 @@ mod tests {
             (RunArgs { heartbeat: Some("1s".into()), ..args("/d") }, "--heartbeat"),
             (RunArgs { labels: vec!["a b".into()], ..args("/d") }, "--labels"),
             (RunArgs { min_free_disk: Some("lots".into()), ..args("/d") }, "--min-free-disk"),
+            (RunArgs { sandbox: Some("docker".into()), ..args("/d") }, "--sandbox"),
+            (RunArgs { sandbox_bind: vec!["relative".into()], ..args("/d") }, "--sandbox-bind"),
+            (RunArgs { sandbox_ro_bind: vec!["/".into()], ..args("/d") }, "--sandbox-ro-bind"),
+            (RunArgs { job_network: Some("off".into()), ..args("/d") }, "--job-network"),
+            (RunArgs { job_memory: Some("lots".into()), ..args("/d") }, "--job-memory"),
+            (RunArgs { job_pids: Some(0), ..args("/d") }, "--job-pids"),
+            (RunArgs { labels: vec!["sandbox:bwrap".into()], ..args("/d") }, "--labels"),
             (RunArgs { http_max_connections: Some(4), ..args("/d") }, "--http-max-connections"),
             (
                 RunArgs { http_header_timeout: Some("10ms".into()), ..args("/d") },
