@@ -216,7 +216,11 @@ fn every_endpoint_and_error_answers_as_documented() {
     let repo = GitRepo::new();
     repo.configure("echo Ran 1 test; echo OK", "");
     let tested = repo.commit("passing");
-    let cluster = Cluster::start(3, Options::watching(repo.url()));
+    // The documented status shows a runner's sandbox, so these runners have one
+    // (scripts/setup.sh installs bubblewrap).
+    let mut options = Options::watching(repo.url());
+    options.extra.extend(["--sandbox".into(), "bwrap".into()]);
+    let cluster = Cluster::start(3, options);
     // A node that has not formed a cluster: no leader, ever.
     let lonely = Cluster::start(1, Options::default());
     let lone = lonely.nodes[0].addr;
