@@ -91,14 +91,13 @@ fn sandbox_line(nodes: &[NodeStatus]) -> Option<String> {
     let mut sandboxes: BTreeMap<&str, usize> = BTreeMap::new();
     let mut limits: BTreeMap<&str, usize> = BTreeMap::new();
     for node in nodes.iter().filter(|n| n.slots > 0) {
-        if let Some(sandbox) = node.sandbox.as_deref() {
-            *sandboxes.entry(sandbox).or_default() += 1;
-        }
+        // A runner without a sandbox says nothing of one.
+        *sandboxes.entry(node.sandbox.as_deref().unwrap_or("none")).or_default() += 1;
         if let Some(limit) = node.limits.as_deref() {
             *limits.entry(limit).or_default() += 1;
         }
     }
-    if sandboxes.is_empty() {
+    if sandboxes.keys().all(|name| *name == "none") {
         return None;
     }
     let count = |map: &BTreeMap<&str, usize>| {

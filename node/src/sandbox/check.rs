@@ -32,8 +32,8 @@ if touch /usr/.eventide-probe 2>/dev/null; then rm -f /usr/.eventide-probe; echo
 if touch /etc/.eventide-probe 2>/dev/null; then rm -f /etc/.eventide-probe; echo "write_etc=allowed"; else echo "write_etc=refused"; fi
 if touch /tmp/.eventide-probe 2>/dev/null; then echo "write_tmp=allowed"; else echo "write_tmp=refused"; fi
 if touch ./.eventide-probe 2>/dev/null; then echo "write_workspace=allowed"; else echo "write_workspace=refused"; fi
-if command -v python3 >/dev/null 2>&1; then
-  if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 2)" "$3" 2>/dev/null; then
+if command -v bash >/dev/null 2>&1; then
+  if bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$3" 2>/dev/null; then
     echo "loopback=reached"; else echo "loopback=unreachable"; fi
 else echo "loopback=unknown"; fi
 "#;
