@@ -19,6 +19,8 @@ fn sandboxed(repo: &GitRepo, extra: &[&str], secret: bool) -> Cluster {
     let mut options = Options::watching(repo.url());
     options.bootstrap_expect = 1;
     options.extra.extend(["--sandbox", "bwrap"].iter().chain(extra).map(|s| s.to_string()));
+    // The runner's TMPDIR, which its jobs do not see: theirs is their private /tmp.
+    options.env = vec![("TMPDIR".into(), "/var/tmp".into())];
     if secret {
         options.secret = Some("a sandbox test secret of enough length".into());
     }
@@ -74,6 +76,7 @@ for environ in /proc/[0-9]*/environ; do
   if grep -q EVENTIDE_LOG= "$environ" 2>/dev/null; then node_env=yes; fi
 done
 echo "node_environ_readable=$node_env"
+echo "tmpdir=$TMPDIR"
 echo "node_pid_visible=$(seen test -e "/proc/$NODE_PID")"
 echo "data_dir_entries=$(ls -A "$DATA_DIR" 2>/dev/null | grep -cv '^work$')"
 echo "secret_file_readable=$(seen cat "$SECRET_FILE")"
@@ -143,6 +146,7 @@ fn a_sandboxed_job_sees_and_writes_only_its_workspace_tmp_and_what_it_was_given(
     let expected = [
         ("node_environ_readable", "no"),
         ("node_pid_visible", "no"),
+        ("tmpdir", "/tmp"),
         ("data_dir_entries", "0"),
         ("secret_file_readable", "no"),
         ("outside_readable", "no"),

@@ -105,7 +105,7 @@ async fn execute(
     log: &Path,
     cancel: watch::Receiver<bool>,
 ) -> Option<Outcome> {
-    let env = job_env(assignment, config, workspace);
+    let mut env = job_env(assignment, config, workspace);
     let home = env.iter().find(|(name, _)| name == "HOME").map(|(_, home)| PathBuf::from(home));
     let name = format!("job-{}-{}", assignment.job, assignment.attempt);
     let isolation = match runner.isolation.prepare(
@@ -122,6 +122,11 @@ async fn execute(
             return Some(error_outcome(message, Duration::ZERO));
         }
     };
+    if !isolation.wrapper.is_empty() && !config.env.contains_key("TMPDIR") {
+        // The runner's TMPDIR is not inside the sandbox; its private /tmp is.
+        env.retain(|(key, _)| key != "TMPDIR");
+        env.push(("TMPDIR".to_owned(), "/tmp".to_owned()));
+    }
     let mut preamble = isolation.notes.clone();
     if !isolation.limits.is_unlimited() {
         preamble.push(format!("limits: {}", isolation.limits));
