@@ -150,6 +150,12 @@ mod tests {
                 at: Timestamp(4),
             },
             Command::RemoveSecret { name: "DEPLOY_KEY".into(), at: Timestamp(5) },
+            Command::SetRestrictedSecret {
+                name: "PYPI_TOKEN".into(),
+                sealed: crate::auth::Sealed { nonce: [5; 24], ciphertext: vec![6; 40] },
+                branches: vec!["main".into(), "release/*".into()],
+                at: Timestamp(6),
+            },
         ]
     }
 

@@ -66,6 +66,11 @@ pub enum Command {
     /// for good (`refused`: its answer). Either way the status leaves the outbox; a
     /// status enqueued for the same job since stays.
     StatusDelivered { id: u64, refused: Option<String>, at: Timestamp },
+    /// Store a secret's value as [`Command::SetSecret`] does, for jobs of the branches
+    /// matching `branches` only ([`branch_matches`](crate::state::branch_matches)). An
+    /// empty list is no restriction; `SetSecret` also clears one. Older binaries cannot
+    /// decode it: set restricted secrets once every node runs a version that has them.
+    SetRestrictedSecret { name: String, sealed: Sealed, branches: Vec<String>, at: Timestamp },
 }
 
 impl Command {
@@ -109,6 +114,9 @@ impl Command {
                 Command::WatchRepo { url, settings, .. } => url.len() + settings_size(settings),
                 Command::SetRepoSettings { settings, .. } => settings_size(settings),
                 Command::StatusDelivered { refused, .. } => refused.as_ref().map_or(0, String::len),
+                Command::SetRestrictedSecret { name, sealed, branches, .. } => {
+                    name.len() + sealed.nonce.len() + sealed.ciphertext.len() + strings(branches)
+                }
             }
     }
 }

@@ -18,9 +18,9 @@ use std::time::Instant;
 use eventide_consensus::auth::{Sealed, NONCE_BYTES};
 use eventide_consensus::codec::{self, STORED_LIMIT};
 use eventide_consensus::state::{
-    largest_state_bytes, Cursor, MAX_BRANCH_BYTES, MAX_COMMITS_PER_OBSERVE, MAX_FAILING_NAMES,
-    MAX_LABELS, MAX_LABEL_BYTES, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, MAX_REASON_BYTES,
-    MAX_SEALED_BYTES, MAX_SECRETS, MAX_SECRET_NAME_BYTES, MAX_TEST_NAME_BYTES,
+    largest_state_bytes, Cursor, MAX_BRANCH_BYTES, MAX_BRANCH_PATTERNS, MAX_COMMITS_PER_OBSERVE,
+    MAX_FAILING_NAMES, MAX_LABELS, MAX_LABEL_BYTES, MAX_MESSAGE_BYTES, MAX_NAME_BYTES,
+    MAX_REASON_BYTES, MAX_SEALED_BYTES, MAX_SECRETS, MAX_SECRET_NAME_BYTES, MAX_TEST_NAME_BYTES,
 };
 use eventide_consensus::store::{self, StateMachineStore};
 use eventide_consensus::types::{Entry, LogId};
@@ -225,7 +225,10 @@ async fn the_largest_state_the_limits_allow_round_trips_through_a_snapshot() {
             Sealed { nonce: [0xff; NONCE_BYTES], ciphertext: vec![0xa5; MAX_SEALED_BYTES] };
         let at = builder.now();
         let reply = Reply::SecretSet { name: name.clone(), created_at: at, updated_at: at };
-        builder.push(Command::SetSecret { name, sealed, at }, reply).await;
+        let branches = (0..MAX_BRANCH_PATTERNS)
+            .map(|p| format!("!{p:0>width$}", width = MAX_BRANCH_BYTES))
+            .collect();
+        builder.push(Command::SetRestrictedSecret { name, sealed, branches, at }, reply).await;
     }
     builder.flush().await;
     let built = started.elapsed();

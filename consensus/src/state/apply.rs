@@ -33,7 +33,7 @@ impl State {
             Command::Cancel { job, reason, at } => self.cancel(*job, reason, *at),
             Command::SetLimits { limits } => self.set_limits(limits),
             Command::Batch(commands) => Ok(self.apply_batch(commands)),
-            Command::SetSecret { name, sealed, at } => self.set_secret(name, sealed, *at),
+            Command::SetSecret { name, sealed, at } => self.set_secret(name, sealed, &[], *at),
             Command::RemoveSecret { name, .. } => self.remove_secret(name),
             Command::WatchRepo { url, settings, at } => self.watch_repo(url, settings, *at),
             Command::SetRepoSettings { repo, settings, .. } => {
@@ -41,6 +41,9 @@ impl State {
             }
             Command::StatusDelivered { id, refused, at } => {
                 Ok(self.status_delivered(*id, refused.as_deref(), *at))
+            }
+            Command::SetRestrictedSecret { name, sealed, branches, at } => {
+                self.set_secret(name, sealed, branches, *at)
             }
         };
         result.unwrap_or_else(Reply::Refused)

@@ -18,7 +18,8 @@
 //!   failing test names;
 //! - attempts per job: `max_attempts` (an attempt starts only at the current attempt
 //!   number, which only a requeue below `max_attempts` raises);
-//! - secrets: [`MAX_SECRETS`], each at most [`MAX_SEALED_BYTES`] sealed;
+//! - secrets: [`MAX_SECRETS`], each at most [`MAX_SEALED_BYTES`] sealed and restricted to
+//!   at most [`MAX_BRANCH_PATTERNS`] branch patterns;
 //! - forge data: settings and a refusal per repository, [`MAX_OUTBOX`] statuses.
 //!
 //! The default limits are also the most [`Limits::problem`] accepts, so
@@ -99,6 +100,9 @@ pub fn largest_state_bytes(limits: &Limits) -> u64 {
     // Its name (the map key), the nonce (a fixed array), the ciphertext, two time stamps.
     let secret =
         text(MAX_SECRET_NAME_BYTES) + NONCE_BYTES as u64 + text(MAX_SEALED_BYTES) + 2 * U64;
+    // Its name again (the key of the branches map) and its branch patterns.
+    let restriction =
+        text(MAX_SECRET_NAME_BYTES) + LEN + MAX_BRANCH_PATTERNS as u64 * text(MAX_BRANCH_BYTES + 1);
 
     // Forge, api url, four secret names, CA file, branch patterns (`!` and a branch name),
     // poll interval, context.
@@ -114,14 +118,14 @@ pub fn largest_state_bytes(limits: &Limits) -> u64 {
     let refusal = U64 + U64 + text(MAX_FORGE_ANSWER_BYTES);
     let forge = repos * (U64 + settings + refusal) + MAX_OUTBOX as u64 * status;
 
-    let fixed = 7 * U32 + 3 * U64 + 9 * LEN;
+    let fixed = 7 * U32 + 3 * U64 + 10 * LEN;
     fixed
         + repos * (U64 + repo + U64 + LEN) // in the repository map and the cursor map
         + branches * cursor
         + open_jobs * open_job
         + final_jobs * final_job
         + outputs * output
-        + MAX_SECRETS as u64 * secret
+        + MAX_SECRETS as u64 * (secret + restriction)
         + forge
 }
 

@@ -145,17 +145,8 @@ impl RepoSettings {
                 return Some("ca file path contains control characters".to_owned());
             }
         }
-        if self.branches.len() > MAX_BRANCH_PATTERNS {
-            return Some(format!("at most {MAX_BRANCH_PATTERNS} branch patterns"));
-        }
-        for pattern in &self.branches {
-            let bare = pattern.strip_prefix('!').unwrap_or(pattern);
-            if bare.is_empty() || bare.len() > super::MAX_BRANCH_BYTES {
-                return Some(format!("branch pattern {pattern:?} is empty or too long"));
-            }
-            if bare.chars().any(|c| c.is_control() || c.is_whitespace() || c == ',') {
-                return Some(format!("branch pattern {pattern:?} has a space or a comma"));
-            }
+        if let Some(problem) = branch_patterns_problem(&self.branches) {
+            return Some(problem);
         }
         if let Some(ms) = self.poll_interval_ms {
             if !POLL_INTERVAL_MS.contains(&ms) {
@@ -182,6 +173,25 @@ impl RepoSettings {
     pub fn context(&self) -> &str {
         self.status_context.as_deref().unwrap_or(DEFAULT_STATUS_CONTEXT)
     }
+}
+
+/// Why `patterns` cannot be a list of branch patterns (see [`branch_matches`]), if they
+/// cannot: at most [`MAX_BRANCH_PATTERNS`], each a branch name's length at most, with no
+/// space, control character or comma (lists are typed comma-separated).
+pub fn branch_patterns_problem(patterns: &[String]) -> Option<String> {
+    if patterns.len() > MAX_BRANCH_PATTERNS {
+        return Some(format!("at most {MAX_BRANCH_PATTERNS} branch patterns"));
+    }
+    for pattern in patterns {
+        let bare = pattern.strip_prefix('!').unwrap_or(pattern);
+        if bare.is_empty() || bare.len() > super::MAX_BRANCH_BYTES {
+            return Some(format!("branch pattern {pattern:?} is empty or too long"));
+        }
+        if bare.chars().any(|c| c.is_control() || c.is_whitespace() || c == ',') {
+            return Some(format!("branch pattern {pattern:?} has a space or a comma"));
+        }
+    }
+    None
 }
 
 /// Whether `branch` passes `patterns`: no patterns pass every branch; otherwise a

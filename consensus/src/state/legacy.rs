@@ -12,6 +12,9 @@
 //!
 //! Version 3 had no repository settings and no status outbox. Its data loads without
 //! them; a state without them is still written as version 3 (or 2), for the same reason.
+//!
+//! Version 4 had no branch restrictions of secrets. Its data loads with every secret for
+//! every branch; a state without restrictions is still written as version 4 (or older).
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -43,7 +46,8 @@ struct OldData<L> {
 }
 
 impl<L> OldData<L> {
-    /// Today's data, with the limits made by `limits` and an empty secret store.
+    /// Today's data, with the limits made by `limits`, an empty secret store and no forge
+    /// data.
     fn into_data(self, limits: impl FnOnce(L) -> Limits) -> Data {
         Data {
             limits: limits(self.limits),
@@ -56,22 +60,24 @@ impl<L> OldData<L> {
             outputs_kept: self.outputs_kept,
             secrets: BTreeMap::new(),
             forge: ForgeData::default(),
+            secret_branches: BTreeMap::new(),
         }
     }
 }
 
-/// The data of version 3: today's [`Data`] without its forge half.
+/// The data of version 3: version 2's, then the secret store, which is today's [`Data`]
+/// without its forge half and the secrets' branches.
 #[derive(Deserialize)]
 struct DataV3 {
-    limits: Limits,
-    last_repo_id: u64,
-    last_job_id: u64,
-    repos: BTreeMap<RepoId, Repo>,
-    cursors: BTreeMap<RepoId, BTreeMap<String, Cursor>>,
-    jobs: BTreeMap<JobId, Job>,
-    finished: VecDeque<JobId>,
-    outputs_kept: VecDeque<JobId>,
+    v2: OldData<Limits>,
     secrets: BTreeMap<String, StoredSecret>,
+}
+
+impl DataV3 {
+    /// Today's data, with `forge` and no secret restricted to branches.
+    fn into_data(self, forge: ForgeData) -> Data {
+        Data { secrets: self.secrets, forge, ..self.v2.into_data(|limits| limits) }
+    }
 }
 
 /// A [`State`] decoded from version 3 data: the same, with no forge settings or outbox.
@@ -79,19 +85,7 @@ pub struct StateV3(pub State);
 
 impl<'de> Deserialize<'de> for StateV3 {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let old = DataV3::deserialize(deserializer)?;
-        let data = Data {
-            limits: old.limits,
-            last_repo_id: old.last_repo_id,
-            last_job_id: old.last_job_id,
-            repos: old.repos,
-            cursors: old.cursors,
-            jobs: old.jobs,
-            finished: old.finished,
-            outputs_kept: old.outputs_kept,
-            secrets: old.secrets,
-            forge: ForgeData::default(),
-        };
+        let data = DataV3::deserialize(deserializer)?.into_data(ForgeData::default());
         let index = Index::build(&data);
         Ok(StateV3(State { data, index }))
     }
@@ -112,11 +106,16 @@ pub struct WrittenV3<'a> {
 }
 
 impl<'a> WrittenV3<'a> {
-    /// `state` in version 3's shape; `None` when it has forge settings or statuses,
-    /// which version 3 cannot hold.
+    /// `state` in version 3's shape; `None` when it has forge settings or statuses, or
+    /// secrets restricted to branches, which version 3 cannot hold.
     pub fn of(state: &'a State) -> Option<Self> {
         let data = &state.data;
-        data.forge.is_empty().then_some(WrittenV3 {
+        (data.forge.is_empty() && data.secret_branches.is_empty()).then(|| WrittenV3::fields(data))
+    }
+
+    /// The fields of `data` that version 3 has.
+    fn fields(data: &'a Data) -> Self {
+        WrittenV3 {
             limits: &data.limits,
             last_repo_id: data.last_repo_id,
             last_job_id: data.last_job_id,
@@ -126,7 +125,46 @@ impl<'a> WrittenV3<'a> {
             finished: &data.finished,
             outputs_kept: &data.outputs_kept,
             secrets: &data.secrets,
-        })
+        }
+    }
+}
+
+/// The data of version 4: version 3's, then the forge half, which is today's [`Data`]
+/// without the secrets' branches (bincode writes a nested struct's fields in line).
+#[derive(Deserialize)]
+struct DataV4 {
+    v3: DataV3,
+    forge: ForgeData,
+}
+
+/// A [`State`] decoded from version 4 data: the same, every secret for every branch.
+pub struct StateV4(pub State);
+
+impl<'de> Deserialize<'de> for StateV4 {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let DataV4 { v3, forge } = DataV4::deserialize(deserializer)?;
+        let data = v3.into_data(forge);
+        let index = Index::build(&data);
+        Ok(StateV4(State { data, index }))
+    }
+}
+
+/// A state without restricted secrets as version 4 encodes it: version 3's fields, then
+/// the forge half.
+#[derive(Serialize)]
+pub struct WrittenV4<'a> {
+    v3: WrittenV3<'a>,
+    forge: &'a ForgeData,
+}
+
+impl<'a> WrittenV4<'a> {
+    /// `state` in version 4's shape; `None` when a secret is restricted to branches,
+    /// which version 4 cannot hold.
+    pub fn of(state: &'a State) -> Option<Self> {
+        let data = &state.data;
+        data.secret_branches
+            .is_empty()
+            .then(|| WrittenV4 { v3: WrittenV3::fields(data), forge: &data.forge })
     }
 }
 
@@ -183,7 +221,8 @@ impl<'a> WrittenV2<'a> {
     /// version 2 cannot hold.
     pub fn of(state: &'a State) -> Option<Self> {
         let data = &state.data;
-        (data.secrets.is_empty() && data.forge.is_empty()).then_some(WrittenV2 {
+        let plain = data.secrets.is_empty() && data.secret_branches.is_empty();
+        (plain && data.forge.is_empty()).then_some(WrittenV2 {
             limits: &data.limits,
             last_repo_id: data.last_repo_id,
             last_job_id: data.last_job_id,
@@ -291,11 +330,12 @@ mod tests {
         assert_eq!(loaded, state);
         assert!(loaded.secrets().is_empty());
 
-        // Version 2 is today's data without the secrets map and the forge data, which
-        // bincode writes last: when both are empty, five bytes (the lengths of the
-        // secrets, settings, outbox and refusals maps, and a last status id of 0).
+        // Version 2 is today's data without the secrets map, the forge data and the
+        // secrets' branches, which bincode writes last: when all are empty, six bytes
+        // (the lengths of the secrets, settings, outbox, refusals and branches maps, and
+        // a last status id of 0).
         let today = codec::encode(&state.data).expect("encodes");
-        assert_eq!(today[..today.len() - 5], bytes[..], "only the empty parts differ");
+        assert_eq!(today[..today.len() - 6], bytes[..], "only the empty parts differ");
 
         let mut with_secret = state;
         with_secret.apply(&Command::SetSecret {
@@ -304,5 +344,31 @@ mod tests {
             at: Timestamp(3),
         });
         assert!(WrittenV2::of(&with_secret).is_none(), "version 2 cannot hold a secret");
+    }
+
+    #[test]
+    fn version_4_data_loads_with_every_secret_for_every_branch() {
+        let mut state = sample();
+        let sealed = crate::auth::Sealed { nonce: [7; 24], ciphertext: vec![1; 20] };
+        state.apply(&Command::SetSecret { name: "TOKEN".into(), sealed, at: Timestamp(3) });
+        let written = WrittenV4::of(&state).expect("no restricted secret");
+        let bytes = codec::encode(&written).expect("encodes");
+        let StateV4(loaded) = codec::decode_stored(&bytes).expect("version 4 decodes");
+        assert_eq!(loaded, state);
+        assert_eq!(loaded.secrets()[0].branches, Vec::<String>::new());
+
+        // Version 4 is today's data without the branches map, written last: one byte.
+        let today = codec::encode(&state.data).expect("encodes");
+        assert_eq!(today[..today.len() - 1], bytes[..], "only the empty map differs");
+
+        let mut restricted = state;
+        restricted.apply(&Command::SetRestrictedSecret {
+            name: "TOKEN".into(),
+            sealed: crate::auth::Sealed { nonce: [8; 24], ciphertext: vec![2; 20] },
+            branches: vec!["main".into()],
+            at: Timestamp(4),
+        });
+        assert!(WrittenV4::of(&restricted).is_none(), "version 4 cannot hold a restriction");
+        assert!(WrittenV3::of(&restricted).is_none() && WrittenV2::of(&restricted).is_none());
     }
 }

@@ -32,18 +32,18 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use self::bounds::largest_state_bytes;
 use self::forge::ForgeData;
 pub use self::forge::{
-    branch_matches, status_description, ForgeKind, ForgeRefusal, RepoSettings, StatusUpdate,
-    DEFAULT_STATUS_CONTEXT, MAX_BRANCH_PATTERNS, MAX_DESCRIPTION_BYTES, MAX_FORGE_ANSWER_BYTES,
-    MAX_OUTBOX,
+    branch_matches, branch_patterns_problem, status_description, ForgeKind, ForgeRefusal,
+    RepoSettings, StatusUpdate, DEFAULT_STATUS_CONTEXT, MAX_BRANCH_PATTERNS, MAX_DESCRIPTION_BYTES,
+    MAX_FORGE_ANSWER_BYTES, MAX_OUTBOX,
 };
 pub use self::job::{Attempt, Cursor, Job, JobResult, JobStatus, Repo, Trigger};
 #[cfg(test)]
 pub(crate) use self::legacy::WrittenV1;
-pub use self::legacy::{StateV1, StateV2, StateV3, WrittenV2, WrittenV3};
+pub use self::legacy::{StateV1, StateV2, StateV3, StateV4, WrittenV2, WrittenV3, WrittenV4};
 pub use self::query::{JobFilter, QueueCounts};
 pub use self::secrets::{
-    sealed_size_problem, secret_name_problem, SecretInfo, StoredSecret, MAX_SEALED_BYTES,
-    MAX_SECRETS, MAX_SECRET_NAME_BYTES, MAX_SECRET_VALUE_BYTES,
+    sealed_size_problem, secret_name_problem, SecretAccess, SecretInfo, StoredSecret,
+    MAX_SEALED_BYTES, MAX_SECRETS, MAX_SECRET_NAME_BYTES, MAX_SECRET_VALUE_BYTES,
 };
 use crate::types::{CommitId, JobId, NodeId, RepoId};
 
@@ -156,6 +156,10 @@ struct Data {
     secrets: BTreeMap<String, StoredSecret>,
     /// Repository settings and the status outbox (added in snapshot payload version 4).
     forge: ForgeData,
+    /// The branch patterns of the secrets restricted to some branches (added in snapshot
+    /// payload version 5); a secret without an entry is for every branch. Every key is a
+    /// name in `secrets`.
+    secret_branches: BTreeMap<String, Vec<String>>,
 }
 
 /// Indexes derived from [`Data`]; never serialized.

@@ -1,10 +1,11 @@
 //! The current snapshot in sled, and the format of a snapshot's data.
 //!
-//! A snapshot's data is `codec((PAYLOAD_V4, Payload))`: the last applied log id, the last
+//! A snapshot's data is `codec((PAYLOAD_V5, Payload))`: the last applied log id, the last
 //! membership and the whole CI [`State`], behind the codec's format version and the
-//! payload's own. A state without forge data is written as version 3, and one without
-//! secrets either as version 2 (see [`WrittenV3`], [`WrittenV2`]), so that binaries from
-//! before those parts read it; versions 3 and 2 load without them (see [`StateV3`],
+//! payload's own. A state without secrets restricted to branches is written as version 4,
+//! one without forge data either as version 3, and one without secrets at all as version
+//! 2 (see [`WrittenV4`], [`WrittenV3`], [`WrittenV2`]), so that binaries from before those
+//! parts read it; versions 4, 3 and 2 load without them (see [`StateV4`], [`StateV3`],
 //! [`StateV2`]). The meta repeats the
 //! first two; a payload that disagrees with its meta is refused on install and on load.
 //! A payload of version 1 (written before the state had limits per repository) has no
@@ -23,11 +24,13 @@ use tracing::debug;
 use super::error::StoreError;
 use super::keys;
 use crate::codec;
-use crate::state::{State, StateV1, StateV2, StateV3, WrittenV2, WrittenV3};
+use crate::state::{State, StateV1, StateV2, StateV3, StateV4, WrittenV2, WrittenV3, WrittenV4};
 use crate::types::{LogId, SnapshotMeta, StoredMembership};
 
-/// The payload's format version, written in front of it: 4 with forge settings and the
-/// status outbox.
+/// The payload's format version, written in front of it: 5 with secrets restricted to
+/// branches.
+const PAYLOAD_V5: u8 = 5;
+/// The payload version before secrets' branches, still written for a state without them.
 const PAYLOAD_V4: u8 = 4;
 /// The payload version before forge data, still written for a state without it.
 const PAYLOAD_V3: u8 = 3;
@@ -49,8 +52,10 @@ impl Payload<&State> {
             codec::encode(&(PAYLOAD_V2, self.with(state)))
         } else if let Some(state) = WrittenV3::of(self.state) {
             codec::encode(&(PAYLOAD_V3, self.with(state)))
+        } else if let Some(state) = WrittenV4::of(self.state) {
+            codec::encode(&(PAYLOAD_V4, self.with(state)))
         } else {
-            codec::encode(&(PAYLOAD_V4, self))
+            codec::encode(&(PAYLOAD_V5, self))
         };
         encoded.map_err(StoreError::encode("snapshot data"))
     }
@@ -73,8 +78,13 @@ impl Payload<State> {
     pub(super) fn decode_for(meta: &SnapshotMeta, data: &[u8]) -> Result<Self, StoreError> {
         // `data` is the codec's version, then the payload's (a u8 is one byte in bincode).
         let payload = match data.get(1) {
-            Some(&PAYLOAD_V4) => codec::decode_stored::<(u8, Payload<State>)>(data)
+            Some(&PAYLOAD_V5) => codec::decode_stored::<(u8, Payload<State>)>(data)
                 .map(|(_, payload)| payload)
+                .map_err(StoreError::decode("snapshot data"))?,
+            Some(&PAYLOAD_V4) => codec::decode_stored::<(u8, Payload<StateV4>)>(data)
+                .map(|(_, Payload { last_applied, last_membership, state: StateV4(state) })| {
+                    Payload { last_applied, last_membership, state }
+                })
                 .map_err(StoreError::decode("snapshot data"))?,
             Some(&PAYLOAD_V3) => codec::decode_stored::<(u8, Payload<StateV3>)>(data)
                 .map(|(_, Payload { last_applied, last_membership, state: StateV3(state) })| {
@@ -297,6 +307,47 @@ mod tests {
         assert_eq!(data[1], PAYLOAD_V4);
         let decoded = Payload::decode_for(&meta(last_applied), &data).expect("decodes");
         assert_eq!(decoded.state, state, "settings, outbox and its index come back");
+    }
+
+    #[test]
+    fn a_state_with_a_restricted_secret_is_version_5_and_an_old_version_4_still_loads() {
+        let last_applied = Some(LogId::new(openraft::CommittedLeaderId::new(1, NodeId(1)), 7));
+        let membership = StoredMembership::default();
+        let mut state = sample();
+        state.apply(&Command::SetRepoSettings {
+            repo: crate::types::RepoId(1),
+            settings: crate::state::RepoSettings {
+                forge: Some(crate::state::ForgeKind::Github),
+                ..Default::default()
+            },
+            at: Timestamp(2),
+        });
+        let sealed = crate::auth::Sealed { nonce: [7; 24], ciphertext: vec![1; 20] };
+        state.apply(&Command::SetSecret { name: "PYPI".into(), sealed, at: Timestamp(3) });
+        let version_4 =
+            Payload { last_applied, last_membership: membership.clone(), state: &state }
+                .encode()
+                .expect("encodes");
+        assert_eq!(version_4[1], PAYLOAD_V4, "what binaries without restrictions read");
+        let decoded = Payload::decode_for(&meta(last_applied), &version_4).expect("decodes");
+        assert_eq!(decoded.state, state);
+
+        let sealed = crate::auth::Sealed { nonce: [8; 24], ciphertext: vec![2; 20] };
+        let branches = vec!["main".to_owned(), "release/*".to_owned()];
+        let reply = state.apply(&Command::SetRestrictedSecret {
+            name: "PYPI".into(),
+            sealed,
+            branches: branches.clone(),
+            at: Timestamp(4),
+        });
+        assert!(reply.refusal().is_none(), "{reply:?}");
+        let data = Payload { last_applied, last_membership: membership, state: &state }
+            .encode()
+            .expect("encodes");
+        assert_eq!(data[1], PAYLOAD_V5);
+        let decoded = Payload::decode_for(&meta(last_applied), &data).expect("decodes");
+        assert_eq!(decoded.state, state);
+        assert_eq!(decoded.state.secret_branches("PYPI"), branches);
     }
 
     #[test]
