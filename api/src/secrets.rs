@@ -14,17 +14,27 @@ pub struct SecretDoc {
     pub created_at: u64,
     /// Milliseconds since the Unix epoch; the last time the value was set.
     pub updated_at: u64,
+    /// Branch patterns of the jobs that get it (`main`, `release/*`); empty: every branch.
+    #[serde(default)]
+    pub branches: Vec<String>,
 }
 
 /// The body of `PUT /api/v1/secrets/{name}`. Its `Debug` never shows the value.
 #[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
 pub struct SetSecret {
     pub value: String,
+    /// Branch patterns of the jobs that get it; left out or empty: every branch (a
+    /// restriction set before is cleared).
+    #[serde(default)]
+    pub branches: Vec<String>,
 }
 
 impl fmt::Debug for SetSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SetSecret { value: <redacted> }")
+        f.debug_struct("SetSecret")
+            .field("value", &format_args!("<redacted>"))
+            .field("branches", &self.branches)
+            .finish()
     }
 }
 
@@ -40,7 +50,7 @@ mod tests {
 
     #[test]
     fn debug_shows_no_value() {
-        let body = SetSecret { value: "do-not-print".into() };
-        assert_eq!(format!("{body:?}"), "SetSecret { value: <redacted> }");
+        let body = SetSecret { value: "do-not-print".into(), branches: vec!["main".into()] };
+        assert_eq!(format!("{body:?}"), r#"SetSecret { value: <redacted>, branches: ["main"] }"#);
     }
 }

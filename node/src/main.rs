@@ -156,7 +156,7 @@ enum Commands {
     /// Manage the cluster's secret store (values are sealed; only names are shown).
     #[command(
         subcommand,
-        after_help = "Examples:\n  eventide-node secret set DEPLOY_KEY --from-file ./deploy_key\n  printf %s \"$TOKEN\" | eventide-node secret set FORGE_TOKEN\n  eventide-node secret list"
+        after_help = "Examples:\n  eventide-node secret set DEPLOY_KEY --from-file ./deploy_key\n  printf %s \"$TOKEN\" | eventide-node secret set FORGE_TOKEN\n  eventide-node secret set PYPI_TOKEN --branches 'main,release/*' < pypi_token.txt\n  eventide-node secret list"
     )]
     Secret(SecretCommand),
     /// Check the job sandbox on this machine: run a probe job as the runner would and
@@ -271,7 +271,7 @@ enum SecretCommand {
     /// Store a secret, or replace its value: read from --from-file, else from stdin (one
     /// trailing newline stripped); never from an argument, which `ps` would show.
     #[command(
-        after_help = "Examples:\n  eventide-node secret set DEPLOY_KEY --from-file ./deploy_key\n  eventide-node secret set FORGE_TOKEN < token.txt"
+        after_help = "Examples:\n  eventide-node secret set DEPLOY_KEY --from-file ./deploy_key\n  eventide-node secret set FORGE_TOKEN < token.txt\n  eventide-node secret set PYPI_TOKEN --branches 'main,release/*' < pypi_token.txt"
     )]
     Set {
         /// The secret's name: letters, digits and '_', not starting with a digit, at most 64.
@@ -279,10 +279,15 @@ enum SecretCommand {
         /// Read the value from this file (as it is, nothing stripped).
         #[arg(long, value_name = "FILE")]
         from_file: Option<std::path::PathBuf>,
+        /// Give it only to jobs of these branches, comma-separated patterns as `repo add
+        /// --branches` takes them (e.g. 'main,release/*'); left out: every branch, and a
+        /// restriction set before is cleared.
+        #[arg(long, value_name = "PATTERNS")]
+        branches: Option<String>,
         #[command(flatten)]
         node: NodeArgs,
     },
-    /// List the stored secrets' names and times (never their values).
+    /// List the stored secrets' names, times and branches (never their values).
     #[command(
         after_help = "Examples:\n  eventide-node secret list\n  eventide-node secret list --json"
     )]
@@ -364,8 +369,8 @@ fn main() -> ExitCode {
             Commands::Repo(RepoCommand::List { node, json }) => {
                 client::repos::list(&node, json).await
             }
-            Commands::Secret(SecretCommand::Set { name, from_file, node }) => {
-                client::secrets::set(&node, &name, from_file.as_deref()).await
+            Commands::Secret(SecretCommand::Set { name, from_file, branches, node }) => {
+                client::secrets::set(&node, &name, from_file.as_deref(), branches.as_deref()).await
             }
             Commands::Secret(SecretCommand::List { node, json }) => {
                 client::secrets::list(&node, json).await

@@ -1,5 +1,6 @@
-//! `PUT /api/v1/secrets/{name}` with `{"value": "..."}` sets a secret, `GET
-//! /api/v1/secrets` lists names and times (never values) and `DELETE
+//! `PUT /api/v1/secrets/{name}` with `{"value": "...", "branches": [...]}` sets a secret
+//! (for the jobs of those branches only, if any are given), `GET /api/v1/secrets` lists
+//! names, times and branches (never values) and `DELETE
 //! /api/v1/secrets/{name}` removes one; writes go through the leader, from any node.
 //!
 //! This node seals the value before proposing it, so the Raft log, the snapshots and
@@ -15,7 +16,9 @@ use axum::Json;
 use eventide_api::{RemovedSecretDoc, SecretDoc, SetSecret};
 use eventide_consensus::auth::{Sealer, Zeroizing};
 use eventide_consensus::network::Writer;
-use eventide_consensus::state::{secret_name_problem, MAX_SECRET_VALUE_BYTES};
+use eventide_consensus::state::{
+    branch_patterns_problem, secret_name_problem, MAX_SECRET_VALUE_BYTES,
+};
 use eventide_consensus::store::StateMachineStore;
 use eventide_consensus::{Command, Reply};
 
@@ -28,7 +31,7 @@ pub const NEEDS_CLUSTER_SECRET: &str =
     "the secret store needs a cluster secret: start every node with --secret-file";
 
 /// The answer to a body that is not a value, whatever was wrong with it.
-const BAD_BODY: &str = "bad body: expected {\"value\": \"...\"} as application/json, at most 1 MiB";
+const BAD_BODY: &str = "bad body: expected {\"value\": \"...\", \"branches\": [...]} as application/json, at most 1 MiB";
 
 /// The state of the secret routes.
 pub struct SecretsState {
@@ -56,6 +59,7 @@ pub async fn list(State(api): State<Arc<SecretsState>>) -> Result<Json<Vec<Secre
                 name: info.name,
                 created_at: info.created_at.0,
                 updated_at: info.updated_at.0,
+                branches: info.branches,
             })
             .collect()
     });
@@ -74,6 +78,15 @@ pub async fn set(
         body.map_err(|refused| ApiError::new(refused.status, BAD_BODY.to_owned()))?;
     let value = Zeroizing::new(body.value);
     check_name(&name)?;
+    let branches: Vec<String> = body
+        .branches
+        .iter()
+        .map(|pattern| pattern.trim().to_owned())
+        .filter(|pattern| !pattern.is_empty())
+        .collect();
+    if let Some(problem) = branch_patterns_problem(&branches) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("branches: {problem}")));
+    }
     if value.len() > MAX_SECRET_VALUE_BYTES {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -87,10 +100,20 @@ pub async fn set(
         .seal(&name, value.as_bytes())
         .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
     drop(value);
-    match api.writer.write(Command::SetSecret { name, sealed, at: clock::now() }).await? {
-        Reply::SecretSet { name, created_at, updated_at } => {
-            Ok(Json(SecretDoc { name, created_at: created_at.0, updated_at: updated_at.0 }))
-        }
+    let at = clock::now();
+    // Plain `SetSecret` when there is no restriction, which every version decodes.
+    let command = if branches.is_empty() {
+        Command::SetSecret { name, sealed, at }
+    } else {
+        Command::SetRestrictedSecret { name, sealed, branches: branches.clone(), at }
+    };
+    match api.writer.write(command).await? {
+        Reply::SecretSet { name, created_at, updated_at } => Ok(Json(SecretDoc {
+            name,
+            created_at: created_at.0,
+            updated_at: updated_at.0,
+            branches,
+        })),
         Reply::Refused(refusal) => Err(refusal.into()),
         other => Err(unexpected(&other)),
     }

@@ -101,7 +101,8 @@ fn interval_of(text: &str) -> anyhow::Result<u64> {
     Ok(u64::try_from(interval.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn patterns_of(text: &str) -> Vec<String> {
+/// Comma-separated branch patterns as typed (`main, release/*`), each trimmed.
+pub(super) fn patterns_of(text: &str) -> Vec<String> {
     text.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect()
 }
 

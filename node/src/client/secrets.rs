@@ -12,11 +12,17 @@ use eventide_consensus::auth::Zeroizing;
 use eventide_consensus::state::MAX_SECRET_VALUE_BYTES;
 
 use super::render;
+use super::repos::patterns_of;
 use super::{Api, NodeArgs};
 use crate::clock;
 
-/// `eventide-node secret set NAME [--from-file FILE]`.
-pub async fn set(node: &NodeArgs, name: &str, from_file: Option<&Path>) -> anyhow::Result<()> {
+/// `eventide-node secret set NAME [--from-file FILE] [--branches PATTERNS]`.
+pub async fn set(
+    node: &NodeArgs,
+    name: &str,
+    from_file: Option<&Path>,
+    branches: Option<&str>,
+) -> anyhow::Result<()> {
     let api = Api::new(node)?;
     let bytes = Zeroizing::new(match from_file {
         Some(path) => std::fs::read(path)
@@ -39,13 +45,14 @@ pub async fn set(node: &NodeArgs, name: &str, from_file: Option<&Path>) -> anyho
     }
     let value =
         std::str::from_utf8(&bytes).context("a secret value must be utf-8 text")?.to_owned();
-    let body = SetSecret { value };
+    let branches = branches.map(patterns_of).unwrap_or_default();
+    let body = SetSecret { value, branches };
     let answer = api.put(&format!("/api/v1/secrets/{}", path_segment(name)), &body).await;
     // Wipes the copy the request body held.
     drop(Zeroizing::new(body.value));
     let doc: SecretDoc = answer?;
     let verb = if doc.created_at == doc.updated_at { "stored" } else { "updated" };
-    println!("{verb} secret {}", doc.name);
+    println!("{verb} secret {}{}", doc.name, branches_text(&doc.branches));
     Ok(())
 }
 
@@ -95,16 +102,28 @@ fn table(secrets: &[SecretDoc], now_ms: u64) -> String {
         return "no secrets are stored; add one with `eventide-node secret set NAME`\n".to_owned();
     }
     let ago = |at: u64| format!("{} ago", render::duration(now_ms.saturating_sub(at)));
-    let mut out = format!("{:<40} {:>14} {:>14}\n", "NAME", "CREATED", "UPDATED");
+    let mut out = format!("{:<40} {:>14} {:>14}  {}\n", "NAME", "CREATED", "UPDATED", "BRANCHES");
     for secret in secrets {
+        let branches =
+            if secret.branches.is_empty() { "all".to_owned() } else { secret.branches.join(",") };
         out.push_str(&format!(
-            "{:<40} {:>14} {:>14}\n",
+            "{:<40} {:>14} {:>14}  {}\n",
             secret.name,
             ago(secret.created_at),
-            ago(secret.updated_at)
+            ago(secret.updated_at),
+            branches
         ));
     }
     out
+}
+
+/// Which jobs get a secret, after its name: nothing for every branch's.
+fn branches_text(branches: &[String]) -> String {
+    if branches.is_empty() {
+        String::new()
+    } else {
+        format!(" for jobs of branches {}", branches.join(","))
+    }
 }
 
 #[cfg(test)]
@@ -128,11 +147,25 @@ mod tests {
 
     #[test]
     fn the_table_names_secrets_and_ages() {
-        let doc = SecretDoc { name: "DEPLOY_KEY".into(), created_at: 1_000, updated_at: 61_000 };
-        let text = table(&[doc], 62_000);
-        assert!(text.starts_with("NAME"), "{text}");
-        assert!(text.contains("DEPLOY_KEY"), "{text}");
+        let doc = SecretDoc {
+            name: "DEPLOY_KEY".into(),
+            created_at: 1_000,
+            updated_at: 61_000,
+            branches: Vec::new(),
+        };
+        let restricted = SecretDoc {
+            name: "PYPI_TOKEN".into(),
+            branches: vec!["main".into(), "release/*".into()],
+            ..doc.clone()
+        };
+        let text = table(&[doc, restricted], 62_000);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("NAME") && lines[0].ends_with("BRANCHES"), "{text}");
+        assert!(lines[1].starts_with("DEPLOY_KEY") && lines[1].ends_with("all"), "{text}");
+        assert!(lines[2].starts_with("PYPI_TOKEN") && lines[2].ends_with("main,release/*"));
         assert!(text.contains("1m01s ago") && text.contains("1.0s ago"), "{text}");
         assert!(table(&[], 0).contains("no secrets"));
+        assert_eq!(branches_text(&[]), "");
+        assert_eq!(branches_text(&["main".into()]), " for jobs of branches main");
     }
 }
