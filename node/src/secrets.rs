@@ -6,6 +6,7 @@
 //! logs or returns a value in an error.
 
 use eventide_consensus::auth::{Sealer, Secret, Zeroizing};
+use eventide_consensus::state::StoredSecret;
 use eventide_consensus::State;
 use tracing::warn;
 
@@ -16,7 +17,12 @@ impl Secrets {
     /// The clear value of secret `name`, or `None` if there is no such secret or it does
     /// not open under this cluster secret (logged, without the value).
     pub fn reveal(state: &State, secret: &Secret, name: &str) -> Option<Zeroizing<Vec<u8>>> {
-        let stored = state.secret(name)?;
+        Secrets::open(secret, name, state.secret(name)?)
+    }
+
+    /// The clear value of `stored`, the secret `name`, or `None` if it does not open under
+    /// this cluster secret (logged, without the value).
+    pub fn open(secret: &Secret, name: &str, stored: &StoredSecret) -> Option<Zeroizing<Vec<u8>>> {
         match Sealer::new(secret).open(name, &stored.sealed) {
             Ok(value) => Some(value),
             Err(error) => {

@@ -6,9 +6,12 @@
 //!  (own group)     └─ stderr ─┴─> one pipe ──> pump (async read, 64 KiB)
 //!                                                │ bounded channel
 //!                                                v
-//!                                  sink (blocking thread) ──> log file (up to the cap)
-//!                                                        └──> tail (last N bytes)
+//!                      sink (blocking thread): mask ──> log file (up to the cap)
+//!                                                  └──> tail (last N bytes)
 //! ```
+//!
+//! The sink masks the job's secret values ([`Mask`]) before anything is kept, so the log
+//! file, everyone following it and the tail in the result see `***` only.
 //!
 //! Whatever way the shell ends (exit, timeout, cancel, a limit), the whole process group
 //! is killed, and with it the job's sandbox and cgroup, so nothing the job started
@@ -34,6 +37,7 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
+use super::mask::{Mask, MaskStream};
 use crate::sandbox::{JobIsolation, Rlimit};
 
 /// The shell that runs the command, by absolute path: the job's environment may have no
@@ -99,7 +103,7 @@ pub struct ExecResult {
     /// The end of the output as lossy UTF-8: at most `tail_bytes` bytes, starting at a
     /// character boundary.
     pub output_tail: String,
-    /// All output bytes produced, including those beyond the file cap.
+    /// All output bytes produced (once masked), including those beyond the file cap.
     pub output_bytes: u64,
     /// Why the output could not be written to `log_path` (a full disk), if it could not;
     /// the job's result cannot be trusted then, and the job ends in `error`.
@@ -108,13 +112,22 @@ pub struct ExecResult {
     pub limit_reached: Option<String>,
 }
 
-/// Runs `spec.command` to its end, a timeout, or `cancel` becoming true.
+/// Runs `spec.command` to its end, a timeout, or `cancel` becoming true, keeping its
+/// output as it is (see [`execute_masked`]).
+pub async fn execute(spec: ExecSpec, cancel: watch::Receiver<bool>) -> io::Result<ExecResult> {
+    execute_masked(spec, Mask::default(), cancel).await
+}
+
+/// Runs `spec.command` to its end, a timeout, or `cancel` becoming true, with every value
+/// of `mask` replaced by `***` in the output it keeps (the preamble is the runner's own
+/// and is not masked).
 ///
 /// An error means the command could not be started or waited for (missing working
 /// directory, unwritable log file); the process group is killed in that case too, and
 /// also if the returned future is dropped.
-pub async fn execute(
+pub async fn execute_masked(
     mut spec: ExecSpec,
+    mask: Mask,
     mut cancel: watch::Receiver<bool>,
 ) -> io::Result<ExecResult> {
     let mut log_file = File::create(&spec.log_path).map_err(|error| {
@@ -193,7 +206,7 @@ pub async fn execute(
     );
 
     let (chunks, chunks_received) = mpsc::channel(CHUNKS_IN_FLIGHT);
-    let sink = OutputSink::new(log_file, spec.file_cap_bytes, spec.tail_bytes);
+    let sink = OutputSink::new(log_file, spec.file_cap_bytes, spec.tail_bytes).masked(mask);
     let sink = tokio::task::spawn_blocking(move || sink.consume(chunks_received));
     // Boxed so that it can be dropped (closing the pipe) before this function returns.
     let mut pump = Box::pin(pump_output(output, chunks));
@@ -414,8 +427,9 @@ impl Drop for ProcessGroup {
     }
 }
 
-/// Where output bytes go: the log file up to its cap, and the tail in memory.
+/// Where output bytes go once masked: the log file up to its cap, and the tail in memory.
 struct OutputSink<W> {
+    mask: MaskStream,
     /// `None` once the cap is reached or a write failed.
     file: Option<W>,
     file_cap: u64,
@@ -431,6 +445,7 @@ struct OutputSink<W> {
 impl<W: Write> OutputSink<W> {
     fn new(file: W, file_cap: u64, tail_bytes: usize) -> Self {
         OutputSink {
+            mask: MaskStream::new(Mask::default()),
             file: Some(file),
             file_cap,
             written: 0,
@@ -441,10 +456,28 @@ impl<W: Write> OutputSink<W> {
         }
     }
 
+    fn masked(mut self, mask: Mask) -> Self {
+        self.mask = MaskStream::new(mask);
+        self
+    }
+
     fn consume(mut self, mut chunks: mpsc::Receiver<Vec<u8>>) -> Self {
         while let Some(chunk) = chunks.blocking_recv() {
             self.accept(&chunk);
         }
+        self.finish()
+    }
+
+    /// Masks `bytes` and keeps what the mask lets out.
+    fn accept(&mut self, bytes: &[u8]) {
+        let masked = self.mask.push(bytes);
+        self.keep(&masked);
+    }
+
+    /// Keeps what the mask held back, and flushes the file.
+    fn finish(mut self) -> Self {
+        let rest = self.mask.finish();
+        self.keep(&rest);
         if let Some(file) = self.file.as_mut() {
             if let Err(error) = file.flush() {
                 warn!(error = %error, "failed to flush job log");
@@ -454,7 +487,7 @@ impl<W: Write> OutputSink<W> {
         self
     }
 
-    fn accept(&mut self, bytes: &[u8]) {
+    fn keep(&mut self, bytes: &[u8]) {
         self.total += bytes.len() as u64;
         self.tail.push(bytes);
         let Some(file) = self.file.as_mut() else { return };

@@ -383,3 +383,32 @@ fn failing_log_keeps_the_tail() {
     assert_eq!(sink.tail.text(sink.total), "first second");
     assert_eq!(sink.write_error.as_deref(), Some("no space left"), "the first error is kept");
 }
+
+#[test]
+fn a_masked_sink_keeps_no_value_in_the_file_or_the_tail_however_it_is_cut() {
+    let mask = Mask::new([&b"t0ps3cret"[..]]);
+    let mut log = Vec::new();
+    let mut sink = OutputSink::new(&mut log, 1024, 100).masked(mask);
+    for chunk in [&b"token: t0p"[..], b"s3", b"cret\nagain t0ps3cr", b"et"] {
+        sink.accept(chunk);
+    }
+    let sink = sink.finish();
+    assert_eq!(sink.tail.text(sink.total), "token: ***\nagain ***");
+    assert_eq!(sink.total, 20, "the masked output's length");
+    drop(sink);
+    assert_eq!(log, b"token: ***\nagain ***");
+}
+
+#[tokio::test]
+async fn a_value_printed_in_two_halves_is_masked_in_the_log_and_the_tail() {
+    let fixture = Fixture::new();
+    let mut spec = fixture.spec("printf 'value: t0p'; sleep 0.2; printf 's3cret\\n'; echo done");
+    spec.preamble = vec!["secret TOKEN: given".to_owned()];
+    let (_, cancel) = watch::channel(false);
+    let mask = Mask::new([&b"t0ps3cret"[..]]);
+    let result = execute_masked(spec, mask, cancel).await.expect("execute");
+    assert_eq!(result.end, ExecEnd::Exited(0));
+    assert_eq!(result.output_tail, "value: ***\ndone\n");
+    let log = String::from_utf8(fixture.log()).expect("text");
+    assert_eq!(log, "eventide: secret TOKEN: given\nvalue: ***\ndone\n");
+}

@@ -3,12 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use eventide_consensus::{Command, CommitId, Outcome, Reply, Verdict};
+use eventide_consensus::{Command, CommitId, JobStatus, Outcome, Reply, TestSummary, Verdict};
 use eventide_node::protocol::dispatch::Assignment;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::exec::{self, ExecEnd, ExecSpec};
+use super::mask::Mask;
+use super::secrets::{self, JobSecrets};
 use super::workspace::{self, Refusal};
 use super::{reports, Runner};
 use crate::clock;
@@ -25,6 +27,10 @@ pub const LOG_FILE_CAP: u64 = 16 * 1024 * 1024;
 const CONFIG_MAX_BYTES: u64 = git::MAX_FILE_BYTES as u64;
 /// Job logs kept on disk; older ones are deleted.
 const LOGS_KEPT: usize = 200;
+/// How long a job that asks for secrets waits for this node's replica to show its
+/// assignment (the leader answered the claim once it committed it; a follower applies it
+/// a moment later). Past it, the job runs without its secrets and its log says why.
+const REPLICA_WAIT: Duration = Duration::from_secs(2);
 
 /// Runs one assignment to its end and reports it, unless it was silenced.
 pub async fn run(runner: &Runner, assignment: Assignment, cancel: watch::Receiver<bool>) {
@@ -105,7 +111,12 @@ async fn execute(
     log: &Path,
     cancel: watch::Receiver<bool>,
 ) -> Option<Outcome> {
+    let secrets = secrets_for(runner, assignment, &config.secrets).await;
     let mut env = job_env(assignment, config, workspace);
+    for (name, value) in &secrets.env {
+        env.retain(|(key, _)| key != name);
+        env.push((name.clone(), value.as_str().to_owned()));
+    }
     let home = env.iter().find(|(name, _)| name == "HOME").map(|(_, home)| PathBuf::from(home));
     let name = format!("job-{}-{}", assignment.job, assignment.attempt);
     let isolation = match runner.isolation.prepare(
@@ -134,6 +145,9 @@ async fn execute(
     if isolation.network == eventide_node::isolation::Network::None {
         preamble.push("network: none".to_owned());
     }
+    preamble.extend(secrets.notes.iter().cloned());
+    let mask = secrets.mask.clone();
+    drop(secrets);
     let spec = ExecSpec {
         command: config.command.clone(),
         workdir: workspace.to_owned(),
@@ -145,7 +159,7 @@ async fn execute(
         isolation,
         preamble,
     };
-    let result = match exec::execute(spec, cancel).await {
+    let result = match exec::execute_masked(spec, mask.clone(), cancel).await {
         Ok(result) => result,
         Err(error) => {
             return Some(error_outcome(
@@ -178,14 +192,51 @@ async fn execute(
         (Some(message), Some(note)) => Some(format!("{message}; {note}")),
         (message, note) => message.or(note),
     };
+    // The output is masked already; the job's reports are its own files.
     Some(Outcome {
         verdict,
         exit_code,
         duration_ms: u64::try_from(result.duration.as_millis()).unwrap_or(u64::MAX),
         output_tail: result.output_tail,
-        summary,
-        message,
+        summary: summary.map(|summary| masked_summary(summary, &mask)),
+        message: message.map(|message| mask.text(&message)),
     })
+}
+
+/// The secrets the job asks for, once this node's replica shows its assignment (for at
+/// most [`REPLICA_WAIT`]).
+async fn secrets_for(runner: &Runner, assignment: &Assignment, names: &[String]) -> JobSecrets {
+    if names.is_empty() {
+        return JobSecrets::default();
+    }
+    let secret = runner.secret.as_ref();
+    // Subscribed before the first read, so that no apply in between goes unnoticed.
+    let mut changes = runner.raft.changes();
+    let deadline = tokio::time::Instant::now() + REPLICA_WAIT;
+    loop {
+        let given = runner.state_machine.read(|state| {
+            let job = state.job(assignment.job).filter(|job| {
+                job.attempt > assignment.attempt
+                    || (job.attempt == assignment.attempt && job.status != JobStatus::Queued)
+            })?;
+            Some(secrets::for_job(state, Some(job), names, secret))
+        });
+        if let Some(given) = given {
+            return given;
+        }
+        if !changes.changed_before(deadline).await {
+            warn!(job_id = %assignment.job, "replica has not applied the job's assignment; its secrets are withheld");
+            return runner.state_machine.read(|state| secrets::for_job(state, None, names, secret));
+        }
+    }
+}
+
+/// `summary` with the failing tests' names masked (a report may name a test by a value).
+fn masked_summary(mut summary: TestSummary, mask: &Mask) -> TestSummary {
+    for name in &mut summary.failing {
+        *name = mask.text(name);
+    }
+    summary
 }
 
 /// The text of the checkout's `.eventide.toml`, `None` if it has none. Anything but a

@@ -4,6 +4,8 @@
 //!
 //! - `exec`: running one command safely (process group, timeout, capped output).
 //! - `job`: preparing, running and reporting one job.
+//! - `secrets`: the secrets a job is given as environment variables, and why not others.
+//! - `mask`: secret values masked as `***` in a job's output, chunk by chunk.
 //! - `workspace`: reading files of a job's checkout (regular files only, size-capped).
 //! - `reports`: test counts from the output and the JUnit reports of a job.
 //! - `gate`: whether to claim at all (free disk above `--min-free-disk`, Raft running).
@@ -21,7 +23,9 @@
 pub mod exec;
 pub mod gate;
 pub mod job;
+pub mod mask;
 pub mod reports;
+pub mod secrets;
 pub mod workspace;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -88,7 +92,8 @@ pub struct RunnerHandles {
     /// their failures.
     pub rpc: RpcClient,
     pub metrics: Arc<Metrics>,
-    /// Opens the repositories' fetch credentials in the secret store (never a job's).
+    /// Opens the repositories' fetch credentials and the jobs' secrets in the secret
+    /// store; never given to a job itself.
     pub secret: Option<Secret>,
 }
 
