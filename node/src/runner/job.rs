@@ -3,13 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use eventide_consensus::{Command, CommitId, JobStatus, Outcome, Reply, TestSummary, Verdict};
+use eventide_consensus::{Command, CommitId, JobStatus, Outcome, Reply, Verdict};
 use eventide_node::protocol::dispatch::Assignment;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::exec::{self, ExecEnd, ExecSpec};
-use super::mask::Mask;
 use super::secrets::{self, JobSecrets};
 use super::workspace::{self, Refusal};
 use super::{reports, Runner};
@@ -173,10 +172,10 @@ async fn execute(
     tracing::debug!(job_id = %assignment.job, output_bytes = result.output_bytes, "command ended");
     let job = assignment.job;
     let (tail, patterns) = (result.output_tail.clone(), config.junit.clone());
-    let (workspace, log) = (workspace.to_owned(), log.to_owned());
+    let (workspace, log, reports_mask) = (workspace.to_owned(), log.to_owned(), mask.clone());
     // The reports are the job's own files: reading them may block, so not on this worker.
     let found = tokio::task::spawn_blocking(move || {
-        let found = reports::read(job, &tail, &patterns, &workspace);
+        let found = reports::read(job, &tail, &patterns, &workspace, &reports_mask);
         if let Some(note) = reports::skipped_message(&found.skipped) {
             append_to_log(&log, &found.skipped);
             return (found.summary, Some(note));
@@ -192,13 +191,13 @@ async fn execute(
         (Some(message), Some(note)) => Some(format!("{message}; {note}")),
         (message, note) => message.or(note),
     };
-    // The output is masked already; the job's reports are its own files.
+    // The output and the reports are masked already; the message quotes them.
     Some(Outcome {
         verdict,
         exit_code,
         duration_ms: u64::try_from(result.duration.as_millis()).unwrap_or(u64::MAX),
         output_tail: result.output_tail,
-        summary: summary.map(|summary| masked_summary(summary, &mask)),
+        summary,
         message: message.map(|message| mask.text(&message)),
     })
 }
@@ -229,14 +228,6 @@ async fn secrets_for(runner: &Runner, assignment: &Assignment, names: &[String])
             return runner.state_machine.read(|state| secrets::for_job(state, None, names, secret));
         }
     }
-}
-
-/// `summary` with the failing tests' names masked (a report may name a test by a value).
-fn masked_summary(mut summary: TestSummary, mask: &Mask) -> TestSummary {
-    for name in &mut summary.failing {
-        *name = mask.text(name);
-    }
-    summary
 }
 
 /// The text of the checkout's `.eventide.toml`, `None` if it has none. Anything but a

@@ -3,12 +3,16 @@
 //! like every file of the workspace ([`workspace`]): a report that is a link, a FIFO, a
 //! device or too large is skipped, and the job keeps its verdict with a message that
 //! names the file. Blocks on the file system: run it on the blocking pool.
+//!
+//! A report's path and content are the job's to choose, so the job's secret values are
+//! masked in what is kept or logged of them (failing test names, skipped paths).
 
 use std::path::{Path, PathBuf};
 
 use eventide_consensus::{JobId, TestSummary};
 use tracing::warn;
 
+use super::mask::Mask;
 use super::workspace;
 use crate::summary;
 
@@ -27,10 +31,17 @@ pub struct Reports {
     pub skipped: Vec<String>,
 }
 
-/// Reads the counts of the output `tail` and of the reports matching `patterns` in
-/// `workspace`.
-pub fn read(job: JobId, tail: &str, patterns: &[String], workspace: &Path) -> Reports {
-    read_within(job, tail, patterns, workspace, MAX_REPORTS, MAX_TOTAL_BYTES)
+/// Reads the counts of the output `tail` (masked already) and of the reports matching
+/// `patterns` in `workspace`, with `mask`'s values masked.
+pub fn read(job: JobId, tail: &str, patterns: &[String], workspace: &Path, mask: &Mask) -> Reports {
+    let mut reports =
+        read_within(job, tail, patterns, workspace, mask, MAX_REPORTS, MAX_TOTAL_BYTES);
+    if let Some(summary) = reports.summary.as_mut() {
+        for name in &mut summary.failing {
+            *name = mask.text(name);
+        }
+    }
+    reports
 }
 
 fn read_within(
@@ -38,13 +49,15 @@ fn read_within(
     tail: &str,
     patterns: &[String],
     workspace: &Path,
+    mask: &Mask,
     max_reports: usize,
     max_total_bytes: u64,
 ) -> Reports {
     let mut reports = Reports { summary: summary::parse_output(tail), skipped: Vec::new() };
     let skip = |reports: &mut Reports, path: &Path, reason: String| {
-        warn!(job_id = %job, path = %path.display(), reason = %reason, "junit report skipped");
-        reports.skipped.push(format!("{} {reason}", path.display()));
+        let path = mask.text(&path.display().to_string());
+        warn!(job_id = %job, path = %path, reason = %reason, "junit report skipped");
+        reports.skipped.push(format!("{path} {reason}"));
     };
     let mut files: Vec<PathBuf> = Vec::new();
     for pattern in patterns {
@@ -150,7 +163,7 @@ mod tests {
         symlink("/dev/zero", reports.join("zero.xml")).expect("link");
         symlink(dir.path().join("reports/a.xml"), reports.join("twice.xml")).expect("link");
         let patterns = vec!["reports/*.xml".to_owned(), "reports/a.xml".to_owned()];
-        let found = read(JOB, "", &patterns, dir.path());
+        let found = read(JOB, "", &patterns, dir.path(), &Mask::default());
         let summary = found.summary.expect("counts");
         assert_eq!((summary.passed, summary.failed), (2, 0), "a.xml once, though matched twice");
         assert_eq!(found.skipped.len(), 3, "{:?}", found.skipped);
@@ -165,7 +178,7 @@ mod tests {
         for index in 0..MAX_REPORTS + 3 {
             std::fs::write(dir.path().join(format!("{index:03}.xml")), report(1)).expect("write");
         }
-        let found = read(JOB, "", &["*.xml".to_owned()], dir.path());
+        let found = read(JOB, "", &["*.xml".to_owned()], dir.path(), &Mask::default());
         assert_eq!(found.summary.expect("counts").passed, MAX_REPORTS as u32);
         assert_eq!(found.skipped, ["064.xml and 2 more reports not read: at most 64 per job"]);
     }
@@ -178,7 +191,8 @@ mod tests {
             std::fs::write(dir.path().join(name), &one).expect("write");
         }
         let budget = 2 * one.len() as u64 + 10;
-        let found = read_within(JOB, "", &["*.xml".to_owned()], dir.path(), 64, budget);
+        let none = Mask::default();
+        let found = read_within(JOB, "", &["*.xml".to_owned()], dir.path(), &none, 64, budget);
         assert_eq!(found.summary.expect("counts").passed, 2);
         let expected =
             format!("c.xml is {} bytes, past the {budget} bytes read per job", one.len());
@@ -196,5 +210,19 @@ mod tests {
         let message = skipped_message(&many).expect("a message");
         assert!(message.contains("r4.xml") && !message.contains("r5.xml"), "{message}");
         assert!(message.ends_with("; and 3 more (see the log)"), "{message}");
+    }
+
+    #[test]
+    fn values_given_to_the_job_are_masked_in_failing_names_and_skipped_paths() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let failing = "<testsuite><testcase name=\"t-s3cret\"><failure/></testcase></testsuite>";
+        std::fs::write(dir.path().join("a.xml"), failing).expect("write");
+        std::fs::write(dir.path().join("s3cret.xml"), "not xml").expect("write");
+        let mask = Mask::new([&b"s3cret"[..]]);
+        let found = read(JOB, "", &["*.xml".to_owned()], dir.path(), &mask);
+        let summary = found.summary.expect("counts");
+        assert_eq!(summary.failing, ["t-***"]);
+        assert_eq!(found.skipped.len(), 1, "{:?}", found.skipped);
+        assert!(found.skipped[0].starts_with("***.xml is not used"), "{:?}", found.skipped);
     }
 }
