@@ -412,3 +412,29 @@ async fn a_value_printed_in_two_halves_is_masked_in_the_log_and_the_tail() {
     let log = String::from_utf8(fixture.log()).expect("text");
     assert_eq!(log, "eventide: secret TOKEN: given\nvalue: ***\ndone\n");
 }
+
+#[tokio::test]
+async fn the_live_log_never_shows_the_start_of_a_value_that_may_follow() {
+    let fixture = Fixture::new();
+    let gate = fixture.dir.path().join("gate");
+    let command = format!(
+        "printf 'value: t0p'; while [ ! -e {} ]; do sleep 0.02; done; printf 's3cret\\n'",
+        gate.display()
+    );
+    let spec = fixture.spec(&command);
+    let (_cancel, cancel) = watch::channel(false);
+    let mask = Mask::new([&b"t0ps3cret"[..]]);
+    let job = tokio::spawn(execute_masked(spec, mask, cancel));
+    let deadline = Instant::now() + PATIENCE;
+    while std::fs::read(fixture.log_path()).unwrap_or_default() != b"value: " {
+        assert!(Instant::now() < deadline, "the log never showed the text before the value");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The job waits at its gate: what may start the value is still held back.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(fixture.log(), b"value: ");
+    std::fs::write(&gate, "").expect("open the gate");
+    let result = job.await.expect("joins").expect("execute");
+    assert_eq!(result.output_tail, "value: ***\n");
+    assert_eq!(fixture.log(), b"value: ***\n");
+}
