@@ -84,9 +84,9 @@ pub async fn run(
         let status = changes.latest();
         let role = status.role;
         gossip.set_raft_role(role).await;
-        let members = gossip.members().await;
 
         if role == RaftRole::None && status.nodes.is_empty() {
+            let members = gossip.members().await;
             match decide(settings.me, &members, settings.bootstrap_expect) {
                 Bootstrap::Wait(reason) => {
                     phase.send_if_modified(|p| replace(&mut p.waiting, Some(reason)));
@@ -120,6 +120,8 @@ pub async fn run(
             continue;
         }
         was_leader = true;
+        // Only the leader needs the members here; a follower's tick costs no gossip read.
+        let members = gossip.members().await;
         let membership = membership_view(&status);
         if let Some(change) = autopilot.next_change(&membership, &members, Instant::now()) {
             apply(&raft, &gossip, change).await;

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Many nodes on one machine, started the way a user would: the same binary, every node
+# seeded with the first three, `--bootstrap-expect 3`. Prints the machine and: the time
+# from the last start until every node sees every node alive in gossip, and until every
+# node reports its Raft role (today every node becomes a member); RSS per node
+# (min / median / max); the idle cluster's CPU over IDLE_SECONDS, as % of one core, and
+# per node. With GOSSIP_ONLY=1 the nodes never form a cluster (`--bootstrap-expect`
+# above N), which shows what gossip alone costs.
+#
+#   scripts/bench/scale.sh --nodes 30
+#   GOSSIP_ONLY=1 scripts/bench/scale.sh --nodes 60
+#
+# Environment:
+#   IDLE_SECONDS=30    how long the idle CPU is measured
+#   DEADLINE=180       seconds to wait for the cluster to settle
+#   EVENTIDE_BIN=PATH  use this eventide-node instead of building the release binary
+#   KEEP_TMP=1         keep the temp dir (node logs)
+#
+# Each node uses two loopback ports (TCP and UDP on one number) and about 15 MB. Run it
+# alone: on a small machine anything else running skews the CPU figures. Stops only the
+# PIDs it started.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source scripts/lib/nodes.sh
+
+count=30
+while (($#)); do
+  case "$1" in
+    --nodes) count=${2:?--nodes N}; shift 2 ;;
+    --nodes=*) count=${1#--nodes=}; shift ;;
+    *) echo "usage: $0 [--nodes N]" >&2; exit 2 ;;
+  esac
+done
+[[ "$count" =~ ^[0-9]+$ && "$count" -ge 3 ]] || { echo "error: --nodes N needs N >= 3" >&2; exit 2; }
+expect=3
+[[ "${GOSSIP_ONLY:-0}" == 1 ]] && expect=$((count + 1))
+
+nodes_binary "building the release binary (a few minutes the first time)"
+NODES_WORK="$(mktemp -d -t eventide-bench-scale-XXXXXX)"
+NODES_KEEP="${KEEP_TMP:-0}"
+NODES_GRACE=5
+nodes_traps
+ulimit -n 65536 2>/dev/null || true
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+read -r -a ports <<<"$(nodes_free_ports "$count" | tr '\n' ' ')"
+seeds=()
+for port in "${ports[@]:0:3}"; do seeds+=(--seed "127.0.0.1:$port"); done
+pids=()
+for ((i = 0; i < count; i++)); do
+  addr="127.0.0.1:${ports[$i]}"
+  mkdir -p "$NODES_WORK/n$i"
+  own_seeds=()
+  for ((k = 0; k < ${#seeds[@]}; k += 2)); do
+    [[ "${seeds[$((k + 1))]}" == "$addr" ]] || own_seeds+=(--seed "${seeds[$((k + 1))]}")
+  done
+  nodes_spawn "n$i" "$NODES_WORK/n$i/node.log" "$BIN" run --data-dir "$NODES_WORK/n$i/data" \
+    --listen "$addr" --name "n$i" "${own_seeds[@]}" --bootstrap-expect "$expect" \
+    --sandbox none
+  pids+=("${NODE_PIDS[n$i]}")
+done
+started=$(date +%s.%N)
+
+python3 scripts/bench/scale_probe.py --started "$started" \
+  --ports "$(IFS=,; echo "${ports[*]}")" --pids "$(IFS=,; echo "${pids[*]}")" \
+  --idle "${IDLE_SECONDS:-30}" --deadline "${DEADLINE:-180}" \
+  --mode "$([[ $expect -gt $count ]] && echo gossip-only || echo cluster)"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""The measuring half of scripts/bench/scale.sh (standard library only).
+
+  scale_probe.py --started T --ports P,... --pids PID,... --idle S --deadline S --mode M
+
+Polls every node's GET /api/v1/status until each lists every node alive (and, for a
+cluster, until each reports its own Raft role; after --deadline it says how many do and
+measures anyway), then reads every node's RSS and measures the CPU time the nodes use
+over --idle seconds.
+"""
+
+import argparse
+import os
+import time
+
+from benchlib import CpuMeter, Eventide, fail, machine, render_table, say, spread
+
+EVENTIDE = Eventide()
+
+
+def views(ports):
+    """Each answering node's status document, by port."""
+    out = {}
+    for port in ports:
+        try:
+            out[port] = EVENTIDE.raw_status(port, timeout=2.0)
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def settle(ports, started, deadline, want_roles):
+    """Seconds from `started` until all see all alive, and until all have a role."""
+    alive_at = role_at = None
+    end = time.monotonic() + deadline
+    last = ""
+    while time.monotonic() < end:
+        seen = views(ports)
+        now = time.time() - started
+        everyone = len(seen) == len(ports) and all(
+            sum(1 for n in doc["nodes"] if n["alive"]) >= len(ports) for doc in seen.values())
+        if everyone and alive_at is None:
+            alive_at = now
+        roles = {port: next((n["raft"] for n in doc["nodes"] if n["id"] == doc["node"]["id"]),
+                            "none") for port, doc in seen.items()}
+        with_role = sum(1 for r in roles.values() if r != "none")
+        last = (f"{len(seen)} of {len(ports)} answer, "
+                f"{sum(1 for d in seen.values() if sum(n['alive'] for n in d['nodes']) >= len(ports))}"
+                f" see all alive, {with_role} have a Raft role")
+        settled = len(seen) == len(ports) and (
+            not want_roles or all(r != "none" for r in roles.values()))
+        if everyone and settled and role_at is None:
+            role_at = now
+        if alive_at is not None and role_at is not None:
+            return alive_at, role_at, roles
+        time.sleep(0.2)
+    say(f"after {deadline} s: {last}")
+    return alive_at, role_at, roles
+
+
+def cpu_ticks(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--started", type=float, required=True)
+    parser.add_argument("--ports", required=True)
+    parser.add_argument("--pids", required=True)
+    parser.add_argument("--idle", type=float, default=30)
+    parser.add_argument("--deadline", type=float, default=180)
+    parser.add_argument("--mode", default="cluster")
+    args = parser.parse_args()
+    ports = [int(p) for p in args.ports.split(",")]
+    pids = [int(p) for p in args.pids.split(",")]
+    say(machine())
+    say(f"{len(ports)} nodes ({args.mode}), each seeded with the first three")
+    alive_at, role_at, roles = settle(ports, args.started, args.deadline, args.mode == "cluster")
+    rows = [["all alive in every node's gossip", "timeout" if alive_at is None
+             else f"{alive_at:.1f} s after the last start"]]
+    if args.mode == "cluster":
+        counts = {}
+        for role in (roles or {}).values():
+            counts[role] = counts.get(role, 0) + 1
+        text = ", ".join(f"{n} {role}" for role, n in sorted(counts.items()))
+        when = "timeout" if role_at is None else f"{role_at:.1f} s"
+        rows.append(["every node has its Raft role", f"{when} ({text})"])
+    if alive_at is None:
+        render_table(["figure", "value"], rows)
+        fail("the nodes did not all see each other")
+    time.sleep(2)
+    rss, _ = spread([rss_mib(pid) for pid in pids], fmt=lambda v: f"{v:.1f}")
+    rows.append(["RSS per node (MiB, min / median / max)", rss])
+    meter = CpuMeter(pids)
+    first = {pid: cpu_ticks(pid) for pid in pids}
+    meter.start()
+    time.sleep(args.idle)
+    cpu = meter.stop()
+    tick = os.sysconf("SC_CLK_TCK")
+    core_pct = 100 * cpu["node_cpu_s"] / cpu["wall_s"]
+    rows.append([f"idle CPU over {cpu['wall_s']:.0f} s, all nodes",
+                 f"{core_pct:.1f}% of one core ({core_pct / len(pids):.2f}% per node)"])
+    per_node = sorted(100 * (cpu_ticks(pid) - first[pid]) / tick / cpu["wall_s"] for pid in pids)
+    text, _ = spread(per_node, fmt=lambda v: f"{v:.2f}")
+    rows.append(["idle CPU per node (% of one core, min / median / max)", text])
+    render_table(["figure", "value"], rows)
+
+
+if __name__ == "__main__":
+    main()
