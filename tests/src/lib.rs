@@ -151,6 +151,27 @@ impl Node {
     }
 }
 
+/// The one job of `commit` among `jobs` (a test fails if there is not exactly one).
+pub fn job_for<'a>(jobs: &'a [Value], commit: &str) -> &'a Value {
+    let matching: Vec<&Value> = jobs.iter().filter(|j| j["commit"] == commit).collect();
+    assert_eq!(matching.len(), 1, "exactly one job for {commit}: {jobs:#?}");
+    matching[0]
+}
+
+/// `GET /api/v1/jobs/{id}` of `node`, which must answer 200.
+pub fn job_detail(node: &Node, id: &Value) -> Value {
+    let (code, body) = http::get(node.addr, &format!("/api/v1/jobs/{id}")).expect("get job");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).expect("job json")
+}
+
+/// `GET /api/v1/jobs/{id}/log` of `node`, which must answer 200.
+pub fn job_log(node: &Node, id: &Value) -> String {
+    let (code, body) = http::get(node.addr, &format!("/api/v1/jobs/{id}/log")).expect("get log");
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
 /// True for the states a job ends in.
 pub fn is_final(job: &Value) -> bool {
     job["state"].as_str().and_then(JobState::try_parse).is_some_and(JobState::is_final)

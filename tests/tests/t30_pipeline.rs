@@ -4,17 +4,12 @@
 use std::time::Duration;
 
 use eventide_tests::repo::GitRepo;
-use eventide_tests::{http, is_final, wait_for_final_jobs, wait_until, Cluster, Options, DEADLINE};
+use eventide_tests::{http, is_final, job_for, wait_for_final_jobs, wait_until};
+use eventide_tests::{Cluster, Options, DEADLINE};
 use serde_json::Value;
 
 fn pipeline(repo: &GitRepo, nodes: usize) -> Cluster {
     Cluster::start(nodes, Options::watching(repo.url()))
-}
-
-fn job_for<'a>(jobs: &'a [Value], commit: &str) -> &'a Value {
-    let matching: Vec<&Value> = jobs.iter().filter(|j| j["commit"] == commit).collect();
-    assert_eq!(matching.len(), 1, "exactly one job for {commit}: {jobs:#?}");
-    matching[0]
 }
 
 #[test]

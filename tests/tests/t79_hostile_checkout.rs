@@ -8,7 +8,8 @@ use std::os::unix::fs::symlink;
 use std::process::Command;
 
 use eventide_tests::repo::GitRepo;
-use eventide_tests::{free_addr, http, wait_for_final_jobs, Cluster, Node, Options, DEADLINE};
+use eventide_tests::{free_addr, job_detail, job_for, job_log, wait_for_final_jobs};
+use eventide_tests::{Cluster, Node, Options, DEADLINE};
 use serde_json::Value;
 
 const PASSING: &str = "echo Ran 1 test; echo; echo OK";
@@ -56,25 +57,7 @@ fn hostile_then_passing(cluster: &Cluster, repo: &GitRepo, message: &str) -> Val
     let peak = peak_rss_kib(node);
     assert!(peak < PEAK_RSS_LIMIT_KIB, "{} reached {peak} KiB", node.name);
     assert!(!node.log_text().contains("panicked"), "{} panicked", node.name);
-    detail(node, &job_for(&jobs, &hostile)["id"])
-}
-
-fn job_for<'a>(jobs: &'a [Value], commit: &str) -> &'a Value {
-    let matching: Vec<&Value> = jobs.iter().filter(|j| j["commit"] == commit).collect();
-    assert_eq!(matching.len(), 1, "exactly one job for {commit}: {jobs:#?}");
-    matching[0]
-}
-
-fn detail(node: &Node, id: &Value) -> Value {
-    let (code, body) = http::get(node.addr, &format!("/api/v1/jobs/{id}")).expect("get job");
-    assert_eq!(code, 200, "{body}");
-    serde_json::from_str(&body).expect("job json")
-}
-
-fn job_log(node: &Node, id: &Value) -> String {
-    let (code, body) = http::get(node.addr, &format!("/api/v1/jobs/{id}/log")).expect("get log");
-    assert_eq!(code, 200, "{body}");
-    body
+    job_detail(node, &job_for(&jobs, &hostile)["id"])
 }
 
 /// A line of `/proc/<pid>/status` of a running node, e.g. `VmHWM` or `Uid`.
@@ -215,7 +198,7 @@ fn a_job_cannot_read_the_node_secret_from_proc() {
     let cluster = one_node(&repo, as_unprivileged_user(), env);
     let node = &cluster.nodes[0];
     let jobs = wait_for_final_jobs(&cluster, 0, 1, DEADLINE);
-    let job = detail(node, &job_for(&jobs, &probe)["id"]);
+    let job = job_detail(node, &job_for(&jobs, &probe)["id"]);
 
     let tail = job["output_tail"].as_str().expect("a tail");
     let pid = node.pid().expect("the node runs");

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use eventide_tests::repo::GitRepo;
-use eventide_tests::{cli, free_addr, http, wait_for_final_jobs, wait_until, Cluster, Options};
-use eventide_tests::{Node, DEADLINE};
+use eventide_tests::{cli, free_addr, wait_for_final_jobs, wait_until, Cluster, Options};
+use eventide_tests::{job_detail, job_for, job_log, DEADLINE};
 use serde_json::Value;
 
 /// A one-node cluster watching `repo` whose runner sandboxes jobs with bubblewrap.
@@ -25,24 +25,6 @@ fn sandboxed(repo: &GitRepo, extra: &[&str], secret: bool) -> Cluster {
         options.secret = Some("a sandbox test secret of enough length".into());
     }
     Cluster::start_at(&[free_addr()], vec![Vec::new()], options)
-}
-
-fn detail(node: &Node, id: &Value) -> Value {
-    let (code, body) = http::get(node.addr, &format!("/api/v1/jobs/{id}")).expect("get job");
-    assert_eq!(code, 200, "{body}");
-    serde_json::from_str(&body).expect("job json")
-}
-
-fn job_log(node: &Node, id: &Value) -> String {
-    let (code, body) = http::get(node.addr, &format!("/api/v1/jobs/{id}/log")).expect("get log");
-    assert_eq!(code, 200, "{body}");
-    body
-}
-
-fn job_for<'a>(jobs: &'a [Value], commit: &str) -> &'a Value {
-    let matching: Vec<&Value> = jobs.iter().filter(|j| j["commit"] == commit).collect();
-    assert_eq!(matching.len(), 1, "exactly one job for {commit}: {jobs:#?}");
-    matching[0]
 }
 
 /// The `key=value` lines of a probe's log.
@@ -235,7 +217,7 @@ fn a_job_over_a_limit_fails_naming_it_and_its_processes_die_with_it() {
     let jobs = wait_for_final_jobs(&cluster, 0, 6, Duration::from_secs(90));
 
     for (commit, (_, _, limit)) in commits.iter().zip(OVER_THE_LIMITS) {
-        let job = detail(node, &job_for(&jobs, commit)["id"]);
+        let job = job_detail(node, &job_for(&jobs, commit)["id"]);
         let message = job["message"].as_str().unwrap_or_default();
         assert_eq!(job["state"], "failed", "{job:#}");
         assert!(message.contains(limit), "{limit:?} in {message:?}: {job:#}");
