@@ -5,7 +5,7 @@
 //! HTTP, and none of these types is ever a Raft command.
 //!
 //! - `nodes`: a node as documents name it ([`NodeRef`]) and describe it ([`NodeStatus`]),
-//!   with its [`RaftRole`] and [`RunnerState`].
+//!   with its [`RaftRole`], [`NodeRole`] and [`RunnerState`].
 //! - `status`: `GET /api/v1/status`, [`StatusDoc`] and its parts, with [`Auth`].
 //! - `jobs`: jobs and results, [`JobDoc`], [`JobDetailDoc`], [`JobState`], [`Trigger`],
 //!   the list query and the rerun request.
@@ -35,7 +35,7 @@ pub use jobs::{
     MAX_LIMIT,
 };
 pub use logs::LogQuery;
-pub use nodes::{NodeRef, NodeStatus, RaftRole, RunnerState};
+pub use nodes::{NodeRef, NodeRole, NodeStatus, RaftRole, RunnerState};
 pub use notify::{HookDoc, HookResult, NotifyDoc};
 pub use repos::{AddRepo, Forge, RemovedRepoDoc, RepoDoc, RepoPatch, RepoSettingsDoc};
 pub use secrets::{RemovedSecretDoc, SecretDoc, SetSecret};

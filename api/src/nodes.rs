@@ -25,6 +25,10 @@ pub struct NodeStatus {
     /// Alive according to gossip's failure detector.
     pub alive: bool,
     pub raft: RaftRole,
+    /// The same as `raft`, as server or client; absent from the answers of versions
+    /// before servers and clients, read from `raft` then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<NodeRole>,
     pub slots: u32,
     pub busy: u32,
     pub labels: Vec<String>,
@@ -44,13 +48,16 @@ pub struct NodeStatus {
 
 /// A node's Raft role: `leader`, `voter`, `learner` or `none`. The same names are the
 /// values of the gossip key `raft`.
-#[derive(Serialize, Deserialize, Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Serialize, Deserialize, Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RaftRole {
     Leader,
     Voter,
     Learner,
     /// Not (yet) a member of a Raft cluster.
+    #[default]
     None,
 }
 
@@ -74,6 +81,47 @@ impl RaftRole {
 }
 
 impl fmt::Display for RaftRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// What a node is to the cluster: a server (`leader`, `voter`, `standby`: the Raft
+/// members) or a `client` (gossips, runs jobs and serves the API by asking a server).
+/// The same thing as [`RaftRole`], in the words of servers and clients.
+#[derive(Serialize, Deserialize, Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    Leader,
+    Voter,
+    Standby,
+    #[default]
+    Client,
+}
+
+impl NodeRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Leader => "leader",
+            NodeRole::Voter => "voter",
+            NodeRole::Standby => "standby",
+            NodeRole::Client => "client",
+        }
+    }
+}
+
+impl From<RaftRole> for NodeRole {
+    fn from(raft: RaftRole) -> NodeRole {
+        match raft {
+            RaftRole::Leader => NodeRole::Leader,
+            RaftRole::Voter => NodeRole::Voter,
+            RaftRole::Learner => NodeRole::Standby,
+            RaftRole::None => NodeRole::Client,
+        }
+    }
+}
+
+impl fmt::Display for NodeRole {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.as_str())
     }

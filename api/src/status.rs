@@ -12,6 +12,10 @@ use crate::nodes::{NodeRef, NodeStatus};
 pub struct StatusDoc {
     /// The node that answered.
     pub node: NodeRef,
+    /// The server whose replica the answer comes from: `node` itself on a server, the
+    /// server it asked on a client. Absent from the answers of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<NodeRef>,
     /// The leader this node follows, or null (no quorum, election, not formed yet).
     pub leader: Option<NodeRef>,
     pub term: u64,

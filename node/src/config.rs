@@ -54,6 +54,13 @@ pub struct RunArgs {
     /// How many Raft voters to keep: 1, 3, 5 or 7 [default: --bootstrap-expect].
     #[arg(long, env = "EVENTIDE_VOTERS", value_name = "N")]
     pub voters: Option<u32>,
+    /// Caught-up Raft learners kept ready to replace a dead voter, 0 to 7 [default: 2].
+    /// Every node beyond the voters and standbys is a client.
+    #[arg(long, env = "EVENTIDE_STANDBY", value_name = "N")]
+    pub standby: Option<u32>,
+    /// Whether this node may become a Raft server (voter or standby) [default: true].
+    #[arg(long, env = "EVENTIDE_SERVER_ELIGIBLE", value_name = "BOOL")]
+    pub server_eligible: Option<bool>,
     /// How long a voter may be dead before another node replaces it [default: 15s].
     #[arg(long, env = "EVENTIDE_DEAD_VOTER_GRACE", value_name = "DURATION")]
     pub dead_voter_grace: Option<String>,
@@ -214,6 +221,8 @@ impl RunArgs {
             name,
             bootstrap_expect,
             voters,
+            standby,
+            server_eligible,
             dead_voter_grace,
             runner_slots,
             labels,
@@ -260,6 +269,10 @@ pub struct RunConfig {
     pub name: String,
     pub bootstrap_expect: u32,
     pub voters: u32,
+    /// Standby learners autopilot keeps besides the voters.
+    pub standby: u32,
+    /// Whether autopilot may make this node a server.
+    pub server_eligible: bool,
     pub dead_voter_grace: Duration,
     pub runner_slots: u32,
     pub labels: BTreeSet<String>,
@@ -318,6 +331,8 @@ impl TryFrom<RunArgs> for RunConfig {
         }
         let bootstrap_expect = bootstrap_expect(layer.bootstrap_expect)?;
         let voters = voters(layer.voters, bootstrap_expect)?;
+        let standby = standby(layer.standby)?;
+        let server_eligible = layer.server_eligible.unwrap_or(true);
         let name = name(layer.name, listen)?;
         let runner_slots = runner_slots(layer.runner_slots)?;
         let labels = labels(layer.labels)?;
@@ -353,6 +368,8 @@ impl TryFrom<RunArgs> for RunConfig {
             name,
             bootstrap_expect,
             voters,
+            standby,
+            server_eligible,
             dead_voter_grace,
             runner_slots,
             labels,
@@ -518,6 +535,14 @@ fn bootstrap_expect(value: Option<u32>) -> anyhow::Result<u32> {
         bail!("--bootstrap-expect {bootstrap_expect}: must be between 1 and 64");
     }
     Ok(bootstrap_expect)
+}
+
+fn standby(value: Option<u32>) -> anyhow::Result<u32> {
+    let standby = value.unwrap_or(2);
+    if standby > 7 {
+        bail!("--standby {standby}: must be between 0 and 7");
+    }
+    Ok(standby)
 }
 
 fn voters(value: Option<u32>, bootstrap_expect: u32) -> anyhow::Result<u32> {
@@ -706,6 +731,7 @@ mod tests {
         assert_eq!(config.advertise, config.listen);
         assert_eq!(config.bootstrap_expect, 3);
         assert_eq!(config.voters, 3);
+        assert_eq!((config.standby, config.server_eligible), (2, true));
         assert_eq!(config.runner_slots, 1);
         assert_eq!(config.dead_voter_grace, Duration::from_secs(15));
         assert_eq!(config.poll_interval, Duration::from_secs(1));
@@ -749,6 +775,7 @@ mod tests {
             (RunArgs::default(), "--data-dir"),
             (RunArgs { bootstrap_expect: Some(0), ..args("/d") }, "--bootstrap-expect"),
             (RunArgs { voters: Some(2), ..args("/d") }, "--voters"),
+            (RunArgs { standby: Some(8), ..args("/d") }, "--standby"),
             (RunArgs { seeds: vec!["nohost".into()], ..args("/d") }, "--seed"),
             (RunArgs { seeds: vec!["h:70000".into()], ..args("/d") }, "--seed"),
             (RunArgs { poll_interval: Some("soon".into()), ..args("/d") }, "--poll-interval"),

@@ -7,6 +7,7 @@ use std::sync::{Mutex, PoisonError};
 
 use tokio::sync::Notify;
 
+use eventide_api::RaftRole;
 use eventide_consensus::{RepoId, Timestamp};
 
 /// What the cluster task knows that `status` shows.
@@ -14,6 +15,10 @@ use eventide_consensus::{RepoId, Timestamp};
 pub struct Phase {
     /// Why this node is not in a cluster yet, if it is not.
     pub waiting: Option<String>,
+    /// This node's role as the cluster sees it (see `cluster::effective_role`): a
+    /// leader, voter or learner (standby) serves the API from its replica, a node with
+    /// `None` is a client and asks a server.
+    pub role: RaftRole,
 }
 
 /// Asks the observer for an immediate round, of every repository (`notify`) or of one (a

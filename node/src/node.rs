@@ -19,10 +19,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use eventide_consensus::auth::Signer;
-use eventide_consensus::network::{HttpNetwork, RpcClient, Writer};
+use eventide_consensus::network::{HttpNetwork, LeaderHint, RpcClient, Writer};
 use eventide_consensus::store;
 use eventide_consensus::types::Raft;
-use eventide_consensus::NodeId;
+use eventide_consensus::{NodeId, NodeInfo};
 use tokio::sync::watch;
 use tracing::{info, warn, Instrument};
 
@@ -32,6 +32,7 @@ use crate::config::RunConfig;
 use crate::dispatcher::Dispatcher;
 use crate::gossip::{Gossip, SelfInfo};
 use crate::health::{ObserverHealth, ObserverWake, Phase};
+use crate::joblog::RunningJobs;
 use crate::metrics::{self, Metrics};
 use crate::observer::{Observer, ObserverHandles, ObserverSettings};
 use crate::raft_view::RaftView;
@@ -83,12 +84,14 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
             labels: config.labels.iter().cloned().collect(),
             seeds: config.seeds.clone(),
             interval: config.gossip_interval,
+            server_eligible: config.server_eligible,
             rpc: rpc.clone(),
         })
         .await?,
     );
     let writer = Writer::new(raft.clone(), WRITE_LEADER_WAIT, signer.clone())
-        .context("failed to build the http client")?;
+        .context("failed to build the http client")?
+        .with_leader_hint(gossip_leader(gossip.clone()));
     let (phase_tx, phase_rx) = watch::channel(Phase::default());
     let wake_observer = Arc::new(ObserverWake::default());
     let observer_health = Arc::new(ObserverHealth::default());
@@ -109,6 +112,7 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
     }
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
+    let running = Arc::new(RunningJobs::default());
     let dispatcher =
         Dispatcher::new(view.clone(), state_machine.clone(), writer.clone(), gossip.clone());
     let api_handles = ApiHandles {
@@ -127,12 +131,13 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
         wake_observer: wake_observer.clone(),
         observer_health: observer_health.clone(),
         metrics: metrics.clone(),
+        running: running.clone(),
     };
     let app = api::router(
         api_handles,
         raft.clone(),
         dispatcher.routes().merge(gossip.admission_routes()),
-    );
+    )?;
     let stopped = async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     };
@@ -143,6 +148,7 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
         me: id,
         bootstrap_expect: config.bootstrap_expect as usize,
         voters: config.voters as usize,
+        standby: config.standby as usize,
         dead_voter_grace: config.dead_voter_grace,
     };
     let cluster_task = tokio::spawn(
@@ -194,6 +200,7 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
             rpc,
             metrics: metrics.clone(),
             secret: config.secret.clone(),
+            running,
         },
     )?;
     let runner_task = tokio::spawn(runner.run().in_current_span());
@@ -221,6 +228,19 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     info!("stopped");
     Ok(())
+}
+
+/// The leader as gossip shows it, for writes from a node that follows no Raft leader
+/// (a client).
+fn gossip_leader(gossip: Arc<Gossip>) -> LeaderHint {
+    Arc::new(move || {
+        let gossip = gossip.clone();
+        Box::pin(async move {
+            let members = gossip.members().await;
+            let (leader, _) = crate::gossip::newest_leader(&members)?;
+            Some((leader.id, NodeInfo::new(leader.addr.to_string(), leader.name.clone())))
+        })
+    })
 }
 
 async fn wait_for_signal() {

@@ -121,6 +121,21 @@ impl RaftView {
         RaftChanges { metrics: self.raft.metrics() }
     }
 
+    /// Whether this node has applied log index `index`, waiting up to `timeout` for it.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> bool {
+        let mut changes = self.changes();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let applied = changes.metrics.borrow_and_update().last_applied.map_or(0, |id| id.index);
+            if applied >= index {
+                return true;
+            }
+            if !changes.changed_before(deadline).await {
+                return false;
+            }
+        }
+    }
+
     /// The leader's address, waiting up to `timeout` for one to be known.
     pub async fn wait_leader_addr(&self, timeout: Duration) -> Option<String> {
         let mut changes = self.changes();

@@ -2,7 +2,8 @@
 # Many nodes on one machine, started the way a user would: the same binary, every node
 # seeded with the first three, `--bootstrap-expect 3`. Prints the machine and: the time
 # from the last start until every node sees every node alive in gossip, and until every
-# node reports its Raft role (today every node becomes a member); RSS per node
+# node answers with a leader and its role (3 voters and 2 standbys are servers, the rest
+# clients); RSS per node
 # (min / median / max); the idle cluster's CPU over IDLE_SECONDS, as % of one core, and
 # per node. With GOSSIP_ONLY=1 the nodes never form a cluster (`--bootstrap-expect`
 # above N), which shows what gossip alone costs.
@@ -64,5 +65,5 @@ started=$(date +%s.%N)
 python3 scripts/bench/scale_probe.py --started "$started" \
   --ports "$(IFS=,; echo "${ports[*]}")" --pids "$(IFS=,; echo "${pids[*]}")" \
   --idle "${IDLE_SECONDS:-30}" --deadline "${DEADLINE:-180}" \
-  --mode "$([[ $expect -gt $count ]] && echo gossip-only || echo cluster)"
+  --mode "$([[ $expect -gt $count ]] && echo gossip-only || echo cluster)" --servers 5
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2

@@ -4,7 +4,8 @@
   scale_probe.py --started T --ports P,... --pids PID,... --idle S --deadline S --mode M
 
 Polls every node's GET /api/v1/status until each lists every node alive (and, for a
-cluster, until each reports its own Raft role; after --deadline it says how many do and
+cluster, until each answers with a leader and its own role, and the roles add up to one
+leader and --servers servers, the rest clients; after --deadline it says how many do and
 measures anyway), then reads every node's RSS and measures the CPU time the nodes use
 over --idle seconds.
 """
@@ -29,7 +30,20 @@ def views(ports):
     return out
 
 
-def settle(ports, started, deadline, want_roles):
+ROLE_OF_RAFT = {"leader": "leader", "voter": "voter", "learner": "standby", "none": "client"}
+
+
+def own_role(doc):
+    """The answering node's role, or None while it has no leader."""
+    if doc.get("leader") is None:
+        return None
+    me = next((n for n in doc["nodes"] if n["id"] == doc["node"]["id"]), None)
+    if me is None:
+        return None
+    return me.get("role") or ROLE_OF_RAFT.get(me["raft"])
+
+
+def settle(ports, started, deadline, want_roles, servers):
     """Seconds from `started` until all see all alive, and until all have a role."""
     alive_at = role_at = None
     end = time.monotonic() + deadline
@@ -41,14 +55,17 @@ def settle(ports, started, deadline, want_roles):
             sum(1 for n in doc["nodes"] if n["alive"]) >= len(ports) for doc in seen.values())
         if everyone and alive_at is None:
             alive_at = now
-        roles = {port: next((n["raft"] for n in doc["nodes"] if n["id"] == doc["node"]["id"]),
-                            "none") for port, doc in seen.items()}
-        with_role = sum(1 for r in roles.values() if r != "none")
+        roles = {port: own_role(doc) for port, doc in seen.items()}
+        with_role = sum(1 for r in roles.values() if r is not None)
+        leaders = sum(1 for r in roles.values() if r == "leader")
+        serving = sum(1 for r in roles.values() if r in ("leader", "voter", "standby"))
         last = (f"{len(seen)} of {len(ports)} answer, "
                 f"{sum(1 for d in seen.values() if sum(n['alive'] for n in d['nodes']) >= len(ports))}"
-                f" see all alive, {with_role} have a Raft role")
+                f" see all alive, {with_role} have a leader and a role"
+                f" ({leaders} leader, {serving} servers)")
         settled = len(seen) == len(ports) and (
-            not want_roles or all(r != "none" for r in roles.values()))
+            not want_roles or (with_role == len(ports) and leaders == 1
+                               and serving == min(servers, len(ports))))
         if everyone and settled and role_at is None:
             role_at = now
         if alive_at is not None and role_at is not None:
@@ -83,21 +100,25 @@ def main():
     parser.add_argument("--idle", type=float, default=30)
     parser.add_argument("--deadline", type=float, default=180)
     parser.add_argument("--mode", default="cluster")
+    parser.add_argument("--servers", type=int, default=5,
+                        help="voters + standbys the cluster should settle on")
     args = parser.parse_args()
     ports = [int(p) for p in args.ports.split(",")]
     pids = [int(p) for p in args.pids.split(",")]
     say(machine())
     say(f"{len(ports)} nodes ({args.mode}), each seeded with the first three")
-    alive_at, role_at, roles = settle(ports, args.started, args.deadline, args.mode == "cluster")
+    alive_at, role_at, roles = settle(ports, args.started, args.deadline, args.mode == "cluster",
+                                     args.servers)
     rows = [["all alive in every node's gossip", "timeout" if alive_at is None
              else f"{alive_at:.1f} s after the last start"]]
     if args.mode == "cluster":
         counts = {}
         for role in (roles or {}).values():
+            role = role or "no leader"
             counts[role] = counts.get(role, 0) + 1
         text = ", ".join(f"{n} {role}" for role, n in sorted(counts.items()))
         when = "timeout" if role_at is None else f"{role_at:.1f} s"
-        rows.append(["every node has its Raft role", f"{when} ({text})"])
+        rows.append(["every node has a leader and its role", f"{when} ({text})"])
     if alive_at is None:
         render_table(["figure", "value"], rows)
         fail("the nodes did not all see each other")

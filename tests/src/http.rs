@@ -189,3 +189,22 @@ mod tests {
         assert_eq!(answer, (302, String::new()));
     }
 }
+
+/// `GET path`: the status code, the answer's headers (names in lower case) and body.
+pub fn get_with_headers(
+    addr: SocketAddr,
+    path: &str,
+) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+    let response =
+        client()?.get(format!("http://{addr}{path}")).send().map_err(std::io::Error::other)?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned())
+        })
+        .collect();
+    let body = response.bytes().map_err(std::io::Error::other)?;
+    Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
+}

@@ -6,6 +6,9 @@
 //! but got no answer is reported, not retried: commands are fenced (compare-and-set,
 //! attempts) but a rerun would be queued twice.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -32,10 +35,17 @@ pub enum WriteError {
     Raft { reason: String },
 }
 
+/// Where the leader is when this node's own Raft does not know: a node that is no Raft
+/// member (a client) follows no leader, and asks whatever knows (gossip) instead.
+pub type LeaderHint =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Option<(NodeId, NodeInfo)>> + Send>> + Send + Sync>;
+
 /// Proposes commands through the local node, forwarding to the leader when needed.
 #[derive(Clone)]
 pub struct Writer {
     proposer: Proposer,
+    /// Asked when the local Raft knows no leader.
+    hint: Option<LeaderHint>,
     /// Unpooled, see [`RpcClient::unpooled`]. Its failures reach the writer's caller as
     /// [`WriteError`]s; they are not part of the node's RPC failure counts.
     rpc: RpcClient,
@@ -63,7 +73,20 @@ impl Writer {
         // (certainly not applied, so retried) rather than break on a stale connection
         // (maybe applied, so reported).
         let rpc = RpcClient::unpooled(signer)?;
-        Ok(Writer { proposer: Proposer::new(raft), rpc, leader_wait })
+        Ok(Writer { proposer: Proposer::new(raft), hint: None, rpc, leader_wait })
+    }
+
+    /// The same writer, asking `hint` for the leader when the local Raft knows none.
+    pub fn with_leader_hint(mut self, hint: LeaderHint) -> Writer {
+        self.hint = Some(hint);
+        self
+    }
+
+    async fn hinted_leader(&self) -> Option<(NodeId, NodeInfo)> {
+        match &self.hint {
+            Some(hint) => hint().await,
+            None => None,
+        }
     }
 
     /// Commits `command` through the leader and returns the state machine's reply.
@@ -73,7 +96,14 @@ impl Writer {
             let error = match self.proposer.propose(command.clone()).await {
                 Local::Applied(reply) => return Ok(reply),
                 Local::Failed(reason) => return Err(WriteError::Raft { reason }),
-                Local::NoLeader => WriteError::NoLeader,
+                Local::NoLeader => match self.hinted_leader().await {
+                    None => WriteError::NoLeader,
+                    Some((leader, node)) => match self.forward(leader, &node, &command).await {
+                        Ok(reply) => return Ok(reply),
+                        Err(Retry::No(error)) => return Err(error),
+                        Err(Retry::Yes(error)) => error,
+                    },
+                },
                 Local::Forward(leader, node) => match self.forward(leader, &node, &command).await {
                     Ok(reply) => return Ok(reply),
                     Err(Retry::No(error)) => return Err(error),

@@ -27,7 +27,7 @@ mod server;
 
 pub use batch::{Proposer, MAX_BATCH_BYTES, MAX_BATCH_COMMANDS, MAX_IN_FLIGHT};
 pub use client::{HttpConnection, HttpNetwork};
-pub use forward::{WriteError, Writer};
+pub use forward::{LeaderHint, WriteError, Writer};
 pub use plausible::{MAX_LOG_INDEX, MAX_SNAPSHOT_BYTES, MAX_SNAPSHOT_ID_BYTES, MAX_TERM};
 pub use rpc::{decode_request, Codec, CodecReply, RpcClient, RpcError, RpcErrors, RpcService};
 pub use server::raft_routes;

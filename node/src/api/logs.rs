@@ -15,12 +15,13 @@ use axum::response::{IntoResponse, Response};
 use eventide_api::LogQuery;
 use eventide_consensus::auth::Secret;
 use eventide_consensus::store::StateMachineStore;
-use eventide_consensus::{JobId, JobStatus, NodeId};
+use eventide_consensus::{JobId, NodeId};
 
 use super::auth::with_token;
 use super::extract::{ApiPath, ApiQuery};
 use super::ApiError;
-use crate::joblog::log_path;
+use crate::gossip::Gossip;
+use crate::joblog::{log_path, RunningJobs};
 use crate::raft_view::RaftView;
 
 /// How often a followed log is checked for new output.
@@ -38,7 +39,11 @@ pub struct LogsState {
     pub secret: Option<Secret>,
     /// Finds the runner's address.
     pub raft: RaftView,
+    /// Finds a client runner's address, which the Raft membership does not hold.
+    pub gossip: Arc<Gossip>,
     pub state_machine: StateMachineStore,
+    /// The attempts this node's runner is writing the log of now.
+    pub running: Arc<RunningJobs>,
 }
 
 pub async fn get(
@@ -47,6 +52,22 @@ pub async fn get(
     ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<Response, ApiError> {
     let job = JobId(id);
+    if query.local {
+        // Asked by a server for the file of a job this node ran: the answer comes from
+        // the file alone, since a client's replica does not know the job.
+        if let Some(attempt) = query.attempt {
+            let path = log_path(&api.data_dir, job, attempt);
+            if path.exists() {
+                return Ok(text(stream_file(
+                    api.running.clone(),
+                    path,
+                    job,
+                    attempt,
+                    query.follow,
+                )));
+            }
+        }
+    }
     let found = api.state_machine.read(|state| {
         state.job(job).map(|j| {
             let result = j.result.as_ref();
@@ -64,7 +85,7 @@ pub async fn get(
     let attempt = query.attempt.unwrap_or(current_attempt);
     let path = log_path(&api.data_dir, job, attempt);
     if path.exists() {
-        return Ok(text(stream_file(api.state_machine.clone(), path, job, attempt, query.follow)));
+        return Ok(text(stream_file(api.running.clone(), path, job, attempt, query.follow)));
     }
     if query.local {
         return Err(ApiError::new(
@@ -93,7 +114,7 @@ fn text(body: Body) -> Response {
 
 /// Streams a local log file; with `follow`, keeps reading until the attempt is over.
 fn stream_file(
-    state_machine: StateMachineStore,
+    running: Arc<RunningJobs>,
     path: PathBuf,
     job: JobId,
     attempt: u32,
@@ -101,7 +122,7 @@ fn stream_file(
 ) -> Body {
     let state = (0u64, false);
     let stream = futures_util::stream::unfold(state, move |(offset, done)| {
-        let state_machine = state_machine.clone();
+        let running = running.clone();
         let path = path.clone();
         async move {
             if done {
@@ -110,7 +131,7 @@ fn stream_file(
             loop {
                 // Whether the attempt was over before reading: then one more read drains
                 // everything it wrote.
-                let over = !follow || !running(&state_machine, job, attempt);
+                let over = !follow || !running.contains(job, attempt);
                 let read = {
                     let path = path.clone();
                     tokio::task::spawn_blocking(move || read_from(&path, offset)).await
@@ -134,12 +155,6 @@ fn stream_file(
     Body::from_stream(stream)
 }
 
-fn running(state_machine: &StateMachineStore, job: JobId, attempt: u32) -> bool {
-    state_machine.read(|state| {
-        state.job(job).is_some_and(|j| j.attempt == attempt && j.status == JobStatus::Running)
-    })
-}
-
 fn read_from(path: &std::path::Path, offset: u64) -> std::io::Result<Vec<u8>> {
     let mut file = std::fs::File::open(path)?;
     file.seek(SeekFrom::Start(offset))?;
@@ -156,7 +171,11 @@ async fn proxy(
     attempt: u32,
     follow: bool,
 ) -> Option<Response> {
-    let addr = api.raft.node_addr(runner)?;
+    let addr = match api.raft.node_addr(runner) {
+        Some(addr) => addr,
+        // A client's runner is no Raft member: gossip knows where it is.
+        None => api.gossip.members().await.into_iter().find(|m| m.id == runner)?.addr.to_string(),
+    };
     let url =
         format!("http://{addr}/api/v1/jobs/{id}/log?local=true&attempt={attempt}&follow={follow}");
     let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(1)).build().ok()?;

@@ -4,6 +4,7 @@
 //! router cuts them out of the [`ApiHandles`] the node hands over.
 //!
 //! - `auth`: the API token guard of the public routes.
+//! - `proxy`: on a client, every route that reads the replica asks a server instead.
 //! - `status`: `GET /api/v1/status`, the cluster as this node sees it.
 //! - `repos`: `GET|POST /api/v1/repos` and `PATCH|DELETE /api/v1/repos/{id}`, watched
 //!   repositories and their settings.
@@ -25,6 +26,7 @@ pub mod jobs;
 pub mod logs;
 pub mod metrics;
 pub mod notify;
+pub mod proxy;
 pub mod repos;
 pub mod secrets;
 pub mod status;
@@ -55,6 +57,7 @@ use crate::forge::{DeliveryIds, MAX_HOOK_BYTES};
 use crate::gossip::Gossip;
 use crate::health::Phase;
 use crate::health::{ObserverHealth, ObserverWake};
+use crate::joblog::RunningJobs;
 use crate::metrics::Metrics;
 use crate::raft_view::RaftView;
 
@@ -88,6 +91,8 @@ pub struct ApiHandles {
     /// The observer's latest error per repository, for `status`.
     pub observer_health: Arc<ObserverHealth>,
     pub metrics: Arc<Metrics>,
+    /// The attempts this node's runner is running, whose logs are still being written.
+    pub running: Arc<RunningJobs>,
 }
 
 /// The state of the routes that read the replica and write through the leader (`jobs`,
@@ -103,7 +108,7 @@ pub struct ReplicaState {
 
 /// The public API, the Raft routes of `raft` and `internal` (the dispatcher's and
 /// gossip's RPC).
-pub fn router(handles: ApiHandles, raft: Raft, internal: Router) -> Router {
+pub fn router(handles: ApiHandles, raft: Raft, internal: Router) -> anyhow::Result<Router> {
     let ApiHandles {
         id,
         name,
@@ -120,8 +125,18 @@ pub fn router(handles: ApiHandles, raft: Raft, internal: Router) -> Router {
         wake_observer,
         observer_health,
         metrics,
+        running,
     } = handles;
+    let proxy = Arc::new(proxy::Proxy::new(
+        id,
+        phase.clone(),
+        view.clone(),
+        gossip.clone(),
+        PUBLIC_BODY_LIMIT.max(MAX_HOOK_BYTES),
+    )?);
+    let forward = middleware::from_fn_with_state(proxy.clone(), proxy::serve_or_forward);
     let status_state = status::StatusState {
+        proxy: proxy.clone(),
         id,
         name: name.clone(),
         advertise,
@@ -148,7 +163,9 @@ pub fn router(handles: ApiHandles, raft: Raft, internal: Router) -> Router {
         data_dir,
         secret: secret.clone(),
         raft: view.clone(),
+        gossip: gossip.clone(),
         state_machine: state_machine.clone(),
+        running,
     };
     let hooks_state = hooks::HooksState {
         raft: view.clone(),
@@ -162,19 +179,16 @@ pub fn router(handles: ApiHandles, raft: Raft, internal: Router) -> Router {
         notify::NotifyState { name, secret: secret.clone(), raft: view.clone(), wake_observer };
     let metrics_state =
         metrics::MetricsState { id, runner_slots, raft: view, state_machine, gossip, metrics };
-    let public = Router::new()
-        .route("/api/v1/status", get(status::get_status))
-        .with_state(Arc::new(status_state))
-        .merge(
-            Router::new()
-                .route("/api/v1/repos", get(repos::list).post(repos::add))
-                .route("/api/v1/repos/{id}", delete(repos::remove).patch(repos::patch))
-                .route("/api/v1/jobs", get(jobs::list))
-                .route("/api/v1/jobs/{id}", get(jobs::get))
-                .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
-                .route("/api/v1/rerun", post(jobs::rerun))
-                .with_state(Arc::new(replica)),
-        )
+    // Every route that reads the replica or writes is a server's to answer: a client
+    // passes it on (`proxy`). `status` does so itself; `/metrics` is this node's own.
+    let served = Router::new()
+        .route("/api/v1/repos", get(repos::list).post(repos::add))
+        .route("/api/v1/repos/{id}", delete(repos::remove).patch(repos::patch))
+        .route("/api/v1/jobs", get(jobs::list))
+        .route("/api/v1/jobs/{id}", get(jobs::get))
+        .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/api/v1/rerun", post(jobs::rerun))
+        .with_state(Arc::new(replica))
         .merge(
             Router::new()
                 .route("/api/v1/secrets", get(secrets::list))
@@ -191,6 +205,11 @@ pub fn router(handles: ApiHandles, raft: Raft, internal: Router) -> Router {
                 .route("/api/v1/notify", post(notify::notify))
                 .with_state(Arc::new(notify_state)),
         )
+        .route_layer(forward.clone());
+    let public = Router::new()
+        .route("/api/v1/status", get(status::get_status))
+        .with_state(Arc::new(status_state))
+        .merge(served)
         .merge(
             Router::new().route("/metrics", get(metrics::get)).with_state(Arc::new(metrics_state)),
         )
@@ -210,6 +229,7 @@ pub fn router(handles: ApiHandles, raft: Raft, internal: Router) -> Router {
     let hooks = Router::new()
         .route("/api/v1/hooks/{forge}", post(hooks::deliver))
         .with_state(Arc::new(hooks_state))
+        .route_layer(forward)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_HOOK_BYTES));
     // The dashboard's files hold no data (the page asks for a token when the API wants
@@ -218,11 +238,11 @@ pub fn router(handles: ApiHandles, raft: Raft, internal: Router) -> Router {
         .route("/", get(dashboard::index))
         .route("/ui/{file}", get(dashboard::file))
         .method_not_allowed_fallback(method_not_allowed);
-    hooks
+    Ok(hooks
         .merge(public)
         .merge(dashboard)
         .merge(internal)
-        .layer(axum::middleware::from_fn(log_refused))
+        .layer(axum::middleware::from_fn(log_refused)))
 }
 
 /// Logs every request refused for its body (malformed, too large, wrong content type),

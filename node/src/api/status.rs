@@ -1,21 +1,28 @@
 //! `GET /api/v1/status`: the leader, the term, every node with its liveness, Raft role
-//! and runner load, and the queue, as this node sees them.
+//! and runner load, and the queue, as this node sees them. A client asks a server and
+//! answers with the server's view (`served_by`), unless no cluster has formed yet:
+//! then it shows what it waits for, as every node does.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::Json;
 use eventide_api::{
-    Auth, NodeRef, NodeStatus, QueueStatus, RaftRole, RepoStatus, RunnerState, StatusDoc,
+    Auth, ErrorBody, NodeRef, NodeRole, NodeStatus, QueueStatus, RaftRole, RepoStatus, RunnerState,
+    StatusDoc,
 };
 use eventide_consensus::NodeId;
 
 use eventide_consensus::store::StateMachineStore;
 use tokio::sync::watch;
 
+use super::proxy::Proxy;
 use super::repos::settings_doc;
+use super::ApiError;
 use crate::gossip::Gossip;
 use crate::health::ObserverHealth;
 use crate::health::Phase;
@@ -23,6 +30,8 @@ use crate::raft_view::RaftView;
 
 /// What `status` reads.
 pub struct StatusState {
+    /// Whether this node answers itself or asks a server.
+    pub proxy: Arc<Proxy>,
     pub id: NodeId,
     pub name: String,
     pub advertise: SocketAddr,
@@ -37,8 +46,37 @@ pub struct StatusState {
     pub observer_health: Arc<ObserverHealth>,
 }
 
-pub async fn get_status(State(api): State<Arc<StatusState>>) -> Json<StatusDoc> {
-    Json(build(&api).await)
+pub async fn get_status(
+    State(api): State<Arc<StatusState>>,
+    headers: HeaderMap,
+) -> Result<Json<StatusDoc>, ApiError> {
+    if api.proxy.is_server() || api.proxy.waiting().is_some() {
+        return Ok(Json(build(&api).await));
+    }
+    let forwarded =
+        api.proxy.forward(Method::GET, "/api/v1/status", &headers, Bytes::new()).await?;
+    let server = forwarded.server;
+    let status = forwarded.response.status();
+    let text = forwarded.response.text().await.map_err(|error| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("server {} did not answer: {error}", server.name),
+        )
+    })?;
+    if !status.is_success() {
+        let message = serde_json::from_str::<ErrorBody>(&text).map_or(text, |body| body.error);
+        return Err(ApiError::new(status, message));
+    }
+    let mut doc: StatusDoc = serde_json::from_str(&text).map_err(|error| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("server {} answered garbage: {error}", server.name),
+        )
+    })?;
+    doc.served_by = Some(doc.node.clone());
+    doc.node =
+        NodeRef { id: api.id.to_string(), name: api.name.clone(), addr: api.advertise.to_string() };
+    Ok(Json(doc))
 }
 
 async fn build(api: &StatusState) -> StatusDoc {
@@ -66,6 +104,7 @@ async fn build(api: &StatusState) -> StatusDoc {
                 addr: info.addr.clone(),
                 alive: member.is_some_and(|m| m.alive),
                 raft: role,
+                role: Some(role.into()),
                 slots: member.map_or(0, |m| m.slots),
                 busy: member.map_or(0, |m| m.busy),
                 labels: member.map(|m| m.labels.iter().cloned().collect()).unwrap_or_default(),
@@ -83,6 +122,7 @@ async fn build(api: &StatusState) -> StatusDoc {
             addr: member.addr.to_string(),
             alive: member.alive,
             raft: RaftRole::None,
+            role: Some(NodeRole::Client),
             slots: member.slots,
             busy: member.busy,
             labels: member.labels.iter().cloned().collect(),
@@ -97,6 +137,7 @@ async fn build(api: &StatusState) -> StatusDoc {
         me.alive = true;
         if me.raft == RaftRole::None {
             me.raft = raft.role;
+            me.role = Some(raft.role.into());
         }
     }
 
@@ -121,12 +162,11 @@ async fn build(api: &StatusState) -> StatusDoc {
     });
     let mut nodes: Vec<NodeStatus> = nodes.into_values().collect();
     nodes.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+    let node =
+        NodeRef { id: api.id.to_string(), name: api.name.clone(), addr: api.advertise.to_string() };
     StatusDoc {
-        node: NodeRef {
-            id: api.id.to_string(),
-            name: api.name.clone(),
-            addr: api.advertise.to_string(),
-        },
+        served_by: Some(node.clone()),
+        node,
         leader,
         term: raft.term,
         auth: if api.auth { Auth::On } else { Auth::Off },

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use eventide_api::{Forge, JobDoc, NodeStatus, RepoDoc, RepoSettingsDoc, RunnerState, StatusDoc};
+use eventide_api::{
+    Forge, JobDoc, NodeRole, NodeStatus, RepoDoc, RepoSettingsDoc, RunnerState, StatusDoc,
+};
 
 /// Cuts `text` to `width` characters, marking the cut with `…`.
 fn fit(text: &str, width: usize) -> String {
@@ -30,14 +32,22 @@ pub fn status(doc: &StatusDoc) -> String {
         }
     }
     let alive = doc.nodes.iter().filter(|n| n.alive).count();
+    let count = |role: NodeRole| doc.nodes.iter().filter(|n| role_of(n) == role).count();
     let _ = writeln!(
         out,
-        "nodes:   {} ({} alive), {} voters, auth: {}",
+        "nodes:   {} ({} alive): {} voters, {} standby, {} clients; auth: {}",
         doc.nodes.len(),
         alive,
         doc.voters,
+        count(NodeRole::Standby),
+        count(NodeRole::Client),
         doc.auth
     );
+    if let Some(server) = doc.served_by.as_ref().filter(|s| s.id != doc.node.id) {
+        let line =
+            format!("served:  by {} ({}); {} is a client", server.name, server.addr, doc.node.name);
+        let _ = writeln!(out, "{}", fit(&line, 80));
+    }
     let _ = writeln!(
         out,
         "queue:   {} queued, {} running, {} finished",
@@ -61,7 +71,7 @@ pub fn status(doc: &StatusDoc) -> String {
     let _ = writeln!(
         out,
         "{:<16} {:<20} {:<21} {:<5} {:<7} {:>5}",
-        "NAME", "ID", "ADDRESS", "STATE", "RAFT", "SLOTS"
+        "NAME", "ID", "ADDRESS", "STATE", "ROLE", "SLOTS"
     );
     for node in &doc.nodes {
         let marker = if node.id == doc.node.id { "*" } else { "" };
@@ -72,7 +82,7 @@ pub fn status(doc: &StatusDoc) -> String {
             fit(&node.id, 20),
             fit(&node.addr, 21),
             if node.alive { "alive" } else { "dead" },
-            node.raft,
+            role_of(node),
             format!("{}/{}", node.busy, node.slots),
         );
     }
@@ -84,6 +94,11 @@ pub fn status(doc: &StatusDoc) -> String {
         let _ = writeln!(out, "{}", fit(&line, 80));
     }
     out
+}
+
+/// A node's role; answers of versions before servers and clients only have `raft`.
+fn role_of(node: &NodeStatus) -> NodeRole {
+    node.role.unwrap_or_else(|| node.raft.into())
 }
 
 /// `sandbox: bwrap on 2 runners, none on 1; limits: cgroup v2` for the runners that said.
@@ -265,6 +280,7 @@ mod tests {
             addr: format!("127.0.0.1:780{n}"),
             alive: n != 3,
             raft: if n == 1 { RaftRole::Leader } else { RaftRole::Voter },
+            role: None,
             slots: 2,
             busy: 1,
             labels: vec![],
@@ -279,6 +295,7 @@ mod tests {
         };
         let me = NodeRef { id: node(1).id, name: node(1).name, addr: node(1).addr };
         StatusDoc {
+            served_by: None,
             node: me.clone(),
             leader: leader.then_some(me),
             term: 4,

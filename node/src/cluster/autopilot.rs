@@ -1,6 +1,11 @@
-//! Membership management on the leader: every live node becomes a learner, live
-//! learners are promoted until there are `--voters` voters, and a voter gossip has
-//! reported dead for longer than `--dead-voter-grace` is replaced.
+//! Membership management on the leader: the Raft group is small. It holds `--voters`
+//! voters and `--standby` caught-up learners (the standbys); every other live node is a
+//! client, which gossips and runs jobs but is no Raft member. A voter gossip has reported
+//! dead for longer than `--dead-voter-grace` is replaced by a standby, a dead standby is
+//! removed after the same grace, and the standbys are topped up.
+//!
+//! The choice of servers is stable: members stay members while they live, and a new one
+//! is the live, eligible (`--server-eligible`) non-member with the smallest node id.
 //!
 //! Pure: the Raft membership and gossip's view go in with the current time, a list of
 //! membership changes comes out. One change at a time; the driver performs it and asks
@@ -36,23 +41,31 @@ pub enum Change {
     SetVoters {
         voters: BTreeSet<NodeId>,
     },
-    /// Forget learners that have been dead past the grace period.
+    /// Remove these learners: dead past the grace period, beyond the standbys wanted, or
+    /// no longer eligible. Removed live nodes carry on as clients.
     RemoveLearners {
         ids: BTreeSet<NodeId>,
     },
 }
 
+/// How many servers autopilot keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sizes {
+    pub voters: usize,
+    pub standby: usize,
+}
+
 /// Remembers since when each member has been missing from gossip.
 #[derive(Debug)]
 pub struct Autopilot {
-    voters_wanted: usize,
+    sizes: Sizes,
     grace: Duration,
     missing_since: BTreeMap<NodeId, Instant>,
 }
 
 impl Autopilot {
-    pub fn new(voters_wanted: usize, grace: Duration) -> Autopilot {
-        Autopilot { voters_wanted, grace, missing_since: BTreeMap::new() }
+    pub fn new(sizes: Sizes, grace: Duration) -> Autopilot {
+        Autopilot { sizes, grace, missing_since: BTreeMap::new() }
     }
 
     /// Forgets what it saw, e.g. when this node stops being leader: a new leader gives
@@ -84,43 +97,54 @@ impl Autopilot {
         let dead = |id: &NodeId| {
             self.missing_since.get(id).is_some_and(|since| now.duration_since(*since) >= self.grace)
         };
+        // A member that said it may not be a server is on its way out; one gossip does not
+        // know (yet) is given the benefit of the doubt.
+        let eligible = |id: &NodeId| alive.get(id).is_none_or(|m| m.server_eligible);
+        let learners: BTreeSet<NodeId> =
+            membership.nodes.keys().filter(|id| !membership.voters.contains(id)).copied().collect();
 
-        // Every live node joins, as a learner first.
-        if let Some(member) = alive.values().find(|m| !membership.nodes.contains_key(&m.id)) {
-            let info = NodeInfo::new(member.addr.to_string(), member.name.clone());
-            return Some(Change::AddLearner { id: member.id, info });
-        }
-
-        // Voters: keep those not dead, fill up with live, caught-up learners.
+        // Voters: keep those not dead nor opted out, fill up with live, caught-up,
+        // eligible learners (smallest ids first).
         let mut voters: BTreeSet<NodeId> =
-            membership.voters.iter().copied().filter(|id| !dead(id)).collect();
-        let candidates = membership.nodes.keys().filter(|id| {
-            !membership.voters.contains(id)
-                && alive.contains_key(id)
-                && membership.caught_up.contains(id)
+            membership.voters.iter().copied().filter(|id| !dead(id) && eligible(id)).collect();
+        let candidates = learners.iter().filter(|id| {
+            alive.get(id).is_some_and(|m| m.server_eligible) && membership.caught_up.contains(id)
         });
         for id in candidates {
-            if voters.len() >= self.voters_wanted {
+            if voters.len() >= self.sizes.voters {
                 break;
             }
             voters.insert(*id);
         }
-        // A dead voter goes only when the change does not shrink the voter set below
-        // what is wanted: removing it without a replacement does not help the quorum.
-        let removes_dead = voters.len() < membership.voters.len();
+        // A voter goes only when the change does not shrink the voter set below what is
+        // wanted: removing it without a replacement does not help the quorum.
+        let removes = voters.len() < membership.voters.len();
         let adds = voters.iter().any(|id| !membership.voters.contains(id));
-        if adds || (removes_dead && voters.len() >= self.voters_wanted) {
+        if adds || (removes && voters.len() >= self.sizes.voters) {
             return Some(Change::SetVoters { voters });
         }
 
-        let dead_learners: BTreeSet<NodeId> = membership
-            .nodes
-            .keys()
-            .filter(|id| !membership.voters.contains(id) && dead(id))
-            .copied()
-            .collect();
-        if !dead_learners.is_empty() {
-            return Some(Change::RemoveLearners { ids: dead_learners });
+        // Top up: enough members that are not dead and eligible for every voter and
+        // standby wanted; the newcomer joins as a learner.
+        let keeping = membership.nodes.keys().filter(|id| !dead(id) && eligible(id)).count();
+        if keeping < self.sizes.voters + self.sizes.standby {
+            let newcomer =
+                alive.values().find(|m| m.server_eligible && !membership.nodes.contains_key(&m.id));
+            if let Some(member) = newcomer {
+                let info = NodeInfo::new(member.addr.to_string(), member.name.clone());
+                return Some(Change::AddLearner { id: member.id, info });
+            }
+        }
+
+        // Learners that go: dead past the grace, opted out, and beyond the standbys
+        // wanted (the largest ids first, so that the choice stays stable).
+        let mut leaving: BTreeSet<NodeId> =
+            learners.iter().filter(|id| dead(id) || !eligible(id)).copied().collect();
+        let staying: Vec<NodeId> =
+            learners.iter().filter(|id| !leaving.contains(id)).copied().collect();
+        leaving.extend(staying.iter().skip(self.sizes.standby));
+        if !leaving.is_empty() {
+            return Some(Change::RemoveLearners { ids: leaving });
         }
         None
     }
@@ -145,13 +169,16 @@ mod tests {
         }
     }
 
+    /// Three voters, two standbys.
+    const SIZES: Sizes = Sizes { voters: 3, standby: 2 };
+
     fn ids(ids: &[u64]) -> BTreeSet<NodeId> {
         ids.iter().map(|&id| NodeId(id)).collect()
     }
 
     #[test]
     fn a_live_stranger_is_added_as_a_learner() {
-        let mut autopilot = Autopilot::new(3, Duration::from_secs(15));
+        let mut autopilot = Autopilot::new(SIZES, Duration::from_secs(15));
         let members = [member(1, true), member(2, true), member(3, true), member(4, true)];
         let change = autopilot.next_change(&view(&[1, 2, 3], &[]), &members, Instant::now());
         assert_eq!(
@@ -162,7 +189,7 @@ mod tests {
 
     #[test]
     fn learners_are_promoted_up_to_the_wanted_voters() {
-        let mut autopilot = Autopilot::new(3, Duration::from_secs(15));
+        let mut autopilot = Autopilot::new(SIZES, Duration::from_secs(15));
         let members = [member(1, true), member(2, true), member(3, true), member(4, true)];
         let change = autopilot.next_change(&view(&[1], &[2, 3, 4]), &members, Instant::now());
         assert_eq!(change, Some(Change::SetVoters { voters: ids(&[1, 2, 3]) }));
@@ -171,7 +198,7 @@ mod tests {
 
     #[test]
     fn a_learner_still_catching_up_is_not_promoted() {
-        let mut autopilot = Autopilot::new(3, Duration::from_secs(15));
+        let mut autopilot = Autopilot::new(SIZES, Duration::from_secs(15));
         let members = [member(1, true), member(2, true), member(3, true)];
         let mut membership = view(&[1, 2], &[3]);
         membership.caught_up.remove(&NodeId(3));
@@ -181,7 +208,7 @@ mod tests {
     #[test]
     fn a_dead_voter_is_replaced_only_after_the_grace_period() {
         let grace = Duration::from_secs(15);
-        let mut autopilot = Autopilot::new(3, grace);
+        let mut autopilot = Autopilot::new(SIZES, grace);
         let members = [member(1, true), member(2, true), member(3, false), member(4, true)];
         let membership = view(&[1, 2, 3], &[4]);
         let start = Instant::now();
@@ -194,7 +221,7 @@ mod tests {
     #[test]
     fn a_voter_that_comes_back_in_time_is_kept() {
         let grace = Duration::from_secs(15);
-        let mut autopilot = Autopilot::new(3, grace);
+        let mut autopilot = Autopilot::new(SIZES, grace);
         let membership = view(&[1, 2, 3], &[4]);
         let start = Instant::now();
         let down = [member(1, true), member(2, true), member(3, false), member(4, true)];
@@ -207,7 +234,7 @@ mod tests {
     #[test]
     fn a_dead_voter_without_replacement_stays() {
         let grace = Duration::from_secs(15);
-        let mut autopilot = Autopilot::new(3, grace);
+        let mut autopilot = Autopilot::new(SIZES, grace);
         let members = [member(1, true), member(2, true), member(3, false)];
         let membership = view(&[1, 2, 3], &[]);
         let start = Instant::now();
@@ -217,7 +244,7 @@ mod tests {
 
     #[test]
     fn nothing_happens_while_a_change_is_in_flight() {
-        let mut autopilot = Autopilot::new(3, Duration::from_secs(15));
+        let mut autopilot = Autopilot::new(SIZES, Duration::from_secs(15));
         let members = [member(1, true), member(2, true), member(3, true), member(4, true)];
         let mut membership = view(&[1, 2, 3], &[]);
         membership.changing = true;
@@ -227,7 +254,7 @@ mod tests {
     #[test]
     fn dead_learners_are_forgotten_after_the_grace_period() {
         let grace = Duration::from_secs(15);
-        let mut autopilot = Autopilot::new(3, grace);
+        let mut autopilot = Autopilot::new(SIZES, grace);
         let members = [member(1, true), member(2, true), member(3, true), member(4, false)];
         let membership = view(&[1, 2, 3], &[4]);
         let start = Instant::now();
@@ -239,12 +266,98 @@ mod tests {
     #[test]
     fn a_reset_restarts_the_grace_period() {
         let grace = Duration::from_secs(15);
-        let mut autopilot = Autopilot::new(3, grace);
+        let mut autopilot = Autopilot::new(SIZES, grace);
         let members = [member(1, true), member(2, true), member(3, false), member(4, true)];
         let membership = view(&[1, 2, 3], &[4]);
         let start = Instant::now();
         autopilot.next_change(&membership, &members, start);
         autopilot.reset();
         assert_eq!(autopilot.next_change(&membership, &members, start + grace), None);
+    }
+
+    #[test]
+    fn only_the_wanted_standbys_join_and_the_rest_stay_clients() {
+        let mut autopilot = Autopilot::new(SIZES, Duration::from_secs(15));
+        let members: Vec<Member> = (1..=10).map(|id| member(id, true)).collect();
+        let now = Instant::now();
+        let first = autopilot.next_change(&view(&[1, 2, 3], &[]), &members, now);
+        assert!(matches!(first, Some(Change::AddLearner { id: NodeId(4), .. })), "{first:?}");
+        let second = autopilot.next_change(&view(&[1, 2, 3], &[4]), &members, now);
+        assert!(matches!(second, Some(Change::AddLearner { id: NodeId(5), .. })), "{second:?}");
+        assert_eq!(autopilot.next_change(&view(&[1, 2, 3], &[4, 5]), &members, now), None);
+    }
+
+    #[test]
+    fn a_newcomer_with_a_smaller_id_does_not_displace_a_server() {
+        let mut autopilot = Autopilot::new(SIZES, Duration::from_secs(15));
+        let members: Vec<Member> = [1, 2, 3, 4, 6, 7].map(|id| member(id, true)).to_vec();
+        assert_eq!(
+            autopilot.next_change(&view(&[1, 2, 3], &[6, 7]), &members, Instant::now()),
+            None
+        );
+    }
+
+    #[test]
+    fn learners_beyond_the_standbys_become_clients() {
+        let mut autopilot = Autopilot::new(SIZES, Duration::from_secs(15));
+        let members: Vec<Member> = (1..=7).map(|id| member(id, true)).collect();
+        let change =
+            autopilot.next_change(&view(&[1, 2, 3], &[4, 5, 6, 7]), &members, Instant::now());
+        assert_eq!(change, Some(Change::RemoveLearners { ids: ids(&[6, 7]) }));
+        let none = Sizes { voters: 3, standby: 0 };
+        let change = Autopilot::new(none, Duration::from_secs(15)).next_change(
+            &view(&[1, 2, 3], &[4]),
+            &members,
+            Instant::now(),
+        );
+        assert_eq!(change, Some(Change::RemoveLearners { ids: ids(&[4]) }));
+    }
+
+    #[test]
+    fn a_node_that_may_not_be_a_server_is_never_added() {
+        let mut autopilot = Autopilot::new(SIZES, Duration::from_secs(15));
+        let mut members: Vec<Member> = (1..=5).map(|id| member(id, true)).collect();
+        members[3].server_eligible = false;
+        let change = autopilot.next_change(&view(&[1, 2, 3], &[]), &members, Instant::now());
+        assert!(matches!(change, Some(Change::AddLearner { id: NodeId(5), .. })), "{change:?}");
+        members[4].server_eligible = false;
+        assert_eq!(autopilot.next_change(&view(&[1, 2, 3], &[]), &members, Instant::now()), None);
+    }
+
+    #[test]
+    fn a_standby_that_opts_out_is_replaced_then_removed() {
+        let mut autopilot = Autopilot::new(SIZES, Duration::from_secs(15));
+        let mut members: Vec<Member> = (1..=6).map(|id| member(id, true)).collect();
+        members[3].server_eligible = false;
+        let now = Instant::now();
+        let change = autopilot.next_change(&view(&[1, 2, 3], &[4, 5]), &members, now);
+        assert!(matches!(change, Some(Change::AddLearner { id: NodeId(6), .. })), "{change:?}");
+        let change = autopilot.next_change(&view(&[1, 2, 3], &[4, 5, 6]), &members, now);
+        assert_eq!(change, Some(Change::RemoveLearners { ids: ids(&[4]) }));
+    }
+
+    #[test]
+    fn a_voter_that_opts_out_is_replaced_by_a_standby() {
+        let mut autopilot = Autopilot::new(SIZES, Duration::from_secs(15));
+        let mut members: Vec<Member> = (1..=5).map(|id| member(id, true)).collect();
+        members[1].server_eligible = false;
+        let change = autopilot.next_change(&view(&[1, 2, 3], &[4, 5]), &members, Instant::now());
+        assert_eq!(change, Some(Change::SetVoters { voters: ids(&[1, 3, 4]) }));
+    }
+
+    #[test]
+    fn a_dead_voter_is_replaced_before_the_standbys_are_topped_up() {
+        let grace = Duration::from_secs(15);
+        let mut autopilot = Autopilot::new(SIZES, grace);
+        let mut members: Vec<Member> = (1..=6).map(|id| member(id, true)).collect();
+        members[2].alive = false;
+        let membership = view(&[1, 2, 3], &[4, 5]);
+        let start = Instant::now();
+        assert_eq!(autopilot.next_change(&membership, &members, start), None);
+        let change = autopilot.next_change(&membership, &members, start + grace);
+        assert_eq!(change, Some(Change::SetVoters { voters: ids(&[1, 2, 4]) }));
+        let after = view(&[1, 2, 4], &[5]);
+        let change = autopilot.next_change(&after, &members, start + grace);
+        assert!(matches!(change, Some(Change::AddLearner { id: NodeId(6), .. })), "{change:?}");
     }
 }

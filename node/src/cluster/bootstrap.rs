@@ -12,19 +12,26 @@ use crate::gossip::{Member, RaftRole};
 pub enum Bootstrap {
     /// Keep waiting, for the reason given (shown by `status`).
     Wait(String),
+    /// A cluster exists: this node is one of its clients until the leader's autopilot
+    /// makes it a server (if it ever does); nothing to wait for.
+    Client,
     /// Form the cluster with these voters (this node is the smallest id among them).
     Initialize(BTreeMap<NodeId, NodeInfo>),
 }
 
 /// The `--bootstrap-expect` rule: once gossip shows `expect` live nodes and none of them
 /// belongs to a cluster yet, the node with the smallest id initializes with the
-/// `expect` smallest ids as voters; every other node waits to be added.
+/// `expect` smallest ids as voters; every other node is a client of that cluster. Only
+/// nodes eligible to be servers count (`--server-eligible false` opts a node out).
 pub fn decide(me: NodeId, members: &[Member], expect: usize) -> Bootstrap {
-    let live: Vec<&Member> = members.iter().filter(|m| m.alive).collect();
-    if let Some(member) = live.iter().find(|m| m.raft != RaftRole::None) {
+    if members.iter().any(|m| m.alive && m.raft != RaftRole::None) {
+        return Bootstrap::Client;
+    }
+    let live: Vec<&Member> = members.iter().filter(|m| m.alive && m.server_eligible).collect();
+    if !live.iter().any(|m| m.id == me) {
         return Bootstrap::Wait(format!(
-            "waiting to be added by the existing cluster (seen member {} {})",
-            member.name, member.id
+            "waiting for a cluster to form ({} eligible servers seen; this node is not eligible)",
+            live.len()
         ));
     }
     if live.len() < expect {
@@ -48,26 +55,11 @@ pub fn decide(me: NodeId, members: &[Member], expect: usize) -> Bootstrap {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::collections::BTreeSet;
 
     use super::*;
 
     pub(crate) fn member(id: u64, alive: bool) -> Member {
-        Member {
-            id: NodeId(id),
-            generation: 1,
-            addr: format!("127.0.0.1:{}", 7800 + id).parse().expect("addr"),
-            name: format!("n{id}"),
-            raft: RaftRole::None,
-            slots: 1,
-            busy: 0,
-            labels: BTreeSet::new(),
-            version: String::new(),
-            runner: eventide_api::RunnerState::Ok,
-            sandbox: None,
-            limits: None,
-            alive,
-        }
+        crate::gossip::member_for_test(id, alive)
     }
 
     #[test]
@@ -100,13 +92,32 @@ pub(crate) mod tests {
     fn never_forms_a_second_cluster_next_to_an_existing_one() {
         let mut members = vec![member(1, true), member(2, true), member(3, true)];
         members[2].raft = RaftRole::Leader;
-        assert!(matches!(decide(NodeId(1), &members, 3), Bootstrap::Wait(_)));
+        assert_eq!(decide(NodeId(1), &members, 3), Bootstrap::Client);
         members[2].raft = RaftRole::Voter;
-        assert!(matches!(decide(NodeId(1), &members, 3), Bootstrap::Wait(_)));
+        assert_eq!(decide(NodeId(1), &members, 3), Bootstrap::Client);
         // A dead member of an old cluster does not block a new one.
         members[2].alive = false;
         members.push(member(4, true));
         assert!(matches!(decide(NodeId(1), &members, 3), Bootstrap::Initialize(_)));
+    }
+
+    #[test]
+    fn nodes_that_may_not_be_servers_neither_count_nor_found() {
+        let mut members = vec![member(1, true), member(2, true), member(3, true), member(4, true)];
+        members[0].server_eligible = false;
+        let Bootstrap::Initialize(voters) = decide(NodeId(2), &members, 3) else {
+            panic!("node 2 is the smallest eligible id");
+        };
+        assert_eq!(
+            voters.keys().copied().collect::<Vec<_>>(),
+            vec![NodeId(2), NodeId(3), NodeId(4)]
+        );
+        assert!(matches!(decide(NodeId(1), &members, 3), Bootstrap::Wait(_)));
+        members[3].server_eligible = false;
+        assert_eq!(
+            decide(NodeId(2), &members, 3),
+            Bootstrap::Wait("waiting for 3 nodes to form a cluster (2 seen)".into())
+        );
     }
 
     #[test]

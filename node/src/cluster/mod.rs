@@ -2,7 +2,7 @@
 //! autopilot (on the leader), plus publishing this node's Raft role by gossip.
 //!
 //! - `bootstrap`: the pure `--bootstrap-expect` rule.
-//! - `autopilot`: the pure membership rules.
+//! - `autopilot`: the pure membership rules (voters, standbys, clients).
 //!
 //! ```text
 //!  gossip members ─┐
@@ -23,9 +23,9 @@ use openraft::ChangeMembers;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-pub use self::autopilot::{Autopilot, Change, MembershipView};
+pub use self::autopilot::{Autopilot, Change, MembershipView, Sizes};
 pub use self::bootstrap::{decide, Bootstrap};
-use crate::gossip::{Gossip, RaftRole};
+use crate::gossip::{effective_role, Gossip, RaftRole, Servers};
 use crate::health::Phase;
 use crate::raft_view::{RaftStatus, RaftView};
 
@@ -35,11 +35,15 @@ const CAUGHT_UP_ENTRIES: u64 = 100;
 /// How often membership is re-evaluated when nothing else wakes the loop.
 const TICK: Duration = Duration::from_millis(250);
 
+/// How often a client that no cluster has made a member looks at gossip again.
+const CLIENT_RECHECK: Duration = Duration::from_secs(2);
+
 /// Settings of the cluster task.
 pub struct ClusterSettings {
     pub me: NodeId,
     pub bootstrap_expect: usize,
     pub voters: usize,
+    pub standby: usize,
     pub dead_voter_grace: Duration,
 }
 
@@ -69,12 +73,16 @@ pub async fn run(
     gossip: Arc<Gossip>,
     phase: watch::Sender<Phase>,
 ) {
-    let mut autopilot = Autopilot::new(settings.voters, settings.dead_voter_grace);
+    let sizes = Sizes { voters: settings.voters, standby: settings.standby };
+    let mut autopilot = Autopilot::new(sizes, settings.dead_voter_grace);
     let mut changes = view.changes();
     let mut gossip_rx = gossip.changes().await;
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_leader = false;
+    // Since when this node has been a client that no cluster has added: it looks at
+    // gossip again only every CLIENT_RECHECK, not on every tick.
+    let mut client_since: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -82,14 +90,32 @@ pub async fn run(
             _ = gossip_rx.changed() => {}
         }
         let status = changes.latest();
-        let role = status.role;
-        gossip.set_raft_role(role).await;
+        let leader = status.role == RaftRole::Leader;
+        // A client's tick reads no gossip: only a node whose replica says it is a
+        // member needs the leader's list of servers, and only a leader or a node still
+        // bootstrapping needs every member.
+        let unchanged_client = status.role == RaftRole::None
+            && (!status.nodes.is_empty()
+                || client_since.is_some_and(|since| since.elapsed() < CLIENT_RECHECK));
+        let members = if unchanged_client { None } else { Some(gossip.members().await) };
+        let role = match &members {
+            Some(members) => effective_role(settings.me, status.role, status.term, members),
+            None => RaftRole::None,
+        };
+        let servers = leader
+            .then(|| Servers { term: status.term, ids: status.nodes.keys().copied().collect() });
+        gossip.set_raft_role(role, servers).await;
+        phase.send_if_modified(|p| replace(&mut p.role, role));
 
-        if role == RaftRole::None && status.nodes.is_empty() {
-            let members = gossip.members().await;
+        if status.role == RaftRole::None && status.nodes.is_empty() {
+            let Some(members) = members else { continue };
             match decide(settings.me, &members, settings.bootstrap_expect) {
                 Bootstrap::Wait(reason) => {
                     phase.send_if_modified(|p| replace(&mut p.waiting, Some(reason)));
+                }
+                Bootstrap::Client => {
+                    client_since = Some(Instant::now());
+                    phase.send_if_modified(|p| replace(&mut p.waiting, None));
                 }
                 Bootstrap::Initialize(voters) => {
                     if !prove_all(&gossip, &voters).await {
@@ -107,7 +133,6 @@ pub async fn run(
         }
         phase.send_if_modified(|p| replace(&mut p.waiting, None));
 
-        let leader = role == RaftRole::Leader;
         if leader && !was_leader {
             info!(term = status.term, "became leader");
         }
@@ -120,8 +145,7 @@ pub async fn run(
             continue;
         }
         was_leader = true;
-        // Only the leader needs the members here; a follower's tick costs no gossip read.
-        let members = gossip.members().await;
+        let members = members.unwrap_or_default();
         let membership = membership_view(&status);
         if let Some(change) = autopilot.next_change(&membership, &members, Instant::now()) {
             apply(&raft, &gossip, change).await;
@@ -141,7 +165,7 @@ async fn prove_all(gossip: &Gossip, voters: &BTreeMap<NodeId, NodeInfo>) -> bool
     true
 }
 
-fn replace(slot: &mut Option<String>, value: Option<String>) -> bool {
+fn replace<T: PartialEq>(slot: &mut T, value: T) -> bool {
     if *slot == value {
         false
     } else {
@@ -171,7 +195,7 @@ async fn apply(raft: &Raft, gossip: &Gossip, change: Change) {
         }
         Change::RemoveLearners { ids } => {
             let list: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
-            info!(learners = ?list, "autopilot: removing dead learners");
+            info!(learners = ?list, "autopilot: removing learners (dead, opted out or beyond the standbys); live ones carry on as clients");
             raft.change_membership(ChangeMembers::RemoveNodes(ids.clone()), false).await.map(|_| ())
         }
     };

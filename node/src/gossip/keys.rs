@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 
 use eventide_api::RaftRole;
+use eventide_consensus::NodeId;
 
 /// The advertised `HOST:PORT` (HTTP API, Raft RPC; gossip uses the same port over UDP).
 pub const KEY_API: &str = "api";
@@ -36,6 +37,41 @@ pub const KEY_LIMITS: &str = "limits";
 /// failure detector notices; `false` (or absent, from older versions) before.
 pub const KEY_LEAVING: &str = "leaving";
 
+/// `false` when the node was started with `--server-eligible false`: autopilot never
+/// makes it a Raft member. `true`, or absent from older versions, otherwise.
+pub const KEY_SERVER_ELIGIBLE: &str = "server_eligible";
+/// Published by the leader only: its term and the Raft members (servers) of its
+/// configuration, `TERM:ID,ID,...`; empty on every other node. A node that is not in the
+/// newest leader's list is a client, whatever its own (possibly stale) replica says.
+pub const KEY_SERVERS: &str = "servers";
+
+/// A leader's list of servers, as [`KEY_SERVERS`] carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Servers {
+    pub term: u64,
+    pub ids: Vec<NodeId>,
+}
+
+impl Servers {
+    fn to_value(&self) -> String {
+        let ids: Vec<String> = self.ids.iter().map(|id| id.to_string()).collect();
+        format!("{}:{}", self.term, ids.join(","))
+    }
+
+    /// `None` for an empty or garbled value.
+    fn try_parse(value: &str) -> Option<Servers> {
+        let (term, ids) = value.split_once(':')?;
+        let term = term.parse().ok()?;
+        let ids = ids
+            .split(',')
+            .filter(|id| !id.is_empty())
+            .map(|id| id.parse().map(NodeId))
+            .collect::<Result<Vec<NodeId>, _>>()
+            .ok()?;
+        Some(Servers { term, ids })
+    }
+}
+
 /// What a node says about itself by gossip, one field per key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeKeys {
@@ -54,6 +90,9 @@ pub struct NodeKeys {
     /// [`KEY_LIMITS`]'s value; `None` while unknown.
     pub limits: Option<String>,
     pub leaving: bool,
+    pub server_eligible: bool,
+    /// Set on the leader only.
+    pub servers: Option<Servers>,
 }
 
 impl NodeKeys {
@@ -69,6 +108,8 @@ impl NodeKeys {
             (KEY_VERSION, self.version.clone()),
             (KEY_RUNNER_PAUSED, self.runner_paused.clone().unwrap_or_default()),
             (KEY_LEAVING, self.leaving.to_string()),
+            (KEY_SERVER_ELIGIBLE, self.server_eligible.to_string()),
+            (KEY_SERVERS, self.servers.as_ref().map(Servers::to_value).unwrap_or_default()),
         ];
         // Published once known, and only then: a node without a sandbox gossips the same
         // keys as versions before it.
@@ -104,6 +145,8 @@ impl NodeKeys {
             sandbox: get(KEY_SANDBOX).filter(|v| !v.is_empty()),
             limits: get(KEY_LIMITS).filter(|v| !v.is_empty()),
             leaving: get(KEY_LEAVING).is_some_and(|v| v == "true"),
+            server_eligible: get(KEY_SERVER_ELIGIBLE).is_none_or(|v| v != "false"),
+            servers: get(KEY_SERVERS).and_then(|v| Servers::try_parse(&v)),
         }
     }
 }
@@ -127,6 +170,8 @@ mod tests {
             sandbox: Some("bwrap".into()),
             limits: Some("cgroup v2".into()),
             leaving: false,
+            server_eligible: true,
+            servers: Some(Servers { term: 4, ids: vec![NodeId(3), NodeId(12)] }),
         }
     }
 
@@ -147,6 +192,8 @@ mod tests {
                 labels: vec![],
                 sandbox: None,
                 limits: None,
+                server_eligible: false,
+                servers: None,
                 ..sample()
             },
         ] {
@@ -167,7 +214,9 @@ mod tests {
         let running = NodeKeys { runner_paused: None, leaving: true, ..sample() }.to_pairs();
         assert!(running.contains(&(KEY_RUNNER_PAUSED, String::new())));
         assert!(running.contains(&(KEY_LEAVING, "true".to_owned())));
-        assert_eq!(pairs.len(), 11, "one pair per key");
+        assert_eq!(value(KEY_SERVER_ELIGIBLE), Some("true"));
+        assert_eq!(value(KEY_SERVERS), Some("4:3,12"));
+        assert_eq!(pairs.len(), 13, "one pair per key");
     }
 
     #[test]
@@ -178,5 +227,13 @@ mod tests {
         assert_eq!(keys.name, "9");
         assert_eq!(keys.api.port(), 7800);
         assert_eq!((keys.runner_paused, keys.leaving), (None, false));
+        assert!(keys.server_eligible, "absent from older versions: eligible");
+        for garbage in ["", "x:1", "4:1,y", "4"] {
+            assert_eq!(parse(&[(KEY_SERVERS, garbage.into())]).servers, None, "{garbage}");
+        }
+        assert_eq!(
+            parse(&[(KEY_SERVERS, "7:".into())]).servers,
+            Some(Servers { term: 7, ids: vec![] })
+        );
     }
 }

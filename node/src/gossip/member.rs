@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use eventide_api::{RaftRole, RunnerState};
 use eventide_consensus::NodeId;
 
-use super::keys::NodeKeys;
+use super::keys::{NodeKeys, Servers};
 
 /// A peer as gossip describes it (self included).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +28,10 @@ pub struct Member {
     pub limits: Option<String>,
     /// Alive by the failure detector and not leaving.
     pub alive: bool,
+    /// May become a Raft server (`--server-eligible`).
+    pub server_eligible: bool,
+    /// The leader's term and servers, published by a leader only.
+    pub servers: Option<Servers>,
 }
 
 /// What one chitchat node state says, before de-duplication.
@@ -58,6 +62,8 @@ impl Member {
             sandbox: keys.sandbox,
             limits: keys.limits,
             alive: sighting.alive && !keys.leaving,
+            server_eligible: keys.server_eligible,
+            servers: keys.servers,
         })
     }
 }
@@ -82,6 +88,28 @@ pub fn newest_generations(members: impl IntoIterator<Item = Member>) -> Vec<Memb
         }
     }
     newest.into_values().collect()
+}
+
+/// A live or dead member with plain keys, for other modules' tests.
+#[cfg(test)]
+pub(crate) fn member_for_test(id: u64, alive: bool) -> Member {
+    Member {
+        id: NodeId(id),
+        generation: 1,
+        addr: format!("127.0.0.1:{}", 7800 + id).parse().expect("addr"),
+        name: format!("n{id}"),
+        raft: RaftRole::None,
+        slots: 1,
+        busy: 0,
+        labels: BTreeSet::new(),
+        version: String::new(),
+        runner: RunnerState::Ok,
+        sandbox: None,
+        limits: None,
+        alive,
+        server_eligible: true,
+        servers: None,
+    }
 }
 
 #[cfg(test)]

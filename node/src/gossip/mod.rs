@@ -4,6 +4,8 @@
 //!
 //! - `keys`: the published keys, written and read by one struct ([`NodeKeys`]).
 //! - `member`: the typed [`Member`] view of a peer, built from its keys.
+//! - `servers`: the pure rules of what a node is to the cluster (server or client) and
+//!   which servers a client asks, from the members' keys.
 //! - `admission`: with a cluster secret, the transport that drops datagrams of peers
 //!   that have not proven it over TCP.
 //!   Its messages and pure checks are `eventide_node::protocol::admit` (in the library,
@@ -12,7 +14,9 @@
 mod admission;
 mod keys;
 mod member;
+mod servers;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,7 +33,11 @@ use tracing::info;
 
 use self::admission::{AdmissionTransport, Gate};
 use self::keys::NodeKeys;
+pub use self::keys::Servers;
+#[cfg(test)]
+pub(crate) use self::member::member_for_test;
 pub use self::member::{newest_generations, Member, Sighting};
+pub use self::servers::{effective_role, newest_leader, servers};
 pub use eventide_api::RaftRole;
 
 /// Separates Eventide's gossip from any other chitchat traffic on the network (with a
@@ -46,6 +54,8 @@ pub struct SelfInfo {
     pub labels: Vec<String>,
     pub seeds: Vec<String>,
     pub interval: Duration,
+    /// `--server-eligible`: autopilot may make this node a Raft member.
+    pub server_eligible: bool,
     /// Sends the admission handshake; its signer's secret (if any) turns admission on.
     pub rpc: RpcClient,
 }
@@ -104,6 +114,8 @@ impl Gossip {
             sandbox: None,
             limits: None,
             leaving: false,
+            server_eligible: me.server_eligible,
+            servers: None,
         };
         let initial =
             keys.to_pairs().into_iter().map(|(key, value)| (key.to_owned(), value)).collect();
@@ -153,8 +165,13 @@ impl Gossip {
             .await;
     }
 
-    pub async fn set_raft_role(&self, role: RaftRole) {
-        self.update(|keys| keys.raft = role).await;
+    /// Publishes this node's role and, on the leader, its servers.
+    pub async fn set_raft_role(&self, role: RaftRole, servers: Option<Servers>) {
+        self.update(|keys| {
+            keys.raft = role;
+            keys.servers.clone_from(&servers);
+        })
+        .await;
     }
 
     pub async fn set_busy(&self, busy: u32) {
@@ -179,7 +196,7 @@ impl Gossip {
     pub async fn members(&self) -> Vec<Member> {
         self.handle
             .with_chitchat(|chitchat| {
-                let live: Vec<ChitchatId> = chitchat.live_nodes().cloned().collect();
+                let live: HashSet<&ChitchatId> = chitchat.live_nodes().collect();
                 let sightings: Vec<Member> = chitchat
                     .node_states()
                     .iter()

@@ -45,12 +45,16 @@ use eventide_node::units::MinFreeDisk;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
-use crate::gossip::Gossip;
+use crate::gossip::{Gossip, RaftRole};
+use crate::joblog::RunningJobs;
 use crate::metrics::Metrics;
 use crate::raft_view::RaftView;
 use crate::sandbox::{Isolation, SandboxSettings};
 
 use self::gate::{Conditions, Gate, Transition};
+
+/// How long a runner waits for a leader to be known before it asks again.
+const LEADER_WAIT: Duration = Duration::from_secs(1);
 
 /// How often a paused runner checks whether it may claim again.
 const GATE_POLL: Duration = Duration::from_secs(1);
@@ -95,6 +99,8 @@ pub struct RunnerHandles {
     /// Opens the repositories' fetch credentials and the jobs' secrets in the secret
     /// store; never given to a job itself.
     pub secret: Option<Secret>,
+    /// Where the attempts this runner is running are recorded, for following their logs.
+    pub running: Arc<RunningJobs>,
 }
 
 /// The runner of this node.
@@ -107,6 +113,7 @@ pub struct Runner {
     rpc: RpcClient,
     metrics: Arc<Metrics>,
     secret: Option<Secret>,
+    running: Arc<RunningJobs>,
     /// How jobs are isolated here, resolved at start.
     isolation: Isolation,
     active: Mutex<BTreeMap<JobId, Active>>,
@@ -116,7 +123,8 @@ pub struct Runner {
 impl Runner {
     /// Resolves the sandbox (an error only for `--sandbox bwrap` where it does not work).
     pub fn new(settings: RunnerSettings, handles: RunnerHandles) -> anyhow::Result<Arc<Runner>> {
-        let RunnerHandles { raft, state_machine, writer, gossip, rpc, metrics, secret } = handles;
+        let RunnerHandles { raft, state_machine, writer, gossip, rpc, metrics, secret, running } =
+            handles;
         let isolation = if settings.slots == 0 {
             Isolation::disabled(settings.sandbox.clone())
         } else {
@@ -138,6 +146,7 @@ impl Runner {
             rpc,
             metrics,
             secret,
+            running,
             active: Mutex::new(BTreeMap::new()),
             gate: Mutex::new(Gate::default()),
         }))
@@ -176,9 +185,21 @@ impl Runner {
         while tasks.join_next().await.is_some() {}
     }
 
-    /// The leader's address, waiting (up to a second) for one to be known.
+    /// The leader's address, waiting (up to a second) for one to be known. A client
+    /// follows no Raft leader: gossip says who leads.
     async fn leader_addr(&self) -> Option<String> {
-        self.raft.wait_leader_addr(Duration::from_secs(1)).await
+        if self.raft.status().role != RaftRole::None {
+            if let Some(addr) = self.raft.wait_leader_addr(LEADER_WAIT).await {
+                return Some(addr);
+            }
+        }
+        let members = self.gossip.members().await;
+        if let Some((leader, _)) = crate::gossip::newest_leader(&members) {
+            return Some(leader.addr.to_string());
+        }
+        // The callers ask again at once: this is their pace while no leader is known.
+        tokio::time::sleep(LEADER_WAIT).await;
+        None
     }
 
     async fn work(self: Arc<Self>, slot: u32) {
@@ -217,7 +238,9 @@ impl Runner {
                     );
                     self.publish_busy().await;
                     info!(job_id = %job, attempt, slot, commit = %assignment.commit, "job started");
+                    self.running.start(job, attempt);
                     job::run(&self, assignment, cancel_rx).await;
+                    self.running.end(job, attempt);
                     self.active().remove(&job);
                     self.publish_busy().await;
                 }

@@ -1,0 +1,104 @@
+//! What a node is to the cluster, and which nodes serve clients, as gossip tells it.
+//! Pure: gossip's members and this node's own Raft reading in, a role or servers out.
+//!
+//! A node's replica can outlive its membership: a learner removed while it was down
+//! still finds itself a learner on restart, and the leader no longer talks to it. The
+//! newest leader publishes its servers by gossip ([`Servers`]); a node missing from that
+//! list is a client, whatever its replica says.
+
+use eventide_consensus::NodeId;
+
+use super::{Member, RaftRole, Servers};
+
+/// This node's role: its own Raft role, unless the newest leader gossip knows of does
+/// not count it among its servers (then `None`: a client).
+pub fn effective_role(me: NodeId, own: RaftRole, own_term: u64, members: &[Member]) -> RaftRole {
+    if matches!(own, RaftRole::Leader | RaftRole::None) {
+        return own;
+    }
+    match newest_leader(members.iter().filter(|m| m.id != me)) {
+        Some((_, servers)) if servers.term >= own_term && !servers.ids.contains(&me) => {
+            RaftRole::None
+        }
+        _ => own,
+    }
+}
+
+/// The live leader with the highest term that gossip shows, with its servers.
+pub fn newest_leader<'a>(
+    members: impl IntoIterator<Item = &'a Member>,
+) -> Option<(&'a Member, &'a Servers)> {
+    members
+        .into_iter()
+        .filter(|m| m.alive && m.raft == RaftRole::Leader)
+        .filter_map(|m| m.servers.as_ref().map(|servers| (m, servers)))
+        .max_by_key(|(m, servers)| (servers.term, m.id))
+}
+
+/// The live servers (Raft members) gossip shows, the newest leader first, then the rest
+/// in the order `rank` gives them (smallest first).
+pub fn servers<'a>(members: &'a [Member], rank: impl Fn(NodeId) -> u64) -> Vec<&'a Member> {
+    let leader = newest_leader(members).map(|(m, _)| m.id);
+    let mut servers: Vec<&Member> = members
+        .iter()
+        .filter(|m| m.alive && m.raft != RaftRole::None)
+        .filter(|m| m.raft != RaftRole::Leader || Some(m.id) == leader)
+        .collect();
+    servers.sort_by_key(|m| (Some(m.id) != leader, rank(m.id)));
+    servers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gossip::member_for_test as member;
+
+    fn with(id: u64, raft: RaftRole, servers: Option<(u64, &[u64])>) -> Member {
+        let mut member = member(id, true);
+        member.raft = raft;
+        member.servers = servers
+            .map(|(term, ids)| Servers { term, ids: ids.iter().map(|&id| NodeId(id)).collect() });
+        member
+    }
+
+    #[test]
+    fn a_member_the_leader_lists_keeps_its_role() {
+        let members =
+            [with(1, RaftRole::Leader, Some((5, &[1, 2, 3]))), with(2, RaftRole::Voter, None)];
+        assert_eq!(effective_role(NodeId(2), RaftRole::Voter, 5, &members), RaftRole::Voter);
+        assert_eq!(effective_role(NodeId(3), RaftRole::Learner, 5, &members), RaftRole::Learner);
+    }
+
+    #[test]
+    fn a_stale_member_the_leader_does_not_list_is_a_client() {
+        let members = [with(1, RaftRole::Leader, Some((5, &[1, 2, 3])))];
+        assert_eq!(effective_role(NodeId(9), RaftRole::Learner, 5, &members), RaftRole::None);
+        assert_eq!(effective_role(NodeId(9), RaftRole::Learner, 4, &members), RaftRole::None);
+        // A leader of an older term than this node knows says nothing about it.
+        assert_eq!(effective_role(NodeId(9), RaftRole::Voter, 6, &members), RaftRole::Voter);
+    }
+
+    #[test]
+    fn without_a_leader_in_gossip_the_own_role_stands() {
+        let mut dead = with(1, RaftRole::Leader, Some((5, &[1])));
+        dead.alive = false;
+        assert_eq!(effective_role(NodeId(9), RaftRole::Learner, 1, &[dead]), RaftRole::Learner);
+        assert_eq!(effective_role(NodeId(9), RaftRole::None, 1, &[]), RaftRole::None);
+        assert_eq!(effective_role(NodeId(9), RaftRole::Leader, 1, &[]), RaftRole::Leader);
+    }
+
+    #[test]
+    fn the_newest_leader_wins_over_a_deposed_one() {
+        let members = [
+            with(1, RaftRole::Leader, Some((4, &[1, 2, 3]))),
+            with(2, RaftRole::Leader, Some((5, &[2, 3, 4]))),
+            with(3, RaftRole::Voter, None),
+            with(4, RaftRole::Learner, None),
+            with(5, RaftRole::None, None),
+        ];
+        assert_eq!(newest_leader(&members).map(|(m, _)| m.id), Some(NodeId(2)));
+        let ids: Vec<NodeId> =
+            servers(&members, |id| u64::MAX - id.0).iter().map(|m| m.id).collect();
+        assert_eq!(ids, vec![NodeId(2), NodeId(4), NodeId(3)]);
+    }
+}

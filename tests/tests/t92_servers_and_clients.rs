@@ -1,0 +1,169 @@
+//! Servers and clients: in a cluster of fifteen, only three voters and two standbys are
+//! Raft members; every other node is a client that runs jobs and answers the whole API
+//! by asking a server. Killing the leader, then a voter, promotes the standbys; killing
+//! a client's runner mid-job runs the job again on another client; a node started with
+//! `--server-eligible false` never becomes a member.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use eventide_tests::repo::GitRepo;
+use eventide_tests::{http, wait_until, Cluster, Options, DEADLINE};
+use serde_json::Value;
+
+/// Nodes with no runner (servers or clients, as autopilot decides).
+const PLAIN: usize = 13;
+/// Then two clients that run every job: they may not be servers.
+const RUNNERS: [usize; 2] = [13, 14];
+
+/// Each node's role by id, as `status` on `node` shows it, if it has a leader.
+fn roles(cluster: &Cluster, node: usize) -> Option<BTreeMap<String, String>> {
+    let status = cluster.nodes[node].status()?;
+    status["leader"].as_object()?;
+    let nodes = status["nodes"].as_array()?;
+    Some(
+        nodes
+            .iter()
+            .filter(|n| n["alive"] == true)
+            .map(|n| {
+                (
+                    n["id"].as_str().unwrap_or("").to_owned(),
+                    n["role"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect(),
+    )
+}
+
+fn count(roles: &BTreeMap<String, String>, role: &str) -> usize {
+    roles.values().filter(|r| *r == role).count()
+}
+
+/// The settled shape: one leader, two voters, two standbys, the rest clients, the two
+/// runner nodes among the clients.
+fn settled(roles: &BTreeMap<String, String>, alive: usize, runner_ids: &[String]) -> bool {
+    roles.len() == alive
+        && count(roles, "leader") == 1
+        && count(roles, "voter") == 2
+        && count(roles, "standby") == 2
+        && count(roles, "client") == alive - 5
+        && runner_ids.iter().all(|id| roles.get(id).is_some_and(|r| r == "client"))
+}
+
+fn assert_runners_are_clients(roles: &BTreeMap<String, String>, runner_ids: &[String]) {
+    for id in runner_ids {
+        if let Some(role) = roles.get(id) {
+            assert_eq!(role, "client", "a node with --server-eligible false became a {role}");
+        }
+    }
+    let servers = roles.len() - count(roles, "client");
+    assert!(servers <= 5, "more live servers than 3 voters and 2 standbys: {roles:?}");
+}
+
+#[test]
+fn fifteen_nodes_have_five_servers_and_clients_that_serve_the_whole_api() {
+    let repo = GitRepo::new();
+    repo.configure("echo started; sleep 3; echo done", "");
+    let first = repo.commit("slow test");
+    let mut options = Options::watching(repo.url());
+    options.extra.extend(["--dead-voter-grace".into(), "2s".into()]);
+    options.per_node = vec![vec!["--runner-slots".into(), "0".into()]; PLAIN];
+    for _ in RUNNERS {
+        options.per_node.push(vec!["--server-eligible".into(), "false".into()]);
+    }
+    let mut cluster = Cluster::start(PLAIN + RUNNERS.len(), options);
+    cluster.learn_ids();
+    let runner_ids: Vec<String> =
+        RUNNERS.iter().map(|&i| cluster.nodes[i].id().expect("runner answers")).collect();
+
+    // Every node, client or server, settles on the same five servers.
+    let leader = cluster.wait_for_agreed_leader();
+    let shape = wait_until("3 voters, 2 standbys and 10 clients", Duration::from_secs(60), || {
+        let shapes: Vec<BTreeMap<String, String>> =
+            cluster.running().map(|i| roles(&cluster, i)).collect::<Option<_>>()?;
+        let first = shapes.first()?.clone();
+        for shape in &shapes {
+            assert_runners_are_clients(shape, &runner_ids);
+        }
+        (shapes.iter().all(|s| *s == first) && settled(&first, 15, &runner_ids)).then_some(first)
+    });
+    let client = RUNNERS[0];
+
+    // A client answers from a server and says which.
+    let status = cluster.nodes[client].status().expect("a client answers status");
+    assert_eq!(status["node"]["id"], runner_ids[0].as_str());
+    let served_by = status["served_by"]["id"].as_str().expect("served_by").to_owned();
+    assert_ne!(shape[&served_by], "client", "status served by a client: {status}");
+    let (code, headers, _) = http::get_with_headers(cluster.nodes[client].addr, "/api/v1/jobs")
+        .expect("a client answers jobs");
+    assert_eq!(code, 200);
+    let served = headers.iter().find(|(name, _)| name == "x-eventide-served-by").map(|(_, v)| v);
+    let served = served.expect("the answer names its server");
+    assert_ne!(shape[served.as_str()], "client", "jobs served by a client");
+    let (code, page) = http::get(cluster.nodes[client].addr, "/").expect("dashboard");
+    assert_eq!(code, 200);
+    assert!(page.contains("<html") || page.contains("<!doctype"), "{page}");
+
+    // The job runs on a client runner; killing it mid-job runs it on the other client.
+    let job = wait_until("the first job to run on a client", DEADLINE, || {
+        let jobs = cluster.nodes[leader].jobs("")?;
+        jobs.into_iter().find(|j| j["commit"] == first.as_str() && j["state"] == "running")
+    });
+    let id = job["id"].as_u64().expect("id");
+    let victim = cluster.index_of(job["runner"].as_str().expect("runner")).expect("runner runs");
+    assert!(RUNNERS.contains(&victim), "the job ran on a node without runner slots");
+    let other = RUNNERS.into_iter().find(|&r| r != victim).expect("the other runner");
+    let log = wait_until("the running job's log through a client", DEADLINE, || {
+        let (code, text) =
+            http::get(cluster.nodes[other].addr, &format!("/api/v1/jobs/{id}/log")).ok()?;
+        (code == 200 && text.contains("started")).then_some(text)
+    });
+    assert!(log.contains("started"), "{log}");
+    cluster.kill(victim);
+    let job = wait_until("the job to pass on the other client", Duration::from_secs(60), || {
+        let (code, body) =
+            http::get(cluster.nodes[other].addr, &format!("/api/v1/jobs/{id}")).ok()?;
+        let job: Value = serde_json::from_str(&body).ok()?;
+        (code == 200 && job["state"] == "passed").then_some(job)
+    });
+    assert_eq!(job["attempt"], 2, "{job}");
+    assert_eq!(
+        job["runner"],
+        runner_ids[RUNNERS.iter().position(|&r| r == other).expect("index")].as_str()
+    );
+    let (code, log) =
+        http::get(cluster.nodes[other].addr, &format!("/api/v1/jobs/{id}/log")).expect("log");
+    assert_eq!(code, 200);
+    assert!(log.contains("done"), "the finished log through a client: {log}");
+
+    // Kill the leader: a voter takes over and a standby replaces the dead voter; then
+    // kill a voter: the other standby replaces it. Clients keep answering throughout.
+    let leader_id = cluster.nodes[leader].id().expect("leader answers");
+    let standbys: Vec<String> =
+        shape.iter().filter(|(_, r)| *r == "standby").map(|(id, _)| id.clone()).collect();
+    cluster.kill(leader);
+    let after = wait_until("a new leader and a standby promoted", Duration::from_secs(60), || {
+        let shape = roles(&cluster, other)?;
+        assert_runners_are_clients(&shape, &runner_ids[1..]);
+        let promoted =
+            standbys.iter().any(|id| shape.get(id).is_some_and(|r| r == "voter" || r == "leader"));
+        (!shape.contains_key(&leader_id) && promoted && settled(&shape, 13, &runner_ids[1..]))
+            .then_some(shape)
+    });
+    let voter_id =
+        after.iter().find(|(_, r)| *r == "voter").map(|(id, _)| id.clone()).expect("a voter");
+    cluster.kill(cluster.index_of(&voter_id).expect("the voter runs"));
+    wait_until("the dead voter replaced", Duration::from_secs(60), || {
+        let shape = roles(&cluster, other)?;
+        assert_runners_are_clients(&shape, &runner_ids[1..]);
+        (!shape.contains_key(&voter_id) && settled(&shape, 12, &runner_ids[1..])).then_some(())
+    });
+
+    // The cluster still tests commits, and a client still reads the results.
+    let second = repo.commit("after two servers died");
+    cluster.nodes[other].notify();
+    wait_until("the new commit to pass, read from a client", Duration::from_secs(60), || {
+        let jobs = cluster.nodes[other].jobs("")?;
+        jobs.into_iter().find(|j| j["commit"] == second.as_str() && j["state"] == "passed")
+    });
+}
