@@ -10,15 +10,17 @@
 //! - `repo_config`: `.eventide.toml`, the per-repository job configuration.
 //! - `protocol`: the messages of internal RPC: `protocol::dispatch`, the claim and renew
 //!   protocol between runners and the leader (bodies of `/internal/dispatch/*`, and its
-//!   timings), and `protocol::admit`, the gossip admission handshake and the checks of
-//!   its answering side (bodies of `/internal/gossip/v2/admit`).
+//!   timings), `protocol::context`, a job's sealed credentials and secrets and the rules
+//!   of which it is given (bodies of `/internal/dispatch/job-context`), and
+//!   `protocol::admit`, the gossip admission handshake and the checks of its answering
+//!   side (bodies of `/internal/gossip/v2/admit`).
 //! - `secrets`: opening the secret store's sealed values with the cluster secret, for
 //!   the node's own users of them.
 //! - `units`: durations and sizes as people write them (`10m`, `512MiB`).
 //!
 //! ```text
 //!   repository ── .eventide.toml ──> repo_config::parse ──> RepoConfig (runner)
-//!   runner ── ClaimRequest / RenewRequest (codec) ──> dispatcher (leader)
+//!   runner ── ClaimRequest / RenewRequest / JobContextRequest (codec) ──> dispatcher (leader)
 //!   node ── AdmitRequest (codec, signed) ──> gossip peer: check_addressed ──> proof
 //!   forge ── webhook ──> forge::hooks ──> Delivery;  job ──> forge::status ──> forge API
 //! ```

@@ -1,7 +1,9 @@
 //! How a node authenticates to a watched repository's server: the repository's
 //! settings name secrets of the cluster's secret store, opened here with the cluster
 //! secret into a [`RemoteAuth`] for the fetch. The observer (on the leader) and every
-//! runner build it the same way from their replica.
+//! runner build it the same way: the settings and their sealed secrets as a replica has
+//! them ([`credentials_for`], this node's or, for a runner that is not a Raft member, the
+//! leader's), opened here ([`open_credentials`]).
 //!
 //! An https token is sent as HTTP basic auth with the user name the forge documents for
 //! tokens (`oauth2` on GitLab, `x-access-token` elsewhere: GitHub's, which Gitea takes
@@ -10,6 +12,7 @@
 
 use eventide_consensus::auth::{Secret, Zeroizing};
 use eventide_consensus::{ForgeKind, RepoId, RepoSettings, State};
+use eventide_node::protocol::context::{credentials_for, Credentials, NamedSecret};
 
 use crate::git::{RemoteAuth, DEFAULT_TOKEN_USERNAME};
 use crate::secrets::Secrets;
@@ -44,8 +47,7 @@ pub fn auth_for(
     secret: Option<&Secret>,
     repo: RepoId,
 ) -> anyhow::Result<RemoteAuth> {
-    let settings = state.repo_settings(repo);
-    auth_from(state, secret, settings)
+    auth_from(state, secret, state.repo_settings(repo))
 }
 
 fn auth_from(
@@ -53,34 +55,56 @@ fn auth_from(
     secret: Option<&Secret>,
     settings: &RepoSettings,
 ) -> anyhow::Result<RemoteAuth> {
-    let open = |what: &str, name: &Option<String>| -> anyhow::Result<Option<Zeroizing<Vec<u8>>>> {
-        let Some(name) = name else { return Ok(None) };
-        let Some(secret) = secret else {
-            anyhow::bail!(
-                "the {what} is the secret {name}, but this node has no cluster secret to open it: start every node with --secret-file"
-            )
-        };
-        match Secrets::reveal(state, secret, name) {
-            Some(value) => Ok(Some(value)),
-            None => anyhow::bail!(
-                "the {what} is the secret {name}, which is not stored: `eventide-node secret set {name}`"
-            ),
-        }
-    };
-    let (username, token) = match open("token", &settings.token)? {
+    open_credentials(&credentials_for(state, settings), secret)
+}
+
+/// Opens `credentials` (as this node's replica or the leader's has them, sealed) with
+/// `secret`, this node's cluster secret. An error names the secret that is missing or
+/// does not open (never a value).
+pub fn open_credentials(
+    credentials: &Credentials,
+    secret: Option<&Secret>,
+) -> anyhow::Result<RemoteAuth> {
+    let open = |what: &str, named: &Option<NamedSecret>| open_named(what, named, secret);
+    let (username, token) = match open("token", &credentials.token)? {
         Some(value) => {
             let (user, token) = split_token(&value);
-            (Some(user.unwrap_or_else(|| token_user(settings.forge).to_owned())), Some(token))
+            (Some(user.unwrap_or_else(|| token_user(credentials.forge).to_owned())), Some(token))
         }
         None => (None, None),
     };
     Ok(RemoteAuth {
         username,
         token,
-        ssh_key: open("ssh key", &settings.ssh_key)?,
-        known_hosts: open("known_hosts", &settings.known_hosts)?,
-        ca_file: settings.ca_file.as_ref().map(Into::into),
+        ssh_key: open("ssh key", &credentials.ssh_key)?,
+        known_hosts: open("known_hosts", &credentials.known_hosts)?,
+        ca_file: credentials.ca_file.as_ref().map(Into::into),
     })
+}
+
+/// The clear value of the secret a setting names (the `what`), if it names one.
+fn open_named(
+    what: &str,
+    named: &Option<NamedSecret>,
+    secret: Option<&Secret>,
+) -> anyhow::Result<Option<Zeroizing<Vec<u8>>>> {
+    let Some(NamedSecret { name, stored }) = named else { return Ok(None) };
+    let Some(secret) = secret else {
+        anyhow::bail!(
+            "the {what} is the secret {name}, but this node has no cluster secret to open it: start every node with --secret-file"
+        )
+    };
+    let Some(stored) = stored else {
+        anyhow::bail!(
+            "the {what} is the secret {name}, which is not stored: `eventide-node secret set {name}`"
+        )
+    };
+    match Secrets::open(secret, name, stored) {
+        Some(value) => Ok(Some(value)),
+        None => anyhow::bail!(
+            "the {what} is the secret {name}, which does not open under this node's cluster secret"
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -141,6 +165,10 @@ mod tests {
         assert!(!error.contains("BEGIN"), "{error}");
         let error = auth_from(&state, None, &settings).expect_err("no secret").to_string();
         assert!(error.contains("--secret-file"), "{error}");
+        let other = Secret::try_new(b"another cluster secret entirely").expect("valid");
+        let key_only = RepoSettings { ssh_key: Some("KEY".into()), ..RepoSettings::default() };
+        let error = auth_from(&state, Some(&other), &key_only).expect_err("sealed under another");
+        assert!(error.to_string().contains("does not open"), "{error}");
         let none = auth_from(&state, None, &RepoSettings::default()).expect("nothing to open");
         assert!(none.token.is_none() && none.ssh_key.is_none() && none.username.is_none());
     }

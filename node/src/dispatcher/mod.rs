@@ -6,12 +6,15 @@
 //! - `leases`: the pure lease table.
 //!
 //! The claim and renew messages, paths and timings are `eventide_node::protocol::dispatch`
-//! (shared with the runner, and fuzzed).
+//! (shared with the runner, and fuzzed). The leader also answers runners whose replica
+//! is empty with a job's sealed credentials and secrets, decided by the rules of
+//! `eventide_node::protocol::context` on its own replica.
 //!
 //! ```text
 //!  runner ── claim (long poll) ──> leader: next_claimable ─> Assign ─> lease
 //!  runner ── renew every 1 s ───> leader: extend leases / revoke
 //!  tick every 250 ms ──────────────────> expired leases, dead runners ─> Requeue
+//!  runner ── job context (no replica) ─> leader: context::answer ─> sealed values, notes
 //! ```
 
 mod leases;
@@ -26,6 +29,9 @@ use axum::{Extension, Router};
 use eventide_consensus::network::{Codec, CodecReply, RpcService, Writer};
 use eventide_consensus::store::StateMachineStore;
 use eventide_consensus::{Command, JobId, Reply};
+use eventide_node::protocol::context::{
+    self, JobContextRequest, JobContextResponse, JOB_CONTEXT_PATH,
+};
 use eventide_node::protocol::dispatch::{
     Assignment, ClaimRequest, ClaimResponse, RenewRequest, RenewResponse, CLAIM_PATH, LEASE_PERIOD,
     MAX_CLAIM_WAIT, RENEW_PATH,
@@ -87,6 +93,7 @@ impl Dispatcher {
         Router::new()
             .route(CLAIM_PATH, post(claim))
             .route(RENEW_PATH, post(renew))
+            .route(JOB_CONTEXT_PATH, post(job_context))
             .layer(Extension(RpcService("dispatcher")))
             .with_state(self.clone())
     }
@@ -241,4 +248,15 @@ async fn renew(
     Codec(request): Codec<RenewRequest>,
 ) -> CodecReply<RenewResponse> {
     CodecReply(dispatcher.renew(request))
+}
+
+async fn job_context(
+    State(dispatcher): State<Arc<Dispatcher>>,
+    Codec(request): Codec<JobContextRequest>,
+) -> CodecReply<JobContextResponse> {
+    let is_leader = dispatcher.is_leader();
+    let response =
+        dispatcher.state_machine.read(|state| context::answer(is_leader, state, &request));
+    debug!(job_id = %request.job, attempt = request.attempt, secrets = request.secrets.len(), leader = is_leader, "job context asked");
+    CodecReply(response)
 }

@@ -3,19 +3,18 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use eventide_consensus::{Command, CommitId, JobStatus, Outcome, Reply, Verdict};
+use eventide_consensus::{Command, CommitId, Outcome, Reply, Verdict};
 use eventide_node::protocol::dispatch::Assignment;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use super::context::{self, FetchAuth};
 use super::exec::{self, ExecEnd, ExecSpec};
-use super::secrets::{self, JobSecrets};
 use super::workspace::{self, Refusal};
 use super::{reports, Runner};
 use crate::clock;
-use crate::git::{self, RemoteAuth};
+use crate::git;
 use crate::joblog::{log_path, logs_dir};
-use crate::remote::auth_for;
 use crate::repo_config::{self, RepoConfig, CONFIG_FILE};
 
 /// Output kept in the replicated result (the state machine caps it again).
@@ -26,10 +25,6 @@ pub const LOG_FILE_CAP: u64 = 16 * 1024 * 1024;
 const CONFIG_MAX_BYTES: u64 = git::MAX_FILE_BYTES as u64;
 /// Job logs kept on disk; older ones are deleted.
 const LOGS_KEPT: usize = 200;
-/// How long a job that asks for secrets waits for this node's replica to show its
-/// assignment (the leader answered the claim once it committed it; a follower applies it
-/// a moment later). Past it, the job runs without its secrets and its log says why.
-const REPLICA_WAIT: Duration = Duration::from_secs(2);
 
 /// Runs one assignment to its end and reports it, unless it was silenced.
 pub async fn run(runner: &Runner, assignment: Assignment, cancel: watch::Receiver<bool>) {
@@ -39,12 +34,7 @@ pub async fn run(runner: &Runner, assignment: Assignment, cancel: watch::Receive
     let workspace =
         data_dir.join("work").join(format!("job-{}-{}", assignment.job, assignment.attempt));
 
-    // The credentials as this replica has the repository's settings; one it does not
-    // know (yet) fetches without any, and says why if that fails.
-    let auth = runner.state_machine.read(|state| {
-        let repo = state.repo_by_url(&assignment.repo_url)?;
-        Some(auth_for(state, runner.secret.as_ref(), repo.id))
-    });
+    let auth = context::fetch_auth(runner, &assignment).await;
     let outcome = match prepare(&data_dir, &assignment, &workspace, auth).await {
         Err(message) => {
             let (job, attempt) = (assignment.job, assignment.attempt);
@@ -74,8 +64,9 @@ async fn prepare(
     data_dir: &Path,
     assignment: &Assignment,
     workspace: &Path,
-    auth: Option<anyhow::Result<RemoteAuth>>,
+    auth: FetchAuth,
 ) -> Result<RepoConfig, String> {
+    let FetchAuth { auth, unknown_because } = auth;
     let auth = auth.transpose().map_err(|e| format!("{e:#}"))?.unwrap_or_default();
     let mirror = git::mirror_path(&data_dir.join("runner-mirrors"), &assignment.repo_url);
     let url = assignment.repo_url.clone();
@@ -90,7 +81,10 @@ async fn prepare(
         }
         std::fs::create_dir_all(&workspace)
             .map_err(|e| format!("failed to create the workspace: {e}"))?;
-        git::ensure_commit(&mirror, &url, &auth, &commit).map_err(|e| format!("{e:#}"))?;
+        git::ensure_commit(&mirror, &url, &auth, &commit).map_err(|e| match &unknown_because {
+            Some(because) => format!("{e:#} (fetched without credentials: {because})"),
+            None => format!("{e:#}"),
+        })?;
         git::checkout(&mirror, &commit, &workspace)
             .map_err(|e| format!("checkout failed: {e:#}"))?;
         let file = read_config(&workspace)?;
@@ -110,7 +104,7 @@ async fn execute(
     log: &Path,
     cancel: watch::Receiver<bool>,
 ) -> Option<Outcome> {
-    let secrets = secrets_for(runner, assignment, &config.secrets).await;
+    let secrets = context::secrets_for(runner, assignment, &config.secrets).await;
     let mut env = job_env(assignment, config, workspace);
     for (name, value) in &secrets.env {
         env.retain(|(key, _)| key != name);
@@ -200,34 +194,6 @@ async fn execute(
         summary,
         message: message.map(|message| mask.text(&message)),
     })
-}
-
-/// The secrets the job asks for, once this node's replica shows its assignment (for at
-/// most [`REPLICA_WAIT`]).
-async fn secrets_for(runner: &Runner, assignment: &Assignment, names: &[String]) -> JobSecrets {
-    if names.is_empty() {
-        return JobSecrets::default();
-    }
-    let secret = runner.secret.as_ref();
-    // Subscribed before the first read, so that no apply in between goes unnoticed.
-    let mut changes = runner.raft.changes();
-    let deadline = tokio::time::Instant::now() + REPLICA_WAIT;
-    loop {
-        let given = runner.state_machine.read(|state| {
-            let job = state.job(assignment.job).filter(|job| {
-                job.attempt > assignment.attempt
-                    || (job.attempt == assignment.attempt && job.status != JobStatus::Queued)
-            })?;
-            Some(secrets::for_job(state, Some(job), names, secret))
-        });
-        if let Some(given) = given {
-            return given;
-        }
-        if !changes.changed_before(deadline).await {
-            warn!(job_id = %assignment.job, "replica has not applied the job's assignment; its secrets are withheld");
-            return runner.state_machine.read(|state| secrets::for_job(state, None, names, secret));
-        }
-    }
 }
 
 /// The text of the checkout's `.eventide.toml`, `None` if it has none. Anything but a

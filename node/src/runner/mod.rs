@@ -5,6 +5,8 @@
 //! - `exec`: running one command safely (process group, timeout, capped output).
 //! - `job`: preparing, running and reporting one job.
 //! - `secrets`: the secrets a job is given as environment variables, and why not others.
+//! - `context`: a job's credentials and secrets from this node's replica, or from the
+//!   leader on a node that is not a Raft member.
 //! - `mask`: secret values masked as `***` in a job's output, chunk by chunk.
 //! - `workspace`: reading files of a job's checkout (regular files only, size-capped).
 //! - `reports`: test counts from the output and the JUnit reports of a job.
@@ -20,6 +22,7 @@
 //! Job workspaces live in `<data-dir>/work/`; each is removed when its job ends, and the
 //! whole directory is emptied when the runner starts (leftovers of a crash).
 
+pub mod context;
 pub mod exec;
 pub mod gate;
 pub mod job;

@@ -2,13 +2,14 @@
 //! as environment variables of the same names, and one line for its log for each it is
 //! not, naming the secret and why, never a value.
 //!
-//! The rule of who gets what is the state's
-//! ([`State::secret_for_job`](eventide_consensus::State::secret_for_job)); this opens the
-//! values allowed with the cluster secret and collects what the job's output must mask.
+//! Who gets what is decided on sealed values, from a replica's state, by
+//! [`protocol::context`](eventide_node::protocol::context) (this node's own replica, or
+//! the leader's, asked over RPC); this opens the values given with the cluster secret
+//! and collects what the job's output must mask.
 
 use eventide_consensus::auth::{Secret, Zeroizing};
-use eventide_consensus::state::SecretAccess;
 use eventide_consensus::{Job, State};
+use eventide_node::protocol::context::{grants_for, Grant, SecretGrant};
 
 use super::mask::Mask;
 use crate::secrets::Secrets;
@@ -33,9 +34,15 @@ pub fn for_job(
     names: &[String],
     secret: Option<&Secret>,
 ) -> JobSecrets {
+    open(&grants_for(state, job, names), secret)
+}
+
+/// Opens the secrets `grants` give with `secret`, this node's cluster secret; a value
+/// that does not open (or is not text) is a note, as a refusal is.
+pub fn open(grants: &[SecretGrant], secret: Option<&Secret>) -> JobSecrets {
     let mut given = JobSecrets::default();
-    for name in names {
-        match give(state, job, name, secret) {
+    for SecretGrant { name, grant } in grants {
+        match open_one(name, grant, secret) {
             Ok(value) => given.env.push((name.clone(), value)),
             Err(why) => given.notes.push(format!("secret {name} {why}")),
         }
@@ -44,37 +51,15 @@ pub fn for_job(
     given
 }
 
-/// The value of secret `name` for `job`, or why the job does not get it.
-fn give(
-    state: &State,
-    job: Option<&Job>,
+/// The value of secret `name`, or why the job does not get it.
+fn open_one(
     name: &str,
+    grant: &Grant,
     secret: Option<&Secret>,
 ) -> Result<Zeroizing<String>, String> {
-    let Some(job) = job else {
-        return Err("withheld: this runner's replica has not caught up with the job yet".into());
-    };
-    let stored = match state.secret_for_job(job, name) {
-        SecretAccess::Allowed(stored) => stored,
-        SecretAccess::Unknown => {
-            return Err(format!(
-                "missing: it is not in the secret store (`eventide-node secret set {name}`)"
-            ));
-        }
-        SecretAccess::OtherBranch { branches } => {
-            return Err(format!(
-                "withheld: it is only for branches {}, not {}",
-                branches.join(","),
-                job.branch
-            ));
-        }
-        SecretAccess::UnprovenBranch { branches } => {
-            return Err(format!(
-                "withheld: it is only for branches {}, and this rerun's commit was never seen on {}",
-                branches.join(","),
-                job.branch
-            ));
-        }
+    let stored = match grant {
+        Grant::Given(stored) => stored,
+        Grant::Refused { why } => return Err(why.clone()),
     };
     let Some(secret) = secret else {
         return Err("missing: this runner has no cluster secret to open it".into());

@@ -2,6 +2,7 @@
 
 use eventide_consensus::auth::Sealer;
 use eventide_consensus::command::{Observe, ObservedCommit};
+use eventide_consensus::state::StoredSecret;
 use eventide_consensus::{Command, CommitId, JobId, RepoId, Timestamp};
 
 use super::*;
@@ -119,7 +120,7 @@ fn without_the_job_or_a_cluster_secret_that_opens_them_nothing_is_given() {
     let lagging = for_job(&state, None, &asked, Some(&secret));
     assert_eq!(
         lagging.notes,
-        ["secret SHARED withheld: this runner's replica has not caught up with the job yet"]
+        ["secret SHARED withheld: the replica asked has not caught up with the job yet"]
     );
     let job = state.job(JobId(1));
     let keyless = for_job(&state, job, &asked, None);
@@ -136,4 +137,46 @@ fn without_the_job_or_a_cluster_secret_that_opens_them_nothing_is_given() {
     for given in [lagging, keyless, wrong] {
         assert!(given.env.is_empty() && given.mask.is_empty());
     }
+}
+
+fn given(name: &str, value: &[u8], secret: &Secret) -> SecretGrant {
+    let sealed = Sealer::new(secret).seal(name, value).expect("seals");
+    let stored = StoredSecret { sealed, created_at: Timestamp(1), updated_at: Timestamp(1) };
+    SecretGrant { name: name.to_owned(), grant: Grant::Given(stored) }
+}
+
+#[test]
+fn grants_from_the_leader_open_under_this_runners_cluster_secret_only() {
+    let secret = cluster_secret("the cluster secret of this test");
+    let refused = SecretGrant {
+        name: "PYPI_TOKEN".to_owned(),
+        grant: Grant::Refused { why: "withheld: it is only for branches main, not feature".into() },
+    };
+    let grants = [given("SHARED", b"shared", &secret), refused];
+    let opened = open(&grants, Some(&secret));
+    assert_eq!(env(&opened), [("SHARED", "shared")]);
+    assert_eq!(
+        opened.notes,
+        ["secret PYPI_TOKEN withheld: it is only for branches main, not feature"]
+    );
+    assert_eq!(opened.mask.text("shared"), "***");
+
+    let other = cluster_secret("another cluster secret entirely");
+    let wrong = open(&grants, Some(&other));
+    assert!(wrong.env.is_empty() && wrong.mask.is_empty());
+    assert_eq!(
+        wrong.notes[0],
+        "secret SHARED missing: it does not open under this runner's cluster secret"
+    );
+    // A value sealed under another name does not open as this one.
+    let mut renamed = given("OTHER", b"other", &secret);
+    renamed.name = "SHARED".to_owned();
+    let opened = open(&[renamed], Some(&secret));
+    assert!(opened.env.is_empty());
+    assert_eq!(
+        opened.notes,
+        ["secret SHARED missing: it does not open under this runner's cluster secret"]
+    );
+    let binary = open(&[given("BINARY", &[0xff, 0xfe], &secret)], Some(&secret));
+    assert_eq!(binary.notes, ["secret BINARY missing: its value is not text"]);
 }
