@@ -380,10 +380,12 @@ pub fn run(settings: &Settings) -> Summary {
         .collect();
     let launchers = (0..settings.nodes).map(|i| network.launcher(i)).collect();
     let mut options = Options::watching(repo.url());
-    // Three voters: the other nodes are runner-only learners; a voter cut off for longer
-    // than the grace is replaced by one of them.
+    // Three voters and one standby; the other nodes are clients (runners that are no
+    // Raft members and answer by asking a server). A voter cut off for longer than the
+    // grace is replaced by the standby, and a client becomes the next standby.
     let grace = ["--dead-voter-grace", DEAD_VOTER_GRACE];
-    options.extra.extend(["--voters", "3"].into_iter().chain(grace).map(str::to_owned));
+    let sizes = ["--voters", "3", "--standby", "1"];
+    options.extra.extend(sizes.into_iter().chain(grace).map(str::to_owned));
     let mut cluster = Cluster::start_at(&addrs, launchers, options);
     crate::wait_until("every node to answer with its id", Duration::from_secs(60), || {
         cluster.learn_ids();
@@ -596,13 +598,15 @@ fn nemesis(cluster: &mut Cluster, network: &Network, settings: &Settings, summar
     }
 }
 
-/// A live node that the leader lists as a learner (a runner that does not vote).
+/// A live node that the leader lists as a client or a standby (a runner that does not
+/// vote).
 fn runner_only(cluster: &Cluster, leader: usize) -> Option<usize> {
     let status = cluster.nodes[leader].status()?;
     let nodes = status["nodes"].as_array()?;
     nodes
         .iter()
-        .filter(|node| node["raft"] == "learner" && node["alive"] == true)
+        .filter(|node| node["raft"] == "learner" || node["raft"] == "none")
+        .filter(|node| node["alive"] == true)
         .filter_map(|node| cluster.index_by_id(node["id"].as_str()?))
         .find(|&index| index != leader && cluster.nodes[index].is_running())
 }

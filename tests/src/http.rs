@@ -141,6 +141,25 @@ pub fn post(addr: SocketAddr, path: &str, json: &str) -> std::io::Result<(u16, S
     request(addr, "POST", path, Some(json))
 }
 
+/// An answer's headers, names in lower case.
+pub type Headers = Vec<(String, String)>;
+
+/// `GET path`: the status code, the answer's headers and body.
+pub fn get_with_headers(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Headers, String)> {
+    let response =
+        client()?.get(format!("http://{addr}{path}")).send().map_err(std::io::Error::other)?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned())
+        })
+        .collect();
+    let body = response.bytes().map_err(std::io::Error::other)?;
+    Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};
@@ -188,23 +207,4 @@ mod tests {
         server.join().expect("server");
         assert_eq!(answer, (302, String::new()));
     }
-}
-
-/// `GET path`: the status code, the answer's headers (names in lower case) and body.
-pub fn get_with_headers(
-    addr: SocketAddr,
-    path: &str,
-) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
-    let response =
-        client()?.get(format!("http://{addr}{path}")).send().map_err(std::io::Error::other)?;
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(name, value)| {
-            (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned())
-        })
-        .collect();
-    let body = response.bytes().map_err(std::io::Error::other)?;
-    Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
 }

@@ -185,3 +185,53 @@ fn a_restricted_secret_reaches_only_jobs_of_its_branch_and_is_masked_everywhere(
         assert!(!text.contains(VALUE), "the value is in the log of {}", node.name);
     }
 }
+
+/// A client's replica is empty: its runner asks the leader for the job's secret, sealed,
+/// and opens it itself.
+#[test]
+fn a_client_runner_gets_the_secret_of_its_job_from_the_leader() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let gate = dir.path().join("gate");
+    std::fs::write(&gate, "").expect("an open gate");
+    let repo = GitRepo::new();
+    repo.write("job.sh", JOB);
+    let env = format!("env = {{ GATE = \"{}\" }}\n", gate.display());
+    repo.configure("sh job.sh", &format!("secrets = [\"PYPI_TOKEN\"]\n{env}"));
+    let on_main = repo.commit("asks for the token");
+
+    let servers_only = vec!["--runner-slots".to_owned(), "0".to_owned()];
+    let options = Options {
+        secret: Some(SECRET.to_owned()),
+        extra: vec!["--poll-interval".into(), "200ms".into()],
+        per_node: vec![servers_only.clone(), servers_only.clone(), servers_only],
+        ..Options::default()
+    };
+    let mut cluster = Cluster::start(3, options);
+    cluster.wait_for_agreed_leader();
+    let client = cluster.add_with(&["--server-eligible", "false"]);
+    let client_id = wait_until("the client to answer", DEADLINE, || {
+        let status = cluster.nodes[client].status()?;
+        let me = status["nodes"].as_array()?.iter().find(|n| n["id"] == status["node"]["id"])?;
+        (me["role"] == "client" && status["served_by"]["id"] != status["node"]["id"])
+            .then(|| status["node"]["id"].as_str().map(str::to_owned))
+            .flatten()
+    });
+    let secret_file = dir.path().join("cli.secret");
+    std::fs::write(&secret_file, SECRET).expect("write the secret file");
+    let value_file = dir.path().join("value");
+    std::fs::write(&value_file, VALUE).expect("write the value");
+    let value_path = value_file.display().to_string();
+    let addr = cluster.nodes[client].addr;
+    run_cli(addr, &secret_file, &["secret", "set", "PYPI_TOKEN", "--from-file", &value_path]);
+    run_cli(addr, &secret_file, &["repo", "add", &repo.url()]);
+
+    let job = job_of(&cluster, &on_main, "push");
+    let done = final_job(&cluster, &job["id"]);
+    assert_eq!(done["state"], "passed", "{done}");
+    assert_eq!(done["runner"], client_id.as_str(), "only the client runs jobs");
+    assert_masked("output tail", done["output_tail"].as_str().expect("an output tail"));
+    assert_masked("log through the client", &log_of(addr, &job["id"]));
+    for node in &cluster.nodes {
+        assert!(!node.log_text().contains(VALUE), "the value is in the log of {}", node.name);
+    }
+}

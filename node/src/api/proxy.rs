@@ -156,9 +156,9 @@ impl Proxy {
                     continue;
                 }
                 Ok(Err(error)) => {
-                    return Err(bad_gateway(&server, &error.to_string(), write));
+                    return Err(bad_gateway(server, &error.to_string(), write));
                 }
-                Err(_) => return Err(bad_gateway(&server, "no answer in time", write)),
+                Err(_) => return Err(bad_gateway(server, "no answer in time", write)),
             };
             if let Some(retry) = response.headers().get(RETRY) {
                 let retry = retry.to_str().unwrap_or("refused").to_owned();

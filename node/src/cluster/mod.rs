@@ -35,6 +35,10 @@ const CAUGHT_UP_ENTRIES: u64 = 100;
 /// How often membership is re-evaluated when nothing else wakes the loop.
 const TICK: Duration = Duration::from_millis(250);
 
+/// How long gossip's view of the live nodes must hold still before a cluster is formed
+/// from it (five default gossip rounds).
+const BOOTSTRAP_SETTLE: Duration = Duration::from_secs(1);
+
 /// How often a client that no cluster has made a member looks at gossip again.
 const CLIENT_RECHECK: Duration = Duration::from_secs(2);
 
@@ -83,6 +87,10 @@ pub async fn run(
     // Since when this node has been a client that no cluster has added: it looks at
     // gossip again only every CLIENT_RECHECK, not on every tick.
     let mut client_since: Option<Instant> = None;
+    // The live nodes gossip showed at the last tick, and since when it has shown them:
+    // a cluster is formed only from a view that held still for BOOTSTRAP_SETTLE, so that
+    // nodes started together do not each found a cluster of the few they saw first.
+    let mut seen: (Vec<NodeId>, Instant) = (Vec::new(), Instant::now());
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -118,6 +126,19 @@ pub async fn run(
                     phase.send_if_modified(|p| replace(&mut p.waiting, None));
                 }
                 Bootstrap::Initialize(voters) => {
+                    let live: Vec<NodeId> =
+                        members.iter().filter(|m| m.alive).map(|m| m.id).collect();
+                    if live != seen.0 {
+                        seen = (live, Instant::now());
+                    }
+                    if seen.1.elapsed() < BOOTSTRAP_SETTLE {
+                        let reason = format!(
+                            "waiting for gossip to settle before forming a cluster ({} nodes seen)",
+                            seen.0.len()
+                        );
+                        phase.send_if_modified(|p| replace(&mut p.waiting, Some(reason)));
+                        continue;
+                    }
                     if !prove_all(&gossip, &voters).await {
                         continue;
                     }

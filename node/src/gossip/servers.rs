@@ -37,7 +37,7 @@ pub fn newest_leader<'a>(
 
 /// The live servers (Raft members) gossip shows, the newest leader first, then the rest
 /// in the order `rank` gives them (smallest first).
-pub fn servers<'a>(members: &'a [Member], rank: impl Fn(NodeId) -> u64) -> Vec<&'a Member> {
+pub fn servers(members: &[Member], rank: impl Fn(NodeId) -> u64) -> Vec<&Member> {
     let leader = newest_leader(members).map(|(m, _)| m.id);
     let mut servers: Vec<&Member> = members
         .iter()
