@@ -127,7 +127,7 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
         state_machine: state_machine.clone(),
         writer: writer.clone(),
         gossip: gossip.clone(),
-        phase: phase_rx,
+        phase: phase_rx.clone(),
         wake_observer: wake_observer.clone(),
         observer_health: observer_health.clone(),
         metrics: metrics.clone(),
@@ -201,6 +201,7 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
             metrics: metrics.clone(),
             secret: config.secret.clone(),
             running,
+            phase: phase_rx.clone(),
         },
     )?;
     let runner_task = tokio::spawn(runner.run().in_current_span());

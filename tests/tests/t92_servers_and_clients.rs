@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use eventide_tests::repo::GitRepo;
-use eventide_tests::{http, wait_until, Cluster, Options, DEADLINE};
+use eventide_tests::{cli, http, wait_until, Cluster, Options, DEADLINE};
 use serde_json::Value;
 
 /// Nodes with no runner (servers or clients, as autopilot decides).
@@ -142,6 +142,16 @@ fn fifteen_nodes_have_five_servers_and_clients_that_serve_the_whole_api() {
         http::get(cluster.nodes[other].addr, &format!("/api/v1/jobs/{id}/log")).expect("log");
     assert_eq!(code, 200);
     assert!(log.contains("done"), "the finished log through a client: {log}");
+    let node = cluster.nodes[other].addr.to_string();
+    let results = cli(&["results", "--node", &node, "--json"]);
+    assert!(results.status.success(), "{}", String::from_utf8_lossy(&results.stderr));
+    let results: Vec<Value> = serde_json::from_slice(&results.stdout).expect("results --json");
+    assert!(results.iter().any(|j| j["id"] == id && j["state"] == "passed"), "{results:?}");
+    let printed = cli(&["log", &id.to_string(), "--node", &node]);
+    assert!(String::from_utf8_lossy(&printed.stdout).contains("done"), "log through a client");
+    let status = cli(&["status", "--node", &node]);
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.contains("is a client") && status.contains("2 standby"), "{status}");
 
     // Kill the leader: a voter takes over and a standby replaces the dead voter; then
     // kill a voter: the other standby replaces it. Clients keep answering throughout.

@@ -107,7 +107,7 @@ pub async fn run(
                 || client_since.is_some_and(|since| since.elapsed() < CLIENT_RECHECK));
         let members = if unchanged_client { None } else { Some(gossip.members().await) };
         let role = match &members {
-            Some(members) => effective_role(settings.me, status.role, status.term, members),
+            Some(members) => effective_role(settings.me, status.role, members),
             None => RaftRole::None,
         };
         let servers = leader

@@ -16,7 +16,7 @@ mod keys;
 mod member;
 mod servers;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -68,6 +68,9 @@ pub struct Gossip {
     gate: Option<Arc<Gate>>,
     /// What this node publishes; every change goes through [`Gossip::update`].
     keys: Mutex<NodeKeys>,
+    /// Each node's keys as last parsed, with the chitchat version they were parsed at:
+    /// a member is parsed again only when one of its keys changed, not on every look.
+    parsed: Mutex<HashMap<ChitchatId, (u64, Option<Member>)>>,
 }
 
 impl Gossip {
@@ -129,7 +132,13 @@ impl Gossip {
         let handle =
             started.with_context(|| format!("failed to start gossip on udp {}", me.listen))?;
         info!(generation, seeds = ?me.seeds, admission = gate.is_some(), "gossip started");
-        Ok(Gossip { handle, interval: me.interval, gate, keys: Mutex::new(keys) })
+        Ok(Gossip {
+            handle,
+            interval: me.interval,
+            gate,
+            keys: Mutex::new(keys),
+            parsed: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The admission handshake's route, to mount among the signed internal routes (none
@@ -197,18 +206,30 @@ impl Gossip {
         self.handle
             .with_chitchat(|chitchat| {
                 let live: HashSet<&ChitchatId> = chitchat.live_nodes().collect();
-                let sightings: Vec<Member> = chitchat
-                    .node_states()
+                let states = chitchat.node_states();
+                let mut parsed = self.parsed.lock().unwrap_or_else(PoisonError::into_inner);
+                parsed.retain(|id, _| states.contains_key(id));
+                let sightings: Vec<Member> = states
                     .iter()
                     .filter_map(|(id, state)| {
-                        let values = |key: &str| state.get(key).map(str::to_owned);
-                        Member::try_from_sighting(&Sighting {
-                            node_id: &id.node_id,
-                            generation: id.generation_id,
-                            gossip_addr: id.gossip_advertise_addr,
-                            alive: live.contains(id),
-                            values: &values,
-                        })
+                        let version = state.max_version();
+                        let entry = parsed.entry(id.clone()).or_insert((u64::MAX, None));
+                        if entry.0 != version {
+                            let values = |key: &str| state.get(key).map(str::to_owned);
+                            let member = Member::try_from_sighting(&Sighting {
+                                node_id: &id.node_id,
+                                generation: id.generation_id,
+                                gossip_addr: id.gossip_advertise_addr,
+                                alive: true,
+                                values: &values,
+                            });
+                            *entry = (version, member);
+                        }
+                        // Liveness is the failure detector's, read on every look; a node
+                        // that said it is leaving stays not alive.
+                        let mut member = entry.1.clone()?;
+                        member.alive = member.alive && live.contains(id);
+                        Some(member)
                     })
                     .collect();
                 newest_generations(sightings)

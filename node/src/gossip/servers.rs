@@ -12,14 +12,17 @@ use super::{Member, RaftRole, Servers};
 
 /// This node's role: its own Raft role, unless the newest leader gossip knows of does
 /// not count it among its servers (then `None`: a client).
-pub fn effective_role(me: NodeId, own: RaftRole, own_term: u64, members: &[Member]) -> RaftRole {
+///
+/// The leader's term is not weighed against this node's: a member cut off from the
+/// others raises its own term with every election it starts, and it is exactly such a
+/// node, removed while away, that must not answer from its stale replica. Taking a
+/// server for a client costs a forwarded request; the reverse would serve old state.
+pub fn effective_role(me: NodeId, own: RaftRole, members: &[Member]) -> RaftRole {
     if matches!(own, RaftRole::Leader | RaftRole::None) {
         return own;
     }
     match newest_leader(members.iter().filter(|m| m.id != me)) {
-        Some((_, servers)) if servers.term >= own_term && !servers.ids.contains(&me) => {
-            RaftRole::None
-        }
+        Some((_, servers)) if !servers.ids.contains(&me) => RaftRole::None,
         _ => own,
     }
 }
@@ -65,26 +68,26 @@ mod tests {
     fn a_member_the_leader_lists_keeps_its_role() {
         let members =
             [with(1, RaftRole::Leader, Some((5, &[1, 2, 3]))), with(2, RaftRole::Voter, None)];
-        assert_eq!(effective_role(NodeId(2), RaftRole::Voter, 5, &members), RaftRole::Voter);
-        assert_eq!(effective_role(NodeId(3), RaftRole::Learner, 5, &members), RaftRole::Learner);
+        assert_eq!(effective_role(NodeId(2), RaftRole::Voter, &members), RaftRole::Voter);
+        assert_eq!(effective_role(NodeId(3), RaftRole::Learner, &members), RaftRole::Learner);
     }
 
     #[test]
     fn a_stale_member_the_leader_does_not_list_is_a_client() {
         let members = [with(1, RaftRole::Leader, Some((5, &[1, 2, 3])))];
-        assert_eq!(effective_role(NodeId(9), RaftRole::Learner, 5, &members), RaftRole::None);
-        assert_eq!(effective_role(NodeId(9), RaftRole::Learner, 4, &members), RaftRole::None);
-        // A leader of an older term than this node knows says nothing about it.
-        assert_eq!(effective_role(NodeId(9), RaftRole::Voter, 6, &members), RaftRole::Voter);
+        assert_eq!(effective_role(NodeId(9), RaftRole::Learner, &members), RaftRole::None);
+        // A voter removed while cut off, whose elections raised its term past the
+        // leader's, is a client all the same.
+        assert_eq!(effective_role(NodeId(9), RaftRole::Voter, &members), RaftRole::None);
     }
 
     #[test]
     fn without_a_leader_in_gossip_the_own_role_stands() {
         let mut dead = with(1, RaftRole::Leader, Some((5, &[1])));
         dead.alive = false;
-        assert_eq!(effective_role(NodeId(9), RaftRole::Learner, 1, &[dead]), RaftRole::Learner);
-        assert_eq!(effective_role(NodeId(9), RaftRole::None, 1, &[]), RaftRole::None);
-        assert_eq!(effective_role(NodeId(9), RaftRole::Leader, 1, &[]), RaftRole::Leader);
+        assert_eq!(effective_role(NodeId(9), RaftRole::Learner, &[dead]), RaftRole::Learner);
+        assert_eq!(effective_role(NodeId(9), RaftRole::None, &[]), RaftRole::None);
+        assert_eq!(effective_role(NodeId(9), RaftRole::Leader, &[]), RaftRole::Leader);
     }
 
     #[test]

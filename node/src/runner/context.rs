@@ -14,7 +14,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use eventide_api::RaftRole;
 use eventide_node::protocol::context::{
     assigned_job, refused_all, repo_credentials, Credentials, JobContext, JobContextRequest,
     JobContextResponse, JOB_CONTEXT_PATH,
@@ -93,7 +92,7 @@ pub async fn secrets_for(runner: &Runner, assignment: &Assignment, names: &[Stri
 
 /// Whether this node holds a replica of its own (a Raft member of any kind).
 fn is_member(runner: &Runner) -> bool {
-    runner.raft.status().role != RaftRole::None
+    runner.is_server()
 }
 
 async fn replica_secrets(runner: &Runner, assignment: &Assignment, names: &[String]) -> JobSecrets {

@@ -49,6 +49,7 @@ use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
 use crate::gossip::{Gossip, RaftRole};
+use crate::health::Phase;
 use crate::joblog::RunningJobs;
 use crate::metrics::Metrics;
 use crate::raft_view::RaftView;
@@ -104,6 +105,9 @@ pub struct RunnerHandles {
     pub secret: Option<Secret>,
     /// Where the attempts this runner is running are recorded, for following their logs.
     pub running: Arc<RunningJobs>,
+    /// This node's role as the cluster sees it: a server reads its own replica, a client
+    /// asks the leader.
+    pub phase: watch::Receiver<Phase>,
 }
 
 /// The runner of this node.
@@ -117,6 +121,7 @@ pub struct Runner {
     metrics: Arc<Metrics>,
     secret: Option<Secret>,
     running: Arc<RunningJobs>,
+    phase: watch::Receiver<Phase>,
     /// How jobs are isolated here, resolved at start.
     isolation: Isolation,
     active: Mutex<BTreeMap<JobId, Active>>,
@@ -126,8 +131,17 @@ pub struct Runner {
 impl Runner {
     /// Resolves the sandbox (an error only for `--sandbox bwrap` where it does not work).
     pub fn new(settings: RunnerSettings, handles: RunnerHandles) -> anyhow::Result<Arc<Runner>> {
-        let RunnerHandles { raft, state_machine, writer, gossip, rpc, metrics, secret, running } =
-            handles;
+        let RunnerHandles {
+            raft,
+            state_machine,
+            writer,
+            gossip,
+            rpc,
+            metrics,
+            secret,
+            running,
+            phase,
+        } = handles;
         let isolation = if settings.slots == 0 {
             Isolation::disabled(settings.sandbox.clone())
         } else {
@@ -150,6 +164,7 @@ impl Runner {
             metrics,
             secret,
             running,
+            phase,
             active: Mutex::new(BTreeMap::new()),
             gate: Mutex::new(Gate::default()),
         }))
@@ -188,10 +203,16 @@ impl Runner {
         while tasks.join_next().await.is_some() {}
     }
 
+    /// Whether this node is a Raft member the leader counts among its servers (a member
+    /// removed while it was away is not, whatever its replica says).
+    fn is_server(&self) -> bool {
+        self.phase.borrow().role != RaftRole::None
+    }
+
     /// The leader's address, waiting (up to a second) for one to be known. A client
     /// follows no Raft leader: gossip says who leads.
     async fn leader_addr(&self) -> Option<String> {
-        if self.raft.status().role != RaftRole::None {
+        if self.is_server() {
             if let Some(addr) = self.raft.wait_leader_addr(LEADER_WAIT).await {
                 return Some(addr);
             }
