@@ -40,7 +40,8 @@ pub struct RaftStatus {
     pub voters: Vec<NodeId>,
     /// Every node of the current membership (voters and learners).
     pub nodes: BTreeMap<NodeId, NodeInfo>,
-    /// A joint configuration is in force: a membership change is under way.
+    /// A membership change is under way: a joint configuration is in force, or the
+    /// latest membership is not applied yet.
     pub changing: bool,
     /// On the leader: the last log index each follower is known to hold.
     pub matched: BTreeMap<NodeId, Option<u64>>,
@@ -63,7 +64,11 @@ impl RaftStatus {
             last_log_index: metrics.last_log_index.unwrap_or(0),
             voters: membership.voter_ids().collect(),
             nodes: membership.nodes().map(|(id, info)| (*id, info.clone())).collect(),
-            changing: membership.get_joint_config().len() > 1,
+            // A joint configuration, or one this node has not applied yet (a leader's
+            // first membership before its first commit): a change cannot start now.
+            changing: membership.get_joint_config().len() > 1
+                || metrics.last_applied.map(|id| id.index)
+                    < metrics.membership_config.log_id().map(|id| id.index),
             matched,
         }
     }
@@ -173,6 +178,30 @@ impl RaftChanges {
     /// has shut down.
     pub async fn changed_before(&mut self, deadline: Instant) -> bool {
         matches!(tokio::time::timeout_at(deadline, self.metrics.changed()).await, Ok(Ok(())))
+    }
+
+    /// Waits until this node has applied past `applied` or its role or term changed,
+    /// until `deadline`; false at the deadline or once Raft has shut down. Metrics that
+    /// change with every heartbeat (replication progress) do not wake it.
+    pub async fn applied_or_role_changed_before(
+        &mut self,
+        applied: u64,
+        deadline: Instant,
+    ) -> bool {
+        let (state, term) = {
+            let metrics = self.metrics.borrow();
+            (metrics.state, metrics.current_term)
+        };
+        loop {
+            if !self.changed_before(deadline).await {
+                return false;
+            }
+            let metrics = self.metrics.borrow_and_update();
+            let now = metrics.last_applied.map_or(0, |id| id.index);
+            if now > applied || metrics.state != state || metrics.current_term != term {
+                return true;
+            }
+        }
     }
 
     /// The current reading, marked as seen (the next `changed` waits for a newer one).

@@ -5,8 +5,12 @@
 # node answers with a leader and its role (3 voters and 2 standbys are servers, the rest
 # clients); RSS per node
 # (min / median / max); the idle cluster's CPU over IDLE_SECONDS, as % of one core, and
-# per node. With GOSSIP_ONLY=1 the nodes never form a cluster (`--bootstrap-expect`
-# above N), which shows what gossip alone costs.
+# per node. Then, through a client: 1,000 commits of a `command = "true"` repository
+# through every runner (jobs/s), LEADER_KILLS kill -9 of the leader (each restarted on its
+# data dir afterwards) -> a new leader, and kill -9 of CLIENT_KILLS clients running jobs
+# -> their jobs running elsewhere. With GOSSIP_ONLY=1 the nodes never form a cluster
+# (`--bootstrap-expect` above N), which shows what gossip alone costs; WORK=0 skips the
+# busy part.
 #
 #   scripts/bench/scale.sh --nodes 30
 #   GOSSIP_ONLY=1 scripts/bench/scale.sh --nodes 60
@@ -16,6 +20,9 @@
 #   DEADLINE=180       seconds to wait for the cluster to settle
 #   EVENTIDE_BIN=PATH  use this eventide-node instead of building the release binary
 #   KEEP_TMP=1         keep the temp dir (node logs)
+#   WORK=1             the busy part (0: idle figures only)
+#   LEADER_KILLS=20, CLIENT_KILLS=10
+#   NODE_FLAGS="..."   extra `run` flags for every node, e.g. "--gossip-interval 1s"
 #
 # Each node uses two loopback ports (TCP and UDP on one number) and about 15 MB. Run it
 # alone: on a small machine anything else running skews the CPU figures. Stops only the
@@ -44,6 +51,21 @@ nodes_traps
 ulimit -n 65536 2>/dev/null || true
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
+# Commits made here ignore the user's git configuration.
+printf '[user]\n\tname = bench\n\temail = bench@localhost\n[init]\n\tdefaultBranch = main\n' \
+  >"$NODES_WORK/gitconfig"
+export GIT_CONFIG_GLOBAL="$NODES_WORK/gitconfig" GIT_CONFIG_NOSYSTEM=1
+repo=()
+if [[ "${WORK:-1}" == 1 && $expect -le $count ]]; then
+  mkdir -p "$NODES_WORK/repo"
+  printf '[test]\ncommand = "true"\n' >"$NODES_WORK/repo/.eventide.toml"
+  git -C "$NODES_WORK/repo" init -q
+  git -C "$NODES_WORK/repo" add -A
+  git -C "$NODES_WORK/repo" commit -q -m "a job that passes"
+  repo=(--repo "$NODES_WORK/repo" --leader-kills "${LEADER_KILLS:-20}"
+    --client-kills "${CLIENT_KILLS:-10}")
+fi
+
 read -r -a ports <<<"$(nodes_free_ports "$count" | tr '\n' ' ')"
 seeds=()
 for port in "${ports[@]:0:3}"; do seeds+=(--seed "127.0.0.1:$port"); done
@@ -57,7 +79,7 @@ for ((i = 0; i < count; i++)); do
   done
   nodes_spawn "n$i" "$NODES_WORK/n$i/node.log" "$BIN" run --data-dir "$NODES_WORK/n$i/data" \
     --listen "$addr" --name "n$i" "${own_seeds[@]}" --bootstrap-expect "$expect" \
-    --sandbox none
+    --sandbox none ${NODE_FLAGS:-} # split into words on purpose
   pids+=("${NODE_PIDS[n$i]}")
 done
 started=$(date +%s.%N)
@@ -65,5 +87,6 @@ started=$(date +%s.%N)
 python3 scripts/bench/scale_probe.py --started "$started" \
   --ports "$(IFS=,; echo "${ports[*]}")" --pids "$(IFS=,; echo "${pids[*]}")" \
   --idle "${IDLE_SECONDS:-30}" --deadline "${DEADLINE:-180}" \
-  --mode "$([[ $expect -gt $count ]] && echo gossip-only || echo cluster)" --servers 5
+  --mode "$([[ $expect -gt $count ]] && echo gossip-only || echo cluster)" --servers 5 \
+  "${repo[@]}"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2

@@ -100,6 +100,9 @@ def main():
     parser.add_argument("--idle", type=float, default=30)
     parser.add_argument("--deadline", type=float, default=180)
     parser.add_argument("--mode", default="cluster")
+    parser.add_argument("--repo", help="a repository of `true` jobs: measure work too")
+    parser.add_argument("--leader-kills", type=int, default=20)
+    parser.add_argument("--client-kills", type=int, default=10)
     parser.add_argument("--servers", type=int, default=5,
                         help="voters + standbys the cluster should settle on")
     args = parser.parse_args()
@@ -137,7 +140,24 @@ def main():
     per_node = sorted(100 * (cpu_ticks(pid) - first[pid]) / tick / cpu["wall_s"] for pid in pids)
     text, _ = spread(per_node, fmt=lambda v: f"{v:.2f}")
     rows.append(["idle CPU per node (% of one core, min / median / max)", text])
+    if args.repo and args.mode == "cluster":
+        render_table(["figure", "value"], rows)
+        rows += work(args, ports, pids)
     render_table(["figure", "value"], rows)
+
+
+def work(args, ports, pids):
+    """The busy figures, asked through a client (the last node)."""
+    import scale_work
+    port = ports[-1]
+    pid_of = dict(zip(ports, pids))
+    say(f"work through the client on :{port}")
+    scale_work.add_repo(port, args.repo, args.deadline)
+    rows = scale_work.throughput(port, args.repo, args.deadline, pids)
+    rows += scale_work.leader_kills(ports, pid_of, args.leader_kills, args.deadline)
+    rows += scale_work.client_kills(port, ports, pid_of, args.repo, args.client_kills,
+                                    args.deadline)
+    return rows
 
 
 if __name__ == "__main__":

@@ -91,6 +91,10 @@ pub async fn run(
     // a cluster is formed only from a view that held still for BOOTSTRAP_SETTLE, so that
     // nodes started together do not each found a cluster of the few they saw first.
     let mut seen: (Vec<NodeId>, Instant) = (Vec::new(), Instant::now());
+    // Raft's timer runs only on a node with Raft state: a client's would wake it (and
+    // every watcher of its metrics) twenty times a second for nothing.
+    let mut ticking = true;
+    let mut published: Option<(RaftRole, Option<Servers>)> = None;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -110,9 +114,17 @@ pub async fn run(
             Some(members) => effective_role(settings.me, status.role, members),
             None => RaftRole::None,
         };
+        let has_state = status.role != RaftRole::None || !status.nodes.is_empty();
+        if has_state != ticking {
+            raft.runtime_config().tick(has_state);
+            ticking = has_state;
+        }
         let servers = leader
             .then(|| Servers { term: status.term, ids: status.nodes.keys().copied().collect() });
-        gossip.set_raft_role(role, servers).await;
+        if published.as_ref() != Some(&(role, servers.clone())) {
+            gossip.set_raft_role(role, servers.clone()).await;
+            published = Some((role, servers));
+        }
         phase.send_if_modified(|p| replace(&mut p.role, role));
 
         if status.role == RaftRole::None && status.nodes.is_empty() {
@@ -144,6 +156,8 @@ pub async fn run(
                     }
                     let ids: Vec<String> = voters.keys().map(|id| id.to_string()).collect();
                     info!(voters = ?ids, "forming a new cluster");
+                    raft.runtime_config().tick(true);
+                    ticking = true;
                     match raft.initialize(voters).await {
                         Ok(()) => {}
                         Err(error) => warn!(error = %error, "initialize refused"),

@@ -171,6 +171,8 @@ impl Dispatcher {
             if !self.is_leader() {
                 return ClaimResponse::NotLeader;
             }
+            // Read before looking: an entry applied after this is waited for below.
+            let applied = self.raft.status().applied_index;
             if let Some((assignment, _picked)) = self.pick(&labels) {
                 let command = Command::Assign {
                     job: assignment.job,
@@ -195,8 +197,10 @@ impl Dispatcher {
                     }
                 }
             }
-            // Nothing runnable: wait for the state to change (new jobs) or the deadline.
-            if !changes.changed_before(deadline).await {
+            // Nothing runnable: wait for the state to change (an applied entry may bring
+            // a job), for this node to stop leading, or for the deadline. A hundred idle
+            // runners each hold a claim here: heartbeats must not wake them.
+            if !changes.applied_or_role_changed_before(applied, deadline).await {
                 return ClaimResponse::Nothing;
             }
         }
