@@ -184,13 +184,5 @@ async fn proxy(
     if !response.status().is_success() {
         return None;
     }
-    let stream = futures_util::stream::unfold(Some(response), |response| async move {
-        let mut response = response?;
-        match response.chunk().await {
-            Ok(Some(bytes)) => Some((Ok::<Bytes, std::io::Error>(bytes), Some(response))),
-            Ok(None) => None,
-            Err(error) => Some((Err(std::io::Error::other(error)), None)),
-        }
-    });
-    Some(text(Body::from_stream(stream)))
+    Some(text(super::proxy::streamed(response)))
 }

@@ -244,6 +244,14 @@ pub fn into_response(response: reqwest::Response) -> Response {
             headers.append(name.clone(), value.clone());
         }
     }
+    let mut answer = Response::new(streamed(response));
+    *answer.status_mut() = status;
+    *answer.headers_mut() = headers;
+    answer
+}
+
+/// Another node's answer body as this node's, passed on chunk by chunk as it arrives.
+pub fn streamed(response: reqwest::Response) -> Body {
     let chunks = futures_util::stream::unfold(Some(response), |response| async move {
         let mut response = response?;
         match response.chunk().await {
@@ -252,10 +260,7 @@ pub fn into_response(response: reqwest::Response) -> Response {
             Err(error) => Some((Err(std::io::Error::other(error)), None)),
         }
     });
-    let mut answer = Response::new(Body::from_stream(chunks));
-    *answer.status_mut() = status;
-    *answer.headers_mut() = headers;
-    answer
+    Body::from_stream(chunks)
 }
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
