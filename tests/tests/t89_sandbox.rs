@@ -257,6 +257,12 @@ fn a_job_that_requires_a_sandbox_runs_only_where_there_is_one() {
     let cluster = Cluster::start(3, options);
     let leader = cluster.wait_for_agreed_leader();
     let sandboxed_id = cluster.nodes[0].id().expect("id");
+    // The first observation of a repository queues only its head: let it see the first
+    // commit before the next ones land, or the first would never get a job.
+    wait_until("the first commit queued", DEADLINE, || {
+        let jobs = cluster.nodes[leader].jobs("")?;
+        jobs.iter().any(|job| job["commit"] == required[0].as_str()).then_some(())
+    });
     for message in ["second", "third"] {
         required.push(repo.commit(message));
     }
