@@ -60,6 +60,31 @@ pub struct SelfInfo {
     pub rpc: RpcClient,
 }
 
+/// How often a changed `busy` count is published.
+const LOAD_PERIOD: Duration = Duration::from_secs(1);
+
+/// Publishes, every [`LOAD_PERIOD`], the keys noted but not yet published (`busy`);
+/// under chitchat's lock, as [`Gossip::update`] does, so that no older set of keys is
+/// published over a newer one. Runs until the process stops.
+async fn publish_load(
+    chitchat: Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
+    keys: Arc<Mutex<NodeKeys>>,
+) {
+    let mut ticker = tokio::time::interval(LOAD_PERIOD);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let mut chitchat = chitchat.lock().await;
+        let keys = keys.lock().unwrap_or_else(PoisonError::into_inner).to_pairs();
+        let state = chitchat.self_node_state();
+        for (key, value) in keys {
+            if state.get(key) != Some(value.as_str()) {
+                state.set(key, &value);
+            }
+        }
+    }
+}
+
 /// This node's gossip participant.
 pub struct Gossip {
     handle: ChitchatHandle,
@@ -67,7 +92,7 @@ pub struct Gossip {
     /// Admission of peers (with a cluster secret only).
     gate: Option<Arc<Gate>>,
     /// What this node publishes; every change goes through [`Gossip::update`].
-    keys: Mutex<NodeKeys>,
+    keys: Arc<Mutex<NodeKeys>>,
     /// Each node's keys as last parsed, with the chitchat version they were parsed at:
     /// a member is parsed again only when one of its keys changed, not on every look.
     parsed: Mutex<HashMap<ChitchatId, (u64, Option<Member>)>>,
@@ -132,13 +157,9 @@ impl Gossip {
         let handle =
             started.with_context(|| format!("failed to start gossip on udp {}", me.listen))?;
         info!(generation, seeds = ?me.seeds, admission = gate.is_some(), "gossip started");
-        Ok(Gossip {
-            handle,
-            interval: me.interval,
-            gate,
-            keys: Mutex::new(keys),
-            parsed: Mutex::new(HashMap::new()),
-        })
+        let keys = Arc::new(Mutex::new(keys));
+        tokio::spawn(publish_load(handle.chitchat(), keys.clone()));
+        Ok(Gossip { handle, interval: me.interval, gate, keys, parsed: Mutex::new(HashMap::new()) })
     }
 
     /// The admission handshake's route, to mount among the signed internal routes (none
@@ -183,8 +204,12 @@ impl Gossip {
         .await;
     }
 
-    pub async fn set_busy(&self, busy: u32) {
-        self.update(|keys| keys.busy = busy).await;
+    /// Notes how many jobs run here; published within [`LOAD_PERIOD`]. Every job
+    /// changes it twice, and every change travels to every node as a delta, so a busy
+    /// cluster would gossip little else: it is shown by `status`, and nothing decides by
+    /// it.
+    pub fn set_busy(&self, busy: u32) {
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner).busy = busy;
     }
 
     /// Publishes why this node's runner does not claim jobs (`None`: it does).

@@ -312,7 +312,7 @@ impl Runner {
 
     async fn publish_busy(&self) {
         let busy = self.active().len() as u32;
-        self.gossip.set_busy(busy).await;
+        self.gossip.set_busy(busy);
     }
 
     /// True if the job must not report: its lease was revoked or it self-fenced.
