@@ -6,9 +6,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::{
-    ErrorBody, HookDoc, HookResult, JobDetailDoc, JobDoc, JobState, NotifyDoc, RaftRole,
-    RemovedRepoDoc, RemovedSecretDoc, RepoDoc, RepoPatch, RunnerState, SecretDoc, SetSecret,
-    StatusDoc, Trigger,
+    ArtifactDoc, BuildDoc, BuildState, ErrorBody, HookDoc, HookResult, JobDetailDoc, JobDoc,
+    JobState, NotifyDoc, RaftRole, RemovedRepoDoc, RemovedSecretDoc, RepoDoc, RepoPatch,
+    RunnerState, SecretDoc, SetSecret, StatusDoc, Trigger,
 };
 
 const API_DOC: &str = include_str!("../../docs/api.md");
@@ -72,6 +72,19 @@ fn the_job_examples_are_job_docs() {
     assert_eq!(cancelled.state, JobState::Cancelled);
     let rerun: JobDoc = round_trip("<!-- example: POST /api/v1/rerun 201 -->");
     assert_eq!((rerun.state, rerun.trigger), (JobState::Queued, Trigger::Rerun));
+}
+
+#[test]
+fn the_build_examples_are_build_docs() {
+    let builds: Vec<BuildDoc> = round_trip("<!-- example: GET /api/v1/builds 200 -->");
+    assert_eq!(builds[0].state, BuildState::Failed);
+    assert_eq!(builds[0].jobs[3].state, JobState::Skipped);
+    assert_eq!(builds[0].jobs[3].needs, [11, 12]);
+    let artifacts: Vec<ArtifactDoc> =
+        round_trip("<!-- example: GET /api/v1/jobs/{id}/artifacts 200 -->");
+    assert_eq!(artifacts, builds[0].jobs[0].artifacts);
+    round_trip::<ErrorBody>("<!-- example: GET /api/v1/builds 400 -->");
+    round_trip::<ErrorBody>("<!-- example: GET /api/v1/builds/{id} 404 -->");
 }
 
 #[test]

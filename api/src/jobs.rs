@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 /// The most jobs one request lists.
 pub const MAX_LIMIT: usize = 1000;
 
-/// A job's state: `queued`, `running`, `passed`, `failed`, `timed_out`, `error` or
-/// `cancelled`. The last five are final.
+/// A job's state: `waiting` (for the steps it needs), `queued`, `running`, `passed`,
+/// `failed`, `timed_out`, `error`, `cancelled` or `skipped` (a step it needs did not
+/// pass). All but the first three are final.
 #[derive(Serialize, Deserialize, Copy, Clone, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
@@ -20,10 +21,12 @@ pub enum JobState {
     TimedOut,
     Error,
     Cancelled,
+    Waiting,
+    Skipped,
 }
 
 impl JobState {
-    pub const ALL: [JobState; 7] = [
+    pub const ALL: [JobState; 9] = [
         JobState::Queued,
         JobState::Running,
         JobState::Passed,
@@ -31,6 +34,8 @@ impl JobState {
         JobState::TimedOut,
         JobState::Error,
         JobState::Cancelled,
+        JobState::Waiting,
+        JobState::Skipped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +47,8 @@ impl JobState {
             JobState::TimedOut => "timed_out",
             JobState::Error => "error",
             JobState::Cancelled => "cancelled",
+            JobState::Waiting => "waiting",
+            JobState::Skipped => "skipped",
         }
     }
 
@@ -52,7 +59,7 @@ impl JobState {
 
     /// True once the job has ended; it never changes again.
     pub fn is_final(self) -> bool {
-        !matches!(self, JobState::Queued | JobState::Running)
+        !matches!(self, JobState::Waiting | JobState::Queued | JobState::Running)
     }
 }
 
@@ -119,6 +126,10 @@ pub struct JobDoc {
     /// Why the job could not run, was cancelled or gave up.
     pub message: Option<String>,
     pub summary: Option<SummaryDoc>,
+    /// The build it belongs to (none for jobs queued before builds existed).
+    pub build: Option<u64>,
+    /// Its name in the build: `test`, `test (python=3.11)`.
+    pub name: Option<String>,
 }
 
 /// One attempt of a job.
@@ -165,6 +176,9 @@ pub struct RerunRequest {
     pub commit: String,
     /// The branch to record; defaults to the branch of the newest job of that commit.
     pub branch: Option<String>,
+    /// Who asks (`user@host`), shown with the new build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 #[cfg(test)]
@@ -181,6 +195,8 @@ mod tests {
             (JobState::TimedOut, "timed_out", true),
             (JobState::Error, "error", true),
             (JobState::Cancelled, "cancelled", true),
+            (JobState::Waiting, "waiting", false),
+            (JobState::Skipped, "skipped", true),
         ];
         for (state, name, is_final) in cases {
             let text = serde_json::to_string(&state).expect("serialisable");

@@ -7,6 +7,7 @@
 //! - `nodes`: a node as documents name it ([`NodeRef`]) and describe it ([`NodeStatus`]),
 //!   with its [`RaftRole`], [`NodeRole`] and [`RunnerState`].
 //! - `status`: `GET /api/v1/status`, [`StatusDoc`] and its parts, with [`Auth`].
+//! - `builds`: builds with their jobs, [`BuildDoc`], [`BuildState`], and artifacts.
 //! - `jobs`: jobs and results, [`JobDoc`], [`JobDetailDoc`], [`JobState`], [`Trigger`],
 //!   the list query and the rerun request.
 //! - `repos`: watched repositories, added and removed.
@@ -20,6 +21,7 @@
 //!   JSON ──> StatusDoc, JobDoc, … ──> CLI tables, end-to-end tests
 //! ```
 
+pub mod builds;
 pub mod error;
 pub mod jobs;
 pub mod logs;
@@ -29,6 +31,7 @@ pub mod repos;
 pub mod secrets;
 pub mod status;
 
+pub use builds::{ArtifactDoc, BuildDoc, BuildJobDoc, BuildListQuery, BuildState};
 pub use error::ErrorBody;
 pub use jobs::{
     AttemptDoc, JobDetailDoc, JobDoc, JobState, ListQuery, RerunRequest, SummaryDoc, Trigger,

@@ -29,8 +29,8 @@ pub const FORMAT_V1: u8 = 1;
 pub const MESSAGE_LIMIT: usize = 8 * 1024 * 1024;
 
 /// The most a value read back from the node's own disk may decode to (snapshots of the
-/// whole state are the largest).
-pub const STORED_LIMIT: usize = 1024 * 1024 * 1024;
+/// whole state are the largest; builds doubled the most a state may hold).
+pub const STORED_LIMIT: usize = 2 * 1024 * 1024 * 1024;
 
 type Bounded<const N: usize> = Configuration<LittleEndian, Varint, Limit<N>>;
 

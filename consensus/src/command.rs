@@ -10,8 +10,8 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::auth::Sealed;
-use crate::state::{JobStatus, Limits, RepoSettings};
-use crate::types::{CommitId, JobId, NodeId, RepoId, Timestamp};
+use crate::state::{Artifact, JobStatus, Limits, RepoSettings};
+use crate::types::{BuildId, CommitId, JobId, NodeId, RepoId, Timestamp};
 
 /// One entry of the replicated log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +71,25 @@ pub enum Command {
     /// empty list is no restriction; `SetSecret` also clears one. Older binaries cannot
     /// decode it: set restricted secrets once every node runs a version that has them.
     SetRestrictedSecret { name: String, sealed: Sealed, branches: Vec<String>, at: Timestamp },
+    /// New commits on a branch, as [`Command::Observe`], each queued as a build: one job
+    /// per planned step and matrix cell. Older binaries cannot decode it: in a rolling
+    /// upgrade from a version without builds, upgrade the leader last.
+    ObserveBuilds(ObserveBuilds),
+    /// Test a commit again, as a new build.
+    RerunBuild {
+        repo: RepoId,
+        branch: String,
+        plan: BuildPlan,
+        /// Who asked, as the API saw them (shown with the build).
+        by: Option<String>,
+        at: Timestamp,
+    },
+    /// Cancel every job of a build that is not final yet.
+    CancelBuild { build: BuildId, reason: String, at: Timestamp },
+    /// A running job's artifacts, stored on `holders` before the job reports its result
+    /// (so that a dependent job queued by the result finds them). Only for the current
+    /// attempt of a running job; artifacts of the same name are replaced.
+    AddArtifacts { job: JobId, attempt: u32, artifacts: Vec<Artifact>, at: Timestamp },
 }
 
 impl Command {
@@ -117,6 +136,20 @@ impl Command {
                 Command::SetRestrictedSecret { name, sealed, branches, .. } => {
                     name.len() + sealed.nonce.len() + sealed.ciphertext.len() + strings(branches)
                 }
+                Command::ObserveBuilds(observe) => {
+                    observe.branch.len()
+                        + 2 * observe.new_head.as_str().len()
+                        + observe.builds.iter().map(BuildPlan::approximate_size).sum::<usize>()
+                        + observe.skipped.iter().map(|c| c.as_str().len() + 8).sum::<usize>()
+                }
+                Command::RerunBuild { branch, plan, by, .. } => {
+                    branch.len() + plan.approximate_size() + by.as_ref().map_or(0, String::len)
+                }
+                Command::CancelBuild { reason, .. } => reason.len(),
+                Command::AddArtifacts { artifacts, .. } => artifacts
+                    .iter()
+                    .map(|a| a.name.len() + a.sha256.len() + 32 + 9 * a.holders.len())
+                    .sum(),
             }
     }
 }
@@ -164,6 +197,102 @@ pub struct Observe {
 pub struct ObservedCommit {
     pub commit: CommitId,
     pub labels: Vec<String>,
+}
+
+/// The observer's report of a moved branch head whose commits are queued as builds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObserveBuilds {
+    pub repo: RepoId,
+    pub branch: String,
+    /// As [`Observe::expected_head`]: the command applies only if the cursor equals it.
+    pub expected_head: Option<CommitId>,
+    pub new_head: CommitId,
+    /// One build per commit to test, oldest first.
+    pub builds: Vec<BuildPlan>,
+    /// As [`Observe::skipped`].
+    pub skipped: Vec<CommitId>,
+    /// What made the observer look ("webhook github", …), shown with the builds.
+    pub by: Option<String>,
+    pub at: Timestamp,
+}
+
+/// One commit's build as its configuration describes it. A plan out of the state
+/// machine's bounds ([`BuildPlan::problem`]) still makes a build, of one job that ends in
+/// `error` saying why, so that a bad configuration never stalls its branch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildPlan {
+    pub commit: CommitId,
+    /// The first line of the commit message (cut to [`MAX_SUBJECT_BYTES`]).
+    pub subject: String,
+    /// The commit's author, `Name <email>` (cut to [`MAX_AUTHOR_BYTES`]).
+    pub author: String,
+    /// The jobs in an order where every job comes after the jobs it needs.
+    pub jobs: Vec<PlannedJob>,
+    /// Cancel the open builds of older commits of the branch when this one is queued.
+    pub cancel_superseded: bool,
+}
+
+/// One job of a planned build: a step, or one cell of a step's matrix.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedJob {
+    /// The `[[step]]` it comes from (`test` for the one-step form).
+    pub step: String,
+    /// The cell's values, by key; empty outside a matrix. With the step they name the
+    /// job, uniquely in its build: `test`, `test (python=3.11)`.
+    pub matrix: Vec<(String, String)>,
+    /// Indexes into [`BuildPlan::jobs`] of the jobs this one waits for, each smaller than
+    /// its own: the job is queued when all of them passed and skipped if one did not.
+    pub needs: Vec<u16>,
+    /// Runner labels the job requires.
+    pub labels: Vec<String>,
+    /// At most one job of a group runs in the cluster at a time.
+    pub concurrency: Option<String>,
+}
+
+/// The most jobs one build may have.
+pub const MAX_JOBS_PER_BUILD: usize = 64;
+/// The most jobs one [`Command::ObserveBuilds`] may queue, as many as an `Observe` may:
+/// an observer with more new commits than that queues the newest and records the others
+/// as skipped.
+pub const MAX_JOBS_PER_OBSERVE: usize = crate::state::MAX_COMMITS_PER_OBSERVE;
+/// The longest step name accepted.
+pub const MAX_STEP_NAME_BYTES: usize = 64;
+/// The most keys of a matrix.
+pub const MAX_MATRIX_KEYS: usize = 4;
+/// The longest matrix key.
+pub const MAX_MATRIX_KEY_BYTES: usize = 16;
+/// The longest matrix value.
+pub const MAX_MATRIX_VALUE_BYTES: usize = 32;
+/// The longest commit subject kept.
+pub const MAX_SUBJECT_BYTES: usize = 120;
+/// The longest author kept.
+pub const MAX_AUTHOR_BYTES: usize = 100;
+/// The longest "triggered by" kept.
+pub const MAX_BY_BYTES: usize = 64;
+
+impl BuildPlan {
+    /// A cheap upper estimate of the encoded size (see [`Command::approximate_size`]).
+    pub fn approximate_size(&self) -> usize {
+        let strings = |items: &[String]| items.iter().map(|s| s.len() + 8).sum::<usize>();
+        80 + self.subject.len()
+            + self.author.len()
+            + self
+                .jobs
+                .iter()
+                .map(|job| {
+                    32 + job.step.len()
+                        + job.matrix.iter().map(|(k, v)| k.len() + v.len() + 16).sum::<usize>()
+                        + 3 * job.needs.len()
+                        + strings(&job.labels)
+                        + job.concurrency.as_ref().map_or(1, |c| c.len() + 9)
+                })
+                .sum::<usize>()
+    }
+
+    /// Why the state machine cannot queue this plan's jobs as they are, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        crate::state::plan_problem(self)
+    }
 }
 
 /// How a run ended, as the runner reports it.
@@ -277,6 +406,24 @@ pub enum Reply {
         id: u64,
         current: bool,
     },
+    /// The cursor moved; the new builds, oldest commit first, and every job they hold.
+    BuildsObserved {
+        builds: Vec<BuildId>,
+        jobs: Vec<JobId>,
+    },
+    BuildQueued {
+        build: BuildId,
+        jobs: Vec<JobId>,
+    },
+    /// The jobs the cancel ended (cancelled, and the jobs waiting for them skipped).
+    BuildCancelled {
+        build: BuildId,
+        jobs: Vec<JobId>,
+    },
+    ArtifactsAdded {
+        job: JobId,
+        count: u32,
+    },
 }
 
 /// Why a command changed nothing.
@@ -310,6 +457,11 @@ pub enum Refusal {
     LimitReached { what: String, limit: u32 },
     #[error("unknown secret {name}")]
     UnknownSecret { name: String },
+    #[error("unknown build {build}")]
+    UnknownBuild { build: BuildId },
+    /// A job of the same concurrency group is running.
+    #[error("job {running} of concurrency group {group} is running")]
+    GroupBusy { group: String, running: JobId },
 }
 
 impl Reply {

@@ -38,4 +38,4 @@ pub use command::{
 };
 pub use state::{ForgeKind, Job, JobFilter, JobStatus, Limits, QueueCounts, RepoSettings, State};
 pub use timing::RaftTiming;
-pub use types::{CommitId, JobId, NodeId, NodeInfo, RepoId, Timestamp, TypeConfig};
+pub use types::{BuildId, CommitId, JobId, NodeId, NodeInfo, RepoId, Timestamp, TypeConfig};

@@ -43,6 +43,20 @@ impl fmt::Display for JobId {
     }
 }
 
+/// A build's sequential id (1, 2, 3 …), assigned by the state machine: one per trigger
+/// of a commit (a push or a rerun), holding one job per step and matrix cell.
+#[derive(
+    Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct BuildId(pub u64);
+
+impl fmt::Display for BuildId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// A watched repository's sequential id, assigned by the state machine.
 #[derive(
     Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,

@@ -6,7 +6,9 @@
 //! with the longest urls, 1,000 branches each with the longest names and their skipped
 //! commits, 100,000 final jobs (the newest 1,000 with a full output tail and failing test
 //! names) and 999 queued or running jobs per repository, every job with the most labels
-//! and attempts, and the most secrets, each with the longest name and value. It is snapshotted into sled and read back by a store opened again on the
+//! and attempts, every job a build of its own (the most builds the jobs allow) with the
+//! longest step name, matrix, subject and author, and the most secrets, each with the
+//! longest name and value. It is snapshotted into sled and read back by a store opened again on the
 //! same directory, which must decode it whole. Its size is checked against
 //! [`largest_state_bytes`], which must be an upper bound, and a close one
 //! (within 20%: it counts every varint at its longest).
@@ -17,6 +19,10 @@ use std::time::Instant;
 
 use eventide_consensus::auth::{Sealed, NONCE_BYTES};
 use eventide_consensus::codec::{self, STORED_LIMIT};
+use eventide_consensus::command::{
+    BuildPlan, ObserveBuilds, PlannedJob, MAX_AUTHOR_BYTES, MAX_BY_BYTES, MAX_MATRIX_KEYS,
+    MAX_MATRIX_KEY_BYTES, MAX_MATRIX_VALUE_BYTES, MAX_STEP_NAME_BYTES, MAX_SUBJECT_BYTES,
+};
 use eventide_consensus::state::{
     largest_state_bytes, Cursor, MAX_BRANCH_BYTES, MAX_BRANCH_PATTERNS, MAX_COMMITS_PER_OBSERVE,
     MAX_FAILING_NAMES, MAX_LABELS, MAX_LABEL_BYTES, MAX_MESSAGE_BYTES, MAX_NAME_BYTES,
@@ -25,8 +31,8 @@ use eventide_consensus::state::{
 use eventide_consensus::store::{self, StateMachineStore};
 use eventide_consensus::types::{Entry, LogId};
 use eventide_consensus::{
-    Command, CommitId, JobId, JobStatus, Limits, NodeId, Observe, ObservedCommit, Outcome,
-    QueueCounts, Reply, RepoId, Timestamp, Verdict,
+    BuildId, Command, CommitId, JobId, JobStatus, Limits, NodeId, Outcome, QueueCounts, Reply,
+    RepoId, Timestamp, Verdict,
 };
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, EntryPayload, RaftSnapshotBuilder};
@@ -44,6 +50,7 @@ struct Builder {
     expected: Vec<Reply>,
     next_index: u64,
     next_job: u64,
+    next_build: u64,
     next_commit: u64,
 }
 
@@ -76,7 +83,7 @@ impl Builder {
         }
     }
 
-    /// One observation of `branch`; returns the new jobs.
+    /// One observation of `branch`, one build of one job per commit; returns the new jobs.
     async fn observe(
         &mut self,
         repo: RepoId,
@@ -85,23 +92,25 @@ impl Builder {
         count: usize,
         skipped: usize,
     ) -> (CommitId, Vec<JobId>) {
-        let commits: Vec<ObservedCommit> = (0..count)
-            .map(|_| ObservedCommit { commit: self.commit(), labels: labels() })
-            .collect();
+        let builds: Vec<BuildPlan> = (0..count).map(|_| largest_plan(self.commit())).collect();
         let skipped = (0..skipped).map(|_| self.commit()).collect();
-        let new_head = commits.last().map(|c| c.commit.clone()).expect("at least one commit");
+        let new_head = builds.last().map(|c| c.commit.clone()).expect("at least one commit");
         let jobs: Vec<JobId> = (0..count as u64).map(|n| JobId(self.next_job + 1 + n)).collect();
+        let build_ids = (0..count as u64).map(|n| BuildId(self.next_build + 1 + n)).collect();
         self.next_job += count as u64;
-        let observe = Observe {
+        self.next_build += count as u64;
+        let observe = ObserveBuilds {
             repo,
             branch: branch.to_owned(),
             expected_head,
             new_head: new_head.clone(),
-            commits,
+            builds,
             skipped,
+            by: Some("b".repeat(MAX_BY_BYTES)),
             at: self.now(),
         };
-        self.push(Command::Observe(observe), Reply::Observed { jobs: jobs.clone() }).await;
+        let reply = Reply::BuildsObserved { builds: build_ids, jobs: jobs.clone() };
+        self.push(Command::ObserveBuilds(observe), reply).await;
         (new_head, jobs)
     }
 
@@ -123,6 +132,31 @@ impl Builder {
     async fn finish(&mut self, job: JobId, attempt: u32, outcome: Outcome) {
         let command = Command::Finish { job, attempt, outcome, at: self.now() };
         self.push(command, Reply::Finished { job, status: JobStatus::Failed }).await;
+    }
+}
+
+/// A build of one job with every text at its longest.
+fn largest_plan(commit: CommitId) -> BuildPlan {
+    let concurrency = Some(commit.as_str()[64 - MAX_LABEL_BYTES..].to_owned());
+    let matrix = (0..MAX_MATRIX_KEYS)
+        .map(|n| {
+            let key = format!("k{n}{}", "k".repeat(MAX_MATRIX_KEY_BYTES - 2));
+            (key, "v".repeat(MAX_MATRIX_VALUE_BYTES))
+        })
+        .collect();
+    BuildPlan {
+        commit,
+        subject: "s".repeat(MAX_SUBJECT_BYTES),
+        author: "a".repeat(MAX_AUTHOR_BYTES),
+        jobs: vec![PlannedJob {
+            step: "p".repeat(MAX_STEP_NAME_BYTES),
+            matrix,
+            needs: Vec::new(),
+            labels: labels(),
+            // A group of its own, so that every job may run at once.
+            concurrency,
+        }],
+        cancel_superseded: false,
     }
 }
 
@@ -178,6 +212,7 @@ async fn the_largest_state_the_limits_allow_round_trips_through_a_snapshot() {
         expected: Vec::new(),
         next_index: 0,
         next_job: 0,
+        next_build: 0,
         next_commit: 0,
     };
     builder.push(Command::SetLimits { limits: limits.clone() }, Reply::LimitsSet).await;

@@ -312,11 +312,12 @@ fn ready_repos<T>(
 /// The forge state of a job's status.
 fn state_of(status: JobStatus) -> StatusState {
     match status {
-        JobStatus::Queued => StatusState::Pending,
+        JobStatus::Waiting | JobStatus::Queued => StatusState::Pending,
         JobStatus::Running => StatusState::Running,
         JobStatus::Passed => StatusState::Success,
         JobStatus::Failed | JobStatus::TimedOut => StatusState::Failure,
-        JobStatus::Error | JobStatus::Cancelled => StatusState::Error,
+        // A skipped step did not run: the forge shows it as not passed, with the reason.
+        JobStatus::Error | JobStatus::Cancelled | JobStatus::Skipped => StatusState::Error,
     }
 }
 

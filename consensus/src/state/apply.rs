@@ -45,6 +45,14 @@ impl State {
             Command::SetRestrictedSecret { name, sealed, branches, at } => {
                 self.set_secret(name, sealed, branches, *at)
             }
+            Command::ObserveBuilds(observe) => self.observe_builds(observe),
+            Command::RerunBuild { repo, branch, plan, by, at } => {
+                self.rerun_build(*repo, branch, plan, by.as_deref(), *at)
+            }
+            Command::CancelBuild { build, reason, at } => self.cancel_build(*build, reason, *at),
+            Command::AddArtifacts { job, attempt, artifacts, .. } => {
+                self.add_artifacts(*job, *attempt, artifacts)
+            }
         };
         result.unwrap_or_else(Reply::Refused)
     }
@@ -164,6 +172,10 @@ impl State {
             .map(|job| job.id)
             .collect();
         for &job in &open {
+            // A job waiting for one cancelled before it may have been skipped since.
+            if self.data.jobs.get(&job).is_none_or(|job| job.status.is_final()) {
+                continue;
+            }
             if self.data.jobs.get(&job).is_some_and(|job| job.status == JobStatus::Running) {
                 self.end_attempt(job, at, Some("cancelled: repository removed".to_owned()));
             }
@@ -179,51 +191,14 @@ impl State {
     /// branch on an observation that could never apply.
     fn observe(&mut self, observe: &Observe) -> Result<Reply, Refusal> {
         let Observe { repo, branch, expected_head, new_head, commits, skipped, at } = observe;
-        if !self.data.repos.contains_key(repo) {
-            return Err(Refusal::UnknownRepo { repo: *repo });
-        }
-        check_text("branch", branch, MAX_BRANCH_BYTES)?;
         if commits.len() > MAX_COMMITS_PER_OBSERVE {
             return Err(invalid(format!(
                 "{} commits in one observation, at most {MAX_COMMITS_PER_OBSERVE}",
                 commits.len()
             )));
         }
-        let branches = self.data.cursors.get(repo);
-        let actual = branches.and_then(|branches| branches.get(branch));
-        let actual_head = actual.map(|cursor| cursor.head.clone());
-        if actual_head != *expected_head {
-            return Err(Refusal::CursorMoved {
-                expected: expected_head.clone(),
-                actual: actual_head,
-            });
-        }
-        let limits = &self.data.limits;
-        let branch_count = branches.map_or(0, |branches| branches.len());
-        if actual.is_none() && branch_count >= limits.max_branches_per_repo as usize {
-            return Err(Refusal::LimitReached {
-                what: format!("no more branches of repository {repo} can be observed"),
-                limit: limits.max_branches_per_repo,
-            });
-        }
-        if !commits.is_empty() {
-            self.check_queue(*repo)?;
-        }
-
-        let (skipped_total, mut recent_skipped) = actual
-            .map(|cursor| (cursor.skipped_total, cursor.recent_skipped.clone()))
-            .unwrap_or_default();
-        let keep = skipped.len().min(Cursor::RECENT_SKIPPED);
-        recent_skipped.extend(skipped[skipped.len() - keep..].iter().cloned());
-        let overflow = recent_skipped.len().saturating_sub(Cursor::RECENT_SKIPPED);
-        recent_skipped.drain(..overflow);
-        let cursor = Cursor {
-            head: new_head.clone(),
-            updated_at: *at,
-            skipped_total: skipped_total.saturating_add(skipped.len() as u64),
-            recent_skipped,
-        };
-        self.data.cursors.entry(*repo).or_default().insert(branch.clone(), cursor);
+        self.check_observation(*repo, branch, expected_head.as_ref(), !commits.is_empty())?;
+        self.move_cursor(*repo, branch, new_head, skipped, *at);
 
         let jobs = commits
             .iter()
@@ -240,20 +215,77 @@ impl State {
                     let id =
                         self.queue_job(*repo, branch, &observed.commit, &[], Trigger::Push, *at);
                     let message = format!("not run: its runner labels are refused: {problem}");
-                    self.end_job(id, JobStatus::Error, |_: &Job| JobResult {
-                        exit_code: None,
-                        duration_ms: 0,
-                        output_tail: String::new(),
-                        output_pruned: false,
-                        summary: None,
-                        message: Some(message),
-                        finished_at: *at,
+                    self.end_job(id, JobStatus::Error, |_: &Job| {
+                        JobResult::message_only(message, *at)
                     });
                     id
                 }
             })
             .collect();
         Ok(Reply::Observed { jobs })
+    }
+
+    /// Refuses an observation of `branch` that does not start from its cursor, would
+    /// observe a branch past the limit, or would queue jobs into a full queue.
+    pub(super) fn check_observation(
+        &self,
+        repo: RepoId,
+        branch: &str,
+        expected_head: Option<&CommitId>,
+        queues_jobs: bool,
+    ) -> Result<(), Refusal> {
+        if !self.data.repos.contains_key(&repo) {
+            return Err(Refusal::UnknownRepo { repo });
+        }
+        check_text("branch", branch, MAX_BRANCH_BYTES)?;
+        let repo = &repo;
+        let branches = self.data.cursors.get(repo);
+        let actual = branches.and_then(|branches| branches.get(branch));
+        let actual_head = actual.map(|cursor| cursor.head.clone());
+        if actual_head.as_ref() != expected_head {
+            return Err(Refusal::CursorMoved {
+                expected: expected_head.cloned(),
+                actual: actual_head,
+            });
+        }
+        let limits = &self.data.limits;
+        let branch_count = branches.map_or(0, |branches| branches.len());
+        if actual.is_none() && branch_count >= limits.max_branches_per_repo as usize {
+            return Err(Refusal::LimitReached {
+                what: format!("no more branches of repository {repo} can be observed"),
+                limit: limits.max_branches_per_repo,
+            });
+        }
+        if queues_jobs {
+            self.check_queue(*repo)?;
+        }
+        Ok(())
+    }
+
+    /// Moves `branch`'s cursor to `new_head`, counting the commits the observer skipped.
+    pub(super) fn move_cursor(
+        &mut self,
+        repo: RepoId,
+        branch: &str,
+        new_head: &CommitId,
+        skipped: &[CommitId],
+        at: Timestamp,
+    ) {
+        let actual = self.data.cursors.get(&repo).and_then(|branches| branches.get(branch));
+        let (skipped_total, mut recent_skipped) = actual
+            .map(|cursor| (cursor.skipped_total, cursor.recent_skipped.clone()))
+            .unwrap_or_default();
+        let keep = skipped.len().min(Cursor::RECENT_SKIPPED);
+        recent_skipped.extend(skipped[skipped.len() - keep..].iter().cloned());
+        let overflow = recent_skipped.len().saturating_sub(Cursor::RECENT_SKIPPED);
+        recent_skipped.drain(..overflow);
+        let cursor = Cursor {
+            head: new_head.clone(),
+            updated_at: at,
+            skipped_total: skipped_total.saturating_add(skipped.len() as u64),
+            recent_skipped,
+        };
+        self.data.cursors.entry(repo).or_default().insert(branch.to_owned(), cursor);
     }
 
     fn assign(
@@ -267,6 +299,7 @@ impl State {
         if job.status != JobStatus::Queued {
             return Err(Refusal::NotQueued { job: id, status: job.status });
         }
+        self.check_group(id)?;
         self.update_job(id, |job| {
             job.status = JobStatus::Running;
             job.runner = Some(runner);
@@ -311,6 +344,8 @@ impl State {
             return Ok(Reply::GaveUp { job: id, attempts: attempt });
         }
         self.end_attempt(id, at, Some(note));
+        // The next attempt stores its own artifacts.
+        self.set_artifacts(id, Vec::new());
         self.update_job(id, |job| {
             job.status = JobStatus::Queued;
             job.attempt = attempt + 1;
@@ -391,7 +426,7 @@ impl State {
     // ---- helpers: every change to a job goes through these, so the indexes follow ----
 
     /// Refuses more jobs for a repository whose queue is full.
-    fn check_queue(&self, repo: RepoId) -> Result<(), Refusal> {
+    pub(super) fn check_queue(&self, repo: RepoId) -> Result<(), Refusal> {
         let limit = self.data.limits.max_queue_per_repo;
         if self.open_jobs(repo) >= limit {
             return Err(Refusal::QueueFull { repo, limit });
@@ -400,7 +435,7 @@ impl State {
     }
 
     /// The job, if `attempt` is its current one and it is not final.
-    fn job_for_update(&self, id: JobId, attempt: u32) -> Result<&Job, Refusal> {
+    pub(super) fn job_for_update(&self, id: JobId, attempt: u32) -> Result<&Job, Refusal> {
         let job = self.data.jobs.get(&id).ok_or(Refusal::UnknownJob { job: id })?;
         if job.status.is_final() {
             return Err(Refusal::AlreadyFinal { job: id, status: job.status });
@@ -420,6 +455,22 @@ impl State {
         trigger: Trigger,
         at: Timestamp,
     ) -> JobId {
+        self.new_job(repo, branch, commit, labels, trigger, JobStatus::Queued, at)
+    }
+
+    /// A new job, `queued` or `waiting`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new_job(
+        &mut self,
+        repo: RepoId,
+        branch: &str,
+        commit: &CommitId,
+        labels: &[String],
+        trigger: Trigger,
+        status: JobStatus,
+        at: Timestamp,
+    ) -> JobId {
+        debug_assert!(matches!(status, JobStatus::Queued | JobStatus::Waiting));
         self.data.last_job_id += 1;
         let id = JobId(self.data.last_job_id);
         let mut labels = labels.to_vec();
@@ -432,7 +483,7 @@ impl State {
             commit: commit.clone(),
             trigger,
             labels,
-            status: JobStatus::Queued,
+            status,
             attempt: 1,
             created_at: at,
             runner: None,
@@ -496,7 +547,7 @@ impl State {
     }
 
     /// Changes a job, keeping the status indexes in step.
-    fn update_job(&mut self, id: JobId, change: impl FnOnce(&mut Job)) {
+    pub(super) fn update_job(&mut self, id: JobId, change: impl FnOnce(&mut Job)) {
         let Some(job) = self.data.jobs.get_mut(&id) else {
             debug_assert!(false, "update_job on missing job {id}");
             return;
@@ -505,29 +556,63 @@ impl State {
         let before = (job.status, job.attempt);
         change(job);
         self.index.track_status(job);
+        let (was_running, is_running) =
+            (before.0 == JobStatus::Running, job.status == JobStatus::Running);
+        let status_changed = job.status != before.0;
         if (job.status, job.attempt) != before {
             self.enqueue_status(id);
         }
+        if status_changed {
+            if let Some(step) = self.data.pipeline.steps.get(&id) {
+                let build = step.build;
+                if was_running != is_running {
+                    if let Some(group) = step.concurrency.clone() {
+                        self.track_group(group, id, is_running);
+                    }
+                }
+                self.refresh_build(build);
+            }
+        }
     }
 
-    /// Makes a job final with the result `result` builds, then applies retention.
-    fn end_job(&mut self, id: JobId, status: JobStatus, result: impl FnOnce(&Job) -> JobResult) {
+    /// Makes a job final with the result `result` builds, moves the jobs of its build
+    /// that wait for it on, then applies retention.
+    pub(super) fn end_job(
+        &mut self,
+        id: JobId,
+        status: JobStatus,
+        result: impl FnOnce(&Job) -> JobResult,
+    ) {
+        let at = self.make_final(id, status, result);
+        self.advance_build_of(id, at);
+        self.enforce_retention();
+    }
+
+    /// Makes a job final with the result `result` builds; returns its time stamp.
+    pub(super) fn make_final(
+        &mut self,
+        id: JobId,
+        status: JobStatus,
+        result: impl FnOnce(&Job) -> JobResult,
+    ) -> Timestamp {
         debug_assert!(status.is_final());
+        let mut at = Timestamp(0);
         self.update_job(id, |job| {
             debug_assert!(job.result.is_none(), "job {id} finished twice");
             let mut result = result(job);
             if let Some(message) = &mut result.message {
                 truncate_to(message, MAX_MESSAGE_BYTES);
             }
+            at = result.finished_at;
             job.result = Some(result);
             job.status = status;
         });
         self.data.finished.push_back(id);
         self.data.outputs_kept.push_back(id);
-        self.enforce_retention();
+        at
     }
 
-    fn end_attempt(&mut self, id: JobId, at: Timestamp, mut note: Option<String>) {
+    pub(super) fn end_attempt(&mut self, id: JobId, at: Timestamp, mut note: Option<String>) {
         if let Some(note) = &mut note {
             truncate_to(note, MAX_NOTE_BYTES);
         }
@@ -541,8 +626,9 @@ impl State {
     /// beyond `retained_outputs`, and forgets final jobs beyond `retained_jobs`, oldest
     /// first.
     pub(super) fn enforce_retention(&mut self) {
-        let limits = &self.data.limits;
-        while self.data.outputs_kept.len() > limits.retained_outputs as usize {
+        let (retained_outputs, retained_jobs) =
+            (self.data.limits.retained_outputs as usize, self.data.limits.retained_jobs as usize);
+        while self.data.outputs_kept.len() > retained_outputs {
             let Some(id) = self.data.outputs_kept.pop_front() else { break };
             if let Some(result) = self.data.jobs.get_mut(&id).and_then(|job| job.result.as_mut()) {
                 result.output_tail = String::new();
@@ -552,16 +638,17 @@ impl State {
                 }
             }
         }
-        while self.data.finished.len() > limits.retained_jobs as usize {
+        while self.data.finished.len() > retained_jobs {
             let Some(id) = self.data.finished.pop_front() else { break };
             if let Some(job) = self.data.jobs.remove(&id) {
                 self.index.remove_job(&job);
+                self.forget_step(id);
             }
         }
     }
 }
 
-fn cancelled_result(reason: &str, at: Timestamp) -> impl FnOnce(&Job) -> JobResult + '_ {
+pub(super) fn cancelled_result(reason: &str, at: Timestamp) -> impl FnOnce(&Job) -> JobResult + '_ {
     move |job: &Job| JobResult {
         exit_code: None,
         duration_ms: job.started_at.map_or(0, |started| at.millis_since(started)),
@@ -573,12 +660,12 @@ fn cancelled_result(reason: &str, at: Timestamp) -> impl FnOnce(&Job) -> JobResu
     }
 }
 
-fn invalid(reason: String) -> Refusal {
+pub(super) fn invalid(reason: String) -> Refusal {
     Refusal::Invalid { reason }
 }
 
 /// Why `text` cannot be a name (`what`) of at most `limit` bytes, if it cannot.
-fn text_problem(what: &str, text: &str, limit: usize) -> Option<String> {
+pub(super) fn text_problem(what: &str, text: &str, limit: usize) -> Option<String> {
     if text.is_empty() {
         Some(format!("empty {what}"))
     } else if text.len() > limit {
@@ -590,7 +677,7 @@ fn text_problem(what: &str, text: &str, limit: usize) -> Option<String> {
     }
 }
 
-fn check_text(what: &str, text: &str, limit: usize) -> Result<(), Refusal> {
+pub(super) fn check_text(what: &str, text: &str, limit: usize) -> Result<(), Refusal> {
     text_problem(what, text, limit).map_or(Ok(()), |problem| Err(invalid(problem)))
 }
 

@@ -20,7 +20,10 @@
 //!   number, which only a requeue below `max_attempts` raises);
 //! - secrets: [`MAX_SECRETS`], each at most [`MAX_SEALED_BYTES`] sealed and restricted to
 //!   at most [`MAX_BRANCH_PATTERNS`] branch patterns;
-//! - forge data: settings and a refusal per repository, [`MAX_OUTBOX`] statuses.
+//! - forge data: settings and a refusal per repository, [`MAX_OUTBOX`] statuses;
+//! - builds: every job has at most one step record and makes at most one build (a build
+//!   has at least one job and is forgotten with its last), so both count per job;
+//!   artifacts: [`MAX_ARTIFACTS`] in all.
 //!
 //! The default limits are also the most [`Limits::problem`] accepts, so
 //! `largest_state_bytes(&Limits::default())` bounds every state, whatever limits were set
@@ -30,12 +33,18 @@ use super::forge::{
     MAX_API_URL_BYTES, MAX_BRANCH_PATTERNS, MAX_CONTEXT_BYTES, MAX_DESCRIPTION_BYTES,
     MAX_FORGE_ANSWER_BYTES, MAX_OUTBOX, MAX_PATH_BYTES,
 };
+use super::pipeline::{MAX_ARTIFACTS, MAX_ARTIFACT_HOLDERS, MAX_ARTIFACT_NAME_BYTES};
+use super::MAX_REASON_BYTES;
 use super::{
     Cursor, Limits, MAX_BRANCH_BYTES, MAX_COMMITS_PER_OBSERVE, MAX_FAILING_NAMES, MAX_LABELS,
     MAX_LABEL_BYTES, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, MAX_NOTE_BYTES, MAX_SEALED_BYTES,
     MAX_SECRETS, MAX_SECRET_NAME_BYTES, MAX_TEST_NAME_BYTES,
 };
 use crate::auth::NONCE_BYTES;
+use crate::command::{
+    MAX_AUTHOR_BYTES, MAX_BY_BYTES, MAX_JOBS_PER_BUILD, MAX_MATRIX_KEYS, MAX_MATRIX_KEY_BYTES,
+    MAX_MATRIX_VALUE_BYTES, MAX_STEP_NAME_BYTES, MAX_SUBJECT_BYTES,
+};
 
 /// A u64 (ids, time stamps, counts) as a varint.
 const U64: u64 = 9;
@@ -48,6 +57,9 @@ const TAG: u64 = U32;
 /// The `Some`/`None` byte of an `Option`.
 const OPTION: u64 = 1;
 const BOOL: u64 = 1;
+/// A job's index in its build: below [`MAX_JOBS_PER_BUILD`], so one varint byte.
+const JOB_INDEX: u64 = 1;
+const _: () = assert!(MAX_JOBS_PER_BUILD < 251, "a job index is one varint byte");
 /// A commit id: a string of 40 or 64 hex digits.
 const COMMIT: u64 = LEN + 64;
 
@@ -118,6 +130,41 @@ pub fn largest_state_bytes(limits: &Limits) -> u64 {
     let refusal = U64 + U64 + text(MAX_FORGE_ANSWER_BYTES);
     let forge = repos * (U64 + settings + refusal) + MAX_OUTBOX as u64 * status;
 
+    // The step record of a job: its key, build, step, matrix, needs, group, artifacts.
+    let step = U64
+        + U64
+        + text(MAX_STEP_NAME_BYTES)
+        + LEN
+        + MAX_MATRIX_KEYS as u64 * (text(MAX_MATRIX_KEY_BYTES) + text(MAX_MATRIX_VALUE_BYTES))
+        + LEN
+        // A build's jobs need each other at most once a pair in one direction (each
+        // only jobs before it): on average at most half of the others.
+        + (MAX_JOBS_PER_BUILD as u64 - 1).div_ceil(2) * JOB_INDEX
+        + (OPTION + text(MAX_LABEL_BYTES))
+        + LEN;
+    // A build (its key, id, repository, branch, commit, trigger, by, subject, author,
+    // creation, jobs, status, end, cancel reason), counted once per job, and the job's
+    // entry in its list.
+    let build = U64
+        + U64
+        + U64
+        + text(MAX_BRANCH_BYTES)
+        + COMMIT
+        + TAG
+        + (OPTION + text(MAX_BY_BYTES))
+        + text(MAX_SUBJECT_BYTES)
+        + text(MAX_AUTHOR_BYTES)
+        + U64
+        + LEN
+        + TAG
+        + (OPTION + U64)
+        + (OPTION + text(MAX_REASON_BYTES))
+        + U64;
+    let artifact =
+        text(MAX_ARTIFACT_NAME_BYTES) + text(64) + U64 + LEN + MAX_ARTIFACT_HOLDERS as u64 * U64;
+    let pipeline =
+        U64 + 2 * LEN + (open_jobs + final_jobs) * (step + build) + MAX_ARTIFACTS as u64 * artifact;
+
     let fixed = 7 * U32 + 3 * U64 + 10 * LEN;
     fixed
         + repos * (U64 + repo + U64 + LEN) // in the repository map and the cursor map
@@ -127,6 +174,7 @@ pub fn largest_state_bytes(limits: &Limits) -> u64 {
         + outputs * output
         + MAX_SECRETS as u64 * (secret + restriction)
         + forge
+        + pipeline
 }
 
 #[cfg(test)]

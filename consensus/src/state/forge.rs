@@ -323,10 +323,13 @@ pub fn status_description(job: &Job) -> String {
             Some(message) => format!("error: {message}"),
             None => "error".to_owned(),
         },
-        (JobStatus::Cancelled, result) => match result.and_then(|r| r.message.as_deref()) {
-            Some(message) => message.to_owned(),
-            None => "cancelled".to_owned(),
-        },
+        (JobStatus::Cancelled | JobStatus::Skipped, result) => {
+            match result.and_then(|r| r.message.as_deref()) {
+                Some(message) => message.to_owned(),
+                None => job.status.as_str().to_owned(),
+            }
+        }
+        (JobStatus::Waiting, _) => "waiting for the steps it needs".to_owned(),
     };
     super::apply::head_of(&text, MAX_DESCRIPTION_BYTES).to_owned()
 }

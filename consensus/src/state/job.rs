@@ -41,7 +41,8 @@ pub enum Trigger {
     Rerun,
 }
 
-/// Where a job is in its life. `queued` → `running` → one of the final states.
+/// Where a job is in its life. `queued` → `running` → one of the final states; a job of a
+/// build that needs others starts `waiting` and is queued or `skipped` when they end.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum JobStatus {
     Queued,
@@ -51,10 +52,14 @@ pub enum JobStatus {
     TimedOut,
     Error,
     Cancelled,
+    /// Part of a build, waiting for the jobs it needs to pass.
+    Waiting,
+    /// Part of a build, not run because a job it needs did not pass.
+    Skipped,
 }
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 7] = [
+    pub const ALL: [JobStatus; 9] = [
         JobStatus::Queued,
         JobStatus::Running,
         JobStatus::Passed,
@@ -62,10 +67,12 @@ impl JobStatus {
         JobStatus::TimedOut,
         JobStatus::Error,
         JobStatus::Cancelled,
+        JobStatus::Waiting,
+        JobStatus::Skipped,
     ];
 
     pub fn is_final(self) -> bool {
-        !matches!(self, JobStatus::Queued | JobStatus::Running)
+        !matches!(self, JobStatus::Waiting | JobStatus::Queued | JobStatus::Running)
     }
 
     /// The name used in JSON, on the command line and in metrics.
@@ -78,6 +85,8 @@ impl JobStatus {
             JobStatus::TimedOut => "timed_out",
             JobStatus::Error => "error",
             JobStatus::Cancelled => "cancelled",
+            JobStatus::Waiting => "waiting",
+            JobStatus::Skipped => "skipped",
         }
     }
 
@@ -113,6 +122,21 @@ pub struct JobResult {
     /// Why the job could not run, was cancelled or gave up.
     pub message: Option<String>,
     pub finished_at: Timestamp,
+}
+
+impl JobResult {
+    /// The result of a job that never ran, saying why.
+    pub(super) fn message_only(message: String, at: Timestamp) -> JobResult {
+        JobResult {
+            exit_code: None,
+            duration_ms: 0,
+            output_tail: String::new(),
+            output_pruned: false,
+            summary: None,
+            message: Some(message),
+            finished_at: at,
+        }
+    }
 }
 
 /// A commit to test on a branch of a repository.

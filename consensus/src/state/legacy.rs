@@ -15,12 +15,15 @@
 //!
 //! Version 4 had no branch restrictions of secrets. Its data loads with every secret for
 //! every branch; a state without restrictions is still written as version 4 (or older).
+//!
+//! Version 5 had no builds. Its data loads without any; a state that never had a build is
+//! still written as version 5 (or older).
 
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{Cursor, Data, ForgeData, Index, Job, Limits, Repo, State, StoredSecret};
+use super::{Cursor, Data, ForgeData, Index, Job, Limits, PipelineData, Repo, State, StoredSecret};
 use crate::types::{JobId, RepoId};
 
 #[derive(Deserialize)]
@@ -61,6 +64,7 @@ impl<L> OldData<L> {
             secrets: BTreeMap::new(),
             forge: ForgeData::default(),
             secret_branches: BTreeMap::new(),
+            pipeline: PipelineData::default(),
         }
     }
 }
@@ -110,7 +114,8 @@ impl<'a> WrittenV3<'a> {
     /// secrets restricted to branches, which version 3 cannot hold.
     pub fn of(state: &'a State) -> Option<Self> {
         let data = &state.data;
-        (data.forge.is_empty() && data.secret_branches.is_empty()).then(|| WrittenV3::fields(data))
+        (data.forge.is_empty() && data.secret_branches.is_empty() && data.pipeline.is_empty())
+            .then(|| WrittenV3::fields(data))
     }
 
     /// The fields of `data` that version 3 has.
@@ -162,9 +167,48 @@ impl<'a> WrittenV4<'a> {
     /// which version 4 cannot hold.
     pub fn of(state: &'a State) -> Option<Self> {
         let data = &state.data;
-        data.secret_branches
-            .is_empty()
+        (data.secret_branches.is_empty() && data.pipeline.is_empty())
             .then(|| WrittenV4 { v3: WrittenV3::fields(data), forge: &data.forge })
+    }
+}
+
+/// The data of version 5: version 4's, then the secrets' branches, which is today's
+/// [`Data`] without its builds.
+#[derive(Deserialize)]
+struct DataV5 {
+    v4: DataV4,
+    secret_branches: BTreeMap<String, Vec<String>>,
+}
+
+/// A [`State`] decoded from version 5 data: the same, without builds.
+pub struct StateV5(pub State);
+
+impl<'de> Deserialize<'de> for StateV5 {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let DataV5 { v4: DataV4 { v3, forge }, secret_branches } =
+            DataV5::deserialize(deserializer)?;
+        let data = Data { secret_branches, ..v3.into_data(forge) };
+        let index = Index::build(&data);
+        Ok(StateV5(State { data, index }))
+    }
+}
+
+/// A state that never had a build as version 5 encodes it: version 4's fields, then the
+/// secrets' branches.
+#[derive(Serialize)]
+pub struct WrittenV5<'a> {
+    v4: WrittenV4<'a>,
+    secret_branches: &'a BTreeMap<String, Vec<String>>,
+}
+
+impl<'a> WrittenV5<'a> {
+    /// `state` in version 5's shape; `None` once it had a build.
+    pub fn of(state: &'a State) -> Option<Self> {
+        let data = &state.data;
+        data.pipeline.is_empty().then(|| WrittenV5 {
+            v4: WrittenV4 { v3: WrittenV3::fields(data), forge: &data.forge },
+            secret_branches: &data.secret_branches,
+        })
     }
 }
 
@@ -221,7 +265,8 @@ impl<'a> WrittenV2<'a> {
     /// version 2 cannot hold.
     pub fn of(state: &'a State) -> Option<Self> {
         let data = &state.data;
-        let plain = data.secrets.is_empty() && data.secret_branches.is_empty();
+        let plain =
+            data.secrets.is_empty() && data.secret_branches.is_empty() && data.pipeline.is_empty();
         (plain && data.forge.is_empty()).then_some(WrittenV2 {
             limits: &data.limits,
             last_repo_id: data.last_repo_id,
@@ -331,11 +376,11 @@ mod tests {
         assert!(loaded.secrets().is_empty());
 
         // Version 2 is today's data without the secrets map, the forge data and the
-        // secrets' branches, which bincode writes last: when all are empty, six bytes
-        // (the lengths of the secrets, settings, outbox, refusals and branches maps, and
-        // a last status id of 0).
+        // secrets' branches and the builds, which bincode writes last: when all are
+        // empty, nine bytes (the lengths of the secrets, settings, outbox, refusals,
+        // branches, builds and steps maps, a last status id and a last build id of 0).
         let today = codec::encode(&state.data).expect("encodes");
-        assert_eq!(today[..today.len() - 6], bytes[..], "only the empty parts differ");
+        assert_eq!(today[..today.len() - 9], bytes[..], "only the empty parts differ");
 
         let mut with_secret = state;
         with_secret.apply(&Command::SetSecret {
@@ -357,9 +402,10 @@ mod tests {
         assert_eq!(loaded, state);
         assert_eq!(loaded.secrets()[0].branches, Vec::<String>::new());
 
-        // Version 4 is today's data without the branches map, written last: one byte.
+        // Version 4 is today's data without the branches map and the builds, written
+        // last: four bytes.
         let today = codec::encode(&state.data).expect("encodes");
-        assert_eq!(today[..today.len() - 1], bytes[..], "only the empty map differs");
+        assert_eq!(today[..today.len() - 4], bytes[..], "only the empty parts differ");
 
         let mut restricted = state;
         restricted.apply(&Command::SetRestrictedSecret {
@@ -370,5 +416,45 @@ mod tests {
         });
         assert!(WrittenV4::of(&restricted).is_none(), "version 4 cannot hold a restriction");
         assert!(WrittenV3::of(&restricted).is_none() && WrittenV2::of(&restricted).is_none());
+    }
+
+    #[test]
+    fn version_5_data_loads_without_builds_and_a_state_that_never_had_one_writes_it() {
+        let state = sample();
+        let written = WrittenV5::of(&state).expect("no build");
+        let bytes = codec::encode(&written).expect("encodes");
+        let StateV5(loaded) = codec::decode_stored(&bytes).expect("version 5 decodes");
+        assert_eq!(loaded, state);
+        // Version 5 is today's data without the builds, written last: three bytes.
+        let today = codec::encode(&state.data).expect("encodes");
+        assert_eq!(today[..today.len() - 3], bytes[..], "only the empty builds differ");
+
+        let mut with_build = state;
+        let plan = crate::command::BuildPlan {
+            commit: crate::CommitId::try_new(&"ab".repeat(20)).expect("a commit"),
+            subject: String::new(),
+            author: String::new(),
+            jobs: vec![crate::command::PlannedJob {
+                step: "test".into(),
+                matrix: Vec::new(),
+                needs: Vec::new(),
+                labels: Vec::new(),
+                concurrency: None,
+            }],
+            cancel_superseded: false,
+        };
+        let repo = with_build.repos().next().map(|repo| repo.id).expect("a repository");
+        let reply = with_build.apply(&Command::RerunBuild {
+            repo,
+            branch: "main".into(),
+            plan,
+            by: None,
+            at: Timestamp(4),
+        });
+        assert!(reply.refusal().is_none(), "{reply:?}");
+        assert!(WrittenV5::of(&with_build).is_none(), "version 5 cannot hold a build");
+        assert!(WrittenV4::of(&with_build).is_none());
+        assert!(WrittenV3::of(&with_build).is_none());
+        assert!(WrittenV2::of(&with_build).is_none());
     }
 }

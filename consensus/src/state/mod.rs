@@ -9,6 +9,8 @@
 //! - `query`: read-only views the rest of the system needs.
 //! - `forge`: a repository's forge settings.
 //! - `secrets`: the secret store (sealed values by name) and its rules.
+//! - `pipeline`: builds (a commit's trigger as a graph of jobs) and artifacts;
+//!   `pipeline_rules`: their rules.
 //! - `bounds`: the largest state (and so snapshot) the limits allow.
 //! - `legacy`: the data as snapshots of earlier versions hold it.
 //!
@@ -20,6 +22,8 @@ mod bounds;
 mod forge;
 mod job;
 mod legacy;
+mod pipeline;
+mod pipeline_rules;
 mod query;
 mod secrets;
 #[cfg(test)]
@@ -39,13 +43,20 @@ pub use self::forge::{
 pub use self::job::{Attempt, Cursor, Job, JobResult, JobStatus, Repo, Trigger};
 #[cfg(test)]
 pub(crate) use self::legacy::WrittenV1;
-pub use self::legacy::{StateV1, StateV2, StateV3, StateV4, WrittenV2, WrittenV3, WrittenV4};
-pub use self::query::{JobFilter, QueueCounts};
+pub use self::legacy::{
+    StateV1, StateV2, StateV3, StateV4, StateV5, WrittenV2, WrittenV3, WrittenV4, WrittenV5,
+};
+use self::pipeline::PipelineData;
+pub use self::pipeline::{
+    artifact_problem, job_name, plan_problem, Artifact, Build, BuildStatus, JobStep, MAX_ARTIFACTS,
+    MAX_ARTIFACTS_PER_JOB, MAX_ARTIFACT_HOLDERS, MAX_ARTIFACT_NAME_BYTES,
+};
+pub use self::query::{BuildFilter, JobFilter, QueueCounts};
 pub use self::secrets::{
     sealed_size_problem, secret_name_problem, SecretAccess, SecretInfo, StoredSecret,
     MAX_SEALED_BYTES, MAX_SECRETS, MAX_SECRET_NAME_BYTES, MAX_SECRET_VALUE_BYTES,
 };
-use crate::types::{CommitId, JobId, NodeId, RepoId};
+use crate::types::{BuildId, CommitId, JobId, NodeId, RepoId};
 
 /// Limits the state machine enforces; changed by `Command::SetLimits`.
 ///
@@ -160,6 +171,8 @@ struct Data {
     /// payload version 5); a secret without an entry is for every branch. Every key is a
     /// name in `secrets`.
     secret_branches: BTreeMap<String, Vec<String>>,
+    /// Builds and the steps of their jobs (added in snapshot payload version 6).
+    pipeline: PipelineData,
 }
 
 /// Indexes derived from [`Data`]; never serialized.
@@ -173,6 +186,12 @@ struct Index {
     open_by_repo: BTreeMap<RepoId, u32>,
     /// The outbox entry of each job that has one.
     status_by_job: BTreeMap<JobId, u64>,
+    /// Builds not final yet.
+    open_builds: BTreeSet<BuildId>,
+    /// Artifacts indexed, over all jobs (at most [`MAX_ARTIFACTS`]).
+    artifacts: usize,
+    /// The running jobs of each concurrency group (one at most, by the rules).
+    groups_running: BTreeMap<String, BTreeSet<JobId>>,
 }
 
 impl Index {
@@ -186,6 +205,19 @@ impl Index {
         }
         for (&id, update) in &data.forge.outbox {
             index.status_by_job.insert(update.job, id);
+        }
+        index.artifacts = data.pipeline.steps.values().map(|step| step.artifacts.len()).sum();
+        for job in data.jobs.values().filter(|job| job.status == JobStatus::Running) {
+            if let Some(group) =
+                data.pipeline.steps.get(&job.id).and_then(|s| s.concurrency.clone())
+            {
+                index.groups_running.entry(group).or_default().insert(job.id);
+            }
+        }
+        for (&id, build) in &data.pipeline.builds {
+            if !build.status.is_final() {
+                index.open_builds.insert(id);
+            }
         }
         index
     }

@@ -5,9 +5,10 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Cursor, ForgeRefusal, Job, JobStatus, Limits, Repo, RepoSettings, State, StatusUpdate,
+    Artifact, Build, BuildStatus, Cursor, ForgeRefusal, Job, JobStatus, JobStep, Limits, Repo,
+    RepoSettings, State, StatusUpdate,
 };
-use crate::types::{JobId, NodeId, RepoId};
+use crate::types::{BuildId, JobId, NodeId, RepoId};
 
 /// Which jobs to list, newest first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -32,6 +33,31 @@ impl JobFilter {
                 .as_deref()
                 .is_none_or(|commit| job.commit.as_str().starts_with(&commit.to_ascii_lowercase()))
             && self.status.is_none_or(|status| job.status == status)
+    }
+}
+
+/// Which builds to list, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BuildFilter {
+    pub repo: Option<RepoId>,
+    pub branch: Option<String>,
+    /// A full commit id or a prefix of one.
+    pub commit: Option<String>,
+    pub status: Option<BuildStatus>,
+    /// Only builds with a smaller id (the page after a previous one).
+    pub before: Option<BuildId>,
+    /// At most this many builds; `None` means all.
+    pub limit: Option<usize>,
+}
+
+impl BuildFilter {
+    fn matches(&self, build: &Build) -> bool {
+        self.repo.is_none_or(|repo| build.repo == repo)
+            && self.branch.as_deref().is_none_or(|branch| build.branch == branch)
+            && self.commit.as_deref().is_none_or(|commit| {
+                build.commit.as_str().starts_with(&commit.to_ascii_lowercase())
+            })
+            && self.status.is_none_or(|status| build.status == status)
     }
 }
 
@@ -138,12 +164,53 @@ impl State {
     }
 
     /// The oldest queued job a runner with `runner_labels` may take.
-    pub fn next_claimable(&self, runner_labels: &BTreeSet<String>) -> Option<&Job> {
-        self.index
-            .queued
-            .iter()
-            .filter_map(|id| self.data.jobs.get(id))
-            .find(|job| job.runnable_with(runner_labels))
+    pub fn next_claimable<'a>(&'a self, runner_labels: &'a BTreeSet<String>) -> Option<&'a Job> {
+        self.claimable(runner_labels).next()
+    }
+
+    pub fn build(&self, id: BuildId) -> Option<&Build> {
+        self.data.pipeline.builds.get(&id)
+    }
+
+    /// Builds matching `filter`, newest (highest id) first.
+    pub fn builds(&self, filter: &BuildFilter) -> Vec<&Build> {
+        let upper = filter.before.unwrap_or(BuildId(u64::MAX));
+        self.data
+            .pipeline
+            .builds
+            .range(..upper)
+            .rev()
+            .map(|(_, build)| build)
+            .filter(|build| filter.matches(build))
+            .take(filter.limit.unwrap_or(usize::MAX))
+            .collect()
+    }
+
+    /// What a job of a build is; `None` for a job of no build.
+    pub fn step_of(&self, job: JobId) -> Option<&JobStep> {
+        self.data.pipeline.steps.get(&job)
+    }
+
+    /// The artifacts of the jobs `job` needs, with the job that made each, in the order
+    /// of its needs: what its runner puts into its workspace before it starts.
+    pub fn inputs_of(&self, job: JobId) -> Vec<(JobId, &Artifact)> {
+        self.needs_of(job)
+            .into_iter()
+            .filter_map(|need| self.data.pipeline.steps.get(&need).map(|s| (need, s)))
+            .flat_map(|(need, s)| s.artifacts.iter().map(move |artifact| (need, artifact)))
+            .collect()
+    }
+
+    /// The jobs `job` waits for (none for a job of no build).
+    pub fn needs_of(&self, job: JobId) -> Vec<JobId> {
+        let Some(step) = self.data.pipeline.steps.get(&job) else { return Vec::new() };
+        let Some(build) = self.data.pipeline.builds.get(&step.build) else { return Vec::new() };
+        step.needs.iter().filter_map(|&need| build.jobs.get(usize::from(need)).copied()).collect()
+    }
+
+    /// The running job of a concurrency group, if one runs.
+    pub fn group_running(&self, group: &str) -> Option<JobId> {
+        self.running_in_group(group)
     }
 
     /// The queued jobs a runner with `runner_labels` may take, oldest first.
@@ -151,11 +218,17 @@ impl State {
         &'a self,
         runner_labels: &'a BTreeSet<String>,
     ) -> impl Iterator<Item = &'a Job> + 'a {
+        // A queued job of a concurrency group with a running job waits.
         self.index
             .queued
             .iter()
             .filter_map(|id| self.data.jobs.get(id))
             .filter(|job| job.runnable_with(runner_labels))
+            .filter(move |job| {
+                let group =
+                    self.data.pipeline.steps.get(&job.id).and_then(|s| s.concurrency.as_deref());
+                group.is_none_or(|group| !self.index.groups_running.contains_key(group))
+            })
     }
 
     pub fn repos(&self) -> impl Iterator<Item = &Repo> {

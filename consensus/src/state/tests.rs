@@ -9,6 +9,7 @@ mod capacity_test;
 mod forge_test;
 mod job_test;
 mod limits_test;
+mod pipeline_test;
 mod query_test;
 mod repo_test;
 mod secret_test;

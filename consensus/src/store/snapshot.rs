@@ -1,12 +1,13 @@
 //! The current snapshot in sled, and the format of a snapshot's data.
 //!
-//! A snapshot's data is `codec((PAYLOAD_V5, Payload))`: the last applied log id, the last
+//! A snapshot's data is `codec((PAYLOAD_V6, Payload))`: the last applied log id, the last
 //! membership and the whole CI [`State`], behind the codec's format version and the
-//! payload's own. A state without secrets restricted to branches is written as version 4,
-//! one without forge data either as version 3, and one without secrets at all as version
-//! 2 (see [`WrittenV4`], [`WrittenV3`], [`WrittenV2`]), so that binaries from before those
-//! parts read it; versions 4, 3 and 2 load without them (see [`StateV4`], [`StateV3`],
-//! [`StateV2`]). The meta repeats the
+//! payload's own. A state that never had a build is written as version 5, one without
+//! secrets restricted to branches either as version 4, one without forge data either as
+//! version 3, and one without secrets at all as version 2 (see [`WrittenV5`],
+//! [`WrittenV4`], [`WrittenV3`], [`WrittenV2`]), so that binaries from before those parts
+//! read it; versions 5, 4, 3 and 2 load without them (see [`StateV5`], [`StateV4`],
+//! [`StateV3`], [`StateV2`]). The meta repeats the
 //! first two; a payload that disagrees with its meta is refused on install and on load.
 //! A payload of version 1 (written before the state had limits per repository) has no
 //! version of its own, starts with the tag of an `Option` (0 or 1) where later versions
@@ -24,11 +25,14 @@ use tracing::debug;
 use super::error::StoreError;
 use super::keys;
 use crate::codec;
-use crate::state::{State, StateV1, StateV2, StateV3, StateV4, WrittenV2, WrittenV3, WrittenV4};
+use crate::state::{
+    State, StateV1, StateV2, StateV3, StateV4, StateV5, WrittenV2, WrittenV3, WrittenV4, WrittenV5,
+};
 use crate::types::{LogId, SnapshotMeta, StoredMembership};
 
-/// The payload's format version, written in front of it: 5 with secrets restricted to
-/// branches.
+/// The payload's format version, written in front of it: 6 with builds.
+const PAYLOAD_V6: u8 = 6;
+/// The payload version before builds, still written for a state that never had one.
 const PAYLOAD_V5: u8 = 5;
 /// The payload version before secrets' branches, still written for a state without them.
 const PAYLOAD_V4: u8 = 4;
@@ -54,8 +58,10 @@ impl Payload<&State> {
             codec::encode(&(PAYLOAD_V3, self.with(state)))
         } else if let Some(state) = WrittenV4::of(self.state) {
             codec::encode(&(PAYLOAD_V4, self.with(state)))
+        } else if let Some(state) = WrittenV5::of(self.state) {
+            codec::encode(&(PAYLOAD_V5, self.with(state)))
         } else {
-            codec::encode(&(PAYLOAD_V5, self))
+            codec::encode(&(PAYLOAD_V6, self))
         };
         encoded.map_err(StoreError::encode("snapshot data"))
     }
@@ -78,8 +84,13 @@ impl Payload<State> {
     pub(super) fn decode_for(meta: &SnapshotMeta, data: &[u8]) -> Result<Self, StoreError> {
         // `data` is the codec's version, then the payload's (a u8 is one byte in bincode).
         let payload = match data.get(1) {
-            Some(&PAYLOAD_V5) => codec::decode_stored::<(u8, Payload<State>)>(data)
+            Some(&PAYLOAD_V6) => codec::decode_stored::<(u8, Payload<State>)>(data)
                 .map(|(_, payload)| payload)
+                .map_err(StoreError::decode("snapshot data"))?,
+            Some(&PAYLOAD_V5) => codec::decode_stored::<(u8, Payload<StateV5>)>(data)
+                .map(|(_, Payload { last_applied, last_membership, state: StateV5(state) })| {
+                    Payload { last_applied, last_membership, state }
+                })
                 .map_err(StoreError::decode("snapshot data"))?,
             Some(&PAYLOAD_V4) => codec::decode_stored::<(u8, Payload<StateV4>)>(data)
                 .map(|(_, Payload { last_applied, last_membership, state: StateV4(state) })| {
@@ -348,6 +359,40 @@ mod tests {
         let decoded = Payload::decode_for(&meta(last_applied), &data).expect("decodes");
         assert_eq!(decoded.state, state);
         assert_eq!(decoded.state.secret_branches("PYPI"), branches);
+    }
+
+    #[test]
+    fn a_state_with_a_build_is_version_6_and_round_trips_with_its_indexes() {
+        let last_applied = Some(LogId::new(openraft::CommittedLeaderId::new(1, NodeId(1)), 7));
+        let mut state = sample();
+        let step = |name: &str, needs: Vec<u16>| crate::command::PlannedJob {
+            step: name.into(),
+            matrix: vec![("python".into(), "3.12".into())],
+            needs,
+            labels: Vec::new(),
+            concurrency: Some("deploy".into()),
+        };
+        let reply = state.apply(&Command::RerunBuild {
+            repo: crate::types::RepoId(1),
+            branch: "main".into(),
+            plan: crate::command::BuildPlan {
+                commit: crate::types::CommitId::try_new(&"cd".repeat(20)).expect("an id"),
+                subject: "Add a pipeline".into(),
+                author: "Ada <ada@example.org>".into(),
+                jobs: vec![step("build", vec![]), step("test", vec![0])],
+                cancel_superseded: true,
+            },
+            by: Some("cli".into()),
+            at: Timestamp(4),
+        });
+        assert!(reply.refusal().is_none(), "{reply:?}");
+        let data =
+            Payload { last_applied, last_membership: StoredMembership::default(), state: &state }
+                .encode()
+                .expect("encodes");
+        assert_eq!(data[1], PAYLOAD_V6);
+        let decoded = Payload::decode_for(&meta(last_applied), &data).expect("decodes");
+        assert_eq!(decoded.state, state, "builds, steps and the open-build index come back");
     }
 
     #[test]

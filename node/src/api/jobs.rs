@@ -58,11 +58,13 @@ pub fn job_doc(state: &CiState, job: &Job) -> JobDoc {
             skipped: s.skipped,
             failing: s.failing.clone(),
         }),
+        build: state.step_of(job.id).map(|step| step.build.0),
+        name: state.step_of(job.id).map(|step| step.name()),
     }
 }
 
 /// A job's state as the API names it.
-fn job_state(status: JobStatus) -> JobState {
+pub fn job_state(status: JobStatus) -> JobState {
     match status {
         JobStatus::Queued => JobState::Queued,
         JobStatus::Running => JobState::Running,
@@ -71,6 +73,8 @@ fn job_state(status: JobStatus) -> JobState {
         JobStatus::TimedOut => JobState::TimedOut,
         JobStatus::Error => JobState::Error,
         JobStatus::Cancelled => JobState::Cancelled,
+        JobStatus::Waiting => JobState::Waiting,
+        JobStatus::Skipped => JobState::Skipped,
     }
 }
 
@@ -94,27 +98,13 @@ pub async fn list(
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 format!(
-                    "unknown state {name:?}: expected queued, running, passed, failed, timed_out, error or cancelled"
+                    "unknown state {name:?}: expected waiting, queued, running, passed, failed, timed_out, error, cancelled or skipped"
                 ),
             )
         })?),
     };
-    if let Some(commit) = &query.commit {
-        if commit.is_empty() || commit.len() > 64 || !commit.bytes().all(|b| b.is_ascii_hexdigit())
-        {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "commit must be 1 to 64 hex digits",
-            ));
-        }
-    }
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("limit must be 1 to {MAX_LIMIT}"),
-        ));
-    }
+    check_commit_filter(query.commit.as_deref())?;
+    let limit = checked_limit(query.limit, DEFAULT_LIMIT)?;
     let filter = JobFilter {
         repo: query.repo.map(RepoId),
         branch: query.branch.filter(|b| !b.is_empty()),
@@ -127,6 +117,32 @@ pub async fn list(
         .state_machine
         .read(|state| state.jobs(&filter).into_iter().map(|job| job_doc(state, job)).collect());
     Ok(Json(jobs))
+}
+
+/// Refuses a `commit` filter that is not 1 to 64 hex digits.
+pub(super) fn check_commit_filter(commit: Option<&str>) -> Result<(), ApiError> {
+    match commit {
+        Some(commit)
+            if commit.is_empty()
+                || commit.len() > 64
+                || !commit.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            Err(ApiError::new(StatusCode::BAD_REQUEST, "commit must be 1 to 64 hex digits"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A list's `limit`, `default` when not given, refused outside 1 to [`MAX_LIMIT`].
+pub(super) fn checked_limit(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(default);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be 1 to {MAX_LIMIT}"),
+        ));
+    }
+    Ok(limit)
 }
 
 pub async fn get(
@@ -184,17 +200,27 @@ pub async fn rerun(
             ));
         }
         let branch = request.branch.clone().unwrap_or_else(|| newest.branch.clone());
-        Ok(Command::Rerun {
-            repo: newest.repo,
-            branch,
-            commit: newest.commit.clone(),
-            labels: newest.labels.clone(),
-            at: clock::now(),
+        let by = request.by.as_deref().map(|by| format!("rerun by {by}"));
+        Ok(match super::builds::plan_of_commit(state, &newest.commit) {
+            Some(plan) => {
+                Command::RerunBuild { repo: newest.repo, branch, plan, by, at: clock::now() }
+            }
+            None => Command::Rerun {
+                repo: newest.repo,
+                branch,
+                commit: newest.commit.clone(),
+                labels: newest.labels.clone(),
+                at: clock::now(),
+            },
         })
     })?;
     match api.writer.write(command).await? {
         Reply::RerunQueued { job } => {
             Ok((StatusCode::CREATED, Json(applied_job(&api, job, |_| true).await?)))
+        }
+        Reply::BuildQueued { jobs, .. } => {
+            let first = jobs.first().copied().ok_or_else(|| unexpected(Reply::None))?;
+            Ok((StatusCode::CREATED, Json(applied_job(&api, first, |_| true).await?)))
         }
         Reply::Refused(refusal @ Refusal::QueueFull { .. }) => {
             warn!(commit = %prefix, error = %refusal, "rerun refused");
@@ -208,7 +234,7 @@ pub async fn rerun(
 /// The job as this node's replica shows it once `ready` holds, i.e. once the replica has
 /// applied the write this request made (a follower applies it shortly after the leader
 /// answered). A replica that lags further answers 503 naming the leader.
-async fn applied_job(
+pub(super) async fn applied_job(
     api: &ReplicaState,
     job: JobId,
     ready: impl Fn(&Job) -> bool,
@@ -233,7 +259,7 @@ async fn applied_job(
     }
 }
 
-fn unexpected(reply: Reply) -> ApiError {
+pub(super) fn unexpected(reply: Reply) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected reply {reply:?}"))
 }
 

@@ -9,6 +9,7 @@
 //! - `repos`: `GET|POST /api/v1/repos` and `PATCH|DELETE /api/v1/repos/{id}`, watched
 //!   repositories and their settings.
 //! - `jobs`: jobs and results, cancel and rerun.
+//! - `builds`: builds with their jobs, cancelling one, a job's artifacts.
 //! - `secrets`: `GET /api/v1/secrets`, `PUT|DELETE /api/v1/secrets/{name}`, the secret
 //!   store (names and times out, values only in).
 //! - `logs`: a job's output from any node, live while it runs.
@@ -19,6 +20,7 @@
 //! - `dashboard`: the web page at `/` and its embedded files under `/ui/`.
 
 pub mod auth;
+pub mod builds;
 pub mod dashboard;
 mod extract;
 pub mod hooks;
@@ -188,6 +190,10 @@ pub fn router(handles: ApiHandles, raft: Raft, internal: Router) -> anyhow::Resu
         .route("/api/v1/jobs/{id}", get(jobs::get))
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/api/v1/rerun", post(jobs::rerun))
+        .route("/api/v1/builds", get(builds::list))
+        .route("/api/v1/builds/{id}", get(builds::get))
+        .route("/api/v1/builds/{id}/cancel", post(builds::cancel))
+        .route("/api/v1/jobs/{id}/artifacts", get(builds::artifacts))
         .with_state(Arc::new(replica))
         .merge(
             Router::new()

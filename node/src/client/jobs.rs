@@ -165,6 +165,14 @@ pub async fn log(node: &NodeArgs, job: u64, follow: bool) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// `user@host` of the person running the command, shown with the build it queues.
+fn who_asks() -> Option<String> {
+    let user = std::env::var("USER").ok().filter(|user| !user.is_empty())?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    Some(if host.is_empty() { user } else { format!("{user}@{host}") })
+}
+
 pub async fn rerun(
     node: &NodeArgs,
     commit: &str,
@@ -172,7 +180,7 @@ pub async fn rerun(
     wait: bool,
 ) -> anyhow::Result<()> {
     let api = Api::new(node)?;
-    let request = RerunRequest { commit: commit.to_owned(), branch };
+    let request = RerunRequest { commit: commit.to_owned(), branch, by: who_asks() };
     let job: JobDoc = api
         .post("/api/v1/rerun", &request)
         .await

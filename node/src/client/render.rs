@@ -345,6 +345,8 @@ mod tests {
             finished_at: Some(1),
             message: None,
             summary: Some(SummaryDoc { passed: 1000, failed: 12345, skipped: 0, failing: vec![] }),
+            build: Some(99999),
+            name: Some("test (python=3.12, os=debian-bookworm)".into()),
         };
         let text = jobs(&[job], &BTreeMap::new());
         for line in text.lines() {

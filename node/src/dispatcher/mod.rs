@@ -33,8 +33,8 @@ use eventide_node::protocol::context::{
     self, JobContextRequest, JobContextResponse, JOB_CONTEXT_PATH,
 };
 use eventide_node::protocol::dispatch::{
-    Assignment, ClaimRequest, ClaimResponse, RenewRequest, RenewResponse, CLAIM_PATH, LEASE_PERIOD,
-    MAX_CLAIM_WAIT, RENEW_PATH,
+    Assignment, ClaimRequest, ClaimResponse, RenewRequest, RenewResponse, StepAssignment,
+    CLAIM_PATH, LEASE_PERIOD, MAX_CLAIM_WAIT, RENEW_PATH,
 };
 use tracing::{debug, info, warn};
 
@@ -185,7 +185,12 @@ impl Dispatcher {
                         let running = RunningJob { job, runner: request.runner, attempt };
                         self.leases().grant(running, Instant::now());
                         info!(job_id = %job, attempt, peer = %request.runner, commit = %assignment.commit, "job assigned");
-                        return ClaimResponse::Job(assignment);
+                        // The inputs are read now: the jobs they come from are final.
+                        let step = self.state_machine.read(|state| step_assignment(state, job));
+                        return match step {
+                            Some(step) => ClaimResponse::Step(assignment, step),
+                            None => ClaimResponse::Job(assignment),
+                        };
                     }
                     Ok(other) => {
                         debug!(job_id = %assignment.job, reply = ?other, "assign refused; picking again");
@@ -238,6 +243,17 @@ impl Dispatcher {
         }
         RenewResponse::Renewed { revoked }
     }
+}
+
+/// What the runner of `job` needs to know of its build, if it belongs to one.
+fn step_assignment(state: &eventide_consensus::State, job: JobId) -> Option<StepAssignment> {
+    let step = state.step_of(job)?;
+    Some(StepAssignment {
+        build: step.build,
+        step: step.step.clone(),
+        matrix: step.matrix.clone(),
+        inputs: state.inputs_of(job).into_iter().map(|(from, a)| (from, a.clone())).collect(),
+    })
 }
 
 async fn claim(

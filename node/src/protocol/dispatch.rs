@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use eventide_consensus::{CommitId, JobId, NodeId};
+use eventide_consensus::state::Artifact;
+use eventide_consensus::{BuildId, CommitId, JobId, NodeId};
 use serde::{Deserialize, Serialize};
 
 /// How long a lease lasts without renewal.
@@ -37,13 +38,28 @@ pub struct Assignment {
     pub commit: CommitId,
 }
 
+/// What a job of a build is, for its runner: which step and matrix cell of the commit's
+/// configuration to run, and the artifacts of the jobs it needs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepAssignment {
+    pub build: BuildId,
+    pub step: String,
+    pub matrix: Vec<(String, String)>,
+    /// Each artifact with the job that made it, in the order of the job's needs.
+    pub inputs: Vec<(JobId, Artifact)>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClaimResponse {
+    /// A job of no build (queued by a binary from before builds).
     Job(Assignment),
     /// Nothing runnable arrived while the request was held.
     Nothing,
     /// Ask the leader instead.
     NotLeader,
+    /// A job of a build. Older runners cannot decode it: in a rolling upgrade from a
+    /// version without builds, upgrade the leader last.
+    Step(Assignment, StepAssignment),
 }
 
 /// A runner renews the leases of every job it runs.

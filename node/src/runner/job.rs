@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use eventide_consensus::{Command, CommitId, Outcome, Reply, Verdict};
-use eventide_node::protocol::dispatch::Assignment;
+use eventide_node::protocol::dispatch::{Assignment, StepAssignment};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -27,7 +27,13 @@ const CONFIG_MAX_BYTES: u64 = git::MAX_FILE_BYTES as u64;
 const LOGS_KEPT: usize = 200;
 
 /// Runs one assignment to its end and reports it, unless it was silenced.
-pub async fn run(runner: &Runner, assignment: Assignment, cancel: watch::Receiver<bool>) {
+pub async fn run(
+    runner: &Runner,
+    assignment: Assignment,
+    step: Option<StepAssignment>,
+    cancel: watch::Receiver<bool>,
+) {
+    let _ = &step;
     let data_dir = runner.settings.data_dir.clone();
     let started = std::time::Instant::now();
     let log = log_path(&data_dir, assignment.job, assignment.attempt);

@@ -38,11 +38,12 @@ use std::time::{Duration, Instant};
 
 use eventide_consensus::auth::Secret;
 use eventide_consensus::network::{RpcClient, RpcError, Writer};
+use eventide_consensus::state::job_name;
 use eventide_consensus::store::StateMachineStore;
 use eventide_consensus::{JobId, NodeId};
 use eventide_node::protocol::dispatch::{
-    ClaimRequest, ClaimResponse, RenewRequest, RenewResponse, CLAIM_PATH, LEASE_PERIOD,
-    MAX_CLAIM_WAIT, RENEW_INTERVAL, RENEW_PATH,
+    Assignment, ClaimRequest, ClaimResponse, RenewRequest, RenewResponse, StepAssignment,
+    CLAIM_PATH, LEASE_PERIOD, MAX_CLAIM_WAIT, RENEW_INTERVAL, RENEW_PATH,
 };
 use eventide_node::units::MinFreeDisk;
 use tokio::sync::watch;
@@ -248,25 +249,10 @@ impl Runner {
                 self.rpc.call(&leader, CLAIM_PATH, &request, timeout).await;
             match response {
                 Ok(ClaimResponse::Job(assignment)) => {
-                    let job = assignment.job;
-                    let attempt = assignment.attempt;
-                    let (cancel_tx, cancel_rx) = watch::channel(false);
-                    self.active().insert(
-                        job,
-                        Active {
-                            attempt,
-                            cancel: cancel_tx,
-                            silenced: false,
-                            last_renewed: Instant::now(),
-                        },
-                    );
-                    self.publish_busy().await;
-                    info!(job_id = %job, attempt, slot, commit = %assignment.commit, "job started");
-                    self.running.start(job, attempt);
-                    job::run(&self, assignment, cancel_rx).await;
-                    self.running.end(job, attempt);
-                    self.active().remove(&job);
-                    self.publish_busy().await;
+                    self.run_claimed(slot, assignment, None).await
+                }
+                Ok(ClaimResponse::Step(assignment, step)) => {
+                    self.run_claimed(slot, assignment, Some(step)).await
                 }
                 Ok(ClaimResponse::Nothing) => {}
                 Ok(ClaimResponse::NotLeader) => {
@@ -282,6 +268,25 @@ impl Runner {
     }
 
     /// Checks the gate before a claim; logs and publishes every change of it.
+    /// Runs a claimed job on this slot to its end.
+    async fn run_claimed(&self, slot: u32, assignment: Assignment, step: Option<StepAssignment>) {
+        let job = assignment.job;
+        let attempt = assignment.attempt;
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        self.active().insert(
+            job,
+            Active { attempt, cancel: cancel_tx, silenced: false, last_renewed: Instant::now() },
+        );
+        self.publish_busy().await;
+        let name = step.as_ref().map(|step| job_name(&step.step, &step.matrix));
+        info!(job_id = %job, attempt, slot, commit = %assignment.commit, step = name.as_deref().unwrap_or(""), "job started");
+        self.running.start(job, attempt);
+        job::run(self, assignment, step, cancel_rx).await;
+        self.running.end(job, attempt);
+        self.active().remove(&job);
+        self.publish_busy().await;
+    }
+
     async fn may_claim(&self) -> bool {
         let disk = gate::disk_space(&self.settings.data_dir);
         let raft_stopped = self.raft.stopped();
