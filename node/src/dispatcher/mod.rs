@@ -253,6 +253,10 @@ fn step_assignment(state: &eventide_consensus::State, job: JobId) -> Option<Step
         step: step.step.clone(),
         matrix: step.matrix.clone(),
         inputs: state.inputs_of(job).into_iter().map(|(from, a)| (from, a.clone())).collect(),
+        build_artifact_bytes: state.build(step.build).map_or(0, |build| {
+            let steps = build.jobs.iter().filter_map(|id| state.step_of(*id));
+            steps.flat_map(|s| s.artifacts.iter()).map(|a| a.size).sum()
+        }),
     })
 }
 

@@ -47,6 +47,9 @@ pub struct StepAssignment {
     pub matrix: Vec<(String, String)>,
     /// Each artifact with the job that made it, in the order of the job's needs.
     pub inputs: Vec<(JobId, Artifact)>,
+    /// The bytes of the artifacts the build's jobs recorded so far (for the per-build
+    /// limit).
+    pub build_artifact_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
