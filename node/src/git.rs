@@ -175,6 +175,22 @@ pub fn read_file_at(
     Ok(Some(text.to_owned()))
 }
 
+/// What a person scans a build for: the first line of `commit`'s message and its author
+/// as `Name <email>` (both lossily decoded; the state machine cuts them to size).
+pub fn commit_info(mirror: &Path, commit: &CommitId) -> anyhow::Result<(String, String)> {
+    let repository = open_mirror(mirror)?;
+    let found = repository
+        .find_commit(oid_of(commit)?)
+        .with_context(|| format!("commit {commit} not found in the mirror"))?;
+    let message = String::from_utf8_lossy(found.message_bytes());
+    let subject = message.lines().find(|line| !line.trim().is_empty()).unwrap_or("").trim();
+    let author = found.author();
+    let name = String::from_utf8_lossy(author.name_bytes());
+    let email = String::from_utf8_lossy(author.email_bytes());
+    let author = if email.is_empty() { name.into_owned() } else { format!("{name} <{email}>") };
+    Ok((subject.to_owned(), author))
+}
+
 /// Makes sure the mirror has `commit`, fetching from `url` with `auth` (and creating the
 /// mirror) if it does not yet. A fetch that waited for another one of the same mirror is
 /// skipped if that one brought the commit.

@@ -894,3 +894,17 @@ fn ssh_fetches_with_the_key_and_known_hosts_and_fails_clearly_without() {
         )
     );
 }
+
+#[test]
+fn commit_info_is_the_subject_and_the_author() {
+    let upstream = Upstream::new();
+    let head = upstream.commit("a.txt", b"a\n", "\n  Parse dates  \n\nThe body.\n");
+    let mirrors = tempfile::tempdir().expect("temp dir");
+    let mirror = mirror_in(&mirrors, &upstream.url());
+    fetch_mirror(&mirror, &upstream.url(), &none()).expect("fetch");
+    let (subject, author) = commit_info(&mirror, &head).expect("info");
+    assert_eq!(subject, "Parse dates");
+    assert_eq!(author, "t <t@example.invalid>");
+    let missing = CommitId::try_new(&"ab".repeat(20)).expect("an id");
+    assert!(commit_info(&mirror, &missing).is_err());
+}

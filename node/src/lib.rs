@@ -7,7 +7,8 @@
 //!   (request, post, classify the answer, back off).
 //! - `isolation`: the rules of what a job may reach and use (sandbox requirement,
 //!   network, limits within a runner's maximum).
-//! - `repo_config`: `.eventide.toml`, the per-repository job configuration.
+//! - `repo_config`: `.eventide.toml`, the per-repository job configuration;
+//!   `pipeline_config`: its `[[step]]`s and the plan of a commit's build.
 //! - `protocol`: the messages of internal RPC: `protocol::dispatch`, the claim and renew
 //!   protocol between runners and the leader (bodies of `/internal/dispatch/*`, and its
 //!   timings), `protocol::context`, a job's sealed credentials and secrets and the rules
@@ -27,6 +28,7 @@
 
 pub mod forge;
 pub mod isolation;
+pub mod pipeline_config;
 pub mod protocol;
 pub mod repo_config;
 pub mod secrets;

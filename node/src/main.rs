@@ -60,7 +60,7 @@ mod summary;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use eventide_node::{forge, repo_config, secrets, units};
+use eventide_node::{forge, pipeline_config, repo_config, secrets, units};
 
 use crate::client::{NodeArgs, ResultsArgs};
 use crate::config::{RunArgs, RunConfig};

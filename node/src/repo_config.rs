@@ -73,7 +73,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// Prefixes `detail` so that every message says which file is at fault.
-    fn invalid(detail: impl fmt::Display) -> Self {
+    pub(crate) fn invalid(detail: impl fmt::Display) -> Self {
         ConfigError { message: format!("invalid {CONFIG_FILE}: {detail}") }
     }
 }
@@ -94,9 +94,10 @@ struct FileTable {
     test: Option<TestTable>,
 }
 
+/// The keys of one job, in `[test]` and in each `[[step]]`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TestTable {
+pub(crate) struct TestTable {
     command: Option<String>,
     timeout: Option<String>,
     #[serde(default)]
@@ -119,43 +120,53 @@ struct TestTable {
 pub fn parse(text: &str) -> Result<RepoConfig, ConfigError> {
     let file: FileTable = toml::from_str(text).map_err(|err| toml_error(text, &err))?;
     let test = file.test.ok_or_else(|| ConfigError::invalid("missing [test] table"))?;
+    job_from_table("[test]", test)
+}
 
-    let command = test.command.ok_or_else(|| ConfigError::invalid("[test] command is missing"))?;
+/// Validates one job's table (`[test]`, or a `[[step]]`, named `section` in messages).
+pub(crate) fn job_from_table(section: &str, test: TestTable) -> Result<RepoConfig, ConfigError> {
+    let command = test
+        .command
+        .ok_or_else(|| ConfigError::invalid(format!("{section} command is missing")))?;
     if command.trim().is_empty() {
-        return Err(ConfigError::invalid("[test] command must not be empty"));
+        return Err(ConfigError::invalid(format!("{section} command must not be empty")));
     }
     if command.contains('\0') {
-        return Err(ConfigError::invalid("[test] command must not contain a nul character"));
+        return Err(ConfigError::invalid(format!(
+            "{section} command must not contain a nul character"
+        )));
     }
 
     let timeout = match test.timeout {
         None => DEFAULT_TIMEOUT,
-        Some(text) => parse_timeout(&text)?,
+        Some(text) => parse_timeout(section, &text)?,
     };
 
     for (name, value) in &test.env {
-        check_env(name, value)?;
+        check_env(section, name, value)?;
     }
 
     if test.labels.len() > MAX_LABELS {
-        return Err(ConfigError::invalid(format!("[test] labels: at most {MAX_LABELS} allowed")));
+        return Err(ConfigError::invalid(format!(
+            "{section} labels: at most {MAX_LABELS} allowed"
+        )));
     }
     for label in &test.labels {
         if label.len() > MAX_LABEL_BYTES {
             return Err(ConfigError::invalid(format!(
-                "[test] labels {label:?}: at most {MAX_LABEL_BYTES} bytes"
+                "{section} labels {label:?}: at most {MAX_LABEL_BYTES} bytes"
             )));
         }
         let valid =
             !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || "-_.:".contains(c));
         if !valid {
             return Err(ConfigError::invalid(format!(
-                "[test] labels {label:?}: labels are letters, digits and - _ . :"
+                "{section} labels {label:?}: labels are letters, digits and - _ . :"
             )));
         }
         if label.starts_with(RESERVED_LABEL_PREFIX) {
             return Err(ConfigError::invalid(format!(
-                "[test] labels {label:?}: labels starting with {RESERVED_LABEL_PREFIX} are \
+                "{section} labels {label:?}: labels starting with {RESERVED_LABEL_PREFIX} are \
                  reserved; require a sandbox with sandbox = \"bwrap\""
             )));
         }
@@ -163,30 +174,32 @@ pub fn parse(text: &str) -> Result<RepoConfig, ConfigError> {
 
     if test.junit.len() > MAX_JUNIT_PATTERNS {
         return Err(ConfigError::invalid(format!(
-            "[test] junit: at most {MAX_JUNIT_PATTERNS} patterns allowed"
+            "{section} junit: at most {MAX_JUNIT_PATTERNS} patterns allowed"
         )));
     }
     for pattern in &test.junit {
-        check_junit_pattern(pattern)?;
+        check_pattern(section, "junit", pattern)?;
     }
-    check_secrets(&test.secrets, &test.env)?;
+    check_secrets(section, &test.secrets, &test.env)?;
     let require_sandbox = match test.sandbox.as_deref() {
         None | Some("any") => false,
         Some("bwrap") => true,
         Some(other) => {
             return Err(ConfigError::invalid(format!(
-                "[test] sandbox {other:?}: expected \"bwrap\" (or \"any\", the default)"
+                "{section} sandbox {other:?}: expected \"bwrap\" (or \"any\", the default)"
             )))
         }
     };
     let network = match test.network.as_deref() {
         None => Network::Host,
         Some(text) => Network::parse(text).ok_or_else(|| {
-            ConfigError::invalid(format!("[test] network {text:?}: expected \"host\" or \"none\""))
+            ConfigError::invalid(format!(
+                "{section} network {text:?}: expected \"host\" or \"none\""
+            ))
         })?,
     };
     let limits = Limits {
-        memory: size_key("memory", test.memory.as_deref())?,
+        memory: size_key(section, "memory", test.memory.as_deref())?,
         pids: match test.pids {
             None => None,
             Some(pids) => Some(
@@ -195,7 +208,7 @@ pub fn parse(text: &str) -> Result<RepoConfig, ConfigError> {
                     .and_then(|pids| isolation::parse_pids(&pids.to_string()))
                     .ok_or_else(|| {
                         ConfigError::invalid(format!(
-                            "[test] pids {pids}: expected a number from 1 to {}",
+                            "{section} pids {pids}: expected a number from 1 to {}",
                             isolation::MAX_PIDS
                         ))
                     })?,
@@ -212,12 +225,12 @@ pub fn parse(text: &str) -> Result<RepoConfig, ConfigError> {
                 };
                 Some(isolation::parse_cpus(&text).ok_or_else(|| {
                     ConfigError::invalid(format!(
-                        "[test] cpus {text}: expected a number of CPUs such as 2 or 1.5"
+                        "{section} cpus {text}: expected a number of CPUs such as 2 or 1.5"
                     ))
                 })?)
             }
         },
-        disk: size_key("disk", test.disk.as_deref())?,
+        disk: size_key(section, "disk", test.disk.as_deref())?,
     };
 
     Ok(RepoConfig {
@@ -234,37 +247,41 @@ pub fn parse(text: &str) -> Result<RepoConfig, ConfigError> {
     })
 }
 
-fn size_key(key: &str, text: Option<&str>) -> Result<Option<u64>, ConfigError> {
+fn size_key(section: &str, key: &str, text: Option<&str>) -> Result<Option<u64>, ConfigError> {
     let Some(text) = text else { return Ok(None) };
     isolation::parse_limit_size(text).map(Some).ok_or_else(|| {
-        ConfigError::invalid(format!("[test] {key} {text:?}: expected a size such as 2GiB"))
+        ConfigError::invalid(format!("{section} {key} {text:?}: expected a size such as 2GiB"))
     })
 }
 
 /// Secret names follow the secret store's rule; a name may not also be an `env` key
 /// (which value would win is not obvious) or a runner variable.
-fn check_secrets(secrets: &[String], env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+fn check_secrets(
+    section: &str,
+    secrets: &[String],
+    env: &BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
     if secrets.len() > MAX_JOB_SECRETS {
         return Err(ConfigError::invalid(format!(
-            "[test] secrets: at most {MAX_JOB_SECRETS} allowed"
+            "{section} secrets: at most {MAX_JOB_SECRETS} allowed"
         )));
     }
     for (index, name) in secrets.iter().enumerate() {
         if let Some(problem) = eventide_consensus::state::secret_name_problem(name) {
-            return Err(ConfigError::invalid(format!("[test] secrets {name:?}: {problem}")));
+            return Err(ConfigError::invalid(format!("{section} secrets {name:?}: {problem}")));
         }
         if name.starts_with(RESERVED_ENV_PREFIX) {
             return Err(ConfigError::invalid(format!(
-                "[test] secrets {name:?}: names starting with {RESERVED_ENV_PREFIX} are reserved"
+                "{section} secrets {name:?}: names starting with {RESERVED_ENV_PREFIX} are reserved"
             )));
         }
         if env.contains_key(name) {
             return Err(ConfigError::invalid(format!(
-                "[test] secrets {name:?}: also set in [test] env; keep one"
+                "{section} secrets {name:?}: also set in {section} env; keep one"
             )));
         }
         if secrets[..index].contains(name) {
-            return Err(ConfigError::invalid(format!("[test] secrets {name:?}: listed twice")));
+            return Err(ConfigError::invalid(format!("{section} secrets {name:?}: listed twice")));
         }
     }
     Ok(())
@@ -316,7 +333,7 @@ fn default_python_unittest() -> RepoConfig {
 
 /// Keeps toml's own message (it names the key: "unknown field `comand`") and replaces
 /// its multi-line source excerpt with a line number, which fits in a one-line job error.
-fn toml_error(text: &str, err: &toml::de::Error) -> ConfigError {
+pub(crate) fn toml_error(text: &str, err: &toml::de::Error) -> ConfigError {
     let message = err.message().trim();
     match err.span() {
         Some(span) => {
@@ -328,38 +345,40 @@ fn toml_error(text: &str, err: &toml::de::Error) -> ConfigError {
     }
 }
 
-fn parse_timeout(text: &str) -> Result<Duration, ConfigError> {
+pub(crate) fn parse_timeout(section: &str, text: &str) -> Result<Duration, ConfigError> {
     let timeout = parse_duration(text).ok_or_else(|| {
-        ConfigError::invalid(format!("[test] timeout {text:?}: expected a duration such as 10m"))
+        ConfigError::invalid(format!("{section} timeout {text:?}: expected a duration such as 10m"))
     })?;
     if timeout.is_zero() {
         return Err(ConfigError::invalid(format!(
-            "[test] timeout {text:?}: must be more than zero"
+            "{section} timeout {text:?}: must be more than zero"
         )));
     }
     if timeout > MAX_TIMEOUT {
-        return Err(ConfigError::invalid(format!("[test] timeout {text:?}: must be at most 24h")));
+        return Err(ConfigError::invalid(format!(
+            "{section} timeout {text:?}: must be at most 24h"
+        )));
     }
     Ok(timeout)
 }
 
-fn check_env(name: &str, value: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_env(section: &str, name: &str, value: &str) -> Result<(), ConfigError> {
     let mut chars = name.chars();
     let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid {
         return Err(ConfigError::invalid(format!(
-            "[test] env {name:?}: names are letters, digits and _, not starting with a digit"
+            "{section} env {name:?}: names are letters, digits and _, not starting with a digit"
         )));
     }
     if name.starts_with(RESERVED_ENV_PREFIX) {
         return Err(ConfigError::invalid(format!(
-            "[test] env {name:?}: names starting with {RESERVED_ENV_PREFIX} are reserved"
+            "{section} env {name:?}: names starting with {RESERVED_ENV_PREFIX} are reserved"
         )));
     }
     if value.contains('\0') {
         return Err(ConfigError::invalid(format!(
-            "[test] env {name:?}: value must not contain a nul character"
+            "{section} env {name:?}: value must not contain a nul character"
         )));
     }
     Ok(())
@@ -367,7 +386,7 @@ fn check_env(name: &str, value: &str) -> Result<(), ConfigError> {
 
 /// Patterns stay inside the checkout so that a repository cannot make a runner read
 /// reports (or anything else) from elsewhere on its disk.
-fn check_junit_pattern(pattern: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_pattern(section: &str, key: &str, pattern: &str) -> Result<(), ConfigError> {
     let problem = if pattern.trim().is_empty() {
         Some("must not be empty".to_owned())
     } else if pattern.starts_with('/') || pattern.starts_with('\\') {
@@ -380,7 +399,9 @@ fn check_junit_pattern(pattern: &str) -> Result<(), ConfigError> {
         glob::Pattern::new(pattern).err().map(|err| format!("not a glob pattern: {}", err.msg))
     };
     match problem {
-        Some(problem) => Err(ConfigError::invalid(format!("[test] junit {pattern:?}: {problem}"))),
+        Some(problem) => {
+            Err(ConfigError::invalid(format!("{section} {key} {pattern:?}: {problem}")))
+        }
         None => Ok(()),
     }
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use eventide_api::{JobDetailDoc, JobDoc, JobState, NotifyDoc, RerunRequest, StatusDoc, MAX_LIMIT};
+use eventide_api::{
+    BuildDoc, JobDetailDoc, JobDoc, JobState, NotifyDoc, RerunRequest, StatusDoc, MAX_LIMIT,
+};
 
 use super::{render, Api, NodeArgs};
 
@@ -42,10 +44,16 @@ pub struct ResultsArgs {
     /// Keep printing results as they land, until interrupted.
     #[arg(long)]
     pub follow: bool,
+    /// List builds (one per push or rerun of a commit) with their jobs instead of jobs;
+    /// with `--json`, an array of builds. `--state` then takes a build's state (queued,
+    /// running, passed, failed, error, cancelled).
+    #[arg(long, conflicts_with = "follow")]
+    pub builds: bool,
 }
 
 fn query(args: &ResultsArgs, limit: usize, before: Option<u64>) -> String {
-    let mut query = format!("/api/v1/jobs?limit={limit}");
+    let what = if args.builds { "builds" } else { "jobs" };
+    let mut query = format!("/api/v1/{what}?limit={limit}");
     if let Some(before) = before {
         query.push_str(&format!("&before={before}"));
     }
@@ -86,6 +94,25 @@ fn next_page(wanted: Option<usize>, have: usize) -> Option<usize> {
     (left > 0).then(|| left.min(MAX_LIMIT))
 }
 
+/// Builds newest first, `wanted` at most (`None`: all), page by page as for jobs.
+async fn list_builds(
+    api: &Api,
+    args: &ResultsArgs,
+    wanted: Option<usize>,
+) -> anyhow::Result<Vec<BuildDoc>> {
+    let mut builds: Vec<BuildDoc> = Vec::new();
+    while let Some(size) = next_page(wanted, builds.len()) {
+        let before = builds.last().map(|build| build.id);
+        let page: Vec<BuildDoc> = api.get(&query(args, size, before)).await?;
+        let last_page = page.len() < size;
+        builds.extend(page);
+        if last_page {
+            break;
+        }
+    }
+    Ok(builds)
+}
+
 /// Jobs newest first, `wanted` at most (`None`: all), a page of at most the API's limit
 /// at a time, each page starting below the last job of the one before.
 async fn list_jobs(
@@ -109,6 +136,15 @@ async fn list_jobs(
 pub async fn results(args: ResultsArgs) -> anyhow::Result<()> {
     let api = Api::new(&args.node)?;
     let wanted = (!args.all).then_some(args.limit);
+    if args.builds {
+        let builds = list_builds(&api, &args, wanted).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&builds)?);
+        } else {
+            print!("{}", render::builds(&builds, &node_names(&api).await));
+        }
+        return Ok(());
+    }
     let jobs = list_jobs(&api, &args, wanted).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&jobs)?);

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use eventide_api::{
-    Forge, JobDoc, NodeRole, NodeStatus, RepoDoc, RepoSettingsDoc, RunnerState, StatusDoc,
+    BuildDoc, Forge, JobDoc, NodeRole, NodeStatus, RepoDoc, RepoSettingsDoc, RunnerState, StatusDoc,
 };
 
 /// Cuts `text` to `width` characters, marking the cut with `…`.
@@ -231,6 +231,55 @@ pub fn jobs(jobs: &[JobDoc], names: &BTreeMap<String, String>) -> String {
     for job in jobs {
         out.push_str(&job_row(job, names));
         out.push('\n');
+    }
+    out
+}
+
+/// Builds, newest first: a line per build (state, branch, commit, subject, author,
+/// trigger, duration), then a line per job in plan order.
+pub fn builds(builds: &[BuildDoc], names: &BTreeMap<String, String>) -> String {
+    if builds.is_empty() {
+        return "no builds\n".to_owned();
+    }
+    let mut out = String::new();
+    for build in builds {
+        let trigger = match &build.by {
+            Some(by) => format!("{} ({by})", build.trigger),
+            None => build.trigger.to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "build {:<5} {:<9} {:<16} {:<8} {:>8}  {}",
+            build.id,
+            build.state.as_str(),
+            fit(&build.branch, 16),
+            &build.commit[..build.commit.len().min(8)],
+            build.duration_ms.map(duration).unwrap_or_default(),
+            fit(&build.subject, 28),
+        );
+        let _ = writeln!(out, "      {} · {}", fit(&build.author, 40), fit(&trigger, 30));
+        if let Some(reason) = &build.cancelled {
+            let _ = writeln!(out, "      cancelled: {}", fit(reason, 60));
+        }
+        for job in &build.jobs {
+            let runner =
+                job.runner.as_ref().map(|id| names.get(id).cloned().unwrap_or_else(|| id.clone()));
+            let mut line = format!(
+                "  {:<6} {:<9} {:<28} {:<12} {:>8}",
+                job.id,
+                job.state.as_str(),
+                fit(&job.name, 28),
+                fit(&runner.unwrap_or_default(), 12),
+                job.duration_ms.map(duration).unwrap_or_default(),
+            );
+            if !job.artifacts.is_empty() {
+                let _ = write!(line, "  {} artifacts", job.artifacts.len());
+            }
+            let _ = writeln!(out, "{}", line.trim_end());
+            if let (Some(message), true) = (&job.message, job.state.is_final()) {
+                let _ = writeln!(out, "         {}", fit(message, 70));
+            }
+        }
     }
     out
 }

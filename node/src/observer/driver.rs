@@ -16,18 +16,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use eventide_consensus::auth::Secret;
+use eventide_consensus::command::{BuildPlan, ObserveBuilds, PlannedJob, MAX_JOBS_PER_OBSERVE};
 use eventide_consensus::network::{WriteError, Writer};
 use eventide_consensus::state::branch_matches;
 use eventide_consensus::store::StateMachineStore;
-use eventide_consensus::{Command, CommitId, Observe, ObservedCommit, Refusal, Reply, RepoId};
+use eventide_consensus::{Command, CommitId, Refusal, Reply, RepoId};
 use tracing::{debug, info, warn, Instrument};
 
-use super::plan::{bound_skipped, plan_branches, BranchPlan, COMMITS_PER_ROUND};
+use super::plan::{bound_skipped, plan_branches, within_job_budget, BranchPlan, COMMITS_PER_ROUND};
 use super::refusals::RefusalMemo;
 use crate::health::{Asked, ObserverHealth, ObserverWake};
 use crate::raft_view::RaftView;
 use crate::remote::auth_for;
-use crate::{clock, git, repo_config};
+use crate::{clock, git, pipeline_config, repo_config};
 
 /// The shortest pause between rounds, whatever the configured poll interval.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -45,10 +46,11 @@ struct WatchedRepo {
     auth: Arc<git::RemoteAuth>,
 }
 
-/// One prepared `Observe`, before its time stamp.
+/// One prepared `ObserveBuilds`, before its time stamp.
 struct Proposal {
     plan: BranchPlan,
-    commits: Vec<ObservedCommit>,
+    /// One build per commit of `plan.commits`, oldest first.
+    builds: Vec<BuildPlan>,
     /// Skipped commits left out of `plan.skipped` by `MAX_SKIPPED_LISTED`.
     unlisted_skipped: usize,
 }
@@ -372,7 +374,7 @@ impl Observer {
     /// are offered again once there is room), so a full queue costs no Raft entry per
     /// round. A proposal that queues nothing (a cursor move) still goes ahead.
     fn queue_full(&self, repo: RepoId, proposal: &Proposal) -> Option<anyhow::Error> {
-        if proposal.commits.is_empty() {
+        if proposal.builds.is_empty() {
             return None;
         }
         let (open, limit) = self
@@ -385,28 +387,30 @@ impl Observer {
     }
 
     async fn propose(&self, repo: RepoId, proposal: Proposal) -> Result<(), RepoError> {
-        let Proposal { plan, commits, unlisted_skipped } = proposal;
+        let Proposal { plan, builds, unlisted_skipped } = proposal;
         let skipped = plan.skipped.len() + unlisted_skipped;
         let branch = plan.branch.clone();
         let new_head = plan.new_head.clone();
-        let command = Command::Observe(Observe {
+        let command = Command::ObserveBuilds(ObserveBuilds {
             repo,
             branch: plan.branch,
             expected_head: plan.expected_head,
             new_head: plan.new_head,
-            commits,
+            builds,
             skipped: plan.skipped,
+            by: None,
             at: clock::now(),
         });
         match self.writer.write(command).await.map_err(RepoError::Write)? {
-            Reply::Observed { jobs } if jobs.is_empty() && skipped == 0 => {
+            Reply::BuildsObserved { jobs, .. } if jobs.is_empty() && skipped == 0 => {
                 debug!(repo = %repo, branch = %branch, commit = %new_head, "branch cursor moved");
             }
-            Reply::Observed { jobs } => {
+            Reply::BuildsObserved { builds, jobs } => {
                 info!(
                     repo = %repo,
                     branch = %branch,
                     commit = %new_head,
+                    builds = builds.len(),
                     jobs = jobs.len(),
                     skipped,
                     "new commits queued"
@@ -456,7 +460,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The blocking part of a repository's round: fetch, plan, and read each new commit's
-/// runner labels.
+/// pipeline.
 fn prepare(mirrors: &Path, repo: &WatchedRepo) -> anyhow::Result<Vec<Proposal>> {
     let mirror: PathBuf = git::mirror_path(mirrors, &repo.url);
     git::fetch_mirror(&mirror, &repo.url, &repo.auth)?;
@@ -468,30 +472,50 @@ fn prepare(mirrors: &Path, repo: &WatchedRepo) -> anyhow::Result<Vec<Proposal>> 
     let proposals = plans
         .into_iter()
         .map(|mut plan| {
+            let mut builds: Vec<BuildPlan> =
+                plan.commits.iter().map(|commit| build_plan_at(&mirror, commit)).collect();
+            let sizes: Vec<usize> = builds.iter().map(|build| build.jobs.len()).collect();
+            let left_out = within_job_budget(&sizes, MAX_JOBS_PER_OBSERVE);
+            plan.skipped.extend(plan.commits.drain(..left_out));
+            builds.drain(..left_out);
             let unlisted_skipped = bound_skipped(&mut plan.skipped);
-            let commits = plan
-                .commits
-                .iter()
-                .map(|commit| ObservedCommit {
-                    commit: commit.clone(),
-                    labels: labels_at(&mirror, commit),
-                })
-                .collect();
-            Proposal { plan, commits, unlisted_skipped }
+            Proposal { plan, builds, unlisted_skipped }
         })
         .collect();
     Ok(proposals)
 }
 
-/// The runner labels `commit` requires. A configuration that cannot be read requires
-/// none: the job goes to any runner, which reports the problem as the job's error.
-fn labels_at(mirror: &Path, commit: &CommitId) -> Vec<String> {
-    match git::read_file_at(mirror, commit, repo_config::CONFIG_FILE) {
-        Ok(file) => repo_config::labels_of(file.as_deref()),
-        Err(error) => {
+/// The build `commit`'s configuration describes: its steps and matrix cells with their
+/// needs and labels, and the commit's subject and author. A configuration that cannot be
+/// read is one job, `test`, without labels: it goes to any runner, which reports the
+/// problem as the job's error.
+fn build_plan_at(mirror: &Path, commit: &CommitId) -> BuildPlan {
+    let file =
+        git::read_file_at(mirror, commit, repo_config::CONFIG_FILE).unwrap_or_else(|error| {
             debug!(commit = %commit, error = %format!("{error:#}"), "configuration unreadable");
-            repo_config::labels_of(None)
-        }
+            None
+        });
+    let parsed = file.as_deref().map(pipeline_config::parse);
+    let (jobs, cancel_superseded) = match &parsed {
+        Some(Ok(config)) => (pipeline_config::plan(config), config.cancel_superseded),
+        _ => (pipeline_config::plan_of(None), false),
+    };
+    let (subject, author) = git::commit_info(mirror, commit).unwrap_or_default();
+    BuildPlan {
+        commit: commit.clone(),
+        subject,
+        author,
+        jobs: jobs
+            .into_iter()
+            .map(|job| PlannedJob {
+                step: job.step,
+                matrix: job.matrix,
+                needs: job.needs,
+                labels: job.labels,
+                concurrency: job.concurrency,
+            })
+            .collect(),
+        cancel_superseded,
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use eventide_consensus::{CommitId, ObservedCommit, RepoId};
+use eventide_consensus::{CommitId, RepoId};
 
 use super::*;
 use crate::git::tests::Upstream;
@@ -17,18 +17,30 @@ fn watched(upstream: &Upstream, cursors: &[(&str, &CommitId)]) -> WatchedRepo {
     }
 }
 
-fn summary(proposals: &[Proposal]) -> Vec<(String, Option<CommitId>, Vec<ObservedCommit>)> {
+/// A build as the tests compare it: its commit and each job's step and labels.
+type Observed = (CommitId, Vec<(String, Vec<String>)>);
+
+fn summary(proposals: &[Proposal]) -> Vec<(String, Option<CommitId>, Vec<Observed>)> {
     proposals
         .iter()
-        .map(|p| (p.plan.branch.clone(), p.plan.expected_head.clone(), p.commits.clone()))
+        .map(|p| {
+            let builds = p
+                .builds
+                .iter()
+                .map(|build| {
+                    let jobs = build.jobs.iter().map(|j| (j.step.clone(), j.labels.clone()));
+                    (build.commit.clone(), jobs.collect())
+                })
+                .collect();
+            (p.plan.branch.clone(), p.plan.expected_head.clone(), builds)
+        })
         .collect()
 }
 
-fn observed(commit: &CommitId, labels: &[&str]) -> ObservedCommit {
-    ObservedCommit {
-        commit: commit.clone(),
-        labels: labels.iter().map(|label| (*label).to_owned()).collect(),
-    }
+/// A build of the one job `test` with `labels`.
+fn observed(commit: &CommitId, labels: &[&str]) -> Observed {
+    let labels = labels.iter().map(|label| (*label).to_owned()).collect();
+    (commit.clone(), vec![("test".to_owned(), labels)])
 }
 
 #[test]
@@ -58,6 +70,39 @@ fn prepare_fetches_plans_and_reads_each_commits_labels() {
 
     let settled = [("main", &broken)];
     assert!(prepare(mirrors.path(), &watched(&upstream, &settled)).expect("quiet").is_empty());
+}
+
+#[test]
+fn prepare_reads_each_commits_pipeline_subject_and_author() {
+    let upstream = Upstream::new();
+    let config = "[[step]]\nname = \"build\"\ncommand = \"true\"\n\n[[step]]\nname = \"test\"\n\
+                  depends_on = [\"build\"]\nmatrix = { python = [\"3.11\", \"3.12\"] }\n\
+                  command = \"true\"\nlabels = [\"linux\"]\n";
+    let head = upstream.commit(".eventide.toml", config.as_bytes(), "Add a pipeline\n\nbody");
+    let mirrors = tempfile::tempdir().expect("temp dir");
+    let first = prepare(mirrors.path(), &watched(&upstream, &[])).expect("first round");
+    let build = &first[0].builds[0];
+    assert_eq!(build.commit, head);
+    assert_eq!(
+        (build.subject.as_str(), build.author.as_str()),
+        ("Add a pipeline", "t <t@example.invalid>")
+    );
+    let jobs: Vec<(String, Vec<(String, String)>, Vec<u16>, Vec<String>)> = build
+        .jobs
+        .iter()
+        .map(|j| (j.step.clone(), j.matrix.clone(), j.needs.clone(), j.labels.clone()))
+        .collect();
+    let cell = |v: &str| vec![("python".to_owned(), v.to_owned())];
+    let linux = vec!["linux".to_owned()];
+    assert_eq!(
+        jobs,
+        vec![
+            ("build".to_owned(), vec![], vec![], vec![]),
+            ("test".to_owned(), cell("3.11"), vec![0], linux.clone()),
+            ("test".to_owned(), cell("3.12"), vec![0], linux),
+        ]
+    );
+    assert!(!build.cancel_superseded);
 }
 
 #[test]

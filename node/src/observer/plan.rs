@@ -14,6 +14,26 @@ pub const COMMITS_PER_ROUND: usize = 100;
 /// a message between nodes may be.
 pub const MAX_SKIPPED_LISTED: usize = 10_000;
 
+/// Leaves the newest commits whose builds fit `budget` jobs in all (the most one
+/// `ObserveBuilds` may queue), moving the older ones, oldest first, to the end of
+/// `skipped` (which holds commits older still): a push of many commits with many steps
+/// each is capped like one of many commits, the newest kept. The newest commit is always
+/// kept, whatever its size: the state refuses a build of too many jobs on its own.
+/// Returns how many of the oldest commits to leave out.
+pub fn within_job_budget(jobs_per_commit: &[usize], budget: usize) -> usize {
+    let mut total = 0;
+    let mut kept = 0;
+    for &jobs in jobs_per_commit.iter().rev() {
+        let jobs = jobs.max(1);
+        if kept > 0 && total + jobs > budget {
+            break;
+        }
+        total += jobs;
+        kept += 1;
+    }
+    jobs_per_commit.len() - kept
+}
+
 /// `walk(head, hide)`: the commits reachable from `head` and from none of `hide`, oldest
 /// first (`git::new_commits` on a mirror).
 pub type CommitWalk<'a> = dyn FnMut(&CommitId, &[CommitId]) -> anyhow::Result<Vec<CommitId>> + 'a;

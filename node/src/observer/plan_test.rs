@@ -240,3 +240,19 @@ fn skipped_lists_keep_the_newest_ids() {
     assert_eq!(bound_skipped(&mut few), 0);
     assert_eq!(few, ids(&[1, 2]));
 }
+
+#[test]
+fn a_push_of_large_builds_keeps_the_newest_commits_that_fit_the_job_budget() {
+    // Jobs per commit, oldest first; the number of oldest commits left out.
+    let cases: [(&[usize], usize, usize); 6] = [
+        (&[], 500, 0),
+        (&[1, 1, 1], 500, 0),
+        (&[64, 64, 64], 128, 1),
+        (&[64, 64, 64], 127, 2),
+        (&[10, 600], 500, 1),
+        (&[0, 0], 1, 1),
+    ];
+    for (jobs, budget, left_out) in cases {
+        assert_eq!(within_job_budget(jobs, budget), left_out, "{jobs:?} within {budget}");
+    }
+}

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use eventide_consensus::state::job_name;
 use eventide_consensus::{Command, CommitId, Outcome, Reply, Verdict};
 use eventide_node::protocol::dispatch::{Assignment, StepAssignment};
 use tokio::sync::watch;
@@ -15,6 +16,7 @@ use super::{reports, Runner};
 use crate::clock;
 use crate::git;
 use crate::joblog::{log_path, logs_dir};
+use crate::pipeline_config;
 use crate::repo_config::{self, RepoConfig, CONFIG_FILE};
 
 /// Output kept in the replicated result (the state machine caps it again).
@@ -33,7 +35,6 @@ pub async fn run(
     step: Option<StepAssignment>,
     cancel: watch::Receiver<bool>,
 ) {
-    let _ = &step;
     let data_dir = runner.settings.data_dir.clone();
     let started = std::time::Instant::now();
     let log = log_path(&data_dir, assignment.job, assignment.attempt);
@@ -41,16 +42,16 @@ pub async fn run(
         data_dir.join("work").join(format!("job-{}-{}", assignment.job, assignment.attempt));
 
     let auth = context::fetch_auth(runner, &assignment).await;
-    let outcome = match prepare(&data_dir, &assignment, &workspace, auth).await {
+    let outcome = match prepare(&data_dir, &assignment, step.as_ref(), &workspace, auth).await {
         Err(message) => {
             let (job, attempt) = (assignment.job, assignment.attempt);
             warn!(job_id = %job, attempt, error = %message, "job could not run");
             let _ = std::fs::write(&log, format!("eventide: {message}\n"));
             Some(error_outcome(message, started.elapsed()))
         }
-        Ok(config) => {
+        Ok(prepared) => {
             runner.metrics.claim_to_start(started.elapsed());
-            execute(runner, &assignment, &config, &workspace, &log, cancel).await
+            execute(runner, &assignment, step.as_ref(), &prepared, &workspace, &log, cancel).await
         }
     };
     if let Some(outcome) = outcome {
@@ -64,14 +65,24 @@ pub async fn run(
     }));
 }
 
+/// What a job runs, read from its commit's configuration.
+struct Prepared {
+    config: RepoConfig,
+    /// The step's artifact patterns (none for the one-step form).
+    artifacts: Vec<String>,
+}
+
 /// Fetches the commit into this node's mirror, checks it out into a fresh workspace and
-/// reads its configuration. An error is the message the job's `error` result shows.
+/// reads its configuration: the step and matrix cell `step` names, or the one-step form
+/// for a job of no build. An error is the message the job's `error` result shows.
 async fn prepare(
     data_dir: &Path,
     assignment: &Assignment,
+    step: Option<&StepAssignment>,
     workspace: &Path,
     auth: FetchAuth,
-) -> Result<RepoConfig, String> {
+) -> Result<Prepared, String> {
+    let step = step.map(|step| (step.step.clone(), step.matrix.clone()));
     let FetchAuth { auth, unknown_because } = auth;
     let auth = auth.transpose().map_err(|e| format!("{e:#}"))?.unwrap_or_default();
     let mirror = git::mirror_path(&data_dir.join("runner-mirrors"), &assignment.repo_url);
@@ -79,7 +90,7 @@ async fn prepare(
     let commit: CommitId = assignment.commit.clone();
     let workspace = workspace.to_owned();
     let logs = logs_dir(data_dir);
-    let result = tokio::task::spawn_blocking(move || -> Result<RepoConfig, String> {
+    let result = tokio::task::spawn_blocking(move || -> Result<Prepared, String> {
         std::fs::create_dir_all(&logs).map_err(|e| format!("failed to create the log dir: {e}"))?;
         if workspace.exists() {
             std::fs::remove_dir_all(&workspace)
@@ -94,8 +105,24 @@ async fn prepare(
         git::checkout(&mirror, &commit, &workspace)
             .map_err(|e| format!("checkout failed: {e:#}"))?;
         let file = read_config(&workspace)?;
-        repo_config::resolve(file.as_deref(), workspace.join("tests").is_dir())
-            .map_err(|e| e.to_string())
+        let has_tests = workspace.join("tests").is_dir();
+        let Some((name, matrix)) = step else {
+            let config = repo_config::resolve(file.as_deref(), has_tests).map_err(|e| e.to_string())?;
+            return Ok(Prepared { config, artifacts: Vec::new() });
+        };
+        let pipeline =
+            pipeline_config::resolve(file.as_deref(), has_tests).map_err(|e| e.to_string())?;
+        let config = pipeline_config::job_config(&pipeline, &name, &matrix).ok_or_else(|| {
+            let job = job_name(&name, &matrix);
+            format!("{CONFIG_FILE} at this commit has no step {job:?} (it changed since the build was planned?)")
+        })?;
+        let artifacts = pipeline
+            .steps
+            .iter()
+            .find(|candidate| candidate.name == name)
+            .map(|found| found.artifacts.clone())
+            .unwrap_or_default();
+        Ok(Prepared { config, artifacts })
     })
     .await;
     result.unwrap_or_else(|e| Err(format!("job preparation failed: {e}")))
@@ -105,13 +132,15 @@ async fn prepare(
 async fn execute(
     runner: &Runner,
     assignment: &Assignment,
-    config: &RepoConfig,
+    step: Option<&StepAssignment>,
+    prepared: &Prepared,
     workspace: &Path,
     log: &Path,
     cancel: watch::Receiver<bool>,
 ) -> Option<Outcome> {
+    let config = &prepared.config;
     let secrets = context::secrets_for(runner, assignment, &config.secrets).await;
-    let mut env = job_env(assignment, config, workspace);
+    let mut env = job_env(assignment, step, config, workspace);
     for (name, value) in &secrets.env {
         env.retain(|(key, _)| key != name);
         env.push((name.clone(), value.as_str().to_owned()));
@@ -268,6 +297,7 @@ fn judge(
 /// configuration. Nothing of the node's own environment (a cluster secret) reaches it.
 fn job_env(
     assignment: &Assignment,
+    step: Option<&StepAssignment>,
     config: &RepoConfig,
     workspace: &Path,
 ) -> Vec<(String, String)> {
@@ -286,6 +316,11 @@ fn job_env(
     env.push(("EVENTIDE_COMMIT".into(), assignment.commit.to_string()));
     env.push(("EVENTIDE_BRANCH".into(), assignment.branch.clone()));
     env.push(("EVENTIDE_WORKSPACE".into(), workspace.display().to_string()));
+    if let Some(step) = step {
+        env.push(("EVENTIDE_BUILD_ID".into(), step.build.to_string()));
+        env.push(("EVENTIDE_STEP".into(), step.step.clone()));
+        env.push(("EVENTIDE_JOB_NAME".into(), job_name(&step.step, &step.matrix)));
+    }
     for (key, value) in &config.env {
         env.retain(|(k, _)| k != key);
         env.push((key.clone(), value.clone()));
