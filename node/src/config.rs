@@ -17,10 +17,11 @@ use serde::Deserialize;
 
 use eventide_node::isolation::{self, Limits, Network, RESERVED_LABEL_PREFIX};
 
+use crate::artifacts::ArtifactSettings;
 use crate::git::FetchLimits;
 use crate::sandbox::{SandboxMode, SandboxSettings};
 use crate::server::HttpLimits;
-use crate::units::{parse_duration, MinFreeDisk};
+use crate::units::{parse_duration, parse_size, MinFreeDisk};
 
 /// The address a node listens on when none is given.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7800";
@@ -143,6 +144,19 @@ pub struct RunArgs {
     /// idle [default: 10s].
     #[arg(long, env = "EVENTIDE_HTTP_HEADER_TIMEOUT", value_name = "DURATION")]
     pub http_header_timeout: Option<String>,
+    /// Nodes that keep a copy of each artifact of a build step, the producing runner
+    /// included, 1 to 4 [default: 2].
+    #[arg(long, env = "EVENTIDE_ARTIFACT_COPIES", value_name = "N")]
+    pub artifact_copies: Option<u32>,
+    /// The largest file a step may store as an artifact [default: 100MiB].
+    #[arg(long, env = "EVENTIDE_ARTIFACT_MAX_FILE", value_name = "SIZE")]
+    pub artifact_max_file: Option<String>,
+    /// The most bytes of artifacts one build may store [default: 1GiB].
+    #[arg(long, env = "EVENTIDE_ARTIFACT_MAX_BUILD", value_name = "SIZE")]
+    pub artifact_max_build: Option<String>,
+    /// How long a node keeps an artifact file [default: 7d].
+    #[arg(long, env = "EVENTIDE_ARTIFACT_RETENTION", value_name = "DURATION")]
+    pub artifact_retention: Option<String>,
     /// A TOML file with any of these settings (keys as the flags, with underscores).
     #[arg(long, env = "EVENTIDE_CONFIG", value_name = "FILE")]
     #[serde(skip)]
@@ -244,6 +258,10 @@ impl RunArgs {
             job_disk,
             http_max_connections,
             http_header_timeout,
+            artifact_copies,
+            artifact_max_file,
+            artifact_max_build,
+            artifact_retention,
             config,
             secret_file,
             public_url,
@@ -290,6 +308,7 @@ pub struct RunConfig {
     pub min_free_disk: MinFreeDisk,
     pub sandbox: SandboxSettings,
     pub http: HttpLimits,
+    pub artifacts: ArtifactSettings,
 }
 
 impl RunConfig {
@@ -360,6 +379,12 @@ impl TryFrom<RunArgs> for RunConfig {
             max_connections: http_max_connections(layer.http_max_connections)?,
             header_timeout: http_header_timeout(layer.http_header_timeout)?,
         };
+        let artifacts = artifact_settings(
+            layer.artifact_copies,
+            layer.artifact_max_file,
+            layer.artifact_max_build,
+            layer.artifact_retention,
+        )?;
         Ok(RunConfig {
             data_dir,
             listen,
@@ -384,6 +409,7 @@ impl TryFrom<RunArgs> for RunConfig {
             min_free_disk,
             sandbox,
             http,
+            artifacts,
         })
     }
 }
@@ -622,6 +648,33 @@ fn min_free_disk(value: Option<String>) -> anyhow::Result<MinFreeDisk> {
             format!("--min-free-disk {text:?}: expected a size such as 512MiB or 1GiB, or a percentage such as 5%")
         }),
     }
+}
+
+fn artifact_settings(
+    copies: Option<u32>,
+    max_file: Option<String>,
+    max_build: Option<String>,
+    retention: Option<String>,
+) -> anyhow::Result<ArtifactSettings> {
+    let default = ArtifactSettings::DEFAULT;
+    let copies = copies.map_or(default.copies, |copies| copies as usize);
+    if !(1..=eventide_consensus::state::MAX_ARTIFACT_HOLDERS).contains(&copies) {
+        bail!("--artifact-copies {copies}: must be between 1 and 4");
+    }
+    let size = |flag: &str, value: Option<String>, default: u64| -> anyhow::Result<u64> {
+        let Some(text) = value else { return Ok(default) };
+        match parse_size(&text) {
+            Some(size) if size > 0 => Ok(size),
+            _ => bail!("--{flag} {text:?}: expected a size such as 100MiB or 1GiB"),
+        }
+    };
+    let max_file = size("artifact-max-file", max_file, default.max_file)?;
+    let max_build = size("artifact-max-build", max_build, default.max_build)?;
+    let retention = duration("artifact-retention", retention, default.retention)?;
+    if retention.is_zero() {
+        bail!("--artifact-retention: must be more than zero");
+    }
+    Ok(ArtifactSettings { copies, max_file, max_build, retention })
 }
 
 fn http_max_connections(value: Option<usize>) -> anyhow::Result<usize> {

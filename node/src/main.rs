@@ -19,6 +19,7 @@
 //!   `units`): `.eventide.toml`;
 //!   `summary`: test counts from output and JUnit reports.
 //! - `api`: the HTTP API (public JSON, internal Raft RPC, `/metrics`).
+//! - `artifacts`: files of build steps, stored on runners, copied, fetched and served.
 //! - `server`: the HTTP server under it: connection cap, header and idle timeouts.
 //! - `metrics`: the Prometheus registry (one `Arc<Metrics>` per node) and its update
 //!   points.
@@ -36,6 +37,7 @@
 //! ```
 
 mod api;
+mod artifacts;
 mod client;
 mod clock;
 mod cluster;
@@ -159,6 +161,12 @@ enum Commands {
         after_help = "Examples:\n  eventide-node secret set DEPLOY_KEY --from-file ./deploy_key\n  printf %s \"$TOKEN\" | eventide-node secret set FORGE_TOKEN\n  eventide-node secret set PYPI_TOKEN --branches 'main,release/*' < pypi_token.txt\n  eventide-node secret list"
     )]
     Secret(SecretCommand),
+    /// A job's artifacts: the files a build step stored for the steps after it.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  eventide-node artifact list 12\n  eventide-node artifact get 12 dist/app.whl -o app.whl"
+    )]
+    Artifact(ArtifactCommand),
     /// Check the job sandbox on this machine: run a probe job as the runner would and
     /// print what it could see.
     #[command(
@@ -263,6 +271,41 @@ enum RepoCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ArtifactCommand {
+    /// List a job's artifacts: name, size, SHA-256 and the nodes that hold a copy.
+    #[command(
+        after_help = "Examples:\n  eventide-node artifact list 12\n  eventide-node artifact list 12 --json"
+    )]
+    List {
+        /// The job's id.
+        job: u64,
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download one artifact of a job, from any node.
+    #[command(
+        after_help = "Examples:\n  eventide-node artifact get 12 dist/app.whl\n  eventide-node artifact get 12 dist/app.whl -o /tmp/app.whl --force"
+    )]
+    Get {
+        /// The job's id.
+        job: u64,
+        /// The artifact's name (its path in the job's workspace).
+        name: String,
+        /// Where to write it [default: its base name in the current directory].
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        node: NodeArgs,
     },
 }
 
@@ -377,6 +420,12 @@ fn main() -> ExitCode {
             }
             Commands::Secret(SecretCommand::Rm { name, node }) => {
                 client::secrets::remove(&node, &name).await
+            }
+            Commands::Artifact(ArtifactCommand::List { job, node, json }) => {
+                client::artifacts::list(&node, job, json).await
+            }
+            Commands::Artifact(ArtifactCommand::Get { job, name, output, force, node }) => {
+                client::artifacts::get(&node, job, &name, output, force).await
             }
             Commands::Completions { .. } => Ok(()),
             Commands::Token { secret_file } => client::token(secret_file.as_deref()),

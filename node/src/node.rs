@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use tracing::{info, warn, Instrument};
 
 use crate::api::{self, ApiHandles};
+use crate::artifacts::Artifacts;
 use crate::cluster::{self, ClusterSettings};
 use crate::config::RunConfig;
 use crate::dispatcher::Dispatcher;
@@ -115,6 +116,14 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
     let running = Arc::new(RunningJobs::default());
     let dispatcher =
         Dispatcher::new(view.clone(), state_machine.clone(), writer.clone(), gossip.clone());
+    let artifacts = Artifacts::new(
+        id,
+        config.artifacts,
+        &config.data_dir,
+        config.min_free_disk,
+        gossip.clone(),
+        rpc.clone(),
+    );
     let api_handles = ApiHandles {
         id,
         name: config.name.clone(),
@@ -132,11 +141,12 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
         observer_health: observer_health.clone(),
         metrics: metrics.clone(),
         running: running.clone(),
+        artifacts: artifacts.clone(),
     };
     let app = api::router(
         api_handles,
         raft.clone(),
-        dispatcher.routes().merge(gossip.admission_routes()),
+        dispatcher.routes().merge(gossip.admission_routes()).merge(artifacts.routes()),
     )?;
     let stopped = async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
@@ -202,10 +212,12 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
             secret: config.secret.clone(),
             running,
             phase: phase_rx.clone(),
+            artifacts: artifacts.clone(),
         },
     )?;
     let runner_task = tokio::spawn(runner.run().in_current_span());
     let metrics_task = tokio::spawn(metrics::watch_leader(metrics, view).in_current_span());
+    let artifacts_task = tokio::spawn(artifacts.prune_forever().in_current_span());
 
     wait_for_signal().await;
     info!("shutting down");
@@ -217,6 +229,7 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
         poster_task,
         runner_task,
         metrics_task,
+        artifacts_task,
     ];
     for task in tasks {
         task.abort();

@@ -191,14 +191,26 @@ impl State {
         self.data.pipeline.steps.get(&job)
     }
 
-    /// The artifacts of the jobs `job` needs, with the job that made each, in the order
-    /// of its needs: what its runner puts into its workspace before it starts.
+    /// The artifacts of the jobs `job` needs, directly or through the jobs it needs, with
+    /// the job that made each, in plan order: what its runner puts into its workspace
+    /// before it starts. Of two artifacts with the same name, the later job's wins.
     pub fn inputs_of(&self, job: JobId) -> Vec<(JobId, &Artifact)> {
-        self.needs_of(job)
-            .into_iter()
-            .filter_map(|need| self.data.pipeline.steps.get(&need).map(|s| (need, s)))
-            .flat_map(|(need, s)| s.artifacts.iter().map(move |artifact| (need, artifact)))
-            .collect()
+        let mut needed: BTreeSet<JobId> = BTreeSet::new();
+        let mut frontier = self.needs_of(job);
+        while let Some(next) = frontier.pop() {
+            if needed.insert(next) {
+                frontier.extend(self.needs_of(next));
+            }
+        }
+        let mut inputs: Vec<(JobId, &Artifact)> = Vec::new();
+        for need in needed {
+            let Some(step) = self.data.pipeline.steps.get(&need) else { continue };
+            for artifact in &step.artifacts {
+                inputs.retain(|(_, kept)| kept.name != artifact.name);
+                inputs.push((need, artifact));
+            }
+        }
+        inputs
     }
 
     /// The jobs `job` waits for (none for a job of no build).

@@ -13,12 +13,14 @@
 //! - `secrets`: `GET /api/v1/secrets`, `PUT|DELETE /api/v1/secrets/{name}`, the secret
 //!   store (names and times out, values only in).
 //! - `logs`: a job's output from any node, live while it runs.
+//! - `artifacts`: an artifact's file from any node.
 //! - `notify`: an immediate observer round.
 //! - `hooks`: the forges' webhooks, authenticated by each repository's webhook secret.
 //! - `metrics`: `GET /metrics`, Prometheus text.
 //! - `extract`: path, query and body extractors whose rejections are JSON errors.
 //! - `dashboard`: the web page at `/` and its embedded files under `/ui/`.
 
+pub mod artifacts;
 pub mod auth;
 pub mod builds;
 pub mod dashboard;
@@ -95,6 +97,8 @@ pub struct ApiHandles {
     pub metrics: Arc<Metrics>,
     /// The attempts this node's runner is running, whose logs are still being written.
     pub running: Arc<RunningJobs>,
+    /// Artifact files: this node's own, and fetched from holders to be served.
+    pub artifacts: Arc<crate::artifacts::Artifacts>,
 }
 
 /// The state of the routes that read the replica and write through the leader (`jobs`,
@@ -128,6 +132,7 @@ pub fn router(handles: ApiHandles, raft: Raft, internal: Router) -> anyhow::Resu
         observer_health,
         metrics,
         running,
+        artifacts,
     } = handles;
     let proxy = Arc::new(proxy::Proxy::new(
         id,
@@ -179,8 +184,14 @@ pub fn router(handles: ApiHandles, raft: Raft, internal: Router) -> anyhow::Resu
     };
     let notify_state =
         notify::NotifyState { name, secret: secret.clone(), raft: view.clone(), wake_observer };
-    let metrics_state =
-        metrics::MetricsState { id, runner_slots, raft: view, state_machine, gossip, metrics };
+    let metrics_state = metrics::MetricsState {
+        id,
+        runner_slots,
+        raft: view,
+        state_machine: state_machine.clone(),
+        gossip,
+        metrics,
+    };
     // Every route that reads the replica or writes is a server's to answer: a client
     // passes it on (`proxy`). `status` does so itself; `/metrics` is this node's own.
     let served = Router::new()
@@ -205,6 +216,11 @@ pub fn router(handles: ApiHandles, raft: Raft, internal: Router) -> anyhow::Resu
             Router::new()
                 .route("/api/v1/jobs/{id}/log", get(logs::get))
                 .with_state(Arc::new(logs_state)),
+        )
+        .merge(
+            Router::new()
+                .route("/api/v1/jobs/{id}/artifacts/{*name}", get(artifacts::get))
+                .with_state(Arc::new(artifacts::ArtifactFiles { state_machine, artifacts })),
         )
         .merge(
             Router::new()

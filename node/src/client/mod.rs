@@ -2,10 +2,12 @@
 //! (or as JSON with `--json`).
 //!
 //! - `jobs`: results, logs, reruns, cancel, notify and git hooks.
+//! - `artifacts`: a job's artifacts, listed and downloaded.
 //! - `repos`: watched repositories and their settings.
 //! - `secrets`: the secret store (`secret set`, `list`, `rm`).
 //! - `render`: the tables.
 
+pub mod artifacts;
 mod jobs;
 mod render;
 pub mod repos;

@@ -87,7 +87,8 @@ fn prepare_reads_each_commits_pipeline_subject_and_author() {
         (build.subject.as_str(), build.author.as_str()),
         ("Add a pipeline", "t <t@example.invalid>")
     );
-    let jobs: Vec<(String, Vec<(String, String)>, Vec<u16>, Vec<String>)> = build
+    type Shape = (String, Vec<(String, String)>, Vec<u16>, Vec<String>);
+    let jobs: Vec<Shape> = build
         .jobs
         .iter()
         .map(|j| (j.step.clone(), j.matrix.clone(), j.needs.clone(), j.labels.clone()))

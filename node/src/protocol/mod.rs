@@ -7,13 +7,16 @@
 //!   the pure rules of what a job is given (shared with runners that read their own
 //!   replica).
 //! - `admit`: the gossip admission handshake and the checks of its answering side.
+//! - `artifacts`: artifact files copied between nodes in checked chunks.
 //!
 //! ```text
 //!  runner ── ClaimRequest / RenewRequest ──> dispatcher (leader)
 //!  runner ── JobContextRequest ──> dispatcher (leader): answer ──> sealed values, notes
 //!  node ── AdmitRequest ──> gossip peer: check_addressed ──> proof
+//!  runner ── PutChunk ──> other node;  runner/API ── ReadRequest ──> holder
 //! ```
 
 pub mod admit;
+pub mod artifacts;
 pub mod context;
 pub mod dispatch;

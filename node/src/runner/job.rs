@@ -50,8 +50,44 @@ pub async fn run(
             Some(error_outcome(message, started.elapsed()))
         }
         Ok(prepared) => {
-            runner.metrics.claim_to_start(started.elapsed());
-            execute(runner, &assignment, step.as_ref(), &prepared, &workspace, &log, cancel).await
+            let inputs = match &step {
+                Some(step) if !step.inputs.is_empty() => {
+                    runner.artifacts.fetch_inputs(&workspace, &step.inputs).await
+                }
+                _ => Ok(Vec::new()),
+            };
+            match inputs {
+                Err(message) => {
+                    let (job, attempt) = (assignment.job, assignment.attempt);
+                    warn!(job_id = %job, attempt, error = %message, "job inputs unavailable");
+                    let _ = std::fs::write(&log, format!("eventide: {message}\n"));
+                    Some(error_outcome(message, started.elapsed()))
+                }
+                Ok(notes) => {
+                    runner.metrics.claim_to_start(started.elapsed());
+                    let run = (step.as_ref(), &prepared, notes);
+                    let outcome = execute(runner, &assignment, run, &workspace, &log, cancel).await;
+                    match outcome {
+                        Some(outcome) if outcome.verdict == Verdict::Passed => {
+                            let build_bytes = step.as_ref().map_or(0, |s| s.build_artifact_bytes);
+                            let patterns = &prepared.artifacts;
+                            Some(
+                                store_artifacts(
+                                    runner,
+                                    &assignment,
+                                    &workspace,
+                                    &log,
+                                    patterns,
+                                    build_bytes,
+                                    outcome,
+                                )
+                                .await,
+                            )
+                        }
+                        other => other,
+                    }
+                }
+            }
         }
     };
     if let Some(outcome) = outcome {
@@ -132,8 +168,7 @@ async fn prepare(
 async fn execute(
     runner: &Runner,
     assignment: &Assignment,
-    step: Option<&StepAssignment>,
-    prepared: &Prepared,
+    (step, prepared, notes): (Option<&StepAssignment>, &Prepared, Vec<String>),
     workspace: &Path,
     log: &Path,
     cancel: watch::Receiver<bool>,
@@ -174,6 +209,7 @@ async fn execute(
         preamble.push("network: none".to_owned());
     }
     preamble.extend(secrets.notes.iter().cloned());
+    preamble.extend(notes);
     let mask = secrets.mask.clone();
     drop(secrets);
     let spec = ExecSpec {
@@ -231,6 +267,87 @@ async fn execute(
     })
 }
 
+/// Stores a passed step's artifacts and records them with the leader before its result:
+/// a job that needs them is queued by the result and must find them. A step whose
+/// artifacts cannot be stored or recorded ends in `error` saying why.
+async fn store_artifacts(
+    runner: &Runner,
+    assignment: &Assignment,
+    workspace: &Path,
+    log: &Path,
+    patterns: &[String],
+    build_bytes: u64,
+    outcome: Outcome,
+) -> Outcome {
+    if patterns.is_empty() {
+        return outcome;
+    }
+    let (job, attempt) = (assignment.job, assignment.attempt);
+    let failed = |message: String| {
+        warn!(job_id = %job, attempt, error = %message, "artifacts not stored");
+        append_lines(log, &[format!("eventide: {message}")]);
+        Outcome { verdict: Verdict::Error, message: Some(message), ..outcome.clone() }
+    };
+    let (artifacts, notes) = match runner.artifacts.publish(workspace, patterns, build_bytes).await
+    {
+        Ok(published) => published,
+        Err(message) => return failed(message),
+    };
+    let mut lines: Vec<String> = notes.iter().map(|note| format!("eventide: {note}")).collect();
+    for artifact in &artifacts {
+        let holders: Vec<String> = artifact.holders.iter().map(|h| h.to_string()).collect();
+        lines.push(format!(
+            "eventide: artifact {} stored ({} bytes, sha256 {}, on {})",
+            artifact.name,
+            artifact.size,
+            &artifact.sha256[..12],
+            holders.join(", ")
+        ));
+    }
+    append_lines(log, &lines);
+    if artifacts.is_empty() {
+        return outcome;
+    }
+    let mut delay = Duration::from_millis(100);
+    loop {
+        if runner.silenced(job) {
+            return outcome;
+        }
+        let command =
+            Command::AddArtifacts { job, attempt, artifacts: artifacts.clone(), at: clock::now() };
+        match runner.writer.write(command).await {
+            Ok(Reply::ArtifactsAdded { count, .. }) => {
+                info!(job_id = %job, attempt, count, "artifacts recorded");
+                return outcome;
+            }
+            Ok(Reply::Refused(refusal)) => {
+                return failed(format!("the artifacts were not recorded: {refusal}"))
+            }
+            Ok(other) => return failed(format!("unexpected reply to the artifacts: {other:?}")),
+            Err(error) => {
+                warn!(job_id = %job, attempt, error = %error, "artifacts not recorded yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Adds lines at the end of the job's log.
+fn append_lines(log: &Path, lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
+    let appended = std::fs::OpenOptions::new()
+        .append(true)
+        .open(log)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()));
+    if let Err(error) = appended {
+        warn!(log = %log.display(), error = %error, "failed to add notes to the job log");
+    }
+}
+
 /// The text of the checkout's `.eventide.toml`, `None` if it has none. Anything but a
 /// regular file of the checkout, within the size limit, is refused with a message that
 /// names the file (the job's error).
@@ -246,15 +363,9 @@ fn read_config(workspace: &Path) -> Result<Option<String>, String> {
 
 /// Adds the runner's notes at the end of the job's log, where its reader looks.
 fn append_to_log(log: &Path, notes: &[String]) {
-    let text: String =
-        notes.iter().map(|note| format!("eventide: junit report {note}\n")).collect();
-    let appended = std::fs::OpenOptions::new()
-        .append(true)
-        .open(log)
-        .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()));
-    if let Err(error) = appended {
-        warn!(log = %log.display(), error = %error, "failed to add notes to the job log");
-    }
+    let lines: Vec<String> =
+        notes.iter().map(|note| format!("eventide: junit report {note}")).collect();
+    append_lines(log, &lines);
 }
 
 /// The verdict, exit code and message of a command that ended; `None` if it was

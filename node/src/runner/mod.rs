@@ -49,6 +49,7 @@ use eventide_node::units::MinFreeDisk;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
+use crate::artifacts::Artifacts;
 use crate::gossip::{Gossip, RaftRole};
 use crate::health::Phase;
 use crate::joblog::RunningJobs;
@@ -109,6 +110,8 @@ pub struct RunnerHandles {
     /// This node's role as the cluster sees it: a server reads its own replica, a client
     /// asks the leader.
     pub phase: watch::Receiver<Phase>,
+    /// Stores a step's artifacts and fetches the ones a job needs.
+    pub artifacts: Arc<Artifacts>,
 }
 
 /// The runner of this node.
@@ -123,6 +126,7 @@ pub struct Runner {
     secret: Option<Secret>,
     running: Arc<RunningJobs>,
     phase: watch::Receiver<Phase>,
+    artifacts: Arc<Artifacts>,
     /// How jobs are isolated here, resolved at start.
     isolation: Isolation,
     active: Mutex<BTreeMap<JobId, Active>>,
@@ -142,6 +146,7 @@ impl Runner {
             secret,
             running,
             phase,
+            artifacts,
         } = handles;
         let isolation = if settings.slots == 0 {
             Isolation::disabled(settings.sandbox.clone())
@@ -166,6 +171,7 @@ impl Runner {
             secret,
             running,
             phase,
+            artifacts,
             active: Mutex::new(BTreeMap::new()),
             gate: Mutex::new(Gate::default()),
         }))

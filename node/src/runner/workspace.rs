@@ -82,6 +82,20 @@ impl From<rustix::io::Errno> for Refusal {
 
 /// The bytes of the regular file at `relative` (below `root`), at most `limit` of them.
 pub fn read(root: &Path, relative: &Path, limit: u64) -> Result<Vec<u8>, Refusal> {
+    let (file, size) = open(root, relative, limit)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(size.min(limit)).unwrap_or(0));
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes).map_err(Refusal::Io)?;
+    let read = bytes.len() as u64;
+    if read > limit {
+        // It grew while it was read.
+        return Err(Refusal::TooLarge { size: read, limit });
+    }
+    Ok(bytes)
+}
+
+/// The regular file at `relative` (below `root`), opened for reading, and its size when
+/// opened (at most `limit`). A reader must still stop at `limit`: the file may grow.
+pub fn open(root: &Path, relative: &Path, limit: u64) -> Result<(std::fs::File, u64), Refusal> {
     let parts = normal_components(relative)?;
     let Some((name, directories)) = parts.split_last() else {
         return Err(Refusal::NotRegular("directory"));
@@ -108,19 +122,46 @@ pub fn read(root: &Path, relative: &Path, limit: u64) -> Result<Vec<u8>, Refusal
     // What was opened is what counts: the name may have been replaced in between.
     let opened = rustix::fs::fstat(&fd)?;
     check_regular(&opened, limit)?;
+    Ok((std::fs::File::from(fd), u64::try_from(opened.st_size).unwrap_or(0)))
+}
 
-    let size = u64::try_from(opened.st_size).unwrap_or(0);
-    let mut bytes = Vec::with_capacity(usize::try_from(size.min(limit)).unwrap_or(0));
-    std::fs::File::from(fd)
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(Refusal::Io)?;
-    let read = bytes.len() as u64;
-    if read > limit {
-        // It grew while it was read.
-        return Err(Refusal::TooLarge { size: read, limit });
+/// Creates (or truncates) the regular file at `relative` below `root` for writing, with
+/// the directories on the way: none of them, nor the file, may be a symbolic link, so
+/// what a checkout put there cannot redirect the write outside the workspace.
+pub fn create(root: &Path, relative: &Path) -> Result<std::fs::File, Refusal> {
+    let parts = normal_components(relative)?;
+    let Some((name, directories)) = parts.split_last() else {
+        return Err(Refusal::NotRegular("directory"));
+    };
+    let mut directory = open_root(root)?;
+    let mut walked = PathBuf::new();
+    for part in directories {
+        walked.push(part);
+        match rustix::fs::mkdirat(&directory, *part, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(errno) => return Err(Refusal::Io(errno.into())),
+        }
+        directory = open_directory(&directory, part, &walked)?;
     }
-    Ok(bytes)
+    let flags = OFlags::WRONLY
+        | OFlags::CREATE
+        | OFlags::TRUNC
+        | OFlags::NOFOLLOW
+        | OFlags::NONBLOCK
+        | OFlags::NOCTTY
+        | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(&directory, *name, flags, Mode::from_raw_mode(0o644)).map_err(
+        |errno| {
+            if errno == rustix::io::Errno::LOOP {
+                Refusal::SymbolicLink
+            } else {
+                Refusal::from(errno)
+            }
+        },
+    )?;
+    let opened = rustix::fs::fstat(&fd)?;
+    check_regular(&opened, u64::MAX)?;
+    Ok(std::fs::File::from(fd))
 }
 
 /// What a search found.

@@ -218,3 +218,22 @@ fn a_search_stops_at_its_depth_and_entry_limits() {
     let found = find_within(dir.path(), "wide/*.xml", 4, 100).expect("search");
     assert!(!found.truncated && found.files.len() == 20, "{found:?}");
 }
+
+#[test]
+fn create_writes_inside_the_workspace_and_never_through_a_link() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let outside = tempfile::tempdir().expect("temp dir");
+    let mut file = create(root.path(), Path::new("dist/deep/out.txt")).expect("created");
+    std::io::Write::write_all(&mut file, b"made").expect("written");
+    drop(file);
+    assert_eq!(std::fs::read(root.path().join("dist/deep/out.txt")).expect("read"), b"made");
+
+    std::os::unix::fs::symlink(outside.path(), root.path().join("linked")).expect("link");
+    let error = create(root.path(), Path::new("linked/x")).expect_err("refused");
+    assert!(matches!(error, Refusal::LinkedDirectory(_)), "{error}");
+    std::os::unix::fs::symlink(outside.path().join("f"), root.path().join("f")).expect("link");
+    let error = create(root.path(), Path::new("f")).expect_err("refused");
+    assert!(matches!(error, Refusal::SymbolicLink), "{error}");
+    assert!(create(root.path(), Path::new("../escape")).is_err());
+    assert_eq!(std::fs::read_dir(outside.path()).expect("list").count(), 0, "nothing outside");
+}

@@ -349,7 +349,9 @@ fn artifacts_are_recorded_for_the_running_attempt_and_given_to_the_jobs_that_nee
     let expected =
         [(JobId(1), "dist/a.whl".into(), "a".into()), (JobId(1), "b".into(), "c".into())];
     assert_eq!(inputs, expected);
-    assert!(state.inputs_of(JobId(4)).is_empty(), "deploy needs the tests, not the build");
+    let through_the_tests: Vec<JobId> = state.inputs_of(JobId(4)).iter().map(|(j, _)| *j).collect();
+    assert_eq!(through_the_tests, [JobId(1), JobId(1)], "deploy needs the build through the tests");
+    assert!(state.inputs_of(JobId(1)).is_empty());
     assert_refused(
         &mut state,
         add(vec![artifact("c", 'c')]),
