@@ -197,3 +197,47 @@ async fn concurrent_writes_share_entries_and_each_gets_its_own_reply() {
         node.kill().await;
     }
 }
+
+/// A learner removed from the membership hears from no one, so its Raft keeps naming the
+/// leader it knew; once leadership has moved on, that node answers "not the leader"
+/// naming the new one, and a write through the removed learner's `Writer` follows the
+/// name instead of asking the old leader again until its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_a_stale_node_follows_the_leader_named_by_the_old_one() {
+    let config = test_config();
+    let (nodes, leader_id) = start_cluster_for_test(3, config.clone()).await;
+    let leader = nodes.iter().find(|n| n.id == leader_id).expect("leader is a member");
+    write(&leader.raft, Command::AddRepo { url: "file:///srv/a.git".into(), at: Timestamp(0) })
+        .await;
+    let learner = LocalNode::start_for_test(4, config).await;
+    leader.raft.add_learner(learner.id, learner.info(), true).await.expect("add learner");
+    learner.wait_for_leader(None).await;
+    leader
+        .raft
+        .change_membership(
+            openraft::ChangeMembers::RemoveNodes([learner.id].into_iter().collect()),
+            false,
+        )
+        .await
+        .expect("remove the learner");
+
+    // Another voter takes over; the old leader follows it and knows it.
+    let next = nodes.iter().find(|n| n.id != leader_id).expect("another voter");
+    next.raft.trigger().elect().await.expect("trigger an election");
+    let new_leader = leader.wait_for_leader(Some(leader_id)).await;
+    assert_ne!(new_leader, leader_id);
+    let stale = learner.raft.metrics().borrow().current_leader;
+    assert_eq!(stale, Some(leader_id), "the removed learner still names the old leader");
+
+    let writer = Writer::new(learner.raft.clone(), DEADLINE, Signer::new(None)).expect("client");
+    let started = std::time::Instant::now();
+    let reply =
+        writer.write(Command::AddRepo { url: "file:///srv/b.git".into(), at: Timestamp(1) }).await;
+    assert!(matches!(reply, Ok(Reply::RepoAdded { .. })), "{reply:?}");
+    assert!(started.elapsed() < DEADLINE / 2, "the write waited {:?}", started.elapsed());
+
+    learner.kill().await;
+    for node in nodes {
+        node.kill().await;
+    }
+}

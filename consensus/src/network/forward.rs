@@ -44,6 +44,8 @@ pub type LeaderHint =
 #[derive(Clone)]
 pub struct Writer {
     proposer: Proposer,
+    /// Where the nodes named by a redirect are (its membership).
+    raft: Raft,
     /// Asked when the local Raft knows no leader.
     hint: Option<LeaderHint>,
     /// Unpooled, see [`RpcClient::unpooled`]. Its failures reach the writer's caller as
@@ -73,7 +75,7 @@ impl Writer {
         // (certainly not applied, so retried) rather than break on a stale connection
         // (maybe applied, so reported).
         let rpc = RpcClient::unpooled(signer)?;
-        Ok(Writer { proposer: Proposer::new(raft), hint: None, rpc, leader_wait })
+        Ok(Writer { proposer: Proposer::new(raft.clone()), raft, hint: None, rpc, leader_wait })
     }
 
     /// The same writer, asking `hint` for the leader when the local Raft knows none.
@@ -89,33 +91,75 @@ impl Writer {
         }
     }
 
+    /// Where node `id` is: this node's membership, else the leader gossip names if it is
+    /// that node.
+    async fn node_of(&self, id: NodeId) -> Option<NodeInfo> {
+        let member =
+            self.raft.metrics().borrow().membership_config.membership().get_node(&id).cloned();
+        match member {
+            Some(node) => Some(node),
+            None => {
+                self.hinted_leader().await.filter(|(leader, _)| *leader == id).map(|(_, node)| node)
+            }
+        }
+    }
+
     /// Commits `command` through the leader and returns the state machine's reply.
+    ///
+    /// A node that forwarded to says who leads now, and the next try goes there: this
+    /// node's own Raft may keep naming a leader of the past for as long as it hears from
+    /// no one (a learner removed from the membership), and the node it names answers
+    /// "not the leader" without forwarding again.
     pub async fn write(&self, command: Command) -> Result<Reply, WriteError> {
         let deadline = Instant::now() + self.leader_wait;
+        let mut redirect: Option<NodeId> = None;
+        // Redirects in a row: two nodes that name each other do not spin.
+        let mut hops = 0;
         loop {
-            let error = match self.proposer.propose(command.clone()).await {
-                Local::Applied(reply) => return Ok(reply),
-                Local::Failed(reason) => return Err(WriteError::Raft { reason }),
-                Local::NoLeader => match self.hinted_leader().await {
-                    None => WriteError::NoLeader,
-                    Some((leader, node)) => match self.forward(leader, &node, &command).await {
-                        Ok(reply) => return Ok(reply),
-                        Err(Retry::No(error)) => return Err(error),
-                        Err(Retry::Yes(error)) => error,
-                    },
-                },
-                Local::Forward(leader, node) => match self.forward(leader, &node, &command).await {
+            let redirected = match redirect.take() {
+                Some(leader) => self.node_of(leader).await.map(|node| (leader, node)),
+                None => None,
+            };
+            let (tried, error) = match redirected {
+                Some((leader, node)) => match self.forward(leader, &node, &command).await {
                     Ok(reply) => return Ok(reply),
                     Err(Retry::No(error)) => return Err(error),
-                    Err(Retry::Yes(error)) => error,
+                    Err(Retry::Yes(error)) => (Some(leader), error),
+                },
+                None => match self.proposer.propose(command.clone()).await {
+                    Local::Applied(reply) => return Ok(reply),
+                    Local::Failed(reason) => return Err(WriteError::Raft { reason }),
+                    Local::NoLeader => match self.hinted_leader().await {
+                        None => (None, WriteError::NoLeader),
+                        Some((leader, node)) => match self.forward(leader, &node, &command).await {
+                            Ok(reply) => return Ok(reply),
+                            Err(Retry::No(error)) => return Err(error),
+                            Err(Retry::Yes(error)) => (Some(leader), error),
+                        },
+                    },
+                    Local::Forward(leader, node) => {
+                        match self.forward(leader, &node, &command).await {
+                            Ok(reply) => return Ok(reply),
+                            Err(Retry::No(error)) => return Err(error),
+                            Err(Retry::Yes(error)) => (Some(leader), error),
+                        }
+                    }
                 },
             };
+            if let WriteError::NotLeader { leader: Some(named) } = &error {
+                if Some(*named) != tried {
+                    redirect = Some(*named);
+                }
+            }
+            hops = if redirect.is_some() { hops + 1 } else { 0 };
             let now = Instant::now();
             if now >= deadline {
                 return Err(error);
             }
-            debug!(error = %error, "write not placed yet, retrying");
-            tokio::time::sleep((deadline - now).min(Duration::from_millis(50))).await;
+            debug!(error = %error, redirect = ?redirect, "write not placed yet, retrying");
+            if redirect.is_none() || hops > 2 {
+                tokio::time::sleep((deadline - now).min(Duration::from_millis(50))).await;
+            }
         }
     }
 
