@@ -238,7 +238,7 @@ impl Poster {
             sha: update.commit.as_str().to_owned(),
             state: state_of(update.status),
             target_url: Some(format!("{}/#/job/{}", self.settings.public_url, update.job.0)),
-            context: settings.context().to_owned(),
+            context: job_context(state, update.job, settings.context()),
             description: update.description.clone(),
         };
         Ok(Outgoing { id, repo: update.repo, request, token })
@@ -309,6 +309,22 @@ fn ready_repos<T>(
         .collect()
 }
 
+/// The status context of a job: the repository's, and for a job of a pipeline its name
+/// after a slash (`eventide/test (python=3.11)`), so that the forge shows one status per
+/// step. A one-step `[test]` build keeps the repository's context alone, as before
+/// pipelines, so that branch protection rules naming it keep working.
+fn job_context(state: &State, job: eventide_consensus::JobId, base: &str) -> String {
+    let Some(step) = state.step_of(job) else { return base.to_owned() };
+    let one_test = state.build(step.build).is_some_and(|build| build.jobs.len() == 1)
+        && step.step == "test"
+        && step.matrix.is_empty();
+    if one_test {
+        base.to_owned()
+    } else {
+        format!("{base}/{}", step.name())
+    }
+}
+
 /// The forge state of a job's status.
 fn state_of(status: JobStatus) -> StatusState {
     match status {
@@ -345,6 +361,43 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_of_a_pipeline_gets_a_context_of_its_own() {
+        use eventide_consensus::command::{BuildPlan, PlannedJob};
+        let mut state = State::default();
+        state.apply(&Command::AddRepo {
+            url: "/srv/app".into(),
+            at: eventide_consensus::Timestamp(1),
+        });
+        let job = |step: &str, matrix: &[(&str, &str)]| PlannedJob {
+            step: step.into(),
+            matrix: matrix.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            needs: Vec::new(),
+            labels: Vec::new(),
+            concurrency: None,
+        };
+        let rerun = |jobs: Vec<PlannedJob>| Command::RerunBuild {
+            repo: RepoId(1),
+            branch: "main".into(),
+            plan: BuildPlan {
+                commit: eventide_consensus::CommitId::try_new(&"ab".repeat(20)).expect("an id"),
+                subject: String::new(),
+                author: String::new(),
+                jobs,
+                cancel_superseded: false,
+            },
+            by: None,
+            at: eventide_consensus::Timestamp(2),
+        };
+        state.apply(&rerun(vec![job("test", &[])]));
+        state.apply(&rerun(vec![job("build", &[]), job("test", &[("py", "3.12")])]));
+        let context = |id: u64| job_context(&state, eventide_consensus::JobId(id), "eventide");
+        assert_eq!(context(1), "eventide", "the one-step form keeps the repository's context");
+        assert_eq!(context(2), "eventide/build");
+        assert_eq!(context(3), "eventide/test (py=3.12)");
+        assert_eq!(context(99), "eventide");
+    }
 
     #[test]
     fn a_repository_is_ready_when_idle_and_past_its_backoff() {
