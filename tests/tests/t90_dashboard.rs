@@ -436,3 +436,78 @@ fn a_busy_cluster_renders_as_the_readme_shows_it() {
     std::fs::write(&release, "").expect("release the job");
     assert_no_problems(&browser);
 }
+
+/// A commit of a pipeline: its page draws the build as a graph of stages (`build`, then
+/// the two cells of the `test` matrix side by side, then a `deploy` that is skipped
+/// because one cell failed), each job with its state and a link to its page, and the
+/// `build` step's artifact as a download link that serves the file.
+#[test]
+fn a_commit_page_draws_its_pipeline_as_a_step_graph() {
+    let repo = GitRepo::new();
+    repo.write(
+        ".eventide.toml",
+        "[[step]]\nname = \"build\"\n\
+         command = \"mkdir -p dist && echo wheel-of-$EVENTIDE_COMMIT > dist/app.whl\"\n\
+         artifacts = [\"dist/*.whl\"]\n\n\
+         [[step]]\nname = \"test\"\ndepends_on = [\"build\"]\n\
+         matrix = { python = [\"3.11\", \"3.12\"] }\n\
+         command = \"test -f dist/app.whl && [ $MATRIX_PYTHON = 3.11 ]\"\n\n\
+         [[step]]\nname = \"deploy\"\ndepends_on = [\"test\"]\ncommand = \"true\"\n",
+    );
+    let commit = repo.commit("Build once, test on two Pythons");
+    let cluster = Cluster::start(3, Options::watching(repo.url()));
+    let leader = cluster.wait_for_agreed_leader();
+    wait_for_final_jobs(&cluster, leader, 4, DEADLINE);
+
+    let follower = (leader + 1) % cluster.nodes.len();
+    let mut browser = Browser::start(1280, 900);
+    browser.navigate(&format!("http://{}/#/commit/{commit}", cluster.nodes[follower].addr));
+    let graph = browser.wait_for(
+        "the build's graph with its final states",
+        PAGE_DEADLINE,
+        "(() => { const build = document.querySelector('section.build'); \
+         if (!build || !build.querySelector('.badge')?.textContent.includes('Failed')) return null; \
+         const stages = [...build.querySelectorAll('.stage')].map(stage => \
+           [...stage.querySelectorAll('a.step')].map(step => \
+             step.querySelector('.step-name').textContent + ':' + \
+             [...step.classList].find(c => c.startsWith('step-') && c !== 'step')));\
+         return JSON.stringify(stages); })()",
+    );
+    let stages: Value = serde_json::from_str(graph.as_str().expect("a string")).expect("json");
+    assert_eq!(
+        stages,
+        serde_json::json!([
+            ["build:step-passed"],
+            ["test (python=3.11):step-passed", "test (python=3.12):step-failed"],
+            ["deploy:step-skipped"]
+        ]),
+    );
+    assert_eq!(
+        browser.eval("document.querySelector('section.build .build-subject').textContent"),
+        "Build once, test on two Pythons"
+    );
+    // The artifact's link downloads the file the step made, through the serving node.
+    let served = browser.wait_for(
+        "the artifact's link to serve the file",
+        PAGE_DEADLINE,
+        "(async () => { const link = document.querySelector('.step-artifacts a'); \
+         if (!link || link.textContent !== 'dist/app.whl') return null; \
+         const answer = await fetch(link.href); return answer.ok ? await answer.text() : null; })()",
+    );
+    assert_eq!(served, format!("wheel-of-{commit}\n").as_str());
+    // A job's card opens its page.
+    browser.eval("[...document.querySelectorAll('a.step')].find(a => a.textContent.includes('3.12')).click()");
+    browser.wait_for(
+        "the failed cell's page",
+        PAGE_DEADLINE,
+        "document.querySelector('.view-job')?.dataset.state === 'failed'",
+    );
+    browser.navigate(&format!("http://{}/#/commit/{commit}", cluster.nodes[follower].addr));
+    browser.wait_for(
+        "the graph again",
+        PAGE_DEADLINE,
+        "!!document.querySelector('section.build .stage')",
+    );
+    browser.screenshot(&artifacts_dir("t90_dashboard").join("pipeline.png"), true);
+    assert_no_problems(&browser);
+}

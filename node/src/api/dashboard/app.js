@@ -4,14 +4,15 @@
 // Views, chosen by the URL's hash:
 //   #/                         the cluster, the queue and the jobs (?branch=&state=)
 //   #/job/42                   one job: its fields, attempts, output, rerun and cancel
-//   #/commit/<sha>             every job of one commit
+//   #/commit/<sha>             one commit: its builds as step graphs, every job
 //
 // Every string from the API reaches the page as a text node or an attribute value set
 // through the DOM (see el()); nothing is ever parsed as HTML. Tables are updated in
 // place, row by row, so that keyboard focus survives the updates.
 //
 // Modules: dom (elements, keyed tables), format (states, times), api (fetch, the latest
-// status), jobs (the jobs table), overview, job, log (a job's output), commit.
+// status), jobs (the jobs table), overview, job, log (a job's output), commit, builds
+// (a commit's step graphs).
 
 import { el, setChildren, setText, syncList } from './dom.js';
 import { api, cluster, setToken, whenTokenNeeded } from './api.js';

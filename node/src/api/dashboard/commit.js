@@ -1,9 +1,11 @@
-// One commit (#/commit/<sha>): every job that tested it, and a rerun button.
+// One commit (#/commit/<sha>): its builds as step graphs, every job that tested it, and
+// a rerun button.
 
 import { el, emptyRow, setText, syncList, table } from './dom.js';
 import { STATES, STATE_LABELS, shortCommit } from './format.js';
 import { MAX_LIMIT, api, post } from './api.js';
 import { JOB_HEADINGS, syncJobs } from './jobs.js';
+import { showBuilds } from './builds.js';
 
 export function commitView(route, refresh) {
   const sha = route.sha;
@@ -14,12 +16,13 @@ export function commitView(route, refresh) {
   const rerun = el('button', { type: 'button', class: 'button', disabled: true }, 'Rerun commit');
   const meta = el('div', { class: 'muted' });
   const jobs = table('jobs', JOB_HEADINGS);
+  const builds = el('div', { class: 'builds' });
   const root = el('div', { class: 'view-commit' },
     el('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, el('a', { href: '#/' }, 'Overview'), el('span', { 'aria-hidden': 'true' }, '/'), el('span', {}, `Commit ${shortCommit(sha)}`)),
     el('div', { class: 'page-head' },
       el('div', { class: 'page-title' }, title, counts),
       el('div', { class: 'actions' }, rerun)),
-    full, meta, message,
+    full, meta, message, builds,
     el('section', { class: 'card', 'aria-labelledby': 'commit-jobs-title' },
       el('div', { class: 'card-head' }, el('h2', { id: 'commit-jobs-title' }, 'Jobs of this commit')),
       jobs.wrapper));
@@ -42,8 +45,16 @@ export function commitView(route, refresh) {
     }
   });
 
+  let shownBuilds = '';
   async function update() {
     const list = await api(`/api/v1/jobs?commit=${encodeURIComponent(sha)}&limit=${MAX_LIMIT}`);
+    const found = await api(`/api/v1/builds?commit=${encodeURIComponent(sha)}&limit=20`);
+    // Redrawn only when something changed, so that focus and hover stay put.
+    const signature = JSON.stringify(found);
+    if (signature !== shownBuilds) {
+      shownBuilds = signature;
+      showBuilds(builds, found);
+    }
     newest = list[0] || null;
     rerun.disabled = !newest;
     document.title = `Commit ${shortCommit(sha)} · Eventide`;

@@ -2,12 +2,12 @@
 
 import { el } from './dom.js';
 
-export const STATES = ['queued', 'running', 'passed', 'failed', 'timed_out', 'error', 'cancelled'];
+export const STATES = ['waiting', 'queued', 'running', 'passed', 'failed', 'timed_out', 'error', 'cancelled', 'skipped'];
 export const STATE_LABELS = {
-  queued: 'Queued', running: 'Running', passed: 'Passed', failed: 'Failed',
-  timed_out: 'Timed out', error: 'Error', cancelled: 'Cancelled',
+  waiting: 'Waiting', queued: 'Queued', running: 'Running', passed: 'Passed', failed: 'Failed',
+  timed_out: 'Timed out', error: 'Error', cancelled: 'Cancelled', skipped: 'Skipped',
 };
-export const FINAL = new Set(['passed', 'failed', 'timed_out', 'error', 'cancelled']);
+export const FINAL = new Set(['passed', 'failed', 'timed_out', 'error', 'cancelled', 'skipped']);
 
 export function shortCommit(sha) {
   return String(sha || '').slice(0, 8);

@@ -69,9 +69,10 @@ const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
 
 /// Everything under `/ui/`, by file name. The page's script is an ES module per concern
 /// (`app.js` imports the others), so each file stays small and no bundler is needed.
-static FILES: [(&str, Asset); 11] = [
+static FILES: [(&str, Asset); 12] = [
     ("app.js", Asset::new(include_str!("app.js"), JAVASCRIPT)),
     ("api.js", Asset::new(include_str!("api.js"), JAVASCRIPT)),
+    ("builds.js", Asset::new(include_str!("builds.js"), JAVASCRIPT)),
     ("commit.js", Asset::new(include_str!("commit.js"), JAVASCRIPT)),
     ("dom.js", Asset::new(include_str!("dom.js"), JAVASCRIPT)),
     ("format.js", Asset::new(include_str!("format.js"), JAVASCRIPT)),
