@@ -370,7 +370,7 @@ pub fn run(settings: &Settings) -> Summary {
     };
     let network = Network::create(settings.nodes);
     let repo = GitRepo::new();
-    repo.configure("true", "");
+    repo.write(".eventide.toml", PIPELINE);
     let initial = repo.commit("initial");
 
     let addrs: Vec<SocketAddr> = network
@@ -398,7 +398,7 @@ pub fn run(settings: &Settings) -> Summary {
     crate::wait_until("a leader and the first result", Duration::from_secs(90), || {
         let leader = agreed_leader(&cluster)?;
         let jobs = cluster.nodes[leader].jobs("")?;
-        (jobs.len() == 1 && is_final(&jobs[0])).then_some(())
+        (jobs.len() == STEPS.len() && jobs.iter().all(is_final)).then_some(())
     });
 
     let stop = AtomicBool::new(false);
@@ -660,7 +660,7 @@ fn check(
     seen: &mut Seen,
     summary: &mut Summary,
 ) {
-    let expected = written.commits.len() + 1;
+    let expected = (written.commits.len() + 1) * STEPS.len();
     let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|node| node.addr).collect();
     let start = Instant::now();
     let (quiet, last) = loop {
@@ -731,7 +731,11 @@ fn check(
     // Exactly one result per commit, on the branch the commit was made on.
     let mut made: Vec<(String, String)> = written.commits.clone();
     made.push(("main".to_owned(), initial.to_owned()));
-    let verdict = check_results(&reference, &made);
+    let mut verdict = check_results(&reference, &made, &STEPS);
+    match cluster.nodes.iter().find_map(|node| all_builds(node.addr)) {
+        Some(builds) => verdict.violations.extend(check_builds(&builds, &reference, &made)),
+        None => verdict.violations.push("no node answered the builds".to_owned()),
+    }
     summary.results = reference.len();
     summary.passed = verdict.passed;
     summary.errors = verdict.errors;
@@ -747,18 +751,94 @@ pub struct Verdict {
     pub violations: Vec<String>,
 }
 
+/// The repository's pipeline: every commit is a build of two jobs, the second needing
+/// the first, both `true`.
+const PIPELINE: &str = "[[step]]\nname = \"build\"\ncommand = \"true\"\n\n\
+                        [[step]]\nname = \"test\"\ndepends_on = [\"build\"]\ncommand = \"true\"\n";
+/// Its jobs' names, in plan order.
+const STEPS: [&str; 2] = ["build", "test"];
+
+/// Every build `addr` keeps, oldest first.
+fn all_builds(addr: SocketAddr) -> Option<Vec<Value>> {
+    let (code, body) = http::get(addr, "/api/v1/builds?limit=1000").ok()?;
+    let mut builds: Vec<Value> = (code == 200).then(|| serde_json::from_str(&body).ok())??;
+    builds.sort_by_key(|build| build["id"].as_u64());
+    Some(builds)
+}
+
+/// Checks the builds against the final jobs and the commits made: each commit has exactly
+/// one build, holding exactly that commit's jobs in plan order, and its state is what
+/// they give (`passed` when all passed, else `error`: a lost runner is the only failure
+/// here).
+pub fn check_builds(builds: &[Value], jobs: &[Value], made: &[(String, String)]) -> Vec<String> {
+    let mut violations = Vec::new();
+    let mut by_commit: HashMap<&str, Vec<&Value>> = HashMap::new();
+    for build in builds {
+        by_commit.entry(build["commit"].as_str().unwrap_or("")).or_default().push(build);
+    }
+    for (branch, commit) in made {
+        let found = by_commit.get(commit.as_str()).map_or(&[][..], Vec::as_slice);
+        let [build] = found else {
+            violations.push(format!(
+                "commit {commit} on {branch} has {} builds (expected 1)",
+                found.len()
+            ));
+            continue;
+        };
+        let mut own: Vec<&Value> =
+            jobs.iter().filter(|job| job["commit"] == commit.as_str()).collect();
+        own.sort_by_key(|job| job["id"].as_u64());
+        let own_ids: Vec<Option<u64>> = own.iter().map(|job| job["id"].as_u64()).collect();
+        let listed: Vec<Option<u64>> = build["jobs"]
+            .as_array()
+            .map(|jobs| jobs.iter().map(|job| job["id"].as_u64()).collect())
+            .unwrap_or_default();
+        if listed != own_ids {
+            violations.push(format!(
+                "build {} lists jobs {listed:?}, the commit has {own_ids:?}",
+                build["id"]
+            ));
+        }
+        let all_passed = own.iter().all(|job| job["state"] == "passed");
+        let expected = if all_passed { "passed" } else { "error" };
+        if build["state"] != expected {
+            violations.push(format!(
+                "build {} is {}, its jobs make it {expected}",
+                build["id"], build["state"]
+            ));
+        }
+    }
+    if builds.len() != made.len() {
+        violations.push(format!("{} builds for {} commits", builds.len(), made.len()));
+    }
+    violations
+}
+
 /// Checks the final jobs against the commits made, as `(branch, commit)`: each commit has
-/// exactly one job, on its branch; no job is for anything else; every job passed or ran
-/// out of attempts (the test command is `true`); ids run from 1 without a gap (`jobs`
-/// sorted by id).
-pub fn check_results(jobs: &[Value], made: &[(String, String)]) -> Verdict {
+/// exactly one job per step of `steps`, in that order, on its branch; no job is for
+/// anything else; every job passed or ran out of attempts (the commands are `true`), or
+/// was skipped because the job before it did not pass; ids run from 1 without a gap
+/// (`jobs` sorted by id).
+pub fn check_results(jobs: &[Value], made: &[(String, String)], steps: &[&str]) -> Verdict {
     let mut verdict = Verdict::default();
     let made_on: HashMap<&str, &str> =
         made.iter().map(|(branch, commit)| (commit.as_str(), branch.as_str())).collect();
     let mut count: HashMap<&str, usize> = HashMap::new();
+    let mut names: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut passed_before: HashMap<&str, bool> = HashMap::new();
     for job in jobs {
         let commit = job["commit"].as_str().unwrap_or("");
         *count.entry(commit).or_default() += 1;
+        names.entry(commit).or_default().push(job["name"].as_str().unwrap_or(""));
+        let earlier_passed = *passed_before.entry(commit).or_insert(true);
+        let skipped_after_failure = job["state"] == "skipped" && !earlier_passed;
+        if job["state"] != "passed" {
+            passed_before.insert(commit, false);
+        }
+        if skipped_after_failure {
+            verdict.errors += 1;
+            continue;
+        }
         match made_on.get(commit) {
             None => verdict.violations.push(format!("job for a commit never made: {job}")),
             Some(branch) if job["branch"] != *branch => verdict.violations.push(format!(
@@ -781,10 +861,16 @@ pub fn check_results(jobs: &[Value], made: &[(String, String)]) -> Verdict {
     }
     for (branch, commit) in made {
         let jobs = count.get(commit.as_str()).copied().unwrap_or(0);
-        if jobs != 1 {
-            verdict
-                .violations
-                .push(format!("commit {commit} on {branch} has {jobs} jobs (expected 1)"));
+        if jobs != steps.len() {
+            verdict.violations.push(format!(
+                "commit {commit} on {branch} has {jobs} jobs (expected {})",
+                steps.len()
+            ));
+        } else if names.get(commit.as_str()).is_some_and(|names| names != steps) {
+            verdict.violations.push(format!(
+                "commit {commit} on {branch} has jobs {:?} (expected {steps:?})",
+                names[commit.as_str()]
+            ));
         }
     }
     verdict
@@ -810,8 +896,48 @@ mod tests {
     use super::*;
 
     fn job(id: u64, branch: &str, commit: &str, state: &str) -> Value {
+        named(id, branch, commit, state, "test")
+    }
+
+    fn named(id: u64, branch: &str, commit: &str, state: &str, name: &str) -> Value {
         json!({"id": id, "branch": branch, "commit": commit, "state": state, "attempt": 1,
-               "runner": "7", "exit_code": 0, "finished_at": 5, "message": null})
+               "runner": "7", "exit_code": 0, "finished_at": 5, "message": null, "name": name})
+    }
+
+    const ONE: [&str; 1] = ["test"];
+
+    #[test]
+    fn a_build_of_two_steps_per_commit_is_clean_and_a_skip_needs_a_failure_before() {
+        let made = vec![("main".to_owned(), "a".to_owned())];
+        let mut lost = named(1, "main", "a", "error", "build");
+        lost["message"] = json!("runner lost on attempt 3 of 3: lease expired");
+        let jobs = [lost, named(2, "main", "a", "skipped", "test")];
+        let verdict = check_results(&jobs, &made, &STEPS);
+        assert!(verdict.violations.is_empty(), "{:#?}", verdict.violations);
+        let skipped_for_nothing =
+            [named(1, "main", "a", "passed", "build"), named(2, "main", "a", "skipped", "test")];
+        assert_eq!(check_results(&skipped_for_nothing, &made, &STEPS).violations.len(), 1);
+        let one_missing = [named(1, "main", "a", "passed", "build")];
+        assert_eq!(check_results(&one_missing, &made, &STEPS).violations.len(), 1);
+        let swapped =
+            [named(1, "main", "a", "passed", "test"), named(2, "main", "a", "passed", "build")];
+        assert_eq!(check_results(&swapped, &made, &STEPS).violations.len(), 1);
+
+        let passed =
+            [named(1, "main", "a", "passed", "build"), named(2, "main", "a", "passed", "test")];
+        let build = |state: &str, ids: &[u64]| {
+            json!({"id": 1, "commit": "a", "state": state,
+                   "jobs": ids.iter().map(|id| json!({"id": id})).collect::<Vec<_>>()})
+        };
+        assert!(check_builds(&[build("passed", &[1, 2])], &passed, &made).is_empty());
+        assert_eq!(check_builds(&[build("error", &[1, 2])], &passed, &made).len(), 1);
+        assert_eq!(check_builds(&[build("passed", &[1])], &passed, &made).len(), 1);
+        assert_eq!(
+            check_builds(&[build("passed", &[1, 2]), build("passed", &[1, 2])], &passed, &made)
+                .len(),
+            2
+        );
+        assert_eq!(check_builds(&[], &passed, &made).len(), 2);
     }
 
     fn made() -> Vec<(String, String)> {
@@ -821,7 +947,7 @@ mod tests {
     #[test]
     fn one_passed_job_per_commit_on_its_branch_is_clean() {
         let jobs = [job(1, "main", "a", "passed"), job(2, "side", "b", "passed")];
-        let verdict = check_results(&jobs, &made());
+        let verdict = check_results(&jobs, &made(), &ONE);
         assert_eq!(verdict, Verdict { passed: 2, errors: 0, violations: vec![] });
     }
 
@@ -832,13 +958,19 @@ mod tests {
             job(2, "main", "a", "passed"),
             job(3, "main", "c", "passed"),
         ];
-        let verdict = check_results(&jobs, &made());
+        let verdict = check_results(&jobs, &made(), &ONE);
         assert_eq!(verdict.violations.len(), 3, "{:#?}", verdict.violations);
-        let gap =
-            check_results(&[job(1, "main", "a", "passed"), job(3, "side", "b", "passed")], &made());
+        let gap = check_results(
+            &[job(1, "main", "a", "passed"), job(3, "side", "b", "passed")],
+            &made(),
+            &ONE,
+        );
         assert_eq!(gap.violations.len(), 1, "{:#?}", gap.violations);
-        let wrong_branch =
-            check_results(&[job(1, "main", "a", "passed"), job(2, "main", "b", "passed")], &made());
+        let wrong_branch = check_results(
+            &[job(1, "main", "a", "passed"), job(2, "main", "b", "passed")],
+            &made(),
+            &ONE,
+        );
         assert_eq!(wrong_branch.violations.len(), 1, "{:#?}", wrong_branch.violations);
     }
 
@@ -846,11 +978,11 @@ mod tests {
     fn only_errors_from_lost_runners_are_legitimate() {
         let mut lost = job(2, "side", "b", "error");
         lost["message"] = json!("runner lost on attempt 3 of 3: lease expired");
-        let verdict = check_results(&[job(1, "main", "a", "passed"), lost.clone()], &made());
+        let verdict = check_results(&[job(1, "main", "a", "passed"), lost.clone()], &made(), &ONE);
         assert_eq!(verdict, Verdict { passed: 1, errors: 1, violations: vec![] });
         lost["message"] = json!("checkout failed");
         let failed = job(1, "main", "a", "failed");
-        assert_eq!(check_results(&[failed, lost], &made()).violations.len(), 2);
+        assert_eq!(check_results(&[failed, lost], &made(), &ONE).violations.len(), 2);
     }
 
     #[test]
