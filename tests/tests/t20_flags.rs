@@ -23,6 +23,16 @@ fn bad_run_flags_are_refused_with_the_flag_named() {
     assert_refused(&["run", "--data-dir", data, "--seed", "nohost"], "--seed");
     assert_refused(&["run", "--data-dir", data, "--poll-interval", "often"], "--poll-interval");
     assert_refused(&["run", "--data-dir", data, "--runner-slots=-1"], "--runner-slots");
+    for (flag, value) in [
+        ("--artifact-copies", "0"),
+        ("--artifact-copies", "9"),
+        ("--artifact-max-file", "huge"),
+        ("--artifact-max-build", "0"),
+        ("--artifact-retention", "0s"),
+        ("--artifact-retention", "forever"),
+    ] {
+        assert_refused(&["run", "--data-dir", data, flag, value], flag);
+    }
     assert_refused(&["run"], "--data-dir");
     assert_refused(
         &["run", "--data-dir", data, "--config", "/nonexistent/eventide.toml"],
