@@ -106,7 +106,11 @@ fn a_step_on_another_node_uses_the_artifact_of_the_step_before() {
     let node = addr.to_string();
     let listed = cli(&["artifact", "list", &job, "--node", &node]);
     assert!(listed.status.success(), "{listed:?}");
-    assert!(String::from_utf8_lossy(&listed.stdout).contains("dist/out.txt"), "{listed:?}");
+    let listing = String::from_utf8_lossy(&listed.stdout);
+    assert!(listing.contains("dist/out.txt"), "{listing}");
+    // Holders by name: the builder made it, so it holds a copy.
+    let builder = &cluster.nodes[0].name;
+    assert!(listing.lines().nth(1).is_some_and(|row| row.contains(builder.as_str())), "{listing}");
     let target_text = target.display().to_string();
     let got = cli(&["artifact", "get", &job, "dist/out.txt", "-o", &target_text, "--node", &node]);
     assert!(got.status.success(), "{got:?}");
@@ -237,4 +241,38 @@ fn a_newer_commit_cancels_the_superseded_build_and_kills_its_processes() {
         (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
     });
     assert_eq!(final_build(addr, &second).state, BuildState::Passed);
+}
+
+/// `concurrency = "deploy"`: the three cells of a matrix in one group run one at a time
+/// although three runners are free. Each cell holds a lock directory while it runs and
+/// fails if another cell holds it; the cells' run times do not overlap either.
+#[test]
+fn a_concurrency_group_runs_one_job_at_a_time_in_the_cluster() {
+    let lock = tempfile::tempdir().expect("temp dir");
+    let held = lock.path().join("held");
+    let repo = GitRepo::new();
+    repo.write(
+        ".eventide.toml",
+        &step_config(&[(
+            "deploy",
+            &format!(
+                "matrix = {{ region = [\"eu\", \"us\", \"ap\"] }}\nconcurrency = \"deploy\"\n\
+                 command = \"mkdir {held} || exit 7; sleep 0.3; rmdir {held}\"",
+                held = held.display()
+            ),
+        )]),
+    );
+    let commit = repo.commit("Deploy to three regions");
+    let cluster = cluster(&repo, &[&[], &[], &[]]);
+    let build = final_build(cluster.nodes[0].addr, &commit);
+    assert_eq!(build.state, BuildState::Passed, "{build:#?}");
+    let mut runs: Vec<(u64, u64)> = build
+        .jobs
+        .iter()
+        .map(|job| (job.started_at.expect("started"), job.finished_at.expect("finished")))
+        .collect();
+    runs.sort();
+    for pair in runs.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "two jobs of the group ran at once: {runs:?}");
+    }
 }

@@ -20,14 +20,20 @@ pub async fn list(node: &NodeArgs, job: u64, json: bool) -> anyhow::Result<()> {
         println!("job {job} stored no artifacts");
         return Ok(());
     }
+    let names = super::jobs::node_names(&api).await;
     println!("{:<40} {:>10} {:<12} HOLDERS", "NAME", "SIZE", "SHA256");
     for artifact in &artifacts {
+        let holders: Vec<&str> = artifact
+            .holders
+            .iter()
+            .map(|id| names.get(id).map_or(id.as_str(), String::as_str))
+            .collect();
         println!(
             "{:<40} {:>10} {:<12} {}",
             artifact.name,
             format_size(artifact.size),
             &artifact.sha256[..artifact.sha256.len().min(12)],
-            artifact.holders.join(",")
+            holders.join(",")
         );
     }
     Ok(())

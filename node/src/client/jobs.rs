@@ -80,7 +80,7 @@ fn encode(value: &str) -> String {
 }
 
 /// Node names by id, for showing runners.
-async fn node_names(api: &Api) -> BTreeMap<String, String> {
+pub(super) async fn node_names(api: &Api) -> BTreeMap<String, String> {
     match api.get::<StatusDoc>("/api/v1/status").await {
         Ok(status) => status.nodes.into_iter().map(|n| (n.id, n.name)).collect(),
         Err(_) => BTreeMap::new(),

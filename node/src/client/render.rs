@@ -273,7 +273,8 @@ pub fn builds(builds: &[BuildDoc], names: &BTreeMap<String, String>) -> String {
                 job.duration_ms.map(duration).unwrap_or_default(),
             );
             if !job.artifacts.is_empty() {
-                let _ = write!(line, "  {} artifacts", job.artifacts.len());
+                let count = job.artifacts.len();
+                let _ = write!(line, "  {count} artifact{}", if count == 1 { "" } else { "s" });
             }
             let _ = writeln!(out, "{}", line.trim_end());
             if let (Some(message), true) = (&job.message, job.state.is_final()) {
