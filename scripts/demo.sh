@@ -3,7 +3,8 @@
 # with Python unittest tests, starts a 3-node cluster on loopback with a runner on every
 # node, makes commits (one of them breaks a test) and shows their results as they land,
 # kills the leader with kill -9, shows the new leader and that testing goes on, prints
-# the results from every node, and stops everything it started on exit (Ctrl-C too).
+# the results from every node, runs a pipeline (a package step whose artifact two matrix
+# jobs test, then a report), and stops everything it started on exit (Ctrl-C too).
 #
 #   scripts/demo.sh                 # ports 7801-7803
 #   BASE_PORT=9001 scripts/demo.sh
@@ -145,5 +146,42 @@ for i in 1 2 3; do
   echo "--- n$i"
   results_when_done "$i" 4
 done
+
+step "a pipeline: package once, test the package in two modes on any runners, then report"
+cat >"$repo/.eventide.toml" <<'TOML'
+[[step]]
+name = "package"
+command = "mkdir -p dist && python3 -m zipfile -c dist/calc.zip calc.py"
+artifacts = ["dist/*.zip"]
+
+[[step]]
+name = "test"
+depends_on = ["package"]
+matrix = { optimize = ["0", "1"] }
+# The package from the step before, not the checkout's calc.py, is what gets tested.
+command = "rm calc.py && PYTHONOPTIMIZE=$MATRIX_OPTIMIZE PYTHONPATH=dist/calc.zip python3 -m unittest discover -s tests -v"
+
+[[step]]
+name = "report"
+depends_on = ["test"]
+command = "python3 -m zipfile -l dist/calc.zip"
+TOML
+cat "$repo/.eventide.toml"
+commit "test a package in a pipeline"
+head=$(git -C "$repo" rev-parse HEAD)
+build_final() {  # node
+  "$bin" results --builds --commit "$head" --node "$(addr "$1")" --json 2>/dev/null | python3 -c '
+import json, sys
+builds = json.load(sys.stdin)
+sys.exit(0 if builds and builds[0]["state"] not in ("queued", "running") else 1)'
+}
+nodes_wait 60 "the pipeline's build did not end; logs are in $work" build_final 1 || exit 1
+"$bin" results --builds --commit "$head" --node "$(addr 2)"
+package=$("$bin" results --builds --commit "$head" --node "$(addr 1)" --json | python3 -c '
+import json, sys
+print(json.load(sys.stdin)[0]["jobs"][0]["id"])')
+echo "--- the package's artifacts, asked of n3"
+"$bin" artifact list "$package" --node "$(addr 3)"
+echo "the step graph: http://$(addr 1)/#/commit/$head"
 
 step "done; stopping the cluster"
