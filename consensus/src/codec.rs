@@ -10,6 +10,7 @@
 //! bincode has no schema evolution: when a stored or sent struct changes, the new shape
 //! gets a new format version and the decoder keeps a branch for the old one.
 
+pub mod bytes;
 mod depth;
 
 use std::marker::PhantomData;

@@ -20,6 +20,7 @@ pub struct PutChunk {
     pub size: u64,
     /// Where this chunk starts; chunks come in order, from 0.
     pub offset: u64,
+    #[serde(with = "eventide_consensus::codec::bytes")]
     pub data: Vec<u8>,
 }
 
@@ -43,7 +44,11 @@ pub struct ReadRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReadResponse {
     /// The bytes from the offset asked (empty past the end) and the whole size.
-    Data { size: u64, data: Vec<u8> },
+    Data {
+        size: u64,
+        #[serde(with = "eventide_consensus::codec::bytes")]
+        data: Vec<u8>,
+    },
     /// This node holds no such artifact.
     Missing,
 }
