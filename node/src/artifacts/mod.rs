@@ -38,7 +38,7 @@ use tracing::{debug, info, warn};
 
 pub use self::collect::collect;
 use self::collect::Collected;
-pub use self::store::Store;
+pub use self::store::{Keep, Store};
 use crate::gossip::Gossip;
 use crate::runner::gate::disk_space;
 
@@ -239,11 +239,12 @@ impl Artifacts {
             }
             let store = self.store.clone();
             let sha = sha256.to_owned();
-            let next =
-                tokio::task::spawn_blocking(move || store.put_chunk(&sha, size, offset, &data))
-                    .await
-                    .map_err(|error| error.to_string())?
-                    .map_err(|error| error.to_string())?;
+            let next = tokio::task::spawn_blocking(move || {
+                store.put_chunk(&sha, size, offset, &data, Keep::Cache)
+            })
+            .await
+            .map_err(|error| error.to_string())?
+            .map_err(|error| error.to_string())?;
             match next {
                 None => break,
                 Some(next) if next > offset => offset = next,
@@ -355,8 +356,10 @@ async fn put_chunk(
     }
     let store = artifacts.store.clone();
     let PutChunk { sha256, size, offset, data } = chunk;
-    let result =
-        tokio::task::spawn_blocking(move || store.put_chunk(&sha256, size, offset, &data)).await;
+    let result = tokio::task::spawn_blocking(move || {
+        store.put_chunk(&sha256, size, offset, &data, Keep::Holder)
+    })
+    .await;
     CodecReply(match result {
         Ok(Ok(None)) => PutResponse::Stored,
         Ok(Ok(Some(next))) => PutResponse::Continue { offset: next },

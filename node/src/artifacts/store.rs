@@ -14,6 +14,17 @@ use sha2::{Digest, Sha256};
 
 use eventide_node::protocol::artifacts::is_sha256_hex;
 
+/// What a received copy is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// This node is recorded as holding it (a producer's copy): flushed to disk before
+    /// it is acknowledged, so that the record stays true through a crash.
+    Holder,
+    /// Fetched for a job or a download and recorded nowhere: not flushed (a copy lost to
+    /// a crash is fetched again, and every copy is checked against its hash).
+    Cache,
+}
+
 /// Where received chunks gather before the whole file is checked.
 const PARTS: &str = "parts";
 
@@ -59,13 +70,15 @@ impl Store {
     /// Adds a received chunk of `sha256`; `Ok(None)` when the whole file is in and
     /// checked, `Ok(Some(offset))` for the next chunk expected. A chunk out of order is
     /// answered with the offset wanted; content that does not match its name is refused
-    /// and dropped.
+    /// and dropped. `keep` says whether the whole file is flushed to disk before it is
+    /// kept.
     pub fn put_chunk(
         &self,
         sha256: &str,
         size: u64,
         offset: u64,
         data: &[u8],
+        keep: Keep,
     ) -> io::Result<Option<u64>> {
         if !is_sha256_hex(sha256) {
             return Err(io::Error::other("not a sha256"));
@@ -90,7 +103,9 @@ impl Store {
         if have + (data.len() as u64) < size {
             return Ok(Some(have + data.len() as u64));
         }
-        file.sync_all()?;
+        if keep == Keep::Holder {
+            file.sync_all()?;
+        }
         drop(file);
         let mut whole = File::open(&part)?;
         whole.seek(SeekFrom::Start(0))?;
@@ -213,18 +228,24 @@ mod tests {
         let store = Store::new(data_dir.path());
         let content = b"0123456789";
         let sha = sha256_of(&mut &content[..]).expect("hashed");
-        assert_eq!(store.put_chunk(&sha, 10, 0, &content[..4]).expect("taken"), Some(4));
-        assert_eq!(store.put_chunk(&sha, 10, 8, &content[8..]).expect("out of order"), Some(4));
-        assert_eq!(store.put_chunk(&sha, 10, 4, &content[4..]).expect("taken"), None);
+        assert_eq!(
+            store.put_chunk(&sha, 10, 0, &content[..4], Keep::Holder).expect("taken"),
+            Some(4)
+        );
+        assert_eq!(
+            store.put_chunk(&sha, 10, 8, &content[8..], Keep::Holder).expect("out of order"),
+            Some(4)
+        );
+        assert_eq!(store.put_chunk(&sha, 10, 4, &content[4..], Keep::Holder).expect("taken"), None);
         assert!(store.path(&sha).is_some());
-        assert_eq!(store.put_chunk(&sha, 10, 0, b"x").expect("held already"), None);
+        assert_eq!(store.put_chunk(&sha, 10, 0, b"x", Keep::Holder).expect("held already"), None);
 
         let other = "ab".repeat(32);
-        let error = store.put_chunk(&other, 3, 0, b"abc").expect_err("wrong content");
+        let error = store.put_chunk(&other, 3, 0, b"abc", Keep::Holder).expect_err("wrong content");
         assert!(error.to_string().contains("not"), "{error}");
         assert!(store.path(&other).is_none());
-        assert!(store.put_chunk(&other, 1, 0, b"too long").is_err());
-        assert!(store.put_chunk("nope", 1, 0, b"x").is_err());
+        assert!(store.put_chunk(&other, 1, 0, b"too long", Keep::Holder).is_err());
+        assert!(store.put_chunk("nope", 1, 0, b"x", Keep::Holder).is_err());
     }
 
     #[test]
