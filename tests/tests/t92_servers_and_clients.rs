@@ -2,11 +2,14 @@
 //! Raft members; every other node is a client that runs jobs and answers the whole API
 //! by asking a server. Killing the leader, then a voter, promotes the standbys; killing
 //! a client's runner mid-job runs the job again on another client; a node started with
-//! `--server-eligible false` never becomes a member.
+//! `--server-eligible false` never becomes a member. Once on loopback, once with every
+//! node in a network namespace of its own (root only, as the chaos test).
 
 use std::collections::BTreeMap;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
+use eventide_tests::netns::Network;
 use eventide_tests::repo::GitRepo;
 use eventide_tests::{cli, http, wait_until, Cluster, Options, DEADLINE};
 use serde_json::Value;
@@ -70,6 +73,27 @@ fn assert_runners_are_clients(roles: &BTreeMap<String, String>, runner_ids: &[St
 
 #[test]
 fn fifteen_nodes_have_five_servers_and_clients_that_serve_the_whole_api() {
+    servers_and_clients(|options| Cluster::start(PLAIN + RUNNERS.len(), options));
+}
+
+/// The same with each node in its own network namespace, at its own address on a
+/// bridge: nothing relies on every node sharing 127.0.0.1. Needs root, as the chaos test.
+#[test]
+fn fifteen_nodes_in_their_own_network_namespaces_do_the_same() {
+    let network = Network::create(PLAIN + RUNNERS.len());
+    let addrs: Vec<SocketAddr> = network
+        .hosts
+        .iter()
+        .map(|host| SocketAddr::V4(SocketAddrV4::new(host.addr, 7800)))
+        .collect();
+    let launchers = (0..addrs.len()).map(|i| network.launcher(i)).collect();
+    servers_and_clients(|options| Cluster::start_at(&addrs, launchers, options));
+}
+
+/// Fifteen nodes, thirteen without a runner and two clients that run every job, started
+/// by `start`: roles, a client's answers, a killed client runner, a killed leader and
+/// voter, and a commit tested after all that.
+fn servers_and_clients(start: impl FnOnce(Options) -> Cluster) {
     let repo = GitRepo::new();
     repo.configure("echo started; sleep 3; echo done", "");
     let first = repo.commit("slow test");
@@ -79,7 +103,7 @@ fn fifteen_nodes_have_five_servers_and_clients_that_serve_the_whole_api() {
     for _ in RUNNERS {
         options.per_node.push(vec!["--server-eligible".into(), "false".into()]);
     }
-    let mut cluster = Cluster::start(PLAIN + RUNNERS.len(), options);
+    let mut cluster = start(options);
     cluster.learn_ids();
     let runner_ids: Vec<String> =
         RUNNERS.iter().map(|&i| cluster.nodes[i].id().expect("runner answers")).collect();
