@@ -6,6 +6,7 @@
   wait_for, fail, say        bounded waits whose failure names what was awaited
   append, load_rows, spread  one JSON object per trial; min / median / max
   is_our_process             a PID is checked before it is signalled
+  git, commit_counter        git as the benchmarks' author; a commit of counter.txt
   System                     the peers compared: Eventide, Etcd, Buildbot
 
 The shell scripts start the processes and record their PIDs; a probe only talks HTTP,
@@ -22,6 +23,7 @@ import platform
 import signal
 import socket
 import statistics
+import subprocess
 import sys
 import time
 import urllib.error
@@ -183,6 +185,28 @@ def render_table(headers, rows):
     say("-+-".join("-" * width for width in widths))
     for row in rows:
         say(render(row))
+
+
+# --- git ------------------------------------------------------------------------------
+
+def git(repo, *args, timeout=60):
+    """`git -C repo args` as the benchmarks' author; its stdout, stripped."""
+    done = subprocess.run(["git", "-C", repo, "-c", "user.name=bench",
+                           "-c", "user.email=bench@example.invalid", *args],
+                          capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        fail(f"git {' '.join(args)} in {repo} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def commit_counter(repo, tag):
+    """Writes `tag` to the repository's counter.txt and commits it: (sha, the monotonic
+    clock just before the commit)."""
+    with open(os.path.join(repo, "counter.txt"), "w") as counter:
+        counter.write(f"{tag}\n")
+    start = time.monotonic()
+    git(repo, "commit", "-q", "-a", "-m", tag)
+    return git(repo, "rev-parse", "HEAD"), start
 
 
 # --- HTTP -----------------------------------------------------------------------------

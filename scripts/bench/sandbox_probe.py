@@ -9,31 +9,17 @@ answer that shows the result. The job's started -> finished comes from its own s
 """
 
 import argparse
-import os
 import statistics
-import subprocess
 import time
 
-from benchlib import Eventide, fail, machine, render_table, say, spread, wait_for
+from benchlib import (Eventide, commit_counter, fail, git, machine, render_table, say, spread,
+                      wait_for)
 
 EVENTIDE = Eventide(runners=1)
 
 
-def git(repo, *args):
-    done = subprocess.run(["git", "-C", repo, "-c", "user.name=bench",
-                           "-c", "user.email=bench@example.invalid", *args],
-                          capture_output=True, text=True, timeout=60)
-    if done.returncode != 0:
-        fail(f"git {' '.join(args)} in {repo} failed: {done.stderr.strip()}")
-    return done.stdout.strip()
-
-
 def trial(port, repo, tag):
-    with open(os.path.join(repo, "counter.txt"), "w") as counter:
-        counter.write(f"{tag}\n")
-    start = time.monotonic()
-    git(repo, "commit", "-q", "-a", "-m", tag)
-    sha = git(repo, "rev-parse", "HEAD")
+    sha, start = commit_counter(repo, tag)
     EVENTIDE.notify(port)
     job = wait_for(f"the result of {sha[:10]} on :{port}",
                    lambda: EVENTIDE.result(port, sha), 30, 0.002)
