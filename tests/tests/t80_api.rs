@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use eventide_api::{
-    ErrorBody, JobDetailDoc, JobDoc, JobState, NotifyDoc, RepoDoc, StatusDoc, Trigger,
+    ArtifactDoc, BuildDoc, BuildState, ErrorBody, JobDetailDoc, JobDoc, JobState, NotifyDoc,
+    RepoDoc, StatusDoc, Trigger,
 };
 use eventide_tests::repo::GitRepo;
 use eventide_tests::{
@@ -199,6 +200,12 @@ fn check_typed(key: &str, live: &Value) {
         "POST /api/v1/notify 202" => {
             assert_typed!(NotifyDoc, key, live);
         }
+        "GET /api/v1/builds 200" => {
+            assert_typed!(Vec<BuildDoc>, key, live);
+        }
+        "GET /api/v1/jobs/{id}/artifacts 200" => {
+            assert_typed!(Vec<ArtifactDoc>, key, live);
+        }
         _ if live.is_null() => {}
         _ => {
             assert_typed!(ErrorBody, key, live);
@@ -246,6 +253,24 @@ fn every_endpoint_and_error_answers_as_documented() {
     let not_runner =
         (0..3).find(|&i| cluster.nodes[i].id().as_deref() != Some(&runner)).expect("a node");
 
+    // A two-step pipeline whose first step stores an artifact, for the builds and
+    // artifacts endpoints.
+    repo.write(
+        ".eventide.toml",
+        "[[step]]\nname = \"build\"\n\
+         command = \"mkdir -p dist && echo wheel > dist/app.whl\"\n\
+         artifacts = [\"dist/*.whl\"]\n\n\
+         [[step]]\nname = \"test\"\ndepends_on = [\"build\"]\ncommand = \"test -f dist/app.whl\"\n",
+    );
+    let piped = repo.commit("a pipeline with an artifact");
+    cluster.nodes[follower].notify();
+    let built = wait_until("the pipeline's build to pass", DEADLINE, || {
+        let (code, body) = http::get(at, "/api/v1/builds").ok()?;
+        let builds: Vec<BuildDoc> = serde_json::from_str(&body).ok().filter(|_| code == 200)?;
+        builds.into_iter().find(|b| b.commit == piped && b.state == BuildState::Passed)
+    });
+    let stored = built.jobs[0].id;
+
     repo.configure("sleep 120", "");
     repo.commit("hangs until cancelled");
     cluster.nodes[follower].notify();
@@ -273,6 +298,14 @@ fn every_endpoint_and_error_answers_as_documented() {
             "GET /api/v1/jobs/{id}/log 200",
             cluster.nodes[not_runner].addr,
             format!("/api/v1/jobs/{passed_id}/log"),
+        ),
+        Case::new("GET /api/v1/builds 200", at, "/api/v1/builds"),
+        Case::new("GET /api/v1/builds 400", at, "/api/v1/builds?state=done"),
+        Case::new("GET /api/v1/builds/{id} 404", at, "/api/v1/builds/99"),
+        Case::new(
+            "GET /api/v1/jobs/{id}/artifacts 200",
+            at,
+            format!("/api/v1/jobs/{stored}/artifacts"),
         ),
         Case::new("GET /api/v1/jobs/{id}/log 400", at, "/api/v1/jobs/1/log?follow=maybe"),
         Case::new("GET /api/v1/jobs/{id}/log 404", at, "/api/v1/jobs/99/log"),
@@ -329,6 +362,13 @@ fn every_endpoint_and_error_answers_as_documented() {
     assert_eq!(assert_typed!(NotifyDoc, key, &answers[key]).observer, leader_name);
     let key = "GET /api/v1/jobs 200";
     assert!(assert_typed!(Vec<JobDoc>, key, &answers[key]).len() >= 2);
+    let key = "GET /api/v1/jobs/{id}/artifacts 200";
+    let artifacts = assert_typed!(Vec<ArtifactDoc>, key, &answers[key]);
+    assert_eq!(artifacts.len(), 1, "{artifacts:?}");
+    assert_eq!((artifacts[0].name.as_str(), artifacts[0].size), ("dist/app.whl", 6));
+    let key = "GET /api/v1/builds 200";
+    let builds = assert_typed!(Vec<BuildDoc>, key, &answers[key]);
+    assert!(builds.iter().any(|b| b.commit == piped && b.jobs.len() == 2), "{builds:?}");
     let log_case = cases.iter().find(|c| c.key.starts_with("GET /api/v1/jobs/{id}/log 200"));
     let (_, log) = log_case.expect("log case").send();
     assert!(log.contains("OK"), "the log of the passed job: {log:?}");
