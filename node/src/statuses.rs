@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use eventide_consensus::auth::{Secret, Zeroizing};
 use eventide_consensus::network::Writer;
-use eventide_consensus::state::StatusUpdate;
+use eventide_consensus::state::{RepoSettings, StatusUpdate};
 use eventide_consensus::store::StateMachineStore;
 use eventide_consensus::{Command, JobStatus, RepoId, State};
 use tracing::{debug, info, warn, Instrument};
@@ -238,7 +238,7 @@ impl Poster {
             sha: update.commit.as_str().to_owned(),
             state: state_of(update.status),
             target_url: Some(format!("{}/#/job/{}", self.settings.public_url, update.job.0)),
-            context: job_context(state, update.job, settings.context()),
+            context: job_context(state, update.job, settings),
             description: update.description.clone(),
         };
         Ok(Outgoing { id, repo: update.repo, request, token })
@@ -309,19 +309,20 @@ fn ready_repos<T>(
         .collect()
 }
 
-/// The status context of a job: the repository's, and for a job of a pipeline its name
-/// after a slash (`eventide/test (python=3.11)`), so that the forge shows one status per
-/// step. A one-step `[test]` build keeps the repository's context alone, as before
-/// pipelines, so that branch protection rules naming it keep working.
-fn job_context(state: &State, job: eventide_consensus::JobId, base: &str) -> String {
-    let Some(step) = state.step_of(job) else { return base.to_owned() };
+/// The status context of a job. A one-step `[test]` build keeps the repository's
+/// context (`eventide/test` unless `status_context` says otherwise), as before pipelines,
+/// so that branch protection rules naming it keep working; a job of a pipeline gets its
+/// own, its name after the repository's `status_context` or `eventide`
+/// (`eventide/build`, `eventide/test (python=3.11)`), so the forge shows one per job.
+fn job_context(state: &State, job: eventide_consensus::JobId, settings: &RepoSettings) -> String {
+    let Some(step) = state.step_of(job) else { return settings.context().to_owned() };
     let one_test = state.build(step.build).is_some_and(|build| build.jobs.len() == 1)
         && step.step == "test"
         && step.matrix.is_empty();
     if one_test {
-        base.to_owned()
+        settings.context().to_owned()
     } else {
-        format!("{base}/{}", step.name())
+        format!("{}/{}", settings.status_context.as_deref().unwrap_or("eventide"), step.name())
     }
 }
 
@@ -392,11 +393,15 @@ mod tests {
         };
         state.apply(&rerun(vec![job("test", &[])]));
         state.apply(&rerun(vec![job("build", &[]), job("test", &[("py", "3.12")])]));
-        let context = |id: u64| job_context(&state, eventide_consensus::JobId(id), "eventide");
-        assert_eq!(context(1), "eventide", "the one-step form keeps the repository's context");
+        let default = RepoSettings::default();
+        let context = |id: u64| job_context(&state, eventide_consensus::JobId(id), &default);
+        assert_eq!(context(1), "eventide/test", "the one-step form keeps the repository's");
         assert_eq!(context(2), "eventide/build");
         assert_eq!(context(3), "eventide/test (py=3.12)");
-        assert_eq!(context(99), "eventide");
+        assert_eq!(context(99), "eventide/test");
+        let named = RepoSettings { status_context: Some("ci".into()), ..RepoSettings::default() };
+        assert_eq!(job_context(&state, eventide_consensus::JobId(1), &named), "ci");
+        assert_eq!(job_context(&state, eventide_consensus::JobId(2), &named), "ci/build");
     }
 
     #[test]

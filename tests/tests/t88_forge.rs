@@ -8,14 +8,17 @@
 //! Bad signatures, unknown repositories, malformed, oversized and replayed deliveries
 //! are refused or ignored, and nothing is queued twice.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use eventide_api::{HookDoc, HookResult, JobDoc, RepoDoc};
 use eventide_tests::forge::{
-    hook_headers, push_payload, send_hook, send_ping, send_push, Answer, Forge,
+    hook_headers, push_payload, send_hook, send_ping, send_push, Answer, Forge, ReceivedStatus,
 };
-use eventide_tests::forge_world::{accepted_for, final_status, World, HOOK_SECRET, PUBLIC_URL};
+use eventide_tests::forge_world::{
+    accepted_for, final_status, is_final_state, World, HOOK_SECRET, PUBLIC_URL,
+};
 use eventide_tests::{http, wait_until, DEADLINE};
 
 const ZERO: &str = "0000000000000000000000000000000000000000";
@@ -235,4 +238,58 @@ fn gitea_pushes_outside_the_branch_filter_are_ignored() {
     let jobs = world.jobs(0);
     assert!(jobs.iter().all(|job| job.branch != "wip/idea"), "{jobs:#?}");
     assert!(accepted_for(&world.forge.received(), &wip).is_empty());
+}
+
+/// Each job of a pipeline posts its own statuses, under a context of its own: a failing
+/// matrix cell is `failure` on its context alone, the step after it, skipped, is `error`
+/// with the reason, and the one-step context is not posted at all.
+#[test]
+fn each_job_of_a_pipeline_posts_its_own_status() {
+    let world = World::start();
+    let github = world.host("acme/pipeline.git");
+    github.work.write(
+        ".eventide.toml",
+        "[[step]]\nname = \"build\"\ncommand = \"true\"\n\n\
+         [[step]]\nname = \"test\"\ndepends_on = [\"build\"]\n\
+         matrix = { python = [\"3.11\", \"3.12\"] }\n\
+         command = \"[ $MATRIX_PYTHON = 3.11 ]\"\n\n\
+         [[step]]\nname = \"deploy\"\ndepends_on = [\"test\"]\ncommand = \"true\"\n",
+    );
+    let commit = github.push("a pipeline");
+    world.watch(&github, Forge::Github, "FORGE_TOKEN");
+    let expected: BTreeMap<String, String> = [
+        ("eventide/build", "success"),
+        ("eventide/test (python=3.11)", "success"),
+        ("eventide/test (python=3.12)", "failure"),
+        ("eventide/deploy", "error"),
+    ]
+    .into_iter()
+    .map(|(context, state)| (context.to_owned(), state.to_owned()))
+    .collect();
+    let last = world.forge.wait_for("a final status of every job", DEADLINE, |received| {
+        let mut last: BTreeMap<String, ReceivedStatus> = BTreeMap::new();
+        for status in accepted_for(received, &commit) {
+            last.insert(status.context.clone(), status.clone());
+        }
+        expected
+            .keys()
+            .all(|context| last.get(context).is_some_and(|s| is_final_state(&s.state)))
+            .then_some(last)
+    });
+    let states: BTreeMap<String, String> =
+        last.iter().map(|(context, status)| (context.clone(), status.state.clone())).collect();
+    assert_eq!(states, expected, "one context per job, nothing else: {last:#?}");
+    let deploy = &last["eventide/deploy"];
+    assert!(
+        deploy.description.as_deref().is_some_and(|d| d.contains("test (python=3.12) failed")),
+        "{deploy:?}"
+    );
+    let received = world.forge.received();
+    for context in expected.keys() {
+        let finals = accepted_for(&received, &commit)
+            .into_iter()
+            .filter(|s| &s.context == context && is_final_state(&s.state))
+            .count();
+        assert_eq!(finals, 1, "exactly one final status for {context}");
+    }
 }
