@@ -221,10 +221,23 @@ async fn a_write_through_a_stale_node_follows_the_leader_named_by_the_old_one() 
         .await
         .expect("remove the learner");
 
-    // Another voter takes over; the old leader follows it and knows it.
+    // Another voter takes over; the old leader follows it and knows it. An election
+    // it triggers can be won back by the old leader (the third voter may refuse its vote
+    // while it still hears the leader), so it is triggered again until it is won.
     let next = nodes.iter().find(|n| n.id != leader_id).expect("another voter");
-    next.raft.trigger().elect().await.expect("trigger an election");
-    let new_leader = leader.wait_for_leader(Some(leader_id)).await;
+    let started = std::time::Instant::now();
+    let new_leader = loop {
+        assert!(started.elapsed() < DEADLINE, "no other voter won an election");
+        next.raft.trigger().elect().await.expect("trigger an election");
+        let moved = leader
+            .raft
+            .wait(Some(std::time::Duration::from_secs(2)))
+            .metrics(|m| m.current_leader.is_some_and(|id| id != leader_id), "leadership moved")
+            .await;
+        if let Ok(metrics) = moved {
+            break metrics.current_leader.expect("checked by the predicate");
+        }
+    };
     assert_ne!(new_leader, leader_id);
     let stale = learner.raft.metrics().borrow().current_leader;
     assert_eq!(stale, Some(leader_id), "the removed learner still names the old leader");
