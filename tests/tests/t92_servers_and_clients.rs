@@ -105,8 +105,11 @@ fn servers_and_clients(start: impl FnOnce(Options) -> Cluster) {
     }
     let mut cluster = start(options);
     cluster.learn_ids();
-    let runner_ids: Vec<String> =
-        RUNNERS.iter().map(|&i| cluster.nodes[i].id().expect("runner answers")).collect();
+    // The nodes were just spawned: a runner answers once it listens.
+    let runner_ids: Vec<String> = RUNNERS
+        .iter()
+        .map(|&i| wait_until("the runner's id", DEADLINE, || cluster.nodes[i].id()))
+        .collect();
 
     // Every node, client or server, settles on the same five servers.
     let leader = cluster.wait_for_agreed_leader();
