@@ -93,6 +93,10 @@ pub struct RunArgs {
     /// Gossip round interval [default: 200ms].
     #[arg(long, env = "EVENTIDE_GOSSIP_INTERVAL", value_name = "DURATION")]
     pub gossip_interval: Option<String>,
+    /// How often a client (a node that is not a Raft member) starts gossip rounds of its
+    /// own; it still answers every peer's round [default: 1s].
+    #[arg(long, env = "EVENTIDE_CLIENT_GOSSIP_INTERVAL", value_name = "DURATION")]
+    pub client_gossip_interval: Option<String>,
     /// Free space the data dir's disk must keep for this node's runner to claim jobs: a
     /// size (512MiB, 1GiB) or a percentage of the disk (5%); 0 never pauses [default: 1GiB].
     #[arg(long, env = "EVENTIDE_MIN_FREE_DISK", value_name = "SIZE|PERCENT")]
@@ -247,6 +251,7 @@ impl RunArgs {
             heartbeat,
             election_timeout,
             gossip_interval,
+            client_gossip_interval,
             min_free_disk,
             sandbox,
             sandbox_ro_bind,
@@ -299,6 +304,8 @@ pub struct RunConfig {
     pub fetch: FetchLimits,
     pub raft: RaftTiming,
     pub gossip_interval: Duration,
+    /// How often a client starts gossip rounds (at least `gossip_interval`).
+    pub client_gossip_interval: Duration,
     /// The cluster secret; `None` runs without authentication (`auth: off`).
     pub secret: Option<Secret>,
     /// Reads of the public API need the token too.
@@ -363,6 +370,8 @@ impl TryFrom<RunArgs> for RunConfig {
             duration("fetch-deadline", layer.fetch_deadline, FetchLimits::DEFAULT.deadline)?,
         )?;
         let gossip_interval = gossip_interval(layer.gossip_interval)?;
+        let client_gossip_interval =
+            client_gossip_interval(layer.client_gossip_interval, gossip_interval)?;
         let raft = raft(layer.heartbeat, layer.election_timeout)?;
         let secret = match (layer.secret_file, layer.secret_env) {
             (Some(path), _) => Some(read_secret_file(&path)?),
@@ -403,6 +412,7 @@ impl TryFrom<RunArgs> for RunConfig {
             fetch,
             raft,
             gossip_interval,
+            client_gossip_interval,
             secret,
             private_api,
             public_url,
@@ -622,6 +632,15 @@ fn gossip_interval(value: Option<String>) -> anyhow::Result<Duration> {
         bail!("--gossip-interval: must be between 10ms and 10s");
     }
     Ok(gossip_interval)
+}
+
+fn client_gossip_interval(value: Option<String>, gossip: Duration) -> anyhow::Result<Duration> {
+    let default = Duration::from_secs(1).max(gossip);
+    let interval = duration("client-gossip-interval", value, default)?;
+    if interval < gossip || interval > Duration::from_secs(60) {
+        bail!("--client-gossip-interval: must be between --gossip-interval ({gossip:?}) and 60s");
+    }
+    Ok(interval)
 }
 
 fn raft(heartbeat: Option<String>, election_timeout: Option<String>) -> anyhow::Result<RaftTiming> {
@@ -933,7 +952,7 @@ mod tests {
              dead_voter_grace = \"20s\"\nrunner_slots = 2\nlabels = [\"linux\"]\n\
              repos = [\"/r\"]\npoll_interval = \"2s\"\nfetch_timeout = \"5s\"\n\
              fetch_deadline = \"1m\"\nheartbeat = \"60ms\"\nelection_timeout = \"200ms-400ms\"\n\
-             gossip_interval = \"300ms\"\nsecret_file = \"/s\"\nprivate_api = true\n\
+             gossip_interval = \"300ms\"\nclient_gossip_interval = \"2s\"\nsecret_file = \"/s\"\nprivate_api = true\n\
              min_free_disk = \"5%\"\nhttp_max_connections = 2048\nhttp_header_timeout = \"20s\"\n\
              public_url = \"https://ci.example.com\"\n",
         )
@@ -958,6 +977,7 @@ mod tests {
         assert_eq!(config.raft.heartbeat, Duration::from_millis(60));
         assert_eq!(config.raft.election_max, Duration::from_millis(400));
         assert_eq!(config.gossip_interval, Duration::from_millis(300));
+        assert_eq!(config.client_gossip_interval, Duration::from_secs(2));
         assert!(config.private_api);
         assert_ne!(config.min_free_disk, MinFreeDisk::DEFAULT);
         assert_eq!(config.http.max_connections, 2048);

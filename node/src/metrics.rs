@@ -30,7 +30,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::gossip::{Gossip, RaftRole};
+use crate::gossip::{Gossip, RaftRole, RoundCounts};
 use crate::raft_view::RaftView;
 
 /// The prefix of every metric name.
@@ -63,6 +63,7 @@ pub struct Metrics {
     raft_applied_index: Gauge,
     raft_leader_changes: Counter,
     gossip_nodes: Family<Labels, Gauge>,
+    gossip_rounds: Family<Labels, Counter>,
     rpc_errors: Family<Labels, Counter>,
     http_refused: Family<Labels, Counter>,
     runner_slots: Gauge,
@@ -86,6 +87,8 @@ pub struct Snapshot {
     pub applied_index: u64,
     pub alive_nodes: u64,
     pub dead_nodes: u64,
+    /// This node's own gossip rounds: started, and held back at the client pace.
+    pub gossip_rounds: RoundCounts,
     pub slots: u32,
     pub busy_slots: u32,
 }
@@ -110,6 +113,7 @@ impl Metrics {
             raft_applied_index: Gauge::default(),
             raft_leader_changes: Counter::default(),
             gossip_nodes: Family::default(),
+            gossip_rounds: Family::default(),
             rpc_errors: Family::default(),
             http_refused: Family::default(),
             runner_slots: Gauge::default(),
@@ -142,6 +146,8 @@ impl Metrics {
             "raft_applied_index", m.raft_applied_index, "The last Raft log index this node applied";
             "raft_leader_changes", m.raft_leader_changes, "Times this node learned of a new leader";
             "gossip_nodes", m.gossip_nodes, "Nodes known by gossip, by state (alive or dead)";
+            "gossip_rounds", m.gossip_rounds,
+                "Gossip rounds this node opened, by outcome (started, or held at the client pace)";
             "internal_rpc_errors", m.rpc_errors, "Failed internal RPCs sent by this node, by RPC";
             "http_refused_connections", m.http_refused,
                 "HTTP connections answered 503 and closed, by reason (full, reserved)";
@@ -226,6 +232,12 @@ impl Metrics {
         self.raft_applied_index.set(gauge(snapshot.applied_index));
         self.gossip_nodes.get_or_create(&label("state", "alive")).set(gauge(snapshot.alive_nodes));
         self.gossip_nodes.get_or_create(&label("state", "dead")).set(gauge(snapshot.dead_nodes));
+        let rounds = snapshot.gossip_rounds;
+        for (outcome, total) in [("started", rounds.started), ("held", rounds.held)] {
+            // Only this copy moves these counters, so the difference is exact.
+            let counter = self.gossip_rounds.get_or_create(&label("outcome", outcome));
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
         self.runner_slots.set(i64::from(snapshot.slots));
         self.runner_busy_slots.set(i64::from(snapshot.busy_slots));
         if let Some(errors) = self.raft_errors.get() {
@@ -282,6 +294,7 @@ pub async fn snapshot(
         applied_index: raft.applied_index,
         alive_nodes: alive,
         dead_nodes: members.len() as u64 - alive,
+        gossip_rounds: gossip.round_counts(),
         slots,
         busy_slots: busy,
     }
@@ -320,6 +333,7 @@ mod tests {
             applied_index: 42,
             alive_nodes: 2,
             dead_nodes: 1,
+            gossip_rounds: RoundCounts { started: 5, held: 20 },
             slots: 4,
             busy_slots: 3,
         }
@@ -336,9 +350,17 @@ mod tests {
         assert_eq!(sample(&text, "eventide_raft_is_leader"), Some(1.0));
         assert_eq!(sample(&text, "eventide_raft_applied_index"), Some(42.0));
         assert_eq!(sample(&text, "eventide_gossip_nodes{state=\"dead\"}"), Some(1.0));
+        assert_eq!(sample(&text, "eventide_gossip_rounds_total{outcome=\"held\"}"), Some(20.0));
         assert_eq!(sample(&text, "eventide_runner_slots"), Some(4.0));
         assert_eq!(sample(&text, "eventide_runner_busy_slots"), Some(3.0));
         assert!(text.contains("# TYPE eventide_raft_leader_changes_total counter"), "{text}");
+        // A later scrape's counters move by the difference only.
+        let later = Snapshot { gossip_rounds: RoundCounts { started: 6, held: 24 }, ..snapshot() };
+        let text_later = metrics.render(&later).expect("rendered");
+        assert_eq!(
+            sample(&text_later, "eventide_gossip_rounds_total{outcome=\"started\"}"),
+            Some(6.0)
+        );
         assert!(text.contains("# TYPE eventide_job_duration_seconds histogram"), "{text}");
     }
 

@@ -85,6 +85,7 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
             labels: config.labels.iter().cloned().collect(),
             seeds: config.seeds.clone(),
             interval: config.gossip_interval,
+            client_interval: config.client_gossip_interval,
             server_eligible: config.server_eligible,
             rpc: rpc.clone(),
         })

@@ -30,6 +30,8 @@ fn bad_run_flags_are_refused_with_the_flag_named() {
         ("--artifact-max-build", "0"),
         ("--artifact-retention", "0s"),
         ("--artifact-retention", "forever"),
+        ("--client-gossip-interval", "100ms"),
+        ("--client-gossip-interval", "2h"),
     ] {
         assert_refused(&["run", "--data-dir", data, flag, value], flag);
     }

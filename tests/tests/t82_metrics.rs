@@ -8,7 +8,7 @@ use eventide_tests::repo::GitRepo;
 use eventide_tests::{http, wait_for_final_jobs, wait_until, Cluster, Options, DEADLINE};
 
 /// Every metric family a node exports (the table in README.md and docs/api.md).
-const FAMILIES: [(&str, &str); 17] = [
+const FAMILIES: [(&str, &str); 18] = [
     ("eventide_jobs", "gauge"),
     ("eventide_queue_depth", "gauge"),
     ("eventide_claim_to_start_seconds", "histogram"),
@@ -19,6 +19,7 @@ const FAMILIES: [(&str, &str); 17] = [
     ("eventide_raft_applied_index", "gauge"),
     ("eventide_raft_leader_changes_total", "counter"),
     ("eventide_gossip_nodes", "gauge"),
+    ("eventide_gossip_rounds_total", "counter"),
     ("eventide_internal_rpc_errors_total", "counter"),
     ("eventide_http_refused_connections_total", "counter"),
     ("eventide_runner_slots", "gauge"),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use eventide_tests::netns::Network;
 use eventide_tests::repo::GitRepo;
-use eventide_tests::{cli, http, wait_until, Cluster, Options, DEADLINE};
+use eventide_tests::{cli, http, prometheus, wait_until, Cluster, Options, DEADLINE};
 use serde_json::Value;
 
 /// Nodes with no runner (servers or clients, as autopilot decides).
@@ -123,6 +123,24 @@ fn servers_and_clients(start: impl FnOnce(Options) -> Cluster) {
         (shapes.iter().all(|s| *s == first) && settled(&first, 15, &runner_ids)).then_some(first)
     });
     let client = RUNNERS[0];
+
+    // A client starts its own gossip rounds at the client pace (one a second, where a
+    // server starts one every 200 ms tick) and holds the others back; a server holds none.
+    let rounds = |index: usize| {
+        let (code, text) = http::get(cluster.nodes[index].addr, "/metrics").ok()?;
+        let metrics = prometheus::parse(&text).ok().filter(|_| code == 200)?;
+        let count =
+            |outcome| metrics.value("eventide_gossip_rounds_total", &[("outcome", outcome)]);
+        Some((count("started")?, count("held")?))
+    };
+    let before = wait_until("the client's gossip rounds", DEADLINE, || rounds(client));
+    let after = wait_until("the client to hold back rounds", DEADLINE, || {
+        rounds(client).filter(|&(_, held)| held >= before.1 + 8.0)
+    });
+    let (started, held) = (after.0 - before.0, after.1 - before.1);
+    assert!(started * 2.0 <= held, "a client started {started} rounds and held {held}");
+    let leader_rounds = wait_until("the leader's gossip rounds", DEADLINE, || rounds(leader));
+    assert_eq!(leader_rounds.1, 0.0, "the leader held back rounds: {leader_rounds:?}");
 
     // A client answers from a server and says which.
     let status = cluster.nodes[client].status().expect("a client answers status");

@@ -34,13 +34,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use async_trait::async_trait;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Router};
-use chitchat::transport::{RecvOutcome, SendOutcome, Socket, Transport, UdpTransport};
 use chitchat::ChitchatEnvelope;
 use eventide_consensus::auth::Secret;
 use eventide_consensus::network::{Codec, CodecReply, RpcClient, RpcService};
@@ -48,6 +46,8 @@ use eventide_node::protocol::admit::{
     self as admit_rpc, AdmitRequest, AdmitResponse, ADMIT_PATH, UNBOUND_ADMIT_PATH,
 };
 use tracing::{debug, error, info, warn};
+
+use super::filter::Filter;
 
 /// How long an admitted address stays admitted.
 const ADMITTED_FOR: Duration = Duration::from_secs(10 * 60);
@@ -276,50 +276,14 @@ fn challenge() -> [u8; 32] {
     bytes
 }
 
-/// chitchat's UDP transport behind the gate.
-pub struct AdmissionTransport {
-    pub gate: Arc<Gate>,
-}
-
-#[async_trait]
-impl Transport for AdmissionTransport {
-    async fn open(&self, listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
-        let inner = UdpTransport.open(listen_addr).await?;
-        Ok(Box::new(AdmissionSocket { inner, gate: self.gate.clone() }))
-    }
-}
-
-struct AdmissionSocket {
-    inner: Box<dyn Socket>,
-    gate: Arc<Gate>,
-}
-
-#[async_trait]
-impl Socket for AdmissionSocket {
-    fn local_addr(&self) -> anyhow::Result<SocketAddr> {
-        self.inner.local_addr()
+/// Nothing is told to, or read from, an address that has not proven the secret.
+impl Filter for Gate {
+    fn lets_out(self: &Arc<Self>, to: SocketAddr, _envelope: &ChitchatEnvelope) -> bool {
+        self.let_through(to)
     }
 
-    /// Nothing is told to an address that has not proven the secret.
-    async fn send(
-        &mut self,
-        to: SocketAddr,
-        envelope: ChitchatEnvelope,
-    ) -> anyhow::Result<SendOutcome> {
-        if self.gate.let_through(to) {
-            self.inner.send(to, envelope).await
-        } else {
-            Ok(SendOutcome { num_bytes_sent: 0 })
-        }
-    }
-
-    async fn recv(&mut self) -> anyhow::Result<RecvOutcome> {
-        loop {
-            let outcome = self.inner.recv().await?;
-            if self.gate.let_through(outcome.from_addr) {
-                return Ok(outcome);
-            }
-        }
+    fn lets_in(self: &Arc<Self>, from: SocketAddr) -> bool {
+        self.let_through(from)
     }
 }
 

@@ -6,14 +6,18 @@
 //! - `member`: the typed [`Member`] view of a peer, built from its keys.
 //! - `servers`: the pure rules of what a node is to the cluster (server or client) and
 //!   which servers a client asks, from the members' keys.
+//! - `filter`: chitchat's transport behind a filter (the pace, the admission gate).
+//! - `pace`: a client starts its own gossip rounds less often than a server.
 //! - `admission`: with a cluster secret, the transport that drops datagrams of peers
 //!   that have not proven it over TCP.
 //!   Its messages and pure checks are `eventide_node::protocol::admit` (in the library,
 //!   so that they can be fuzzed).
 
 mod admission;
+mod filter;
 mod keys;
 mod member;
+mod pace;
 mod servers;
 
 use std::collections::{HashMap, HashSet};
@@ -31,12 +35,15 @@ use eventide_consensus::NodeId;
 use tokio::sync::watch;
 use tracing::info;
 
-use self::admission::{AdmissionTransport, Gate};
+use self::admission::Gate;
+use self::filter::Filtered;
 use self::keys::NodeKeys;
 pub use self::keys::Servers;
 #[cfg(test)]
 pub(crate) use self::member::member_for_test;
 pub use self::member::{newest_generations, Member, Sighting};
+use self::pace::Pace;
+pub use self::pace::RoundCounts;
 pub use self::servers::{effective_role, newest_leader, servers};
 pub use eventide_api::RaftRole;
 
@@ -54,6 +61,8 @@ pub struct SelfInfo {
     pub labels: Vec<String>,
     pub seeds: Vec<String>,
     pub interval: Duration,
+    /// `--client-gossip-interval`: the pace of this node's own rounds while a client.
+    pub client_interval: Duration,
     /// `--server-eligible`: autopilot may make this node a Raft member.
     pub server_eligible: bool,
     /// Sends the admission handshake; its signer's secret (if any) turns admission on.
@@ -91,6 +100,8 @@ pub struct Gossip {
     interval: Duration,
     /// Admission of peers (with a cluster secret only).
     gate: Option<Arc<Gate>>,
+    /// How often this node starts rounds of its own.
+    pace: Arc<Pace>,
     /// What this node publishes; every change goes through [`Gossip::update`].
     keys: Arc<Mutex<NodeKeys>>,
     /// Each node's keys as last parsed, with the chitchat version they were parsed at:
@@ -148,18 +159,30 @@ impl Gossip {
         let initial =
             keys.to_pairs().into_iter().map(|(key, value)| (key.to_owned(), value)).collect();
         let gate = Gate::new(&me.rpc, me.advertise, me.listen)?;
+        let pace = Pace::new(me.interval, me.client_interval);
         let started = match &gate {
             Some(gate) => {
-                spawn_chitchat(config, initial, &AdmissionTransport { gate: gate.clone() }).await
+                let inner = Filtered { inner: UdpTransport, filter: gate.clone() };
+                spawn_chitchat(config, initial, &Filtered { inner, filter: pace.clone() }).await
             }
-            None => spawn_chitchat(config, initial, &UdpTransport).await,
+            None => {
+                let transport = Filtered { inner: UdpTransport, filter: pace.clone() };
+                spawn_chitchat(config, initial, &transport).await
+            }
         };
         let handle =
             started.with_context(|| format!("failed to start gossip on udp {}", me.listen))?;
         info!(generation, seeds = ?me.seeds, admission = gate.is_some(), "gossip started");
         let keys = Arc::new(Mutex::new(keys));
         tokio::spawn(publish_load(handle.chitchat(), keys.clone()));
-        Ok(Gossip { handle, interval: me.interval, gate, keys, parsed: Mutex::new(HashMap::new()) })
+        Ok(Gossip {
+            handle,
+            interval: me.interval,
+            gate,
+            pace,
+            keys,
+            parsed: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The admission handshake's route, to mount among the signed internal routes (none
@@ -193,6 +216,17 @@ impl Gossip {
                 }
             })
             .await;
+    }
+
+    /// Paces this node's own gossip rounds as a client of a formed cluster (`true`) or
+    /// as a server or a node still forming one (`false`).
+    pub fn set_client_pace(&self, client: bool) {
+        self.pace.set_client(client);
+    }
+
+    /// How many gossip rounds this node started, and held back at the client pace.
+    pub fn round_counts(&self) -> RoundCounts {
+        self.pace.counts()
     }
 
     /// Publishes this node's role and, on the leader, its servers.
