@@ -146,89 +146,114 @@ pub fn new_commits(
     walk.map(|oid| oid.with_context(context).and_then(commit_id)).collect()
 }
 
-/// The text of the file at `path` in `commit`; `None` if there is no such file (or the
-/// path names a directory or a submodule). An error if the file is a symbolic link, is
-/// larger than [`MAX_FILE_BYTES`] or is not UTF-8.
-pub fn read_file_at(
-    mirror: &Path,
-    commit: &CommitId,
-    path: &str,
-) -> anyhow::Result<Option<String>> {
-    let repository = open_mirror(mirror)?;
-    let tree = commit_tree(&repository, commit)?;
-    let Some(entry) = tree_entry(&tree, commit, path)? else { return Ok(None) };
-    if entry.kind() != Some(ObjectType::Blob) {
-        return Ok(None);
-    }
-    if entry.filemode() == SYMLINK_MODE {
-        bail!("{path} at {commit} is a symbolic link, not a file");
-    }
-    let context = || format!("failed to read {path} at {commit}");
-    let (size, _) =
-        repository.odb().with_context(context)?.read_header(entry.id()).with_context(context)?;
-    if size > MAX_FILE_BYTES {
-        bail!("{path} at {commit} is {size} bytes, more than {MAX_FILE_BYTES}");
-    }
-    let blob = repository.find_blob(entry.id()).with_context(context)?;
-    let text = std::str::from_utf8(blob.content())
-        .with_context(|| format!("{path} at {commit} is not UTF-8"))?;
-    Ok(Some(text.to_owned()))
+/// A mirror opened once for many reads: opening a repository reads its configuration
+/// and its packs' indexes, which costs more than reading one small file from it (the
+/// observer reads two things of each of up to a thousand new commits a round).
+pub struct Mirror {
+    repository: Repository,
 }
 
-/// What a person scans a build for: the first line of `commit`'s message and its author
-/// as `Name <email>` (both lossily decoded; the state machine cuts them to size).
-pub fn commit_info(mirror: &Path, commit: &CommitId) -> anyhow::Result<(String, String)> {
-    let repository = open_mirror(mirror)?;
-    let found = repository
-        .find_commit(oid_of(commit)?)
-        .with_context(|| format!("commit {commit} not found in the mirror"))?;
-    let message = String::from_utf8_lossy(found.message_bytes());
-    let subject = message.lines().find(|line| !line.trim().is_empty()).unwrap_or("").trim();
-    let author = found.author();
-    let name = String::from_utf8_lossy(author.name_bytes());
-    let email = String::from_utf8_lossy(author.email_bytes());
-    let author = if email.is_empty() { name.into_owned() } else { format!("{name} <{email}>") };
-    Ok((subject.to_owned(), author))
+impl std::fmt::Debug for Mirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mirror").field("path", &self.repository.path()).finish()
+    }
+}
+
+impl Mirror {
+    pub fn open(mirror: &Path) -> anyhow::Result<Mirror> {
+        Ok(Mirror { repository: open_mirror(mirror)? })
+    }
+
+    /// The text of the file at `path` in `commit`; `None` if there is no such file (or
+    /// the path names a directory or a submodule). An error if the file is a symbolic
+    /// link, is larger than [`MAX_FILE_BYTES`] or is not UTF-8.
+    pub fn read_file_at(&self, commit: &CommitId, path: &str) -> anyhow::Result<Option<String>> {
+        let repository = &self.repository;
+        let tree = commit_tree(repository, commit)?;
+        let Some(entry) = tree_entry(&tree, commit, path)? else { return Ok(None) };
+        if entry.kind() != Some(ObjectType::Blob) {
+            return Ok(None);
+        }
+        if entry.filemode() == SYMLINK_MODE {
+            bail!("{path} at {commit} is a symbolic link, not a file");
+        }
+        let context = || format!("failed to read {path} at {commit}");
+        let (size, _) = repository
+            .odb()
+            .with_context(context)?
+            .read_header(entry.id())
+            .with_context(context)?;
+        if size > MAX_FILE_BYTES {
+            bail!("{path} at {commit} is {size} bytes, more than {MAX_FILE_BYTES}");
+        }
+        let blob = repository.find_blob(entry.id()).with_context(context)?;
+        let text = std::str::from_utf8(blob.content())
+            .with_context(|| format!("{path} at {commit} is not UTF-8"))?;
+        Ok(Some(text.to_owned()))
+    }
+
+    /// What a person scans a build for: the first line of `commit`'s message and its
+    /// author as `Name <email>` (both lossily decoded; the state machine cuts them to size).
+    pub fn commit_info(&self, commit: &CommitId) -> anyhow::Result<(String, String)> {
+        let found = self
+            .repository
+            .find_commit(oid_of(commit)?)
+            .with_context(|| format!("commit {commit} not found in the mirror"))?;
+        let message = String::from_utf8_lossy(found.message_bytes());
+        let subject = message.lines().find(|line| !line.trim().is_empty()).unwrap_or("").trim();
+        let author = found.author();
+        let name = String::from_utf8_lossy(author.name_bytes());
+        let email = String::from_utf8_lossy(author.email_bytes());
+        let author = if email.is_empty() { name.into_owned() } else { format!("{name} <{email}>") };
+        Ok((subject.to_owned(), author))
+    }
+
+    /// The mirror at `mirror`, opened, if it has `commit`.
+    fn with_commit(mirror: &Path, commit: &CommitId) -> Option<Mirror> {
+        let repository = Repository::open_bare(mirror).ok()?;
+        let oid = Oid::from_str(commit.as_str()).ok()?;
+        repository.find_commit(oid).ok()?;
+        Some(Mirror { repository })
+    }
+
+    /// Writes the files of `commit` into `dest`, which must be missing or empty. Neither
+    /// the mirror's HEAD nor an index is touched, so checkouts may run while the mirror
+    /// fetches.
+    pub fn checkout(&self, commit: &CommitId, dest: &Path) -> anyhow::Result<()> {
+        let repository = &self.repository;
+        let found = repository
+            .find_commit(oid_of(commit)?)
+            .with_context(|| format!("commit {commit} not found in the mirror"))?;
+        std::fs::create_dir_all(dest)
+            .with_context(|| format!("failed to create checkout directory {}", dest.display()))?;
+        let mut entries = std::fs::read_dir(dest)
+            .with_context(|| format!("failed to read checkout directory {}", dest.display()))?;
+        if entries.next().is_some() {
+            bail!("checkout directory {} is not empty", dest.display());
+        }
+        let mut options = CheckoutBuilder::new();
+        options.force().target_dir(dest).update_index(false);
+        repository
+            .checkout_tree(found.as_object(), Some(&mut options))
+            .with_context(|| format!("failed to check out {commit} into {}", dest.display()))
+    }
 }
 
 /// Makes sure the mirror has `commit`, fetching from `url` with `auth` (and creating the
-/// mirror) if it does not yet. A fetch that waited for another one of the same mirror is
-/// skipped if that one brought the commit.
+/// mirror) if it does not yet, and returns it opened. A fetch that waited for another one
+/// of the same mirror is skipped if that one brought the commit.
 pub fn ensure_commit(
     mirror: &Path,
     url: &str,
     auth: &RemoteAuth,
     commit: &CommitId,
-) -> anyhow::Result<()> {
-    if has_commit(mirror, commit) {
-        return Ok(());
+) -> anyhow::Result<Mirror> {
+    if let Some(opened) = Mirror::with_commit(mirror, commit) {
+        return Ok(opened);
     }
     fetch_within(mirror, url, auth, fetch_limits(), |mirror| has_commit(mirror, commit))?;
-    if !has_commit(mirror, commit) {
-        bail!("commit {commit} not found in {url}");
-    }
-    Ok(())
-}
-
-/// Writes the files of `commit` into `dest`, which must be missing or empty. Neither the
-/// mirror's HEAD nor an index is touched, so checkouts may run while the mirror fetches.
-pub fn checkout(mirror: &Path, commit: &CommitId, dest: &Path) -> anyhow::Result<()> {
-    let repository = open_mirror(mirror)?;
-    let found = repository
-        .find_commit(oid_of(commit)?)
-        .with_context(|| format!("commit {commit} not found in the mirror"))?;
-    std::fs::create_dir_all(dest)
-        .with_context(|| format!("failed to create checkout directory {}", dest.display()))?;
-    let mut entries = std::fs::read_dir(dest)
-        .with_context(|| format!("failed to read checkout directory {}", dest.display()))?;
-    if entries.next().is_some() {
-        bail!("checkout directory {} is not empty", dest.display());
-    }
-    let mut options = CheckoutBuilder::new();
-    options.force().target_dir(dest).update_index(false);
-    repository
-        .checkout_tree(found.as_object(), Some(&mut options))
-        .with_context(|| format!("failed to check out {commit} into {}", dest.display()))
+    Mirror::with_commit(mirror, commit)
+        .ok_or_else(|| anyhow::anyhow!("commit {commit} not found in {url}"))
 }
 
 /// One mirror's fetches, shared by every thread of the process: two fetches racing on

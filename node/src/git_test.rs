@@ -188,7 +188,14 @@ fn force_pushes_and_deleted_branches_follow_upstream() {
         vec![rewritten]
     );
     // The objects of the rewritten history are still in the mirror.
-    assert_eq!(read_file_at(&mirror, &doomed, "a.txt").expect("read").as_deref(), Some("doomed"));
+    assert_eq!(
+        Mirror::open(&mirror)
+            .expect("open")
+            .read_file_at(&doomed, "a.txt")
+            .expect("read")
+            .as_deref(),
+        Some("doomed")
+    );
 }
 
 #[test]
@@ -204,19 +211,43 @@ fn files_and_directories_at_a_commit() {
     fetch_mirror(&mirror, &upstream.url(), &none()).expect("fetch");
 
     assert_eq!(
-        read_file_at(&mirror, &head, ".eventide.toml").expect("read").as_deref(),
+        Mirror::open(&mirror)
+            .expect("open")
+            .read_file_at(&head, ".eventide.toml")
+            .expect("read")
+            .as_deref(),
         Some("[test]\ncommand = \"true\"\n")
     );
     assert_eq!(
-        read_file_at(&mirror, &head, "tests/test_a.py").expect("read").as_deref(),
+        Mirror::open(&mirror)
+            .expect("open")
+            .read_file_at(&head, "tests/test_a.py")
+            .expect("read")
+            .as_deref(),
         Some("pass\n")
     );
-    assert_eq!(read_file_at(&mirror, &head, "missing.toml").expect("read"), None);
-    assert_eq!(read_file_at(&mirror, &head, "missing/deeper.toml").expect("read"), None);
-    assert_eq!(read_file_at(&mirror, &head, "tests").expect("read"), None);
-    let error = read_file_at(&mirror, &head, "binary.dat").expect_err("not utf-8");
+    assert_eq!(
+        Mirror::open(&mirror).expect("open").read_file_at(&head, "missing.toml").expect("read"),
+        None
+    );
+    assert_eq!(
+        Mirror::open(&mirror)
+            .expect("open")
+            .read_file_at(&head, "missing/deeper.toml")
+            .expect("read"),
+        None
+    );
+    assert_eq!(
+        Mirror::open(&mirror).expect("open").read_file_at(&head, "tests").expect("read"),
+        None
+    );
+    let error = Mirror::open(&mirror)
+        .expect("open")
+        .read_file_at(&head, "binary.dat")
+        .expect_err("not utf-8");
     assert!(format!("{error:#}").contains("UTF-8"), "{error:#}");
-    let error = read_file_at(&mirror, &head, "big.txt").expect_err("too big");
+    let error =
+        Mirror::open(&mirror).expect("open").read_file_at(&head, "big.txt").expect_err("too big");
     assert!(format!("{error:#}").contains("more than"), "{error:#}");
 }
 
@@ -231,7 +262,8 @@ fn symbolic_links_are_not_read_as_files() {
     let mirrors = tempfile::tempdir().expect("temp dir");
     let mirror = mirror_in(&mirrors, &upstream.url());
     fetch_mirror(&mirror, &upstream.url(), &none()).expect("fetch");
-    let error = read_file_at(&mirror, &head, "link.toml").expect_err("a link");
+    let error =
+        Mirror::open(&mirror).expect("open").read_file_at(&head, "link.toml").expect_err("a link");
     assert!(format!("{error:#}").contains("symbolic link"), "{error:#}");
 }
 
@@ -265,12 +297,13 @@ fn checkout_writes_the_tree_without_touching_the_mirror() {
 
     let workspace = tempfile::tempdir().expect("temp dir");
     let dest = workspace.path().join("job-1");
-    checkout(&mirror, &first, &dest).expect("checkout");
+    Mirror::open(&mirror).expect("open").checkout(&first, &dest).expect("checkout");
     assert_eq!(std::fs::read_to_string(dest.join("src/a.txt")).expect("file"), "one");
     assert!(!dest.join(".git").exists());
     assert!(!mirror.join("index").exists(), "checkout must not create an index in the mirror");
 
-    let error = checkout(&mirror, &first, &dest).expect_err("not empty");
+    let error =
+        Mirror::open(&mirror).expect("open").checkout(&first, &dest).expect_err("not empty");
     assert!(format!("{error:#}").contains("not empty"), "{error:#}");
 }
 
@@ -902,9 +935,9 @@ fn commit_info_is_the_subject_and_the_author() {
     let mirrors = tempfile::tempdir().expect("temp dir");
     let mirror = mirror_in(&mirrors, &upstream.url());
     fetch_mirror(&mirror, &upstream.url(), &none()).expect("fetch");
-    let (subject, author) = commit_info(&mirror, &head).expect("info");
+    let (subject, author) = Mirror::open(&mirror).expect("open").commit_info(&head).expect("info");
     assert_eq!(subject, "Parse dates");
     assert_eq!(author, "t <t@example.invalid>");
     let missing = CommitId::try_new(&"ab".repeat(20)).expect("an id");
-    assert!(commit_info(&mirror, &missing).is_err());
+    assert!(Mirror::open(&mirror).expect("open").commit_info(&missing).is_err());
 }

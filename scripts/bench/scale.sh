@@ -7,10 +7,10 @@
 # (min / median / max); the idle cluster's CPU over IDLE_SECONDS, as % of one core, and
 # per node. Then, through a client: 1,000 commits of a `command = "true"` repository
 # through every runner (jobs/s), LEADER_KILLS kill -9 of the leader (each restarted on its
-# data dir afterwards) -> a new leader, and kill -9 of CLIENT_KILLS clients running jobs
-# -> their jobs running elsewhere. With GOSSIP_ONLY=1 the nodes never form a cluster
-# (`--bootstrap-expect` above N), which shows what gossip alone costs; WORK=0 skips the
-# busy part.
+# data dir afterwards, and caught up before the next kill) -> a new leader, and kill -9
+# of CLIENT_KILLS clients running jobs -> their jobs running elsewhere. With GOSSIP_ONLY=1
+# the nodes never form a cluster (`--bootstrap-expect` above N), which shows what gossip
+# alone costs; WORK=0 skips the busy part.
 #
 #   scripts/bench/scale.sh --nodes 30
 #   GOSSIP_ONLY=1 scripts/bench/scale.sh --nodes 60

@@ -56,6 +56,26 @@ def healthy(port, servers):
     return doc if serving == servers else None
 
 
+def settled(ports, servers):
+    """The status doc of a random node once the cluster has `servers` live servers and
+    every one of them answers with the same leader and within 5 entries of the others:
+    a server that was just restarted has caught up (killing the leader while it has not
+    would time a recovery from two failures, not one)."""
+    doc = healthy(random.choice(ports), servers)
+    if not doc:
+        return None
+    addrs = [n["addr"] for n in doc["nodes"]
+             if n["alive"] and (n.get("role") or n["raft"]) in ("leader", "voter", "standby")]
+    views = [status(int(addr.rsplit(":", 1)[1])) for addr in addrs]
+    if None in views:
+        return None
+    leaders = {(view.get("leader") or {}).get("id") for view in views}
+    indexes = [view.get("applied_index", 0) for view in views]
+    if leaders != {doc["leader"]["id"]} or max(indexes) - min(indexes) > 5:
+        return None
+    return doc
+
+
 def add_repo(port, repo, deadline):
     def added():
         code, _ = request("POST", local(port, "/api/v1/repos"), {"url": repo}, timeout=10.0)
@@ -112,11 +132,12 @@ def cmdline(pid):
 
 def leader_kills(ports, pid_of, kills, deadline):
     """kill -9 of the leader `kills` times: seconds until the nodes asked agree on
-    another leader. The victim is started again and the servers restored each time."""
+    another leader. The victim is started again and the servers restored and caught up
+    each time."""
     seconds = []
     for kill in range(kills):
-        doc = wait_for("a healthy cluster before the kill",
-                       lambda: healthy(random.choice(ports), 5), deadline, 0.2)
+        doc = wait_for("a settled cluster before the kill", lambda: settled(ports, 5),
+                       deadline, 0.2)
         leader_port = int(doc["leader"]["addr"].rsplit(":", 1)[1])
         victim = pid_of[leader_port]
         command = cmdline(victim)

@@ -469,11 +469,12 @@ fn prepare(mirrors: &Path, repo: &WatchedRepo) -> anyhow::Result<Vec<Proposal>> 
     let first_round = repo.cursors.is_empty();
     let mut walk = |head: &CommitId, hide: &[CommitId]| git::new_commits(&mirror, head, hide);
     let plans = plan_branches(&heads, &repo.cursors, first_round, COMMITS_PER_ROUND, &mut walk)?;
+    let opened = git::Mirror::open(&mirror)?;
     let proposals = plans
         .into_iter()
         .map(|mut plan| {
             let mut builds: Vec<BuildPlan> =
-                plan.commits.iter().map(|commit| build_plan_at(&mirror, commit)).collect();
+                plan.commits.iter().map(|commit| build_plan_at(&opened, commit)).collect();
             let sizes: Vec<usize> = builds.iter().map(|build| build.jobs.len()).collect();
             let left_out = within_job_budget(&sizes, MAX_JOBS_PER_OBSERVE);
             plan.skipped.extend(plan.commits.drain(..left_out));
@@ -489,18 +490,17 @@ fn prepare(mirrors: &Path, repo: &WatchedRepo) -> anyhow::Result<Vec<Proposal>> 
 /// needs and labels, and the commit's subject and author. A configuration that cannot be
 /// read is one job, `test`, without labels: it goes to any runner, which reports the
 /// problem as the job's error.
-fn build_plan_at(mirror: &Path, commit: &CommitId) -> BuildPlan {
-    let file =
-        git::read_file_at(mirror, commit, repo_config::CONFIG_FILE).unwrap_or_else(|error| {
-            debug!(commit = %commit, error = %format!("{error:#}"), "configuration unreadable");
-            None
-        });
+fn build_plan_at(mirror: &git::Mirror, commit: &CommitId) -> BuildPlan {
+    let file = mirror.read_file_at(commit, repo_config::CONFIG_FILE).unwrap_or_else(|error| {
+        debug!(commit = %commit, error = %format!("{error:#}"), "configuration unreadable");
+        None
+    });
     let parsed = file.as_deref().map(pipeline_config::parse);
     let (jobs, cancel_superseded) = match &parsed {
         Some(Ok(config)) => (pipeline_config::plan(config), config.cancel_superseded),
         _ => (pipeline_config::plan_of(None), false),
     };
-    let (subject, author) = git::commit_info(mirror, commit).unwrap_or_default();
+    let (subject, author) = mirror.commit_info(commit).unwrap_or_default();
     BuildPlan {
         commit: commit.clone(),
         subject,

@@ -134,12 +134,13 @@ async fn prepare(
         }
         std::fs::create_dir_all(&workspace)
             .map_err(|e| format!("failed to create the workspace: {e}"))?;
-        git::ensure_commit(&mirror, &url, &auth, &commit).map_err(|e| match &unknown_because {
-            Some(because) => format!("{e:#} (fetched without credentials: {because})"),
-            None => format!("{e:#}"),
-        })?;
-        git::checkout(&mirror, &commit, &workspace)
-            .map_err(|e| format!("checkout failed: {e:#}"))?;
+        let opened =
+            git::ensure_commit(&mirror, &url, &auth, &commit).map_err(|e| match &unknown_because {
+                Some(because) => format!("{e:#} (fetched without credentials: {because})"),
+                None => format!("{e:#}"),
+            })?;
+        opened.checkout(&commit, &workspace).map_err(|e| format!("checkout failed: {e:#}"))?;
+        drop(opened);
         let file = read_config(&workspace)?;
         let has_tests = workspace.join("tests").is_dir();
         let Some((name, matrix)) = step else {

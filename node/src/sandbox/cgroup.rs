@@ -460,14 +460,11 @@ impl JobCgroup {
     /// when it refused one a new process.
     pub fn reached(&self) -> Option<String> {
         for dir in &self.dirs {
+            // Only the limits the job has are read: this runs while every job runs and after it.
             let read = |file: &str| std::fs::read_to_string(dir.join(file)).ok();
-            let oom_kills = if self.v2 {
-                read("memory.events").map(|t| counter(&t, "oom_kill"))
-            } else {
-                read("memory.oom_control").map(|t| counter(&t, "oom_kill"))
-            };
-            if let (Some(memory), Some(kills)) = (self.limits.memory, oom_kills) {
-                if kills > 0 {
+            if let Some(memory) = self.limits.memory {
+                let events = if self.v2 { "memory.events" } else { "memory.oom_control" };
+                if read(events).is_some_and(|text| counter(&text, "oom_kill") > 0) {
                     return Some(format!("memory limit {} reached", format_size(memory)));
                 }
             }
