@@ -286,7 +286,7 @@ pub async fn snapshot(
     });
     let members = gossip.members().await;
     let alive = members.iter().filter(|m| m.alive || m.id == me).count() as u64;
-    let busy = members.iter().find(|m| m.id == me).map_or(0, |m| m.busy);
+    let busy = gossip.busy();
     Snapshot {
         jobs,
         term: raft.term,

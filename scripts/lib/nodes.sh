@@ -145,14 +145,21 @@ nodes_stop_all() {
 }
 
 nodes_on_exit() {
-  local status=$? log
+  local status=$? log shown=0 more=0
   nodes_stop_all "$NODES_GRACE" || true
   if [[ $status -ne 0 && -n "$NODES_WORK" ]]; then
+    # A few logs only: a benchmark of hundreds of nodes would bury the error.
     for log in "$NODES_WORK"/*/*.log "${NODES_LOGS[@]}"; do
       [[ -f "$log" ]] || continue
+      if ((shown >= 8)); then
+        more=$((more + 1))
+        continue
+      fi
+      shown=$((shown + 1))
       echo "--- last lines of ${log#"$NODES_WORK"/}" >&2
       tail -n 15 "$log" >&2
     done
+    ((more == 0)) || echo "--- $more more logs not shown" >&2
   fi
   if [[ -n "$NODES_WORK" ]]; then
     if [[ "$NODES_KEEP" == 1 ]]; then

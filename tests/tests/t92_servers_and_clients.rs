@@ -172,6 +172,17 @@ fn servers_and_clients(start: impl FnOnce(Options) -> Cluster) {
         (code == 200 && text.contains("started")).then_some(text)
     });
     assert!(log.contains("started"), "{log}");
+    // A node's busy count is the replica's (not gossiped): its running job, through a client.
+    let runner_of = job["runner"].as_str().expect("runner").to_owned();
+    wait_until("the runner's busy count through the other client", DEADLINE, || {
+        let doc = cluster.nodes[other].status()?;
+        let busy = |id: &str| {
+            let nodes = doc["nodes"].as_array()?;
+            nodes.iter().find(|n| n["id"] == id).map(|n| n["busy"].as_u64())
+        };
+        let idle = runner_ids.iter().find(|id| **id != runner_of).expect("the other runner");
+        (busy(&runner_of)?? == 1 && busy(idle)?? == 0).then_some(())
+    });
     cluster.kill(victim);
     let job = wait_until("the job to pass on the other client", Duration::from_secs(60), || {
         let (code, body) =

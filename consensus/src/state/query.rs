@@ -155,6 +155,11 @@ impl State {
         ids.into_iter().flatten().filter_map(|id| self.data.jobs.get(id)).collect()
     }
 
+    /// How many jobs run on `runner`.
+    pub fn running_count(&self, runner: NodeId) -> usize {
+        self.index.running.get(&runner).map_or(0, |ids| ids.len())
+    }
+
     /// Every running job, oldest first (the dispatcher's lease table after a failover).
     pub fn running_jobs(&self) -> Vec<&Job> {
         let mut jobs: Vec<&Job> =

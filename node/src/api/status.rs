@@ -85,6 +85,14 @@ async fn build(api: &StatusState) -> StatusDoc {
     let gossip: BTreeMap<NodeId, _> =
         api.gossip.members().await.into_iter().map(|m| (m.id, m)).collect();
     let leader_id = raft.leader;
+    // A node's running jobs as the replica has them (nothing before a cluster exists).
+    let ids: Vec<NodeId> = raft.nodes.keys().chain(gossip.keys()).copied().collect();
+    let busy: BTreeMap<NodeId, u32> = api.state_machine.read(|state| {
+        ids.iter()
+            .map(|id| (*id, u32::try_from(state.running_count(*id)).unwrap_or(u32::MAX)))
+            .collect()
+    });
+    let busy_on = |id: &NodeId| busy.get(id).copied().unwrap_or(0);
 
     let mut nodes: BTreeMap<NodeId, NodeStatus> = BTreeMap::new();
     for (id, info) in &raft.nodes {
@@ -106,7 +114,7 @@ async fn build(api: &StatusState) -> StatusDoc {
                 raft: role,
                 role: Some(role.into()),
                 slots: member.map_or(0, |m| m.slots),
-                busy: member.map_or(0, |m| m.busy),
+                busy: busy_on(id),
                 labels: member.map(|m| m.labels.iter().cloned().collect()).unwrap_or_default(),
                 version: member.map(|m| m.version.clone()).unwrap_or_default(),
                 runner: member.map_or(RunnerState::Off, |m| m.runner.clone()),
@@ -124,7 +132,7 @@ async fn build(api: &StatusState) -> StatusDoc {
             raft: RaftRole::None,
             role: Some(NodeRole::Client),
             slots: member.slots,
-            busy: member.busy,
+            busy: busy_on(&member.id),
             labels: member.labels.iter().cloned().collect(),
             version: member.version.clone(),
             runner: member.runner.clone(),

@@ -19,7 +19,6 @@ pub const KEY_RAFT: &str = "raft";
 /// Runner slots (jobs the node runs at once).
 pub const KEY_SLOTS: &str = "slots";
 /// Jobs running now.
-pub const KEY_BUSY: &str = "busy";
 /// Runner labels, comma-separated.
 pub const KEY_LABELS: &str = "labels";
 /// The `eventide-node` version.
@@ -79,7 +78,6 @@ pub struct NodeKeys {
     pub name: String,
     pub raft: RaftRole,
     pub slots: u32,
-    pub busy: u32,
     /// In the order the node was given them.
     pub labels: Vec<String>,
     pub version: String,
@@ -103,7 +101,6 @@ impl NodeKeys {
             (KEY_NAME, self.name.clone()),
             (KEY_RAFT, self.raft.as_str().to_owned()),
             (KEY_SLOTS, self.slots.to_string()),
-            (KEY_BUSY, self.busy.to_string()),
             (KEY_LABELS, self.labels.join(",")),
             (KEY_VERSION, self.version.clone()),
             (KEY_RUNNER_PAUSED, self.runner_paused.clone().unwrap_or_default()),
@@ -136,7 +133,6 @@ impl NodeKeys {
             name: get(KEY_NAME).unwrap_or_else(|| node_id.to_owned()),
             raft: get(KEY_RAFT).and_then(|v| RaftRole::try_parse(&v)).unwrap_or(RaftRole::None),
             slots: number(KEY_SLOTS),
-            busy: number(KEY_BUSY),
             labels: get(KEY_LABELS)
                 .map(|v| v.split(',').filter(|l| !l.is_empty()).map(str::to_owned).collect())
                 .unwrap_or_default(),
@@ -163,7 +159,6 @@ mod tests {
             name: "alpha".into(),
             raft: RaftRole::Learner,
             slots: 2,
-            busy: 1,
             labels: vec!["x86".into(), "linux".into()],
             version: "0.1.0".into(),
             runner_paused: Some("disk: 120 MiB free < 1 GiB".into()),
@@ -216,7 +211,9 @@ mod tests {
         assert!(running.contains(&(KEY_LEAVING, "true".to_owned())));
         assert_eq!(value(KEY_SERVER_ELIGIBLE), Some("true"));
         assert_eq!(value(KEY_SERVERS), Some("4:3,12"));
-        assert_eq!(pairs.len(), 13, "one pair per key");
+        assert_eq!(pairs.len(), 12, "one pair per key");
+        // Changed by every job: `status` reads it from the replica instead.
+        assert!(pairs.iter().all(|(key, _)| *key != "busy"), "busy is not gossiped");
     }
 
     #[test]

@@ -18,7 +18,6 @@ pub struct Member {
     pub name: String,
     pub raft: RaftRole,
     pub slots: u32,
-    pub busy: u32,
     pub labels: BTreeSet<String>,
     pub version: String,
     /// Paused for the reason it published, else off without slots, else ok.
@@ -55,7 +54,6 @@ impl Member {
             name: keys.name,
             raft: keys.raft,
             slots: keys.slots,
-            busy: keys.busy,
             labels: keys.labels.into_iter().collect(),
             version: keys.version,
             runner: RunnerState::new(keys.slots, keys.runner_paused),
@@ -100,7 +98,6 @@ pub(crate) fn member_for_test(id: u64, alive: bool) -> Member {
         name: format!("n{id}"),
         raft: RaftRole::None,
         slots: 1,
-        busy: 0,
         labels: BTreeSet::new(),
         version: String::new(),
         runner: RunnerState::Ok,
@@ -116,8 +113,8 @@ pub(crate) fn member_for_test(id: u64, alive: bool) -> Member {
 mod tests {
     use super::*;
     use crate::gossip::keys::{
-        KEY_API, KEY_BUSY, KEY_LABELS, KEY_LEAVING, KEY_NAME, KEY_RAFT, KEY_RUNNER_PAUSED,
-        KEY_SLOTS, KEY_VERSION,
+        KEY_API, KEY_LABELS, KEY_LEAVING, KEY_NAME, KEY_RAFT, KEY_RUNNER_PAUSED, KEY_SLOTS,
+        KEY_VERSION,
     };
 
     fn sighting_member(
@@ -149,7 +146,6 @@ mod tests {
                 (KEY_NAME, "alpha"),
                 (KEY_RAFT, "leader"),
                 (KEY_SLOTS, "2"),
-                (KEY_BUSY, "1"),
                 (KEY_LABELS, "linux,x86"),
                 (KEY_VERSION, "0.1.0"),
             ],
@@ -159,7 +155,7 @@ mod tests {
         assert_eq!(member.addr.port(), 7801);
         assert_eq!(member.name, "alpha");
         assert_eq!(member.raft, RaftRole::Leader);
-        assert_eq!((member.slots, member.busy), (2, 1));
+        assert_eq!(member.slots, 2);
         assert_eq!(member.labels.len(), 2);
         assert_eq!(member.runner, RunnerState::Ok);
         assert!(member.alive);

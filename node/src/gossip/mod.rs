@@ -22,6 +22,7 @@ mod servers;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -69,31 +70,6 @@ pub struct SelfInfo {
     pub rpc: RpcClient,
 }
 
-/// How often a changed `busy` count is published.
-const LOAD_PERIOD: Duration = Duration::from_secs(1);
-
-/// Publishes, every [`LOAD_PERIOD`], the keys noted but not yet published (`busy`);
-/// under chitchat's lock, as [`Gossip::update`] does, so that no older set of keys is
-/// published over a newer one. Runs until the process stops.
-async fn publish_load(
-    chitchat: Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
-    keys: Arc<Mutex<NodeKeys>>,
-) {
-    let mut ticker = tokio::time::interval(LOAD_PERIOD);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let mut chitchat = chitchat.lock().await;
-        let keys = keys.lock().unwrap_or_else(PoisonError::into_inner).to_pairs();
-        let state = chitchat.self_node_state();
-        for (key, value) in keys {
-            if state.get(key) != Some(value.as_str()) {
-                state.set(key, &value);
-            }
-        }
-    }
-}
-
 /// This node's gossip participant.
 pub struct Gossip {
     handle: ChitchatHandle,
@@ -103,7 +79,11 @@ pub struct Gossip {
     /// How often this node starts rounds of its own.
     pace: Arc<Pace>,
     /// What this node publishes; every change goes through [`Gossip::update`].
-    keys: Arc<Mutex<NodeKeys>>,
+    keys: Mutex<NodeKeys>,
+    /// Jobs running here, for this node's own metrics. Not gossiped: every job changed it
+    /// twice and each change went to every node, half of what a busy 100-node cluster
+    /// did; `status` counts a node's running jobs in the replicated state instead.
+    busy: AtomicU32,
     /// Each node's keys as last parsed, with the chitchat version they were parsed at:
     /// a member is parsed again only when one of its keys changed, not on every look.
     parsed: Mutex<HashMap<ChitchatId, (u64, Option<Member>)>>,
@@ -146,7 +126,6 @@ impl Gossip {
             name: me.name.clone(),
             raft: RaftRole::None,
             slots: me.slots,
-            busy: 0,
             labels: me.labels.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             runner_paused: None,
@@ -173,14 +152,14 @@ impl Gossip {
         let handle =
             started.with_context(|| format!("failed to start gossip on udp {}", me.listen))?;
         info!(generation, seeds = ?me.seeds, admission = gate.is_some(), "gossip started");
-        let keys = Arc::new(Mutex::new(keys));
-        tokio::spawn(publish_load(handle.chitchat(), keys.clone()));
+        let keys = Mutex::new(keys);
         Ok(Gossip {
             handle,
             interval: me.interval,
             gate,
             pace,
             keys,
+            busy: AtomicU32::new(0),
             parsed: Mutex::new(HashMap::new()),
         })
     }
@@ -238,12 +217,14 @@ impl Gossip {
         .await;
     }
 
-    /// Notes how many jobs run here; published within [`LOAD_PERIOD`]. Every job
-    /// changes it twice, and every change travels to every node as a delta, so a busy
-    /// cluster would gossip little else: it is shown by `status`, and nothing decides by
-    /// it.
+    /// Notes how many jobs run here (this node's `eventide_runner_busy_slots`).
     pub fn set_busy(&self, busy: u32) {
-        self.keys.lock().unwrap_or_else(PoisonError::into_inner).busy = busy;
+        self.busy.store(busy, Ordering::Relaxed);
+    }
+
+    /// How many jobs run here, as last noted.
+    pub fn busy(&self) -> u32 {
+        self.busy.load(Ordering::Relaxed)
     }
 
     /// Publishes why this node's runner does not claim jobs (`None`: it does).
