@@ -111,7 +111,7 @@ pub async fn run(
                 || client_since.is_some_and(|since| since.elapsed() < CLIENT_RECHECK));
         let members = if unchanged_client { None } else { Some(gossip.members().await) };
         let role = match &members {
-            Some(members) => effective_role(settings.me, status.role, members),
+            Some(members) => effective_role(settings.me, status.role, status.term, members),
             None => RaftRole::None,
         };
         let has_state = status.role != RaftRole::None || !status.nodes.is_empty();

@@ -13,16 +13,24 @@ use super::{Member, RaftRole, Servers};
 /// This node's role: its own Raft role, unless the newest leader gossip knows of does
 /// not count it among its servers (then `None`: a client).
 ///
-/// The leader's term is not weighed against this node's: a member cut off from the
+/// The leader's term is not weighed against a follower's: a member cut off from the
 /// others raises its own term with every election it starts, and it is exactly such a
 /// node, removed while away, that must not answer from its stale replica. Taking a
 /// server for a client costs a forwarded request; the reverse would serve old state.
-pub fn effective_role(me: NodeId, own: RaftRole, members: &[Member]) -> RaftRole {
-    if matches!(own, RaftRole::Leader | RaftRole::None) {
+///
+/// A leader's `term` is the one it won, so a leader in gossip with a higher term has
+/// deposed it: openraft does not step a leader down that hears from nobody, and one cut
+/// off and then removed from the group hears from nobody for good. It is a client until
+/// Raft says what it is.
+pub fn effective_role(me: NodeId, own: RaftRole, term: u64, members: &[Member]) -> RaftRole {
+    if own == RaftRole::None {
         return own;
     }
-    match newest_leader(members.iter().filter(|m| m.id != me)) {
-        Some((_, servers)) if !servers.ids.contains(&me) => RaftRole::None,
+    let newest = newest_leader(members.iter().filter(|m| m.id != me));
+    match (own, newest) {
+        (RaftRole::Leader, Some((_, servers))) if servers.term > term => RaftRole::None,
+        (RaftRole::Leader, _) => RaftRole::Leader,
+        (_, Some((_, servers))) if !servers.ids.contains(&me) => RaftRole::None,
         _ => own,
     }
 }
@@ -68,26 +76,43 @@ mod tests {
     fn a_member_the_leader_lists_keeps_its_role() {
         let members =
             [with(1, RaftRole::Leader, Some((5, &[1, 2, 3]))), with(2, RaftRole::Voter, None)];
-        assert_eq!(effective_role(NodeId(2), RaftRole::Voter, &members), RaftRole::Voter);
-        assert_eq!(effective_role(NodeId(3), RaftRole::Learner, &members), RaftRole::Learner);
+        assert_eq!(effective_role(NodeId(2), RaftRole::Voter, 5, &members), RaftRole::Voter);
+        assert_eq!(effective_role(NodeId(3), RaftRole::Learner, 5, &members), RaftRole::Learner);
     }
 
     #[test]
     fn a_stale_member_the_leader_does_not_list_is_a_client() {
         let members = [with(1, RaftRole::Leader, Some((5, &[1, 2, 3])))];
-        assert_eq!(effective_role(NodeId(9), RaftRole::Learner, &members), RaftRole::None);
+        assert_eq!(effective_role(NodeId(9), RaftRole::Learner, 5, &members), RaftRole::None);
         // A voter removed while cut off, whose elections raised its term past the
         // leader's, is a client all the same.
-        assert_eq!(effective_role(NodeId(9), RaftRole::Voter, &members), RaftRole::None);
+        assert_eq!(effective_role(NodeId(9), RaftRole::Voter, 8, &members), RaftRole::None);
     }
 
     #[test]
     fn without_a_leader_in_gossip_the_own_role_stands() {
         let mut dead = with(1, RaftRole::Leader, Some((5, &[1])));
         dead.alive = false;
-        assert_eq!(effective_role(NodeId(9), RaftRole::Learner, &[dead]), RaftRole::Learner);
-        assert_eq!(effective_role(NodeId(9), RaftRole::None, &[]), RaftRole::None);
-        assert_eq!(effective_role(NodeId(9), RaftRole::Leader, &[]), RaftRole::Leader);
+        assert_eq!(effective_role(NodeId(9), RaftRole::Learner, 5, &[dead]), RaftRole::Learner);
+        assert_eq!(effective_role(NodeId(9), RaftRole::None, 5, &[]), RaftRole::None);
+        assert_eq!(effective_role(NodeId(9), RaftRole::Leader, 5, &[]), RaftRole::Leader);
+    }
+
+    #[test]
+    fn a_leader_a_newer_leader_deposed_is_a_client_until_raft_says_otherwise() {
+        // Cut off as leader of term 5, then removed by the leader of term 9: nobody
+        // tells its Raft, so gossip must.
+        let removed = [with(1, RaftRole::Leader, Some((9, &[1, 2, 4])))];
+        assert_eq!(effective_role(NodeId(3), RaftRole::Leader, 5, &removed), RaftRole::None);
+        // Still listed, it is as stale until the new leader reaches it.
+        let listed = [with(1, RaftRole::Leader, Some((9, &[1, 2, 3])))];
+        assert_eq!(effective_role(NodeId(3), RaftRole::Leader, 5, &listed), RaftRole::None);
+        // A deposed leader's key that lingers in gossip deposes nobody newer.
+        let old = [with(1, RaftRole::Leader, Some((4, &[1, 2])))];
+        assert_eq!(effective_role(NodeId(3), RaftRole::Leader, 5, &old), RaftRole::Leader);
+        // Its own key does not count against it.
+        let own = [with(3, RaftRole::Leader, Some((5, &[3])))];
+        assert_eq!(effective_role(NodeId(3), RaftRole::Leader, 5, &own), RaftRole::Leader);
     }
 
     #[test]
