@@ -84,6 +84,21 @@ pub async fn get(
         found.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("unknown job {id}")))?;
     let attempt = query.attempt.unwrap_or(current_attempt);
     let path = log_path(&api.data_dir, job, attempt);
+    if query.follow && runner == Some(api.id) {
+        // Assigned here but not started yet: the log file comes once the checkout is
+        // done; a follower waits for it rather than get the empty tail of a running job.
+        let me = api.id;
+        let pending = || {
+            api.state_machine.read(|state| {
+                state.job(job).is_some_and(|j| {
+                    j.attempt == attempt && j.runner == Some(me) && j.result.is_none()
+                })
+            })
+        };
+        while !path.exists() && pending() {
+            tokio::time::sleep(FOLLOW_POLL).await;
+        }
+    }
     if path.exists() {
         return Ok(text(stream_file(api.running.clone(), path, job, attempt, query.follow)));
     }
