@@ -209,45 +209,22 @@ fn files_and_directories_at_a_commit() {
     let mirrors = tempfile::tempdir().expect("temp dir");
     let mirror = mirror_in(&mirrors, &upstream.url());
     fetch_mirror(&mirror, &upstream.url(), &none()).expect("fetch");
+    let opened = Mirror::open(&mirror).expect("open");
 
     assert_eq!(
-        Mirror::open(&mirror)
-            .expect("open")
-            .read_file_at(&head, ".eventide.toml")
-            .expect("read")
-            .as_deref(),
+        opened.read_file_at(&head, ".eventide.toml").expect("read").as_deref(),
         Some("[test]\ncommand = \"true\"\n")
     );
     assert_eq!(
-        Mirror::open(&mirror)
-            .expect("open")
-            .read_file_at(&head, "tests/test_a.py")
-            .expect("read")
-            .as_deref(),
+        opened.read_file_at(&head, "tests/test_a.py").expect("read").as_deref(),
         Some("pass\n")
     );
-    assert_eq!(
-        Mirror::open(&mirror).expect("open").read_file_at(&head, "missing.toml").expect("read"),
-        None
-    );
-    assert_eq!(
-        Mirror::open(&mirror)
-            .expect("open")
-            .read_file_at(&head, "missing/deeper.toml")
-            .expect("read"),
-        None
-    );
-    assert_eq!(
-        Mirror::open(&mirror).expect("open").read_file_at(&head, "tests").expect("read"),
-        None
-    );
-    let error = Mirror::open(&mirror)
-        .expect("open")
-        .read_file_at(&head, "binary.dat")
-        .expect_err("not utf-8");
+    assert_eq!(opened.read_file_at(&head, "missing.toml").expect("read"), None);
+    assert_eq!(opened.read_file_at(&head, "missing/deeper.toml").expect("read"), None);
+    assert_eq!(opened.read_file_at(&head, "tests").expect("read"), None);
+    let error = opened.read_file_at(&head, "binary.dat").expect_err("not utf-8");
     assert!(format!("{error:#}").contains("UTF-8"), "{error:#}");
-    let error =
-        Mirror::open(&mirror).expect("open").read_file_at(&head, "big.txt").expect_err("too big");
+    let error = opened.read_file_at(&head, "big.txt").expect_err("too big");
     assert!(format!("{error:#}").contains("more than"), "{error:#}");
 }
 
