@@ -133,13 +133,22 @@ def main():
     meter.start()
     time.sleep(args.idle)
     cpu = meter.stop()
+    spent = {pid: cpu_ticks(pid) - first[pid] for pid in pids}
     tick = os.sysconf("SC_CLK_TCK")
     core_pct = 100 * cpu["node_cpu_s"] / cpu["wall_s"]
     rows.append([f"idle CPU over {cpu['wall_s']:.0f} s, all nodes",
                  f"{core_pct:.1f}% of one core ({core_pct / len(pids):.2f}% per node)"])
-    per_node = sorted(100 * (cpu_ticks(pid) - first[pid]) / tick / cpu["wall_s"] for pid in pids)
+    per_node = sorted(100 * spent[pid] / tick / cpu["wall_s"] for pid in pids)
     text, _ = spread(per_node, fmt=lambda v: f"{v:.2f}")
     rows.append(["idle CPU per node (% of one core, min / median / max)", text])
+    if args.mode == "cluster" and roles:
+        by_role = {}
+        for port, pid in zip(ports, pids):
+            kind = "clients" if roles.get(port) in (None, "client") else "servers"
+            by_role.setdefault(kind, []).append(100 * spent[pid] / tick / cpu["wall_s"])
+        text = ", ".join(f"{kind} {sum(v):.1f}% ({len(v)} nodes, {sum(v) / len(v):.2f}% each)"
+                         for kind, v in sorted(by_role.items(), reverse=True))
+        rows.append(["idle CPU by role (% of one core)", text])
     if args.repo and args.mode == "cluster":
         render_table(["figure", "value"], rows)
         rows += work(args, ports, pids)

@@ -81,8 +81,10 @@ pub async fn run(
     let mut autopilot = Autopilot::new(sizes, settings.dead_voter_grace);
     let mut changes = view.changes();
     let mut gossip_rx = gossip.changes().await;
-    let mut ticker = tokio::time::interval(TICK);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // How long the loop sleeps when nothing wakes it: a tick, or for a client that no
+    // cluster has made a member, until it looks at gossip again (Raft wakes it the
+    // moment the cluster adds it).
+    let mut pause = TICK;
     let mut was_leader = false;
     // Since when this node has been a client that no cluster has added: it looks at
     // gossip again only every CLIENT_RECHECK, not on every tick.
@@ -97,7 +99,7 @@ pub async fn run(
     let mut published: Option<(RaftRole, Option<Servers>)> = None;
     loop {
         tokio::select! {
-            _ = ticker.tick() => {}
+            () = tokio::time::sleep(pause) => {}
             changed = changes.changed() => if !changed { return },
             _ = gossip_rx.changed() => {}
         }
@@ -110,6 +112,7 @@ pub async fn run(
             && (!status.nodes.is_empty()
                 || client_since.is_some_and(|since| since.elapsed() < CLIENT_RECHECK));
         let members = if unchanged_client { None } else { Some(gossip.members().await) };
+        pause = if unchanged_client { CLIENT_RECHECK } else { TICK };
         let role = match &members {
             Some(members) => effective_role(settings.me, status.role, status.term, members),
             None => RaftRole::None,

@@ -123,10 +123,21 @@ impl Dispatcher {
     pub async fn run(self: Arc<Self>) {
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut changes = self.raft.changes();
         loop {
-            ticker.tick().await;
             if !self.is_leader() {
                 self.leases().clear();
+                // Only the leader expires leases: a follower or a client waits for this
+                // node to lead instead of waking every tick for nothing.
+                while !self.is_leader() {
+                    if !changes.changed().await {
+                        return; // Raft has shut down: the node is stopping.
+                    }
+                }
+                ticker.reset();
+            }
+            ticker.tick().await;
+            if !self.is_leader() {
                 continue;
             }
             let dead: BTreeSet<_> = self
