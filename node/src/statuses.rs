@@ -116,6 +116,12 @@ impl Poster {
                     self.start_posts();
                 } else {
                     lock(&self.retries).clear();
+                    // Only the leader posts: another node waits for a change of Raft
+                    // (leadership) instead of looking every second.
+                    if !changes.changed().await {
+                        return; // Raft has shut down: the node is stopping.
+                    }
+                    continue;
                 }
                 let wake = self.next_retry().map_or(IDLE_LOOK, |at| {
                     at.saturating_duration_since(Instant::now()).min(IDLE_LOOK)

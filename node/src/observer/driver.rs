@@ -147,7 +147,8 @@ impl Observer {
             let mut changes = self.raft.changes();
             let mut was_leader = false;
             loop {
-                let pause = self.next_pause();
+                // Only the leader polls: another node waits for Raft to make it leader.
+                let pause = if was_leader { self.next_pause() } else { Duration::MAX };
                 let asked = tokio::select! {
                     () = tokio::time::sleep(pause) => None,
                     () = self.wake.wait() => Some(self.wake.take()),

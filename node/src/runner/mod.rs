@@ -130,6 +130,9 @@ pub struct Runner {
     /// How jobs are isolated here, resolved at start.
     isolation: Isolation,
     active: Mutex<BTreeMap<JobId, Active>>,
+    /// Wakes the renewer when a job starts: with none running it sleeps instead of
+    /// ticking every second for nothing.
+    started: tokio::sync::Notify,
     gate: Mutex<Gate>,
 }
 
@@ -173,6 +176,7 @@ impl Runner {
             phase,
             artifacts,
             active: Mutex::new(BTreeMap::new()),
+            started: tokio::sync::Notify::new(),
             gate: Mutex::new(Gate::default()),
         }))
     }
@@ -283,6 +287,7 @@ impl Runner {
             job,
             Active { attempt, cancel: cancel_tx, silenced: false, last_renewed: Instant::now() },
         );
+        self.started.notify_one();
         self.publish_busy().await;
         let name = step.as_ref().map(|step| job_name(&step.step, &step.matrix));
         info!(job_id = %job, attempt, slot, commit = %assignment.commit, step = name.as_deref().unwrap_or(""), "job started");
@@ -350,6 +355,9 @@ impl Runner {
             let jobs: Vec<(JobId, u32)> =
                 self.active().iter().map(|(job, a)| (*job, a.attempt)).collect();
             if jobs.is_empty() {
+                // A job started after the look above left a permit: this returns at once.
+                self.started.notified().await;
+                ticker.reset();
                 continue;
             }
             let sent = Instant::now();
