@@ -5,7 +5,7 @@
 # node answers with a leader and its role (3 voters and 2 standbys are servers, the rest
 # clients); RSS per node
 # (min / median / max); the idle cluster's CPU over IDLE_SECONDS, as % of one core, and
-# per node. Then, through a client: 1,000 commits of a `command = "true"` repository
+# per node and by role (servers, clients). Then, through a client: 1,000 commits of a `command = "true"` repository
 # through every runner (jobs/s), LEADER_KILLS kill -9 of the leader (each restarted on its
 # data dir afterwards, and caught up before the next kill) -> a new leader, and kill -9
 # of CLIENT_KILLS clients running jobs -> their jobs running elsewhere. With GOSSIP_ONLY=1
