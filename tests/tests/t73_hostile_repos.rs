@@ -300,8 +300,12 @@ fn a_branch_the_state_refuses_is_proposed_once() {
     let node = &cluster.nodes[0];
     wait_for_final_jobs(&cluster, 0, 1, DEADLINE);
 
-    repo.git(&["checkout", "-q", "-b", REFUSED_BRANCH]);
-    repo.commit("on a branch whose name has a control character");
+    // The branch appears with its commit in one step: created first (`checkout -b`), it
+    // pointed at main's commit for a moment, a round could refuse that observation too,
+    // and the refusal of the second commit was then a second proposal.
+    repo.git(&["checkout", "-q", "--detach"]);
+    let refused = repo.commit("on a branch whose name has a control character");
+    repo.git(&["branch", REFUSED_BRANCH, &refused]);
     repo.git(&["checkout", "-q", "main"]);
     node.notify();
     wait_until("status to show the refused branch", DEADLINE, || {
