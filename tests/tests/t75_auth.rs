@@ -71,7 +71,9 @@ fn only_nodes_with_the_secret_form_and_join_the_cluster() {
             })
             .then_some(())
     });
-    let secretless_status = secretless.nodes[0].status().expect("outsider answers");
+    // A node's HTTP server starts after its gossip: wait for each outsider to answer.
+    let secretless_status =
+        wait_until("the outsider to answer", DEADLINE, || secretless.nodes[0].status());
     assert_eq!(secretless_status["auth"], "off");
     for (_, status) in cluster.statuses() {
         assert_eq!(node_count(&status), 3, "outsiders must not appear: {status}");
@@ -79,7 +81,8 @@ fn only_nodes_with_the_secret_form_and_join_the_cluster() {
     }
     assert_eq!(node_count(&secretless_status), 1, "{secretless_status}");
     assert!(secretless_status["leader"].is_null(), "{secretless_status}");
-    let stranger_status = stranger.nodes[0].status().expect("stranger answers");
+    let stranger_status =
+        wait_until("the stranger to answer", DEADLINE, || stranger.nodes[0].status());
     assert_eq!(node_count(&stranger_status), 1, "{stranger_status}");
 
     // A write from an outsider: unsigned, or signed with the wrong secret, is refused.
