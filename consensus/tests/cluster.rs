@@ -254,3 +254,58 @@ async fn a_write_through_a_stale_node_follows_the_leader_named_by_the_old_one() 
         node.kill().await;
     }
 }
+
+/// openraft keeps a leader that lost its quorum leading, and answers its proposals only
+/// once they commit or another leader overwrites them: for a leader cut off and then
+/// removed from the group, never. A write through such a node gives up at the writer's
+/// deadline, and so do more writes than the proposer keeps in flight: no entry holds its
+/// slot for good, and the node can still write once it leads a quorum again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_on_a_leader_without_its_quorum_fail_at_their_deadline() {
+    use eventide_consensus::network::{WriteError, MAX_IN_FLIGHT};
+    use std::time::{Duration, Instant};
+
+    let (mut nodes, leader_id) = start_cluster_for_test(3, test_config()).await;
+    let at = nodes.iter().position(|n| n.id == leader_id).expect("leader is a member");
+    let leader = nodes.remove(at);
+    write(&leader.raft, Command::AddRepo { url: "file:///srv/a.git".into(), at: Timestamp(0) })
+        .await;
+    for node in nodes {
+        node.kill().await;
+    }
+
+    let wait = Duration::from_millis(500);
+    let writer = Writer::new(leader.raft.clone(), wait, Signer::new(None)).expect("http client");
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..2 * MAX_IN_FLIGHT {
+        let writer = writer.clone();
+        tasks.spawn(async move {
+            let url = format!("file:///srv/cut-off-{n}.git");
+            writer.write(Command::AddRepo { url, at: Timestamp(1) }).await
+        });
+    }
+    let replies = tokio::time::timeout(DEADLINE, async {
+        let mut replies = Vec::new();
+        while let Some(reply) = tasks.join_next().await {
+            replies.push(reply.expect("writer task"));
+        }
+        replies
+    })
+    .await
+    .expect("writes on a leader without its quorum must give up, not wait for good");
+    for reply in &replies {
+        assert!(matches!(reply, Err(WriteError::NotCommitted { waited_ms: 500 })), "{reply:?}");
+    }
+    // Every slot was given back: one more write is proposed, and gives up in time too.
+    let late = tokio::time::timeout(
+        DEADLINE,
+        writer.write(Command::AddRepo { url: "file:///srv/late.git".into(), at: Timestamp(2) }),
+    )
+    .await
+    .expect("a write after the timed-out ones is proposed and bounded as well");
+    assert!(matches!(late, Err(WriteError::NotCommitted { .. })), "{late:?}");
+    assert!(started.elapsed() < DEADLINE / 2, "the writes took {:?}", started.elapsed());
+    assert!(leader.raft.metrics().borrow().state.is_leader(), "the node still leads its term");
+    leader.kill().await;
+}

@@ -13,8 +13,15 @@
 //!  write(c3) ─┘     (waits for a     │
 //!                    free slot)      └─ at most MAX_IN_FLIGHT entries at a time
 //! ```
+//!
+//! openraft answers a proposal only when its entry commits or is overwritten by another
+//! leader's, and a leader cut off with a minority and then removed from the group sees
+//! neither: it hears from no one again. So every proposal is bounded by the proposer's
+//! commit timeout; past it the writer is told the write may or may not have happened,
+//! and its slot is free for the next entry.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::{trace, warn};
@@ -32,6 +39,9 @@ pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
 /// Commands waiting for the batcher, at most; writers beyond it wait to enqueue.
 const QUEUE_CAPACITY: usize = 4096;
+/// How long the proposer of forwarded writes waits for an entry to commit: as long as
+/// the forwarding node waits for the answer.
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the local Raft node made of a write.
 #[derive(Clone, Debug)]
@@ -41,6 +51,10 @@ pub(super) enum Local {
     Forward(NodeId, NodeInfo),
     NoLeader,
     Failed(String),
+    /// Proposed, but not committed within this many milliseconds.
+    NotCommitted {
+        waited_ms: u64,
+    },
 }
 
 struct Pending {
@@ -56,10 +70,11 @@ pub struct Proposer {
 }
 
 impl Proposer {
-    /// Starts the batcher on the current tokio runtime.
-    pub fn new(raft: Raft) -> Proposer {
+    /// Starts the batcher on the current tokio runtime; an entry not committed within
+    /// `commit_timeout` fails its writers (it may still commit later).
+    pub fn new(raft: Raft, commit_timeout: Duration) -> Proposer {
         let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(run_batcher(raft, receiver));
+        tokio::spawn(run_batcher(raft, commit_timeout, receiver));
         Proposer { queue }
     }
 
@@ -80,7 +95,7 @@ impl Proposer {
     }
 }
 
-async fn run_batcher(raft: Raft, mut receiver: mpsc::Receiver<Pending>) {
+async fn run_batcher(raft: Raft, commit_timeout: Duration, mut receiver: mpsc::Receiver<Pending>) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut carried: Option<Pending> = None;
     loop {
@@ -109,24 +124,24 @@ async fn run_batcher(raft: Raft, mut receiver: mpsc::Receiver<Pending>) {
         }
         let raft = raft.clone();
         tokio::spawn(async move {
-            commit(&raft, batch).await;
+            commit(&raft, commit_timeout, batch).await;
             drop(slot);
         });
     }
 }
 
 /// Commits one entry for `batch` and answers each writer.
-async fn commit(raft: &Raft, mut batch: Vec<Pending>) {
+async fn commit(raft: &Raft, timeout: Duration, mut batch: Vec<Pending>) {
     if batch.len() == 1 {
         let Pending { command, answer } = batch.remove(0);
-        let _ = answer.send(write_local(raft, command).await);
+        let _ = answer.send(write_local(raft, timeout, command).await);
         return;
     }
     trace!(commands = batch.len(), "proposing a batch");
     let (commands, answers): (Vec<Command>, Vec<oneshot::Sender<Local>>) =
         batch.into_iter().map(|p| (p.command, p.answer)).unzip();
     let count = commands.len();
-    match write_local(raft, Command::Batch(commands)).await {
+    match write_local(raft, timeout, Command::Batch(commands)).await {
         Local::Applied(Reply::Batch(replies)) if replies.len() == count => {
             for (answer, reply) in answers.into_iter().zip(replies) {
                 let _ = answer.send(Local::Applied(reply));
@@ -146,9 +161,14 @@ async fn commit(raft: &Raft, mut batch: Vec<Pending>) {
     }
 }
 
-/// Proposes one entry on the local node.
-async fn write_local(raft: &Raft, command: Command) -> Local {
-    match raft.client_write(command).await {
+/// Proposes one entry on the local node, waiting at most `timeout` for it to commit.
+async fn write_local(raft: &Raft, timeout: Duration, command: Command) -> Local {
+    let Ok(written) = tokio::time::timeout(timeout, raft.client_write(command)).await else {
+        let waited_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        warn!(waited_ms, "a proposed entry did not commit in time");
+        return Local::NotCommitted { waited_ms };
+    };
+    match written {
         Ok(response) => Local::Applied(response.data),
         Err(error) => match error.forward_to_leader() {
             Some(forward) => match (forward.leader_id, forward.leader_node.clone()) {

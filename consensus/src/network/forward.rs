@@ -33,6 +33,11 @@ pub enum WriteError {
     LeaderUnreachable { leader: NodeId, addr: String, reason: String },
     #[error("raft failed the write: {reason}")]
     Raft { reason: String },
+    /// Proposed on the leader, but not committed within `waited_ms`: the leader lost its
+    /// quorum, or its leadership, meanwhile. (Last, so that older nodes still decode
+    /// every other variant.)
+    #[error("the write was proposed but not committed within {waited_ms} ms (the leader may have lost its quorum); it may or may not have happened")]
+    NotCommitted { waited_ms: u64 },
 }
 
 /// Where the leader is when this node's own Raft does not know: a node that is no Raft
@@ -51,7 +56,8 @@ pub struct Writer {
     /// Unpooled, see [`RpcClient::unpooled`]. Its failures reach the writer's caller as
     /// [`WriteError`]s; they are not part of the node's RPC failure counts.
     rpc: RpcClient,
-    /// How long a write waits for a leader (an election in progress) before giving up.
+    /// How long a write waits for a leader (an election in progress), and a local
+    /// proposal for its entry to commit, before giving up.
     leader_wait: Duration,
 }
 
@@ -75,7 +81,10 @@ impl Writer {
         // (certainly not applied, so retried) rather than break on a stale connection
         // (maybe applied, so reported).
         let rpc = RpcClient::unpooled(signer)?;
-        Ok(Writer { proposer: Proposer::new(raft.clone()), raft, hint: None, rpc, leader_wait })
+        // A local proposal is bounded like the rest of the write: a leader cut off from
+        // its quorum never gets an answer for it from openraft.
+        let proposer = Proposer::new(raft.clone(), leader_wait);
+        Ok(Writer { proposer, raft, hint: None, rpc, leader_wait })
     }
 
     /// The same writer, asking `hint` for the leader when the local Raft knows none.
@@ -129,6 +138,9 @@ impl Writer {
                 None => match self.proposer.propose(command.clone()).await {
                     Local::Applied(reply) => return Ok(reply),
                     Local::Failed(reason) => return Err(WriteError::Raft { reason }),
+                    Local::NotCommitted { waited_ms } => {
+                        return Err(WriteError::NotCommitted { waited_ms })
+                    }
                     Local::NoLeader => match self.hinted_leader().await {
                         None => (None, WriteError::NoLeader),
                         Some((leader, node)) => match self.forward(leader, &node, &command).await {
@@ -206,6 +218,7 @@ pub(super) async fn write(
         Local::Forward(leader, _) => Err(WriteError::NotLeader { leader: Some(leader) }),
         Local::NoLeader => Err(WriteError::NotLeader { leader: None }),
         Local::Failed(reason) => Err(WriteError::Raft { reason }),
+        Local::NotCommitted { waited_ms } => Err(WriteError::NotCommitted { waited_ms }),
     };
     CodecReply(reply)
 }

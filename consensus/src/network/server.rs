@@ -10,7 +10,7 @@ use axum::routing::post;
 use axum::{Extension, Router};
 use tracing::{debug, instrument, warn};
 
-use super::batch::Proposer;
+use super::batch::{Proposer, COMMIT_TIMEOUT};
 use super::plausible::{self, Problem, SnapshotReceived};
 use super::rpc::{Codec, CodecReply, RpcService};
 use super::{forward, APPEND_PATH, SNAPSHOT_PATH, VOTE_PATH, WRITE_PATH};
@@ -27,7 +27,7 @@ use crate::types::{AppendEntriesRequest, InstallSnapshotRequest, NodeId, Raft, V
 pub fn raft_routes(raft: Raft) -> Router {
     let writes = Router::new()
         .route(WRITE_PATH, post(forward::write))
-        .with_state(Proposer::new(raft.clone()));
+        .with_state(Proposer::new(raft.clone(), COMMIT_TIMEOUT));
     let snapshots = Router::new()
         .route(SNAPSHOT_PATH, post(snapshot))
         .with_state(Snapshots { raft: raft.clone(), received: Arc::default() });

@@ -322,7 +322,9 @@ impl IntoResponse for ApiError {
 impl From<WriteError> for ApiError {
     fn from(error: WriteError) -> ApiError {
         let status = match error {
-            WriteError::NoLeader | WriteError::NotLeader { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            WriteError::NoLeader
+            | WriteError::NotLeader { .. }
+            | WriteError::NotCommitted { .. } => StatusCode::SERVICE_UNAVAILABLE,
             WriteError::LeaderUnreachable { .. } => StatusCode::BAD_GATEWAY,
             WriteError::Raft { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };

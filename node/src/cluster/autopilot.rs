@@ -137,12 +137,16 @@ impl Autopilot {
         }
 
         // Learners that go: dead past the grace, opted out, and beyond the standbys
-        // wanted (the largest ids first, so that the choice stays stable).
+        // wanted (the largest ids first, so that the choice stays stable). A voter slot
+        // that a dead voter leaves open counts as a standby wanted: the learner the top-up
+        // added for it stays while it catches up (removing it would only have the top-up
+        // add it again, two membership changes a tick until a learner caught up).
         let mut leaving: BTreeSet<NodeId> =
             learners.iter().filter(|id| dead(id) || !eligible(id)).copied().collect();
         let staying: Vec<NodeId> =
             learners.iter().filter(|id| !leaving.contains(id)).copied().collect();
-        leaving.extend(staying.iter().skip(self.sizes.standby));
+        let open_voter_slots = self.sizes.voters.saturating_sub(voters.len());
+        leaving.extend(staying.iter().skip(self.sizes.standby + open_voter_slots));
         if !leaving.is_empty() {
             return Some(Change::RemoveLearners { ids: leaving });
         }
@@ -240,6 +244,37 @@ mod tests {
         let start = Instant::now();
         autopilot.next_change(&membership, &members, start);
         assert_eq!(autopilot.next_change(&membership, &members, start + grace * 2), None);
+    }
+
+    #[test]
+    fn the_learner_added_for_a_dead_voter_stays_while_it_catches_up() {
+        let grace = Duration::from_secs(15);
+        let mut autopilot = Autopilot::new(Sizes { voters: 3, standby: 1 }, grace);
+        let members =
+            [member(1, true), member(2, true), member(3, false), member(4, true), member(5, true)];
+        let start = Instant::now();
+        // Voter 3 is dead and standby 4 is not caught up yet: a newcomer joins for it.
+        let mut membership = view(&[1, 2, 3], &[4]);
+        membership.caught_up.remove(&NodeId(4));
+        autopilot.next_change(&membership, &members, start);
+        let change = autopilot.next_change(&membership, &members, start + grace);
+        assert_eq!(
+            change,
+            Some(Change::AddLearner { id: NodeId(5), info: NodeInfo::new("127.0.0.1:7805", "n5") })
+        );
+        // Two learners, neither caught up: both stay (one standby plus the open slot).
+        let mut membership = view(&[1, 2, 3], &[4, 5]);
+        membership.caught_up.retain(|id| id.0 < 4);
+        assert_eq!(autopilot.next_change(&membership, &members, start + grace), None);
+        // The first to catch up replaces the dead voter, which goes once it is a dead
+        // learner; the other learner stays as the one standby.
+        membership.caught_up.insert(NodeId(5));
+        let change = autopilot.next_change(&membership, &members, start + grace);
+        assert_eq!(change, Some(Change::SetVoters { voters: ids(&[1, 2, 5]) }));
+        let mut membership = view(&[1, 2, 5], &[3, 4]);
+        membership.caught_up.remove(&NodeId(4));
+        let change = autopilot.next_change(&membership, &members, start + grace * 2);
+        assert_eq!(change, Some(Change::RemoveLearners { ids: ids(&[3]) }));
     }
 
     #[test]

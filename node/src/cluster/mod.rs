@@ -9,6 +9,12 @@
 //!  RaftView ───────┼─> tick ─> no Raft state? ─> bootstrap::decide ─> raft.initialize
 //!  every 250 ms ───┘             leader?      ─> Autopilot::next_change ─> change_membership
 //! ```
+//!
+//! A change runs beside the loop, one at a time: openraft answers it only once its entry
+//! commits, which never happens to a leader cut off with a minority and then removed
+//! from the group, and the loop must still see that node lose its leadership and
+//! publish it. A change is dropped when the node stops leading, or after
+//! [`CHANGE_TIMEOUT`]; autopilot then decides again from the membership it finds.
 
 mod autopilot;
 mod bootstrap;
@@ -21,7 +27,8 @@ use eventide_consensus::types::Raft;
 use eventide_consensus::{NodeId, NodeInfo};
 use openraft::ChangeMembers;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tokio::task::JoinHandle;
+use tracing::{info, warn, Instrument};
 
 pub use self::autopilot::{Autopilot, Change, MembershipView, Sizes};
 pub use self::bootstrap::{decide, Bootstrap};
@@ -34,6 +41,9 @@ const CAUGHT_UP_ENTRIES: u64 = 100;
 
 /// How often membership is re-evaluated when nothing else wakes the loop.
 const TICK: Duration = Duration::from_millis(250);
+
+/// How long one membership change may wait for its entry to commit.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long gossip's view of the live nodes must hold still before a cluster is formed
 /// from it (five default gossip rounds).
@@ -97,6 +107,8 @@ pub async fn run(
     // every watcher of its metrics) twenty times a second for nothing.
     let mut ticking = true;
     let mut published: Option<(RaftRole, Option<Servers>)> = None;
+    // The membership change under way on this leader, if any.
+    let mut change_task: Option<JoinHandle<()>> = None;
     loop {
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
@@ -183,15 +195,32 @@ pub async fn run(
             if was_leader {
                 info!(term = status.term, "no longer leader");
             }
+            if let Some(task) = change_task.take() {
+                task.abort();
+            }
             autopilot.reset();
             was_leader = false;
             continue;
         }
         was_leader = true;
+        if change_task.as_ref().is_some_and(|task| !task.is_finished()) {
+            continue;
+        }
+        change_task = None;
         let members = members.unwrap_or_default();
         let membership = membership_view(&status);
         if let Some(change) = autopilot.next_change(&membership, &members, Instant::now()) {
-            apply(&raft, &gossip, change).await;
+            let (raft, gossip) = (raft.clone(), gossip.clone());
+            let task = async move {
+                let described = format!("{change:?}");
+                if tokio::time::timeout(CHANGE_TIMEOUT, apply(&raft, &gossip, change))
+                    .await
+                    .is_err()
+                {
+                    warn!(change = %described, timeout_s = CHANGE_TIMEOUT.as_secs(), "autopilot change not committed in time; will decide again");
+                }
+            };
+            change_task = Some(tokio::spawn(task.in_current_span()));
         }
     }
 }
