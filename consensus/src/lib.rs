@@ -26,6 +26,7 @@ pub mod auth;
 pub mod codec;
 pub mod command;
 pub mod network;
+pub mod runtime;
 pub mod state;
 pub mod store;
 #[cfg(feature = "testsuite")]

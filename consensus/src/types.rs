@@ -163,7 +163,7 @@ openraft::declare_raft_types!(
         Node = NodeInfo,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = crate::runtime::GatedTokio,
         Responder = openraft::impls::OneshotResponder<TypeConfig>,
 );
 

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use eventide_consensus::runtime::set_ticking;
 use eventide_consensus::types::Raft;
 use eventide_consensus::{NodeId, NodeInfo};
 use openraft::ChangeMembers;
@@ -131,7 +132,7 @@ pub async fn run(
         };
         let has_state = status.role != RaftRole::None || !status.nodes.is_empty();
         if has_state != ticking {
-            raft.runtime_config().tick(has_state);
+            set_ticking(&raft, has_state);
             ticking = has_state;
         }
         let servers = leader
@@ -176,7 +177,7 @@ pub async fn run(
                     }
                     let ids: Vec<String> = voters.keys().map(|id| id.to_string()).collect();
                     info!(voters = ?ids, "forming a new cluster");
-                    raft.runtime_config().tick(true);
+                    set_ticking(&raft, true);
                     ticking = true;
                     match raft.initialize(voters).await {
                         Ok(()) => {}
