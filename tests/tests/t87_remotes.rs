@@ -5,7 +5,8 @@
 //! The fetch itself with a token and CA, or a key and known_hosts (and its failures with
 //! a wrong token, without the CA, with a wrong key and with an unknown host key) is
 //! tested against the same servers by the node's unit tests (`git::tests`). A url with
-//! credentials in it is refused by the CLI without repeating them.
+//! credentials in it is refused by the CLI without repeating them. A client runner gets
+//! the credentials from the leader, and only when it has to fetch.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -158,4 +159,67 @@ fn a_cluster_tests_an_ssh_repository_with_a_deploy_key_and_known_hosts() {
     let add = ["repo", "add", &url, "--ssh-key", "DEPLOY_KEY", "--known-hosts", "APP_HOSTS"];
     cli_ok(addr, &secret_file, &add);
     assert_passes(&cluster, 1);
+}
+
+/// A client runner (no replica of its own) fetches a private https repository with the
+/// credentials the leader gives it, only when its mirror lacks the commit: the first
+/// job and a new commit fetch, a rerun of a commit it has fetches nothing. The three
+/// servers run no jobs.
+#[test]
+fn a_client_runner_fetches_a_private_repository_with_the_leader_s_credentials() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let servers_only = vec!["--runner-slots".to_owned(), "0".to_owned()];
+    let options = Options {
+        secret: Some(SECRET.to_owned()),
+        extra: vec!["--poll-interval".into(), "200ms".into()],
+        per_node: vec![servers_only.clone(), servers_only.clone(), servers_only],
+        ..Options::default()
+    };
+    let mut cluster = Cluster::start(3, options);
+    cluster.wait_for_agreed_leader();
+    let client = cluster.add_with(&["--server-eligible", "false"]);
+    let client_id = wait_until("the client to answer", DEADLINE, || {
+        let status = cluster.nodes[client].status()?;
+        let me = status["nodes"].as_array()?.iter().find(|n| n["id"] == status["node"]["id"])?;
+        (me["role"] == "client" && status["served_by"]["id"] != status["node"]["id"])
+            .then(|| status["node"]["id"].as_str().map(str::to_owned))
+            .flatten()
+    });
+    let secret_file = dir.path().join("cli.secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).expect("write the secret file");
+    let secret_file = secret_file.display().to_string();
+    let addr = cluster.nodes[client].addr;
+
+    let server = HttpsGitServer::start();
+    let (repo, head) = passing_repository();
+    let url = server.serve("client.git", &repo.path().join(".git"));
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, server.token()).expect("write the token");
+    let token_path = token_file.display().to_string();
+    cli_ok(addr, &secret_file, &["secret", "set", "APP_TOKEN", "--from-file", &token_path]);
+    let ca = server.ca_path().display().to_string();
+    cli_ok(addr, &secret_file, &["repo", "add", &url, "--token", "APP_TOKEN", "--ca-file", &ca]);
+    let fetches = |cluster: &Cluster| {
+        cluster.nodes[client]
+            .log_text()
+            .matches("fetching the commit into the runner's mirror")
+            .count()
+    };
+    let ran_on_the_client = |jobs: &[serde_json::Value]| {
+        for job in jobs {
+            assert_eq!(job["state"], "passed", "{job}");
+            assert_eq!(job["runner"], client_id.as_str(), "only the client runs jobs: {job}");
+        }
+    };
+    ran_on_the_client(&wait_for_final_jobs(&cluster, client, 1, DEADLINE));
+    assert_eq!(fetches(&cluster), 1, "the first job fetches");
+    cli_ok(addr, &secret_file, &["rerun", &head, "--branch", "main"]);
+    ran_on_the_client(&wait_for_final_jobs(&cluster, client, 2, DEADLINE));
+    assert_eq!(fetches(&cluster), 1, "a rerun of a commit the mirror has fetched again");
+    repo.commit("a second commit");
+    ran_on_the_client(&wait_for_final_jobs(&cluster, client, 3, DEADLINE));
+    assert_eq!(fetches(&cluster), 2, "a new commit is fetched");
+    for node in &cluster.nodes {
+        assert!(!node.log_text().contains(server.token()), "the token is in {}'s log", node.name);
+    }
 }

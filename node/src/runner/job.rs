@@ -41,8 +41,19 @@ pub async fn run(
     let workspace =
         data_dir.join("work").join(format!("job-{}-{}", assignment.job, assignment.attempt));
 
-    let auth = context::fetch_auth(runner, &assignment).await;
-    let outcome = match prepare(&data_dir, &assignment, step.as_ref(), &workspace, auth).await {
+    // A commit the runner's mirror already holds needs no fetch and so no credentials: a
+    // client asks the leader for them only when it must fetch.
+    let prepared = match prepare(&data_dir, &assignment, step.as_ref(), &workspace, None).await {
+        Ok(None) => {
+            let (job, attempt) = (assignment.job, assignment.attempt);
+            info!(job_id = %job, attempt, commit = %assignment.commit, "fetching the commit into the runner's mirror");
+            let auth = context::fetch_auth(runner, &assignment).await;
+            prepare(&data_dir, &assignment, step.as_ref(), &workspace, Some(auth)).await
+        }
+        done => done,
+    };
+    let missing = || format!("commit {} is missing from the runner's mirror", assignment.commit);
+    let outcome = match prepared.and_then(|prepared| prepared.ok_or_else(missing)) {
         Err(message) => {
             let (job, attempt) = (assignment.job, assignment.attempt);
             warn!(job_id = %job, attempt, error = %message, "job could not run");
@@ -116,17 +127,22 @@ async fn prepare(
     assignment: &Assignment,
     step: Option<&StepAssignment>,
     workspace: &Path,
-    auth: FetchAuth,
-) -> Result<Prepared, String> {
+    auth: Option<FetchAuth>,
+) -> Result<Option<Prepared>, String> {
     let step = step.map(|step| (step.step.clone(), step.matrix.clone()));
-    let FetchAuth { auth, unknown_because } = auth;
-    let auth = auth.transpose().map_err(|e| format!("{e:#}"))?.unwrap_or_default();
+    let (auth, unknown_because) = match auth {
+        Some(FetchAuth { auth, unknown_because }) => {
+            let auth = auth.transpose().map_err(|e| format!("{e:#}"))?.unwrap_or_default();
+            (Some(auth), unknown_because)
+        }
+        None => (None, None),
+    };
     let mirror = git::mirror_path(&data_dir.join("runner-mirrors"), &assignment.repo_url);
     let url = assignment.repo_url.clone();
     let commit: CommitId = assignment.commit.clone();
     let workspace = workspace.to_owned();
     let logs = logs_dir(data_dir);
-    let result = tokio::task::spawn_blocking(move || -> Result<Prepared, String> {
+    let result = tokio::task::spawn_blocking(move || -> Result<Option<Prepared>, String> {
         std::fs::create_dir_all(&logs).map_err(|e| format!("failed to create the log dir: {e}"))?;
         if workspace.exists() {
             std::fs::remove_dir_all(&workspace)
@@ -134,18 +150,26 @@ async fn prepare(
         }
         std::fs::create_dir_all(&workspace)
             .map_err(|e| format!("failed to create the workspace: {e}"))?;
-        let opened =
-            git::ensure_commit(&mirror, &url, &auth, &commit).map_err(|e| match &unknown_because {
-                Some(because) => format!("{e:#} (fetched without credentials: {because})"),
-                None => format!("{e:#}"),
-            })?;
+        let opened = match &auth {
+            // Without credentials, only a mirror that has the commit will do.
+            None => match git::mirror_with_commit(&mirror, &commit) {
+                Some(opened) => opened,
+                None => return Ok(None),
+            },
+            Some(auth) => git::ensure_commit(&mirror, &url, auth, &commit).map_err(|e| {
+                match &unknown_because {
+                    Some(because) => format!("{e:#} (fetched without credentials: {because})"),
+                    None => format!("{e:#}"),
+                }
+            })?,
+        };
         opened.checkout(&commit, &workspace).map_err(|e| format!("checkout failed: {e:#}"))?;
         drop(opened);
         let file = read_config(&workspace)?;
         let has_tests = workspace.join("tests").is_dir();
         let Some((name, matrix)) = step else {
             let config = repo_config::resolve(file.as_deref(), has_tests).map_err(|e| e.to_string())?;
-            return Ok(Prepared { config, artifacts: Vec::new() });
+            return Ok(Some(Prepared { config, artifacts: Vec::new() }));
         };
         let pipeline =
             pipeline_config::resolve(file.as_deref(), has_tests).map_err(|e| e.to_string())?;
@@ -159,7 +183,7 @@ async fn prepare(
             .find(|candidate| candidate.name == name)
             .map(|found| found.artifacts.clone())
             .unwrap_or_default();
-        Ok(Prepared { config, artifacts })
+        Ok(Some(Prepared { config, artifacts }))
     })
     .await;
     result.unwrap_or_else(|e| Err(format!("job preparation failed: {e}")))
