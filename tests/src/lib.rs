@@ -267,6 +267,31 @@ impl Cluster {
         self.nodes.len() - 1
     }
 
+    /// Three servers with no runner slots (a cluster secret, polling every 200 ms) and
+    /// then one node with `--server-eligible false`, the only runner; returns the cluster,
+    /// the client's index and its id once it answers as a client served by a server.
+    pub fn servers_and_a_client_runner(secret: &str) -> (Cluster, usize, String) {
+        let servers_only = vec!["--runner-slots".to_owned(), "0".to_owned()];
+        let options = Options {
+            secret: Some(secret.to_owned()),
+            extra: vec!["--poll-interval".into(), "200ms".into()],
+            per_node: vec![servers_only.clone(), servers_only.clone(), servers_only],
+            ..Options::default()
+        };
+        let mut cluster = Cluster::start(3, options);
+        cluster.wait_for_agreed_leader();
+        let client = cluster.add_with(&["--server-eligible", "false"]);
+        let client_id = wait_until("the client to answer", DEADLINE, || {
+            let status = cluster.nodes[client].status()?;
+            let nodes = status["nodes"].as_array()?;
+            let me = nodes.iter().find(|n| n["id"] == status["node"]["id"])?;
+            (me["role"] == "client" && status["served_by"]["id"] != status["node"]["id"])
+                .then(|| status["node"]["id"].as_str().map(str::to_owned))
+                .flatten()
+        });
+        (cluster, client, client_id)
+    }
+
     /// Like [`Cluster::add`], with extra `run` flags for the new node only.
     pub fn add_with(&mut self, flags: &[&str]) -> usize {
         let index = self.nodes.len();

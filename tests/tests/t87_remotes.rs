@@ -112,6 +112,24 @@ fn passing_repository() -> (GitRepo, String) {
     (repo, head)
 }
 
+/// Serves `repo` over https from `server` and has the node at `addr` watch it with the
+/// server's token (secret `APP_TOKEN`, its file written into `dir`) and CA.
+fn watch_with_token(
+    server: &HttpsGitServer,
+    repo: &GitRepo,
+    addr: SocketAddr,
+    secret_file: &str,
+    dir: &Path,
+) {
+    let url = server.serve("app.git", &repo.path().join(".git"));
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, server.token()).expect("write the token");
+    let token_path = token_file.display().to_string();
+    cli_ok(addr, secret_file, &["secret", "set", "APP_TOKEN", "--from-file", &token_path]);
+    let ca = server.ca_path().display().to_string();
+    cli_ok(addr, secret_file, &["repo", "add", &url, "--token", "APP_TOKEN", "--ca-file", &ca]);
+}
+
 /// Waits for `count` jobs to end and checks that the newest (by attempt) passed.
 fn assert_passes(cluster: &Cluster, count: usize) {
     let jobs = wait_for_final_jobs(cluster, 0, count, DEADLINE);
@@ -127,13 +145,7 @@ fn a_cluster_tests_an_https_repository_with_a_token_and_a_ca_file_and_reruns_it(
     let addr = cluster.nodes[0].addr;
     let server = HttpsGitServer::start();
     let (repo, head) = passing_repository();
-    let url = server.serve("app.git", &repo.path().join(".git"));
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, server.token()).expect("write the token");
-    let token_path = token_file.display().to_string();
-    cli_ok(addr, &secret_file, &["secret", "set", "APP_TOKEN", "--from-file", &token_path]);
-    let ca = server.ca_path().display().to_string();
-    cli_ok(addr, &secret_file, &["repo", "add", &url, "--token", "APP_TOKEN", "--ca-file", &ca]);
+    watch_with_token(&server, &repo, addr, &secret_file, dir.path());
     assert_passes(&cluster, 1);
     cli_ok(addr, &secret_file, &["rerun", &head, "--branch", "main"]);
     assert_passes(&cluster, 2);
@@ -168,37 +180,14 @@ fn a_cluster_tests_an_ssh_repository_with_a_deploy_key_and_known_hosts() {
 #[test]
 fn a_client_runner_fetches_a_private_repository_with_the_leader_s_credentials() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let servers_only = vec!["--runner-slots".to_owned(), "0".to_owned()];
-    let options = Options {
-        secret: Some(SECRET.to_owned()),
-        extra: vec!["--poll-interval".into(), "200ms".into()],
-        per_node: vec![servers_only.clone(), servers_only.clone(), servers_only],
-        ..Options::default()
-    };
-    let mut cluster = Cluster::start(3, options);
-    cluster.wait_for_agreed_leader();
-    let client = cluster.add_with(&["--server-eligible", "false"]);
-    let client_id = wait_until("the client to answer", DEADLINE, || {
-        let status = cluster.nodes[client].status()?;
-        let me = status["nodes"].as_array()?.iter().find(|n| n["id"] == status["node"]["id"])?;
-        (me["role"] == "client" && status["served_by"]["id"] != status["node"]["id"])
-            .then(|| status["node"]["id"].as_str().map(str::to_owned))
-            .flatten()
-    });
+    let (cluster, client, client_id) = Cluster::servers_and_a_client_runner(SECRET);
     let secret_file = dir.path().join("cli.secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).expect("write the secret file");
     let secret_file = secret_file.display().to_string();
     let addr = cluster.nodes[client].addr;
-
     let server = HttpsGitServer::start();
     let (repo, head) = passing_repository();
-    let url = server.serve("client.git", &repo.path().join(".git"));
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, server.token()).expect("write the token");
-    let token_path = token_file.display().to_string();
-    cli_ok(addr, &secret_file, &["secret", "set", "APP_TOKEN", "--from-file", &token_path]);
-    let ca = server.ca_path().display().to_string();
-    cli_ok(addr, &secret_file, &["repo", "add", &url, "--token", "APP_TOKEN", "--ca-file", &ca]);
+    watch_with_token(&server, &repo, addr, &secret_file, dir.path());
     let fetches = |cluster: &Cluster| {
         cluster.nodes[client]
             .log_text()

@@ -199,23 +199,7 @@ fn a_client_runner_gets_the_secret_of_its_job_from_the_leader() {
     repo.configure("sh job.sh", &format!("secrets = [\"PYPI_TOKEN\"]\n{env}"));
     let on_main = repo.commit("asks for the token");
 
-    let servers_only = vec!["--runner-slots".to_owned(), "0".to_owned()];
-    let options = Options {
-        secret: Some(SECRET.to_owned()),
-        extra: vec!["--poll-interval".into(), "200ms".into()],
-        per_node: vec![servers_only.clone(), servers_only.clone(), servers_only],
-        ..Options::default()
-    };
-    let mut cluster = Cluster::start(3, options);
-    cluster.wait_for_agreed_leader();
-    let client = cluster.add_with(&["--server-eligible", "false"]);
-    let client_id = wait_until("the client to answer", DEADLINE, || {
-        let status = cluster.nodes[client].status()?;
-        let me = status["nodes"].as_array()?.iter().find(|n| n["id"] == status["node"]["id"])?;
-        (me["role"] == "client" && status["served_by"]["id"] != status["node"]["id"])
-            .then(|| status["node"]["id"].as_str().map(str::to_owned))
-            .flatten()
-    });
+    let (cluster, client, client_id) = Cluster::servers_and_a_client_runner(SECRET);
     let secret_file = dir.path().join("cli.secret");
     std::fs::write(&secret_file, SECRET).expect("write the secret file");
     let value_file = dir.path().join("value");
