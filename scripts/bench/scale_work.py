@@ -135,6 +135,8 @@ def leader_kills(ports, pid_of, kills, deadline):
     another leader. The victim is started again and the servers restored and caught up
     each time."""
     seconds = []
+    if kills <= 0:
+        return []
     for kill in range(kills):
         doc = wait_for("a settled cluster before the kill", lambda: settled(ports, 5),
                        deadline, 0.2)
@@ -169,6 +171,8 @@ def leader_kills(ports, pid_of, kills, deadline):
 def client_kills(port, ports, pid_of, repo, kills, deadline):
     """3 x `kills` jobs of `sleep 8`; kill -9 of `kills` clients running one: seconds
     until each of their jobs runs (or ended) on another runner."""
+    if kills <= 0:
+        return []
     with open(os.path.join(repo, ".eventide.toml"), "w") as config:
         config.write('[test]\ncommand = "sleep 8"\n')
     git(repo, "commit", "-q", "-a", "-m", "sleep 8")
