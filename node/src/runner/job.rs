@@ -25,8 +25,12 @@ pub const TAIL_BYTES: usize = 64 * 1024;
 pub const LOG_FILE_CAP: u64 = 16 * 1024 * 1024;
 /// Largest `.eventide.toml` read, as the observer reads it from the mirror.
 const CONFIG_MAX_BYTES: u64 = git::MAX_FILE_BYTES as u64;
-/// Job logs kept on disk; older ones are deleted.
+/// Job logs kept on disk, at least; older ones are deleted.
 const LOGS_KEPT: usize = 200;
+/// The log directory is read (every log's time looked up) once every this many jobs
+/// rather than after each: a node keeps between `LOGS_KEPT` and `LOGS_KEPT` +
+/// `PRUNE_EVERY` logs, and a busy runner does not stat 200 files a job.
+const PRUNE_EVERY: u64 = 25;
 
 /// Runs one assignment to its end and reports it, unless it was silenced.
 pub async fn run(
@@ -106,9 +110,13 @@ pub async fn run(
     }
     // Tidying up waits for nothing: the result is in and the slot may take the next job
     // (workspaces are per attempt, so the next job never meets this one's directory).
+    let ended = runner.jobs_ended.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let prune = ended.is_multiple_of(PRUNE_EVERY);
     drop(tokio::task::spawn_blocking(move || {
         let _ = std::fs::remove_dir_all(workspace);
-        prune_logs(&data_dir);
+        if prune {
+            prune_logs(&logs_dir(&data_dir), LOGS_KEPT);
+        }
     }));
 }
 
@@ -514,17 +522,18 @@ async fn report(runner: &Runner, assignment: &Assignment, outcome: Outcome) {
 }
 
 /// Keeps the newest `LOGS_KEPT` job logs.
-fn prune_logs(data_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(logs_dir(data_dir)) else { return };
+/// Deletes the oldest files of the log directory `logs` beyond the `keep` newest.
+fn prune_logs(logs: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(logs) else { return };
     let mut logs: Vec<(std::time::SystemTime, PathBuf)> = entries
         .flatten()
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
-    if logs.len() <= LOGS_KEPT {
+    if logs.len() <= keep {
         return;
     }
     logs.sort();
-    for (_, path) in &logs[..logs.len() - LOGS_KEPT] {
+    for (_, path) in &logs[..logs.len() - keep] {
         let _ = std::fs::remove_file(path);
     }
 }
@@ -534,6 +543,28 @@ mod tests {
     use super::*;
 
     const TIMEOUT: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn pruning_keeps_the_newest_logs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let start = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for n in 0..30u64 {
+            let path = dir.path().join(format!("job-{n}-1.log"));
+            let file = std::fs::File::create(&path).expect("create a log");
+            file.set_modified(start + Duration::from_secs(n)).expect("set its time");
+        }
+        prune_logs(dir.path(), 40);
+        assert_eq!(std::fs::read_dir(dir.path()).expect("read").count(), 30, "under the cap");
+        prune_logs(dir.path(), 20);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("read")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort_by_key(|name| name[4..name.len() - 6].parse::<u64>().expect("a number"));
+        let newest: Vec<String> = (10..30).map(|n| format!("job-{n}-1.log")).collect();
+        assert_eq!(left, newest);
+        prune_logs(&dir.path().join("missing"), 20);
+    }
 
     #[test]
     fn exit_codes_signals_and_timeouts_are_judged() {

@@ -133,6 +133,9 @@ pub struct Runner {
     /// Wakes the renewer when a job starts: with none running it sleeps instead of
     /// ticking every second for nothing.
     started: tokio::sync::Notify,
+    /// Jobs whose tidying up has run since the node started (every so many of them, the
+    /// old logs are pruned).
+    jobs_ended: std::sync::atomic::AtomicU64,
     gate: Mutex<Gate>,
 }
 
@@ -177,6 +180,7 @@ impl Runner {
             artifacts,
             active: Mutex::new(BTreeMap::new()),
             started: tokio::sync::Notify::new(),
+            jobs_ended: std::sync::atomic::AtomicU64::new(0),
             gate: Mutex::new(Gate::default()),
         }))
     }
