@@ -17,6 +17,7 @@
 //!  watch_leader (RaftView) ─────────────────┘                 (replica, RaftView, gossip)
 //! ```
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -64,6 +65,7 @@ pub struct Metrics {
     raft_leader_changes: Counter,
     gossip_nodes: Family<Labels, Gauge>,
     gossip_rounds: Family<Labels, Counter>,
+    gossip_tick: Gauge<f64, AtomicU64>,
     rpc_errors: Family<Labels, Counter>,
     http_refused: Family<Labels, Counter>,
     runner_slots: Gauge,
@@ -89,6 +91,8 @@ pub struct Snapshot {
     pub dead_nodes: u64,
     /// This node's own gossip rounds: started, and held back at the client pace.
     pub gossip_rounds: RoundCounts,
+    /// How often this node's gossip ticks now.
+    pub gossip_tick: Duration,
     pub slots: u32,
     pub busy_slots: u32,
 }
@@ -114,6 +118,7 @@ impl Metrics {
             raft_leader_changes: Counter::default(),
             gossip_nodes: Family::default(),
             gossip_rounds: Family::default(),
+            gossip_tick: Gauge::default(),
             rpc_errors: Family::default(),
             http_refused: Family::default(),
             runner_slots: Gauge::default(),
@@ -148,6 +153,8 @@ impl Metrics {
             "gossip_nodes", m.gossip_nodes, "Nodes known by gossip, by state (alive or dead)";
             "gossip_rounds", m.gossip_rounds,
                 "Gossip rounds this node opened, by outcome (started, or held at the client pace)";
+            "gossip_tick_seconds", m.gossip_tick,
+                "How often this node's gossip ticks: --gossip-interval, or --client-gossip-interval on a settled client";
             "internal_rpc_errors", m.rpc_errors, "Failed internal RPCs sent by this node, by RPC";
             "http_refused_connections", m.http_refused,
                 "HTTP connections answered 503 and closed, by reason (full, reserved)";
@@ -238,6 +245,7 @@ impl Metrics {
             let counter = self.gossip_rounds.get_or_create(&label("outcome", outcome));
             counter.inc_by(total.saturating_sub(counter.get()));
         }
+        self.gossip_tick.set(snapshot.gossip_tick.as_secs_f64());
         self.runner_slots.set(i64::from(snapshot.slots));
         self.runner_busy_slots.set(i64::from(snapshot.busy_slots));
         if let Some(errors) = self.raft_errors.get() {
@@ -295,6 +303,7 @@ pub async fn snapshot(
         alive_nodes: alive,
         dead_nodes: members.len() as u64 - alive,
         gossip_rounds: gossip.round_counts(),
+        gossip_tick: gossip.tick_interval().await,
         slots,
         busy_slots: busy,
     }
@@ -333,6 +342,7 @@ mod tests {
             applied_index: 42,
             alive_nodes: 2,
             dead_nodes: 1,
+            gossip_tick: Duration::from_millis(200),
             gossip_rounds: RoundCounts { started: 5, held: 20 },
             slots: 4,
             busy_slots: 3,
@@ -351,6 +361,7 @@ mod tests {
         assert_eq!(sample(&text, "eventide_raft_applied_index"), Some(42.0));
         assert_eq!(sample(&text, "eventide_gossip_nodes{state=\"dead\"}"), Some(1.0));
         assert_eq!(sample(&text, "eventide_gossip_rounds_total{outcome=\"held\"}"), Some(20.0));
+        assert_eq!(sample(&text, "eventide_gossip_tick_seconds"), Some(0.2));
         assert_eq!(sample(&text, "eventide_runner_slots"), Some(4.0));
         assert_eq!(sample(&text, "eventide_runner_busy_slots"), Some(3.0));
         assert!(text.contains("# TYPE eventide_raft_leader_changes_total counter"), "{text}");

@@ -6,15 +6,16 @@
 Polls every node's GET /api/v1/status until each lists every node alive (and, for a
 cluster, until each answers with a leader and its own role, and the roles add up to one
 leader and --servers servers, the rest clients; after --deadline it says how many do and
-measures anyway), then reads every node's RSS and measures the CPU time the nodes use
-over --idle seconds.
+measures anyway), waits for every client's gossip to move to the client pace (a client
+does once it has been one for 10 s), then reads every node's RSS and measures the CPU
+time the nodes use over --idle seconds.
 """
 
 import argparse
 import os
 import time
 
-from benchlib import CpuMeter, Eventide, fail, machine, render_table, say, spread
+from benchlib import OPENER, CpuMeter, Eventide, fail, local, machine, render_table, say, spread
 
 EVENTIDE = Eventide()
 
@@ -75,6 +76,38 @@ def settle(ports, started, deadline, want_roles, servers):
     return alive_at, role_at, roles
 
 
+def gossip_tick(port):
+    """The node's eventide_gossip_tick_seconds, or None (no answer, or a binary without it)."""
+    try:
+        with OPENER.open(local(port, "/metrics"), timeout=2.0) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("eventide_gossip_tick_seconds "):
+            return float(line.split()[1])
+    return None
+
+
+def settle_ticks(ports, roles, deadline):
+    """Seconds until every client's gossip ticks at the client pace (a client moves to it
+    once settled), or None when the nodes do not report their tick."""
+    clients = [port for port in ports if roles.get(port) in (None, "client")]
+    servers = [port for port in ports if port not in clients]
+    fast = next((t for t in map(gossip_tick, servers[:1]) if t is not None), None)
+    if fast is None or not clients:
+        return None
+    start = time.monotonic()
+    waiting = clients
+    while waiting and time.monotonic() - start < deadline:
+        waiting = [port for port in waiting if (gossip_tick(port) or 0) <= fast]
+        if waiting:
+            time.sleep(0.5)
+    if waiting:
+        say(f"after {deadline} s, {len(waiting)} clients still tick every {fast} s")
+    return time.monotonic() - start
+
+
 def cpu_ticks(pid):
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -125,6 +158,10 @@ def main():
     if alive_at is None:
         render_table(["figure", "value"], rows)
         fail("the nodes did not all see each other")
+    if args.mode == "cluster" and roles:
+        paced = settle_ticks(ports, roles, 60)
+        if paced is not None:
+            rows.append(["every client's gossip at the client pace", f"{paced:.1f} s later"])
     time.sleep(2)
     rss, _ = spread([rss_mib(pid) for pid in pids], fmt=lambda v: f"{v:.1f}")
     rows.append(["RSS per node (MiB, min / median / max)", rss])

@@ -8,7 +8,7 @@ use eventide_tests::repo::GitRepo;
 use eventide_tests::{http, wait_for_final_jobs, wait_until, Cluster, Options, DEADLINE};
 
 /// Every metric family a node exports (the table in README.md and docs/api.md).
-const FAMILIES: [(&str, &str); 18] = [
+const FAMILIES: [(&str, &str); 19] = [
     ("eventide_jobs", "gauge"),
     ("eventide_queue_depth", "gauge"),
     ("eventide_claim_to_start_seconds", "histogram"),
@@ -20,6 +20,7 @@ const FAMILIES: [(&str, &str); 18] = [
     ("eventide_raft_leader_changes_total", "counter"),
     ("eventide_gossip_nodes", "gauge"),
     ("eventide_gossip_rounds_total", "counter"),
+    ("eventide_gossip_tick_seconds", "gauge"),
     ("eventide_internal_rpc_errors_total", "counter"),
     ("eventide_http_refused_connections_total", "counter"),
     ("eventide_runner_slots", "gauge"),

@@ -124,24 +124,6 @@ fn servers_and_clients(start: impl FnOnce(Options) -> Cluster) {
     });
     let client = RUNNERS[0];
 
-    // A client starts its own gossip rounds at the client pace (one a second, where a
-    // server starts one every 200 ms tick) and holds the others back; a server holds none.
-    let rounds = |index: usize| {
-        let (code, text) = http::get(cluster.nodes[index].addr, "/metrics").ok()?;
-        let metrics = prometheus::parse(&text).ok().filter(|_| code == 200)?;
-        let count =
-            |outcome| metrics.value("eventide_gossip_rounds_total", &[("outcome", outcome)]);
-        Some((count("started")?, count("held")?))
-    };
-    let before = wait_until("the client's gossip rounds", DEADLINE, || rounds(client));
-    let after = wait_until("the client to hold back rounds", DEADLINE, || {
-        rounds(client).filter(|&(_, held)| held >= before.1 + 8.0)
-    });
-    let (started, held) = (after.0 - before.0, after.1 - before.1);
-    assert!(started * 2.0 <= held, "a client started {started} rounds and held {held}");
-    let leader_rounds = wait_until("the leader's gossip rounds", DEADLINE, || rounds(leader));
-    assert_eq!(leader_rounds.1, 0.0, "the leader held back rounds: {leader_rounds:?}");
-
     // A client answers from a server and says which.
     let status = cluster.nodes[client].status().expect("a client answers status");
     assert_eq!(status["node"]["id"], runner_ids[0].as_str());
@@ -209,6 +191,34 @@ fn servers_and_clients(start: impl FnOnce(Options) -> Cluster) {
     let status = String::from_utf8_lossy(&status.stdout).into_owned();
     assert!(status.contains("is a client") && status.contains("2 standby"), "{status}");
 
+    // A client starts its own gossip rounds at the client pace (one a second, where a
+    // server starts one every 200 ms tick); once settled, its gossip ticks at that pace
+    // too, in a new chitchat instance that peers keep seeing as the same live node.
+    let rounds = |index: usize| gossip_rounds(&cluster, index);
+    wait_until("the client's gossip to tick once a second", DEADLINE, || {
+        rounds(other).filter(|&(_, _, tick)| tick == 1.0)
+    });
+    let before = (rounds(other).expect("client rounds"), rounds(leader).expect("leader rounds"));
+    let after = wait_until("25 rounds of the leader", DEADLINE, || {
+        let leader_now = rounds(leader).filter(|now| now.0 >= before.1 .0 + 25.0)?;
+        Some((rounds(other)?, leader_now))
+    });
+    let client_started = after.0 .0 - before.0 .0;
+    let leader_started = after.1 .0 - before.1 .0;
+    assert!(
+        client_started * 3.0 <= leader_started,
+        "the client started {client_started} rounds while the leader started {leader_started}"
+    );
+    assert_eq!(after.1 .1, 0.0, "the leader held back rounds: {:?}", after.1);
+    assert_eq!(after.1 .2, 0.2, "the leader's gossip ticks every {} s", after.1 .2);
+    // Every server still sees the client alive, in one incarnation.
+    wait_until("every server to see the client alive", DEADLINE, || {
+        let status = cluster.nodes[leader].status()?;
+        let nodes = status["nodes"].as_array()?;
+        let entries: Vec<_> = nodes.iter().filter(|n| n["id"] == survivor[0].as_str()).collect();
+        (entries.len() == 1 && entries[0]["alive"] == true).then_some(())
+    });
+
     // Kill the leader: a voter takes over and a standby replaces the dead voter; then
     // kill a voter: the other standby replaces it. Clients keep answering throughout.
     let leader_id = cluster.nodes[leader].id().expect("leader answers");
@@ -228,12 +238,20 @@ fn servers_and_clients(start: impl FnOnce(Options) -> Cluster) {
     let voter_id =
         after.iter().find(|(_, r)| *r == "voter").map(|(id, _)| id.clone()).expect("a voter");
     cluster.kill(cluster.index_of(&voter_id).expect("the voter runs"));
-    wait_until("the dead voter replaced", Duration::from_secs(60), || {
+    let last_shape = wait_until("the dead voter replaced", Duration::from_secs(60), || {
         let shape = roles(&cluster, other)?;
         note(&mut last, &shape);
         assert_runners_are_clients(&shape, &survivor);
-        (!shape.contains_key(&voter_id) && settled(&shape, 12, &survivor)).then_some(())
+        (!shape.contains_key(&voter_id) && settled(&shape, 12, &survivor)).then_some(shape)
     });
+    // The standbys autopilot added were clients until now: their gossip ticks at the
+    // servers' pace again.
+    for (id, _) in last_shape.iter().filter(|(_, r)| *r == "standby") {
+        let index = cluster.index_of(id).expect("the standby runs");
+        wait_until("a new standby's gossip to tick every 200 ms", DEADLINE, || {
+            gossip_rounds(&cluster, index).filter(|&(_, _, tick)| tick == 0.2)
+        });
+    }
 
     // The cluster still tests commits, and a client still reads the results.
     let second = repo.commit("after two servers died");
@@ -242,4 +260,13 @@ fn servers_and_clients(start: impl FnOnce(Options) -> Cluster) {
         let jobs = cluster.nodes[other].jobs("")?;
         jobs.into_iter().find(|j| j["commit"] == second.as_str() && j["state"] == "passed")
     });
+}
+
+/// A node's gossip rounds (started, held at the client pace) and how often it ticks.
+fn gossip_rounds(cluster: &Cluster, index: usize) -> Option<(f64, f64, f64)> {
+    let (code, text) = http::get(cluster.nodes[index].addr, "/metrics").ok()?;
+    let metrics = prometheus::parse(&text).ok().filter(|_| code == 200)?;
+    let count = |outcome| metrics.value("eventide_gossip_rounds_total", &[("outcome", outcome)]);
+    let tick = metrics.value("eventide_gossip_tick_seconds", &[])?;
+    Some((count("started")?, count("held")?, tick))
 }

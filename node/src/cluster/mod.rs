@@ -144,9 +144,11 @@ pub async fn run(
         phase.send_if_modified(|p| replace(&mut p.role, role));
         // A client of a formed cluster starts its own gossip rounds at the client pace; a
         // server, or a node still forming a cluster, at every tick.
-        gossip.set_client_pace(
-            role == RaftRole::None && (!status.nodes.is_empty() || client_since.is_some()),
-        );
+        gossip
+            .set_client_pace(
+                role == RaftRole::None && (!status.nodes.is_empty() || client_since.is_some()),
+            )
+            .await;
 
         if status.role == RaftRole::None && status.nodes.is_empty() {
             let Some(members) = members else { continue };

@@ -8,6 +8,7 @@
 //!   which servers a client asks, from the members' keys.
 //! - `filter`: chitchat's transport behind a filter (the pace, the admission gate).
 //! - `pace`: a client starts its own gossip rounds less often than a server.
+//! - `socket`: the one UDP socket the node's chitchat instances share.
 //! - `admission`: with a cluster secret, the transport that drops datagrams of peers
 //!   that have not proven it over TCP.
 //!   Its messages and pure checks are `eventide_node::protocol::admit` (in the library,
@@ -19,22 +20,28 @@ mod keys;
 mod member;
 mod pace;
 mod servers;
+mod socket;
+#[cfg(test)]
+mod tick_test;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use axum::Router;
-use chitchat::transport::UdpTransport;
-use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
+use chitchat::transport::Transport;
+use chitchat::{
+    spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, Heartbeat,
+    NodeState,
+};
 use eventide_consensus::auth::Secret;
 use eventide_consensus::network::RpcClient;
 use eventide_consensus::NodeId;
-use tokio::sync::watch;
-use tracing::info;
+use tokio::sync::{watch, RwLock};
+use tracing::{info, warn};
 
 use self::admission::Gate;
 use self::filter::Filtered;
@@ -46,11 +53,22 @@ pub use self::member::{newest_generations, Member, Sighting};
 use self::pace::Pace;
 pub use self::pace::RoundCounts;
 pub use self::servers::{effective_role, newest_leader, servers};
+use self::socket::{Shared, Switch};
 pub use eventide_api::RaftRole;
 
 /// Separates Eventide's gossip from any other chitchat traffic on the network (with a
 /// secret, the cluster id is a keyed hash of it instead).
 const CLUSTER_ID: &str = "eventide";
+
+/// How long a node must have been a client of a formed cluster before its gossip ticks
+/// at the client pace: a node that is only passing through the client role on its way
+/// to a server (while a cluster forms, or while autopilot adds it) keeps the full pace.
+const SLOW_AFTER: Duration = Duration::from_secs(10);
+
+/// After a re-tick, the peers that were alive count as alive for at most this long
+/// while the new instance hears from them again (chitchat judges a peer alive from its
+/// third heartbeat on, which takes a few messages).
+const CARRY_GRACE: Duration = Duration::from_secs(5);
 
 /// What this node says about itself when it starts.
 pub struct SelfInfo {
@@ -71,9 +89,23 @@ pub struct SelfInfo {
 }
 
 /// This node's gossip participant.
+///
+/// chitchat ticks at the interval it was started with: every tick it updates the
+/// liveness of every member and builds a digest naming all of them, so on a client of a
+/// large cluster its tick is most of what the node does at idle. A node that settles as
+/// a client (for [`SLOW_AFTER`]) therefore runs a chitchat instance that ticks at
+/// `--client-gossip-interval`, and a node that becomes a server one that ticks at
+/// `--gossip-interval` again ([`Gossip::set_client_pace`]). The new instance keeps the
+/// node's identity (same id and generation: peers see one node throughout) and the
+/// socket, and starts from what the old one knew: every live member's keys at their
+/// versions, this node's own keys at newer versions and a higher heartbeat.
 pub struct Gossip {
-    handle: ChitchatHandle,
+    /// The running chitchat instance. Readers share it; a re-tick replaces it.
+    instance: RwLock<Instance>,
+    /// What starting an instance needs.
+    spawn: Spawn,
     interval: Duration,
+    client_interval: Duration,
     /// Admission of peers (with a cluster secret only).
     gate: Option<Arc<Gate>>,
     /// How often this node starts rounds of its own.
@@ -87,6 +119,45 @@ pub struct Gossip {
     /// Each node's keys as last parsed, with the chitchat version they were parsed at:
     /// a member is parsed again only when one of its keys changed, not on every look.
     parsed: Mutex<HashMap<ChitchatId, (u64, Option<Member>)>>,
+    /// Fires when any instance's live members or their keys change.
+    changed: watch::Sender<()>,
+    /// Since when this node has been a client of a formed cluster, as last told.
+    client_since: Mutex<Option<Instant>>,
+    /// The members alive before the last re-tick, until the new instance sees as many.
+    carried: Mutex<Option<Carried>>,
+    /// Set by [`Gossip::leave`]: no more re-ticks.
+    leaving: AtomicBool,
+}
+
+/// A running chitchat instance and how often it ticks.
+struct Instance {
+    handle: ChitchatHandle,
+    interval: Duration,
+    /// Whether this instance's datagrams pass.
+    switch: Switch,
+}
+
+/// Everything an instance is started from, but its tick.
+struct Spawn {
+    chitchat_id: ChitchatId,
+    cluster_id: String,
+    listen: SocketAddr,
+    seeds: Vec<String>,
+    socket: Shared,
+}
+
+/// Peers alive in the instance before a re-tick.
+struct Carried {
+    until: Instant,
+    alive: HashSet<ChitchatId>,
+}
+
+/// What an instance knew, to start the next one from.
+struct Knowledge {
+    heartbeat: Heartbeat,
+    max_version: u64,
+    others: Vec<NodeState>,
+    alive: HashSet<ChitchatId>,
 }
 
 impl Gossip {
@@ -96,30 +167,20 @@ impl Gossip {
         let generation = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let failure_detector = FailureDetectorConfig {
-            phi_threshold: 8.0,
-            sampling_window_size: 1_000,
-            max_interval: Duration::from_secs(10),
-            // Judge a young peer by the real gossip rate, not chitchat's 5 s default.
-            initial_interval: me.interval,
-            // Forget dead incarnations after a while; restarts appear as new ones.
-            dead_node_grace_period: Duration::from_secs(10 * 60),
-        };
-        let config = ChitchatConfig {
+        let cluster_id = me
+            .rpc
+            .signer()
+            .secret()
+            .map_or_else(|| CLUSTER_ID.to_owned(), Secret::gossip_cluster_id);
+        let socket = Shared::bind(me.listen)
+            .await
+            .with_context(|| format!("failed to start gossip on udp {}", me.listen))?;
+        let spawn = Spawn {
             chitchat_id: ChitchatId::new(me.id.to_string(), generation, me.advertise),
-            cluster_id: me
-                .rpc
-                .signer()
-                .secret()
-                .map_or_else(|| CLUSTER_ID.to_owned(), Secret::gossip_cluster_id),
-            gossip_interval: me.interval,
-            listen_addr: me.listen,
-            seed_nodes: me.seeds.clone(),
-            failure_detector_config: failure_detector,
-            marked_for_deletion_grace_period: Duration::from_secs(60 * 60),
-            catchup_callback: None,
-            extra_liveness_predicate: None,
-            protocol_version: chitchat::ProtocolVersion::V0,
+            cluster_id,
+            listen: me.listen,
+            seeds: me.seeds.clone(),
+            socket,
         };
         let keys = NodeKeys {
             api: me.advertise,
@@ -139,28 +200,27 @@ impl Gossip {
             keys.to_pairs().into_iter().map(|(key, value)| (key.to_owned(), value)).collect();
         let gate = Gate::new(&me.rpc, me.advertise, me.listen)?;
         let pace = Pace::new(me.interval, me.client_interval);
-        let started = match &gate {
-            Some(gate) => {
-                let inner = Filtered { inner: UdpTransport, filter: gate.clone() };
-                spawn_chitchat(config, initial, &Filtered { inner, filter: pace.clone() }).await
-            }
-            None => {
-                let transport = Filtered { inner: UdpTransport, filter: pace.clone() };
-                spawn_chitchat(config, initial, &transport).await
-            }
-        };
-        let handle =
-            started.with_context(|| format!("failed to start gossip on udp {}", me.listen))?;
+        let (changed, _) = watch::channel(());
+        let switch = Switch::on();
+        let handle = start_instance(&spawn, me.interval, initial, &gate, &pace, &switch)
+            .await
+            .with_context(|| format!("failed to start gossip on udp {}", me.listen))?;
+        forward_changes(&handle, &changed).await;
         info!(generation, seeds = ?me.seeds, admission = gate.is_some(), "gossip started");
-        let keys = Mutex::new(keys);
         Ok(Gossip {
-            handle,
+            instance: RwLock::new(Instance { handle, interval: me.interval, switch }),
+            spawn,
             interval: me.interval,
+            client_interval: me.client_interval,
             gate,
             pace,
-            keys,
+            keys: Mutex::new(keys),
             busy: AtomicU32::new(0),
             parsed: Mutex::new(HashMap::new()),
+            changed,
+            client_since: Mutex::new(None),
+            carried: Mutex::new(None),
+            leaving: AtomicBool::new(false),
         })
     }
 
@@ -183,7 +243,9 @@ impl Gossip {
     /// under chitchat's lock, so concurrent updates cannot publish an older set of keys
     /// over a newer one.
     async fn update(&self, mut change: impl FnMut(&mut NodeKeys)) {
-        self.handle
+        let instance = self.instance.read().await;
+        instance
+            .handle
             .with_chitchat(|chitchat| {
                 let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
                 change(&mut keys);
@@ -198,9 +260,95 @@ impl Gossip {
     }
 
     /// Paces this node's own gossip rounds as a client of a formed cluster (`true`) or
-    /// as a server or a node still forming one (`false`).
-    pub fn set_client_pace(&self, client: bool) {
+    /// as a server or a node still forming one (`false`). A node that has been a client
+    /// for [`SLOW_AFTER`] moves to an instance that ticks at the client pace; one that
+    /// stops being a client moves back at once.
+    pub async fn set_client_pace(&self, client: bool) {
         self.pace.set_client(client);
+        let tick = {
+            let mut since = self.client_since.lock().unwrap_or_else(PoisonError::into_inner);
+            wanted_tick(client, &mut since, Instant::now(), self.interval, self.client_interval)
+        };
+        if self.instance.read().await.interval != tick {
+            self.retick(tick).await;
+        }
+    }
+
+    /// How often this node's chitchat ticks now.
+    pub async fn tick_interval(&self) -> Duration {
+        self.instance.read().await.interval
+    }
+
+    /// Replaces the running instance with one that ticks every `tick`. The new one
+    /// starts silent beside the old, is given what the old one knew, and speaks once
+    /// the old one has stopped; if it cannot start, the old one keeps running.
+    async fn retick(&self, tick: Duration) {
+        if self.leaving.load(Ordering::Relaxed) {
+            return;
+        }
+        // Started before taking the lock (resolving seed names may take a while); it
+        // stays silent until switched on.
+        let switch = Switch::off();
+        let started =
+            start_instance(&self.spawn, tick, Vec::new(), &self.gate, &self.pace, &switch).await;
+        let handle = match started {
+            Ok(handle) => handle,
+            Err(error) => {
+                warn!(error = %error, tick_ms = tick.as_millis(), "gossip could not change its pace");
+                return;
+            }
+        };
+        let mut instance = self.instance.write().await;
+        if instance.interval == tick {
+            drop(instance);
+            let _ = handle.shutdown().await;
+            return;
+        }
+        // The old instance falls silent and stops; what it knew last is then final.
+        instance.switch.turn_off();
+        let old = std::mem::replace(
+            &mut *instance,
+            Instance { handle, interval: tick, switch: switch.clone() },
+        );
+        let old_chitchat = old.handle.chitchat();
+        if let Err(error) = old.handle.shutdown().await {
+            warn!(error = %error, "the previous gossip instance did not stop cleanly");
+        }
+        let known = knowledge(&mut *old_chitchat.lock().await);
+        drop(old_chitchat);
+        let pairs = self.keys.lock().unwrap_or_else(PoisonError::into_inner).to_pairs();
+        instance
+            .handle
+            .with_chitchat(|chitchat| {
+                for node in &known.others {
+                    let values = node
+                        .key_values_including_deleted()
+                        .map(|(key, value)| (key.to_owned(), value.clone()));
+                    chitchat.reset_node_state_if_update(
+                        node.chitchat_id(),
+                        values,
+                        node.max_version(),
+                        node.last_gc_version(),
+                    );
+                }
+                let me = chitchat.self_node_state();
+                me.set_max_version(known.max_version);
+                for (key, value) in &pairs {
+                    me.set(*key, value);
+                }
+                // Peers take this node's heartbeat only when it grows: the new instance
+                // goes on from the old one's last (its own ticks and messages raise it).
+                me.try_set_heartbeat(known.heartbeat);
+            })
+            .await;
+        *self.carried.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(Carried { until: Instant::now() + CARRY_GRACE, alive: known.alive });
+        switch.turn_on();
+        forward_changes(&instance.handle, &self.changed).await;
+        drop(instance);
+        self.changed.send_replace(());
+        give_back_freed_memory();
+        info!(tick_ms = tick.as_millis(), "gossip ticks at a new pace");
     }
 
     /// How many gossip rounds this node started, and held back at the client pace.
@@ -243,9 +391,21 @@ impl Gossip {
 
     /// Every node gossip knows of (self included), one entry per node id.
     pub async fn members(&self) -> Vec<Member> {
-        self.handle
+        let instance = self.instance.read().await;
+        instance
+            .handle
             .with_chitchat(|chitchat| {
-                let live: HashSet<&ChitchatId> = chitchat.live_nodes().collect();
+                let mut live: HashSet<&ChitchatId> = chitchat.live_nodes().collect();
+                let mut carried = self.carried.lock().unwrap_or_else(PoisonError::into_inner);
+                let over = carried.as_ref().is_some_and(|before| {
+                    Instant::now() >= before.until || live.len() >= before.alive.len()
+                });
+                if over {
+                    *carried = None;
+                }
+                if let Some(before) = carried.as_ref() {
+                    live.extend(before.alive.iter().filter(|id| states_has(chitchat, id)));
+                }
                 let states = chitchat.node_states();
                 let mut parsed = self.parsed.lock().unwrap_or_else(PoisonError::into_inner);
                 parsed.retain(|id, _| states.contains_key(id));
@@ -279,24 +439,125 @@ impl Gossip {
 
     /// Fires whenever a node joins, leaves or changes a key.
     pub async fn changes(&self) -> watch::Receiver<()> {
-        let mut live = self.handle.with_chitchat(|chitchat| chitchat.live_nodes_watcher()).await;
-        let (sender, receiver) = watch::channel(());
-        tokio::spawn(async move {
-            while live.changed().await.is_ok() {
-                if sender.send(()).is_err() {
-                    break;
-                }
-            }
-        });
-        receiver
+        self.changed.subscribe()
     }
 
     /// Announces that this node is leaving, lets a few gossip rounds carry it, then stops.
     pub async fn leave(&self) {
+        self.leaving.store(true, Ordering::Relaxed);
         self.update(|keys| keys.leaving = true).await;
-        tokio::time::sleep(self.interval * 3).await;
-        if let Err(error) = self.handle.initiate_shutdown() {
+        let tick = self.instance.read().await.interval;
+        tokio::time::sleep(tick * 3).await;
+        if let Err(error) = self.instance.read().await.handle.initiate_shutdown() {
             tracing::warn!(error = %error, "gossip did not stop cleanly");
         }
     }
+}
+
+/// How often a node's chitchat should tick: every `interval`, or every
+/// `client_interval` once the node has been a client of a formed cluster for
+/// [`SLOW_AFTER`] (`since`, kept by the caller, is when that began).
+fn wanted_tick(
+    client: bool,
+    since: &mut Option<Instant>,
+    now: Instant,
+    interval: Duration,
+    client_interval: Duration,
+) -> Duration {
+    if !client {
+        *since = None;
+        return interval;
+    }
+    let since = *since.get_or_insert(now);
+    if now.saturating_duration_since(since) >= SLOW_AFTER {
+        client_interval
+    } else {
+        interval
+    }
+}
+
+/// Starts a chitchat instance that ticks every `tick`, on the node's socket behind the
+/// pace, the admission gate (if any) and `switch`.
+async fn start_instance(
+    spawn: &Spawn,
+    tick: Duration,
+    initial: Vec<(String, String)>,
+    gate: &Option<Arc<Gate>>,
+    pace: &Arc<Pace>,
+    switch: &Switch,
+) -> anyhow::Result<ChitchatHandle> {
+    let failure_detector = FailureDetectorConfig {
+        phi_threshold: 8.0,
+        // The mean of the last 100 intervals between a peer's heartbeats (10 to 30 s of
+        // them); each member's window is allocated whole, 8 bytes an interval, so 1,000
+        // kept 800 KB on every node of a 100-node cluster.
+        sampling_window_size: 100,
+        max_interval: Duration::from_secs(10),
+        // Judge a young peer by the real gossip rate, not chitchat's 5 s default.
+        initial_interval: pace.interval(),
+        // Forget dead incarnations after a while; restarts appear as new ones.
+        dead_node_grace_period: Duration::from_secs(10 * 60),
+    };
+    let config = ChitchatConfig {
+        chitchat_id: spawn.chitchat_id.clone(),
+        cluster_id: spawn.cluster_id.clone(),
+        gossip_interval: tick,
+        listen_addr: spawn.listen,
+        seed_nodes: spawn.seeds.clone(),
+        failure_detector_config: failure_detector,
+        marked_for_deletion_grace_period: Duration::from_secs(60 * 60),
+        catchup_callback: None,
+        extra_liveness_predicate: None,
+        protocol_version: chitchat::ProtocolVersion::V0,
+    };
+    let socket = spawn.socket.transport(switch.clone());
+    let transport: Box<dyn Transport> = match gate {
+        Some(gate) => {
+            let inner = Filtered { inner: socket, filter: gate.clone() };
+            Box::new(Filtered { inner, filter: pace.clone() })
+        }
+        None => Box::new(Filtered { inner: socket, filter: pace.clone() }),
+    };
+    spawn_chitchat(config, initial, transport.as_ref()).await
+}
+
+/// What `chitchat` knows that the next instance starts from: this node's heartbeat and
+/// version, and the state of every live peer.
+fn knowledge(chitchat: &mut chitchat::Chitchat) -> Knowledge {
+    let me = chitchat.self_chitchat_id().clone();
+    let alive: HashSet<ChitchatId> = chitchat.live_nodes().cloned().collect();
+    let others = chitchat
+        .node_states()
+        .iter()
+        .filter(|(id, _)| **id != me && alive.contains(id))
+        .map(|(_, state)| state.clone())
+        .collect();
+    let own = chitchat.self_node_state();
+    Knowledge { heartbeat: own.heartbeat(), max_version: own.max_version(), others, alive }
+}
+
+/// Returns the heap pages the old instance freed to the system: its state was
+/// allocated on other threads' arenas, which glibc keeps otherwise (about 1 MiB a node).
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and trims the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Whether `chitchat` holds a state for `id`.
+fn states_has(chitchat: &chitchat::Chitchat, id: &ChitchatId) -> bool {
+    chitchat.node_states().contains_key(id)
+}
+
+/// Passes the instance's live-member changes on to `changed` until the instance stops.
+async fn forward_changes(handle: &ChitchatHandle, changed: &watch::Sender<()>) {
+    let mut live = handle.with_chitchat(|chitchat| chitchat.live_nodes_watcher()).await;
+    let changed = changed.clone();
+    tokio::spawn(async move {
+        while live.changed().await.is_ok() {
+            changed.send_replace(());
+        }
+    });
 }

@@ -53,6 +53,11 @@ impl Pace {
         })
     }
 
+    /// `--gossip-interval`: how often a server's chitchat ticks.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
     pub fn counts(&self) -> RoundCounts {
         RoundCounts {
             started: self.started.load(Ordering::Relaxed),
