@@ -98,7 +98,8 @@ pub struct SelfInfo {
 /// `--gossip-interval` again ([`Gossip::set_client_pace`]). The new instance keeps the
 /// node's identity (same id and generation: peers see one node throughout) and the
 /// socket, and starts from what the old one knew: every live member's keys at their
-/// versions, this node's own keys at newer versions and a higher heartbeat.
+/// versions, this node's own keys at newer versions, its heartbeat where the old one
+/// left it.
 pub struct Gossip {
     /// The running chitchat instance. Readers share it; a re-tick replaces it.
     instance: RwLock<Instance>,

@@ -12,6 +12,11 @@
 //! runs, so the pace is applied where chitchat's messages leave: the socket drops the
 //! opening `Syn` messages of rounds that come too soon. Replies (`SynAck`, `Ack`) always
 //! go out.
+//!
+//! That still leaves chitchat's tick (its walk over every member) running five times a
+//! second; a client that has kept its role for a while moves to a chitchat instance that
+//! ticks at the client pace ([`super::Gossip::set_client_pace`]), and this filter then
+//! lets every round out.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
