@@ -101,6 +101,12 @@ pub struct RunArgs {
     /// size (512MiB, 1GiB) or a percentage of the disk (5%); 0 never pauses [default: 1GiB].
     #[arg(long, env = "EVENTIDE_MIN_FREE_DISK", value_name = "SIZE|PERCENT")]
     pub min_free_disk: Option<String>,
+    /// Where the runner keeps its mirrors of the repositories it checks jobs out of
+    /// [default: <data-dir>/runner-mirrors]. Nodes on one machine may share one
+    /// directory: a fetch locks the mirror, so one node fetches a new commit and the
+    /// others check it out from what that fetch brought.
+    #[arg(long, env = "EVENTIDE_RUNNER_MIRRORS", value_name = "DIR")]
+    pub runner_mirrors: Option<PathBuf>,
     /// How jobs are sandboxed: auto (bubblewrap where it works, else none with a
     /// warning), bwrap (refuse to start without it) or none [default: auto].
     #[arg(long, env = "EVENTIDE_SANDBOX", value_name = "auto|bwrap|none")]
@@ -253,6 +259,7 @@ impl RunArgs {
             gossip_interval,
             client_gossip_interval,
             min_free_disk,
+            runner_mirrors,
             sandbox,
             sandbox_ro_bind,
             sandbox_bind,
@@ -313,6 +320,8 @@ pub struct RunConfig {
     /// Where people reach the dashboard: `http(s)://host[:port]`, no trailing slash.
     pub public_url: String,
     pub min_free_disk: MinFreeDisk,
+    /// The runner's repository mirrors (`--runner-mirrors`).
+    pub runner_mirrors: PathBuf,
     pub sandbox: SandboxSettings,
     pub http: HttpLimits,
     pub artifacts: ArtifactSettings,
@@ -346,7 +355,13 @@ impl TryFrom<RunArgs> for RunConfig {
             .data_dir
             .clone()
             .context("--data-dir is required (or EVENTIDE_DATA_DIR, or data_dir in --config)")?;
+        let runner_mirrors =
+            layer.runner_mirrors.clone().unwrap_or_else(|| data_dir.join("runner-mirrors"));
+        if runner_mirrors.as_os_str().is_empty() {
+            bail!("--runner-mirrors: expected a directory");
+        }
         let sandbox = sandbox(&SandboxArgs::of(&layer), &data_dir)?;
+        refuse_shared("the runner's mirrors", &runner_mirrors, &SandboxArgs::of(&layer))?;
         let listen = match layer.listen {
             Some(text) => parse_addr("listen", &text)?,
             None => DEFAULT_LISTEN.parse().expect("the default address parses"),
@@ -417,6 +432,7 @@ impl TryFrom<RunArgs> for RunConfig {
             private_api,
             public_url,
             min_free_disk,
+            runner_mirrors,
             sandbox,
             http,
             artifacts,
@@ -463,6 +479,23 @@ impl<'a> SandboxArgs<'a> {
     }
 }
 
+/// An error if a path shared with every job (`--sandbox-ro-bind`, `--sandbox-bind`) holds
+/// `private`, which `what` names.
+fn refuse_shared(what: &str, private: &Path, layer: &SandboxArgs<'_>) -> anyhow::Result<()> {
+    for (flag, paths) in
+        [("sandbox-ro-bind", layer.sandbox_ro_bind), ("sandbox-bind", layer.sandbox_bind)]
+    {
+        for path in paths {
+            let held = private.canonicalize().unwrap_or_else(|_| private.to_owned());
+            let shared = path.canonicalize().unwrap_or_else(|_| path.clone());
+            if held.starts_with(&shared) || private.starts_with(path) {
+                bail!("--{flag} {}: would show jobs {what} {}", path.display(), private.display());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `--sandbox*` and `--job-*`. Shared paths must be absolute, exist, and not hold the
 /// node's data dir (its secrets and other jobs' workspaces).
 fn sandbox(layer: &SandboxArgs<'_>, data_dir: &Path) -> anyhow::Result<SandboxSettings> {
@@ -481,17 +514,9 @@ fn sandbox(layer: &SandboxArgs<'_>, data_dir: &Path) -> anyhow::Result<SandboxSe
             if !path.exists() {
                 bail!("--{flag} {}: no such file or directory", path.display());
             }
-            let data = data_dir.canonicalize().unwrap_or_else(|_| data_dir.to_owned());
-            let shared = path.canonicalize().unwrap_or_else(|_| path.clone());
-            if data.starts_with(&shared) || data_dir.starts_with(path) {
-                bail!(
-                    "--{flag} {}: would show jobs the node's data dir {}",
-                    path.display(),
-                    data_dir.display()
-                );
-            }
         }
     }
+    refuse_shared("the node's data dir", data_dir, layer)?;
     let network = match layer.job_network {
         None => Network::Host,
         Some(text) => Network::parse(text)
@@ -812,6 +837,36 @@ mod tests {
         assert_eq!(config.http, HttpLimits::default());
         assert_eq!(config.fetch, FetchLimits::DEFAULT);
         assert_eq!(config.public_url, format!("http://{}", config.advertise));
+        assert_eq!(config.runner_mirrors, PathBuf::from("/tmp/a/runner-mirrors"));
+    }
+
+    #[test]
+    fn runner_mirrors_may_be_shared_but_not_with_jobs() {
+        let shared = RunArgs { runner_mirrors: Some("/srv/mirrors".into()), ..args("/d") };
+        let config = merge(shared.clone(), RunArgs::default()).expect("valid");
+        assert_eq!(config.runner_mirrors, PathBuf::from("/srv/mirrors"));
+        let from_file = merge(args("/d"), shared.clone()).expect("valid");
+        assert_eq!(from_file.runner_mirrors, PathBuf::from("/srv/mirrors"), "from the file");
+        // A directory every job sees must not hold them.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mirrors = dir.path().join("mirrors");
+        std::fs::create_dir_all(&mirrors).expect("mkdir");
+        for bind in [dir.path().to_owned(), mirrors.clone()] {
+            let exposed = RunArgs {
+                runner_mirrors: Some(mirrors.clone()),
+                sandbox_ro_bind: vec![bind.clone()],
+                ..args("/d")
+            };
+            let error = merge(exposed, RunArgs::default()).expect_err("refused").to_string();
+            assert_eq!(
+                error,
+                format!(
+                    "--sandbox-ro-bind {}: would show jobs the runner's mirrors {}",
+                    bind.display(),
+                    mirrors.display()
+                )
+            );
+        }
     }
 
     #[test]

@@ -13,7 +13,10 @@
 //! A fetch talks to a server that may never answer, so it is bounded twice (see
 //! [`FetchLimits`]): git gives up on a server that stays silent for the timeout, and the
 //! fetch's process group is killed at the deadline, whatever the server does. One fetch
-//! of a mirror runs at a time; the others wait for it, within their own deadline.
+//! of a mirror runs at a time; the others wait for it, within their own deadline. The
+//! wait holds across processes too (an exclusive `flock` of `<mirror>.lock`), so nodes on
+//! one machine may share a mirrors directory (`--runner-mirrors`): one fetches, the others
+//! find the commit it brought and fetch nothing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -323,11 +326,68 @@ fn fetch_within(
             limits.deadline
         );
     };
+    let Some(_locked) = lock_across_processes(mirror, give_up)? else {
+        bail!(
+            "failed to fetch {url}: another process's fetch of the mirror {} still ran at the \
+             fetch deadline of {:?}",
+            mirror.display(),
+            limits.deadline
+        );
+    };
     if done(mirror) {
         return Ok(());
     }
     open_or_init(mirror)?;
     transport::fetch(mirror, url, auth, limits.timeout, limits.deadline, give_up)
+}
+
+/// The file whose `flock` a fetch of `mirror` holds: beside it, as its credentials are.
+fn lock_path_of(mirror: &Path) -> PathBuf {
+    let mut name = mirror.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    mirror.with_file_name(name)
+}
+
+/// Takes the exclusive lock of `mirror` that every process fetching into it takes,
+/// waiting for another holder until `give_up` (`None` then). The lock goes with the
+/// returned file, closed on drop (a crashed holder's goes with its process); the file is
+/// close-on-exec, so no git child keeps it.
+fn lock_across_processes(mirror: &Path, give_up: Instant) -> anyhow::Result<Option<std::fs::File>> {
+    use rustix::fs::{flock, FlockOperation};
+    use std::os::unix::fs::OpenOptionsExt;
+    /// The longest pause between two tries: a fetch of a few new commits takes tens of
+    /// milliseconds.
+    const MAX_PAUSE: Duration = Duration::from_millis(50);
+    let path = lock_path_of(mirror);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("failed to create {}", parent.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("failed to open the lock file {}", path.display()))?;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(Some(file)),
+            Err(rustix::io::Errno::WOULDBLOCK | rustix::io::Errno::INTR) => {}
+            Err(error) => {
+                return Err(std::io::Error::from(error))
+                    .with_context(|| format!("failed to lock {}", path.display()))
+            }
+        }
+        let now = Instant::now();
+        if now >= give_up {
+            return Ok(None);
+        }
+        // flock has no timeout of its own; the holder is another process.
+        std::thread::sleep(pause.min(give_up - now));
+        pause = (pause * 2).min(MAX_PAUSE);
+    }
 }
 
 /// Locks a mutex whose data a panic cannot leave torn.

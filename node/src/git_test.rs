@@ -264,6 +264,43 @@ fn ensure_commit_fetches_only_when_needed() {
 }
 
 #[test]
+fn a_fetch_waits_for_another_process_holding_the_mirror_and_skips_what_it_brought() {
+    let upstream = Upstream::new();
+    let first = upstream.commit("a.txt", b"1", "first");
+    let mirrors = tempfile::tempdir().expect("temp dir");
+    let mirror = mirror_in(&mirrors, &upstream.url());
+    let short = FetchLimits::try_new(Duration::from_millis(200), Duration::from_millis(300))
+        .expect("limits");
+
+    // Another process (another open file description of the lock: flock tells them
+    // apart even within one process) holds the mirror past this fetch's deadline.
+    let held = lock_across_processes(&mirror, Instant::now()).expect("lock").expect("free");
+    let started = Instant::now();
+    let error = fetch_within(&mirror, &upstream.url(), &none(), short, |_| false)
+        .expect_err("the lock is held");
+    assert!(started.elapsed() >= Duration::from_millis(300), "gave up at its deadline");
+    let message = format!("{error:#}");
+    assert!(message.contains("another process's fetch of the mirror"), "{message}");
+    assert!(!has_commit(&mirror, &first), "nothing was fetched");
+    assert!(
+        lock_across_processes(&mirror, Instant::now()).expect("lock").is_none(),
+        "still held by the first holder"
+    );
+    drop(held);
+
+    // Free again: the fetch runs; the holder's fetch having brought the commit, the next
+    // one fetches nothing (a newer commit upstream stays out of the mirror).
+    let long = FetchLimits::DEFAULT;
+    fetch_within(&mirror, &upstream.url(), &none(), long, |_| false).expect("fetched");
+    assert!(has_commit(&mirror, &first));
+    let second = upstream.commit("a.txt", b"2", "second");
+    fetch_within(&mirror, &upstream.url(), &none(), long, |m| has_commit(m, &first))
+        .expect("nothing to do");
+    assert!(!has_commit(&mirror, &second), "skipped: the commit it wanted was there");
+    assert!(lock_path_of(&mirror).is_file(), "the lock file stays beside the mirror");
+}
+
+#[test]
 fn checkout_writes_the_tree_without_touching_the_mirror() {
     let upstream = Upstream::new();
     let first = upstream.commit("src/a.txt", b"one", "first");

@@ -200,6 +200,7 @@ async fn run_node(id: NodeId, config: RunConfig) -> anyhow::Result<()> {
             slots: config.runner_slots,
             labels: config.labels.clone(),
             data_dir: config.data_dir.clone(),
+            mirrors: config.runner_mirrors.clone(),
             min_free_disk: config.min_free_disk,
             sandbox: config.sandbox.clone(),
         },
@@ -251,8 +252,7 @@ fn gossip_leader(gossip: Arc<Gossip>) -> LeaderHint {
     Arc::new(move || {
         let gossip = gossip.clone();
         Box::pin(async move {
-            let members = gossip.members().await;
-            let (leader, _) = crate::gossip::newest_leader(&members)?;
+            let leader = gossip.leader().await?;
             Some((leader.id, NodeInfo::new(leader.addr.to_string(), leader.name.clone())))
         })
     })

@@ -87,6 +87,7 @@ class CpuMeter:
 
     def sample(self):
         own = children = 0
+        self.last_by_pid = {}
         for pid in self.pids:
             try:
                 with open(f"/proc/{pid}/stat") as stat:
@@ -95,6 +96,7 @@ class CpuMeter:
                 continue
             own += int(fields[11]) + int(fields[12])
             children += int(fields[13]) + int(fields[14])
+            self.last_by_pid[pid] = int(fields[11]) + int(fields[12])
         with open("/proc/stat") as stat:
             cpu = [int(v) for v in stat.readline().split()[1:]]
         idle = cpu[3] + cpu[4]
@@ -102,11 +104,15 @@ class CpuMeter:
 
     def start(self):
         self.first = self.sample()
+        self.first_by_pid = self.last_by_pid
 
     def stop(self):
         last = self.sample()
         own, children, busy, total, at = (b - a for a, b in zip(self.first, last))
+        by_pid = {pid: (ticks - self.first_by_pid[pid]) / self.tick
+                  for pid, ticks in self.last_by_pid.items() if pid in self.first_by_pid}
         return {"node_cpu_s": own / self.tick, "child_cpu_s": children / self.tick,
+                "by_pid_s": by_pid,
                 "other_cpu_s": max(0.0, (busy - own - children) / self.tick),
                 "machine_busy_pct": 100 * busy / total if total else None,
                 "wall_s": at, "cpus": os.cpu_count()}

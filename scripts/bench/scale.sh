@@ -23,6 +23,10 @@
 #   WORK=1             the busy part (0: idle figures only)
 #   LEADER_KILLS=20, CLIENT_KILLS=10
 #   NODE_FLAGS="..."   extra `run` flags for every node, e.g. "--gossip-interval 1s"
+#   SHARED_MIRRORS=1   every node's runner keeps its mirrors in one directory
+#                      (`--runner-mirrors`), as nodes sharing a machine may: one fetch
+#                      of new commits for the machine instead of one per node
+#   PROFILE_BURST=FILE `perf record -a -g` of the whole machine during the 1,000 commits
 #
 # Each node uses two loopback ports (TCP and UDP on one number) and about 15 MB. Run it
 # alone: on a small machine anything else running skews the CPU figures. Stops only the
@@ -74,12 +78,14 @@ for ((i = 0; i < count; i++)); do
   addr="127.0.0.1:${ports[$i]}"
   mkdir -p "$NODES_WORK/n$i"
   own_seeds=()
+  shared=()
+  [[ "${SHARED_MIRRORS:-0}" == 1 ]] && shared=(--runner-mirrors "$NODES_WORK/mirrors")
   for ((k = 0; k < ${#seeds[@]}; k += 2)); do
     [[ "${seeds[$((k + 1))]}" == "$addr" ]] || own_seeds+=(--seed "${seeds[$((k + 1))]}")
   done
   nodes_spawn "n$i" "$NODES_WORK/n$i/node.log" "$BIN" run --data-dir "$NODES_WORK/n$i/data" \
     --listen "$addr" --name "n$i" "${own_seeds[@]}" --bootstrap-expect "$expect" \
-    --sandbox none ${NODE_FLAGS:-} # split into words on purpose
+    --sandbox none "${shared[@]}" ${NODE_FLAGS:-} # split into words on purpose
   pids+=("${NODE_PIDS[n$i]}")
 done
 started=$(date +%s.%N)

@@ -199,7 +199,7 @@ def work(args, ports, pids):
     pid_of = dict(zip(ports, pids))
     say(f"work through the client on :{port}")
     scale_work.add_repo(port, args.repo, args.deadline)
-    rows = scale_work.throughput(port, args.repo, args.deadline, pids)
+    rows = scale_work.throughput(port, args.repo, args.deadline, pid_of)
     rows += scale_work.leader_kills(ports, pid_of, args.leader_kills, args.deadline)
     rows += scale_work.client_kills(port, ports, pid_of, args.repo, args.client_kills,
                                     args.deadline)

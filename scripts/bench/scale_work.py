@@ -86,15 +86,27 @@ def add_repo(port, repo, deadline):
              deadline, 0.2)
 
 
-def throughput(port, repo, deadline, pids):
+def throughput(port, repo, deadline, pid_of):
     """1,000 commits on 10 new branches in one push and one notify -> all final, with
-    where the machine's CPU went meanwhile."""
+    where the machine's CPU went meanwhile: the leader, the other servers, the clients
+    and the processes the nodes started (git, the jobs)."""
     staged = fast_import_branches(repo, 0, 10, 100)
     wanted = {sha for shas in staged.values() for sha in shas}
-    before = EVENTIDE.raw_status(port)["queue"]
+    doc = EVENTIDE.raw_status(port)
+    before = doc["queue"]
+    role_of_pid = {pid_of.get(int(n["addr"].rsplit(":", 1)[1])): n.get("role") or n["raft"]
+                   for n in doc["nodes"] if n["alive"]}
+    pids = list(pid_of.values())
     transaction = "start\n" + "".join(
         f"create refs/heads/scale-b{ref.rsplit('/b', 1)[1]} {shas[-1]}\n"
         for ref, shas in staged.items()) + "commit\n"
+    profile = os.environ.get("PROFILE_BURST")
+    profiler = None
+    if profile:
+        # The whole machine's stacks during the burst, for `perf report -i PROFILE_BURST`.
+        profiler = subprocess.Popen(["perf", "record", "-F", "999", "-a", "-g", "-o", profile],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # perf's own start, before the burst it is to see
     meter = CpuMeter(pids)
     meter.start()
     start = time.monotonic()
@@ -109,19 +121,31 @@ def throughput(port, repo, deadline, pids):
     wait_for(f"{len(wanted)} results", done, deadline, 0.2)
     seconds = time.monotonic() - start
     cpu = meter.stop()
+    if profiler:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(timeout=60)
     jobs = EVENTIDE.jobs(port, 1000, timeout=20.0)
     mine = [job for job in jobs if job["commit"] in wanted]
     runners = {job["runner"] for job in mine}
     passed = sum(1 for job in mine if job["state"] == "passed")
     if passed != len(wanted):
         fail(f"expected {len(wanted)} passed jobs, found {passed} of {len(mine)}")
+    by_role = {}
+    for pid, used in cpu["by_pid_s"].items():
+        role = role_of_pid.get(pid, "client")
+        role = "server" if role in ("voter", "standby") else role
+        by_role[role] = by_role.get(role, 0.0) + used
+    split = ", ".join(f"{role} {by_role.get(role, 0.0):.1f} s"
+                      for role in ("leader", "server", "client"))
     say(f"  1,000 commits: {seconds:.2f} s, {len(runners)} distinct runners; CPU: nodes "
-        f"{cpu['node_cpu_s']:.1f} s, their children (git, jobs) {cpu['child_cpu_s']:.1f} s, "
-        f"anything else {cpu['other_cpu_s']:.1f} s, machine {cpu['machine_busy_pct']:.0f}% busy")
+        f"{cpu['node_cpu_s']:.1f} s ({split}), their children (git, jobs) "
+        f"{cpu['child_cpu_s']:.1f} s, anything else {cpu['other_cpu_s']:.1f} s, machine "
+        f"{cpu['machine_busy_pct']:.0f}% busy")
     return [["1,000 commits of `true` through every runner",
              f"{len(wanted) / seconds:.0f} jobs/s ({seconds:.1f} s, {len(runners)} runners)"],
-            ["  CPU meanwhile: nodes / their git and job processes",
-             f"{cpu['node_cpu_s']:.1f} s / {cpu['child_cpu_s']:.1f} s "
+            ["  CPU meanwhile: nodes (the leader, the other servers, the clients) / their git "
+             "and job processes",
+             f"{cpu['node_cpu_s']:.1f} s ({split}) / {cpu['child_cpu_s']:.1f} s "
              f"(machine {cpu['machine_busy_pct']:.0f}% busy)"]]
 
 

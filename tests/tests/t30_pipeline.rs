@@ -173,3 +173,38 @@ fn a_new_branch_and_a_force_push_queue_only_new_commits() {
     assert_eq!(jobs.len(), 6, "{jobs:#?}");
     assert_eq!(job_for(&jobs, &later)["branch"], "main");
 }
+
+#[test]
+fn nodes_sharing_their_mirrors_check_every_commit_out_of_one_mirror() {
+    let repo = GitRepo::new();
+    // Long enough that every runner holds a job while the others are busy.
+    repo.configure("sleep 0.3", "");
+    repo.commit("first");
+    let shared = tempfile::tempdir().expect("temp dir");
+    let mirrors = shared.path().join("mirrors");
+    let mut options = Options::watching(repo.url());
+    options.extra.extend(["--runner-mirrors".into(), mirrors.display().to_string()]);
+    let cluster = Cluster::start(3, options);
+    let leader = cluster.wait_for_agreed_leader();
+    wait_for_final_jobs(&cluster, leader, 1, DEADLINE);
+    let commits: Vec<String> = (0..9).map(|i| repo.commit(&format!("commit {i}"))).collect();
+    cluster.nodes[leader].notify();
+    let jobs = wait_for_final_jobs(&cluster, leader, 10, DEADLINE);
+    for commit in &commits {
+        assert_eq!(job_for(&jobs, commit)["state"], "passed", "{jobs:#?}");
+    }
+    let runners: std::collections::BTreeSet<&str> =
+        jobs.iter().filter_map(|job| job["runner"].as_str()).collect();
+    assert_eq!(runners.len(), 3, "every runner took jobs: {jobs:#?}");
+    // One mirror of the repository, with its lock beside it, and none in a data dir.
+    let mut entries: Vec<String> = std::fs::read_dir(&mirrors)
+        .expect("the shared mirrors directory")
+        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(entries[1], format!("{}.lock", entries[0]), "{entries:?}");
+    for node in &cluster.nodes {
+        assert!(!node.data_dir.join("runner-mirrors").exists(), "{} has its own", node.name);
+    }
+}

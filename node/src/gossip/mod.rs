@@ -52,7 +52,8 @@ pub(crate) use self::member::member_for_test;
 pub use self::member::{newest_generations, Member, Sighting};
 use self::pace::Pace;
 pub use self::pace::RoundCounts;
-pub use self::servers::{effective_role, newest_leader, servers};
+use self::servers::leader_among;
+pub use self::servers::{effective_role, servers};
 use self::socket::{Shared, Switch};
 pub use eventide_api::RaftRole;
 
@@ -392,6 +393,30 @@ impl Gossip {
 
     /// Every node gossip knows of (self included), one entry per node id.
     pub async fn members(&self) -> Vec<Member> {
+        self.look(|sightings| {
+            newest_generations(sightings.iter().map(|&(member, alive)| {
+                let mut member = member.clone();
+                member.alive = alive;
+                member
+            }))
+        })
+        .await
+    }
+
+    /// The live leader of the newest term gossip shows, as [`newest_leader`] picks it from
+    /// [`Gossip::members`], without copying every member: what a client asks before each
+    /// claim and each write.
+    pub async fn leader(&self) -> Option<Member> {
+        self.look(|sightings| {
+            leader_among(sightings).map(|leader| Member { alive: true, ..leader.clone() })
+        })
+        .await
+    }
+
+    /// Calls `look` with every sighting of a node that chitchat holds, parsed (once per
+    /// version of its keys) and whether it is alive now: the failure detector's
+    /// liveness, read on every look, and not leaving.
+    async fn look<R>(&self, mut look: impl FnMut(&[(&Member, bool)]) -> R) -> R {
         let instance = self.instance.read().await;
         instance
             .handle
@@ -410,30 +435,30 @@ impl Gossip {
                 let states = chitchat.node_states();
                 let mut parsed = self.parsed.lock().unwrap_or_else(PoisonError::into_inner);
                 parsed.retain(|id, _| states.contains_key(id));
-                let sightings: Vec<Member> = states
+                for (id, state) in states {
+                    let version = state.max_version();
+                    let entry = parsed.entry(id.clone()).or_insert((u64::MAX, None));
+                    if entry.0 != version {
+                        let values = |key: &str| state.get(key).map(str::to_owned);
+                        let member = Member::try_from_sighting(&Sighting {
+                            node_id: &id.node_id,
+                            generation: id.generation_id,
+                            gossip_addr: id.gossip_advertise_addr,
+                            alive: true,
+                            values: &values,
+                        });
+                        *entry = (version, member);
+                    }
+                }
+                // A node that said it is leaving stays not alive.
+                let sightings: Vec<(&Member, bool)> = parsed
                     .iter()
-                    .filter_map(|(id, state)| {
-                        let version = state.max_version();
-                        let entry = parsed.entry(id.clone()).or_insert((u64::MAX, None));
-                        if entry.0 != version {
-                            let values = |key: &str| state.get(key).map(str::to_owned);
-                            let member = Member::try_from_sighting(&Sighting {
-                                node_id: &id.node_id,
-                                generation: id.generation_id,
-                                gossip_addr: id.gossip_advertise_addr,
-                                alive: true,
-                                values: &values,
-                            });
-                            *entry = (version, member);
-                        }
-                        // Liveness is the failure detector's, read on every look; a node
-                        // that said it is leaving stays not alive.
-                        let mut member = entry.1.clone()?;
-                        member.alive = member.alive && live.contains(id);
-                        Some(member)
+                    .filter_map(|(id, (_, member))| {
+                        let member = member.as_ref()?;
+                        Some((member, member.alive && live.contains(id)))
                     })
                     .collect();
-                newest_generations(sightings)
+                look(&sightings)
             })
             .await
     }

@@ -6,6 +6,8 @@
 //! newest leader publishes its servers by gossip ([`Servers`]); a node missing from that
 //! list is a client, whatever its replica says.
 
+use std::collections::HashMap;
+
 use eventide_consensus::NodeId;
 
 use super::{Member, RaftRole, Servers};
@@ -44,6 +46,25 @@ pub fn newest_leader<'a>(
         .filter(|m| m.alive && m.raft == RaftRole::Leader)
         .filter_map(|m| m.servers.as_ref().map(|servers| (m, servers)))
         .max_by_key(|(m, servers)| (servers.term, m.id))
+}
+
+/// The leader [`newest_leader`] picks from the newest generation of every node among
+/// `sightings` (every sighting gossip holds, with whether it is alive now), as
+/// `newest_leader(&newest_generations(..))` would, but by reference: an older generation
+/// that still says it leads does not count once a newer one of the same node is seen.
+pub fn leader_among<'a>(sightings: &[(&'a Member, bool)]) -> Option<&'a Member> {
+    let mut newest: HashMap<NodeId, (&Member, bool)> = HashMap::new();
+    for &(member, alive) in sightings {
+        match newest.get(&member.id) {
+            Some(&(known, known_alive))
+                if (known_alive, known.generation) >= (alive, member.generation) => {}
+            _ => {
+                newest.insert(member.id, (member, alive));
+            }
+        }
+    }
+    let live = newest.into_values().filter(|&(_, alive)| alive).map(|(member, _)| member);
+    newest_leader(live).map(|(leader, _)| leader)
 }
 
 /// The live servers (Raft members) gossip shows, the newest leader first, then the rest
@@ -128,5 +149,37 @@ mod tests {
         let ids: Vec<NodeId> =
             servers(&members, |id| u64::MAX - id.0).iter().map(|m| m.id).collect();
         assert_eq!(ids, vec![NodeId(2), NodeId(4), NodeId(3)]);
+    }
+
+    #[test]
+    fn the_leader_among_sightings_is_the_one_of_the_newest_generations() {
+        let leader = with(1, RaftRole::Leader, Some((5, &[1, 2, 3])));
+        let voter = with(2, RaftRole::Voter, None);
+        let newer = with(3, RaftRole::Leader, Some((6, &[2, 3, 4])));
+        let pick = |sightings: &[(&Member, bool)]| leader_among(sightings).map(|m| m.id);
+        assert_eq!(pick(&[(&leader, true), (&voter, true)]), Some(NodeId(1)));
+        assert_eq!(pick(&[(&leader, false), (&voter, true)]), None, "a dead leader");
+        assert_eq!(pick(&[(&leader, true), (&newer, true)]), Some(NodeId(3)), "newest term");
+        // Node 1 restarted (generation 2) and is not the leader any more, while its old
+        // generation is still seen alive: the old one's key does not count.
+        let mut restarted = with(1, RaftRole::None, None);
+        restarted.generation = 2;
+        assert_eq!(pick(&[(&leader, true), (&restarted, true)]), None);
+        assert_eq!(pick(&[(&restarted, true), (&leader, true)]), None, "in any order");
+        // While the new generation is not seen alive yet, the old one still counts.
+        assert_eq!(pick(&[(&leader, true), (&restarted, false)]), Some(NodeId(1)));
+        // The same answer as the rule over whole members.
+        for sightings in [
+            vec![(&leader, true), (&restarted, true), (&newer, false)],
+            vec![(&leader, true), (&restarted, false), (&newer, true)],
+            vec![(&voter, true), (&restarted, true)],
+        ] {
+            let members = crate::gossip::newest_generations(sightings.iter().map(|&(m, alive)| {
+                let mut member = m.clone();
+                member.alive = alive;
+                member
+            }));
+            assert_eq!(pick(&sightings), newest_leader(&members).map(|(m, _)| m.id));
+        }
     }
 }

@@ -47,12 +47,15 @@ pub async fn run(
 
     // A commit the runner's mirror already holds needs no fetch and so no credentials: a
     // client asks the leader for them only when it must fetch.
-    let prepared = match prepare(&data_dir, &assignment, step.as_ref(), &workspace, None).await {
+    let mirrors = &runner.settings.mirrors;
+    let prepared = match prepare(&data_dir, mirrors, &assignment, step.as_ref(), &workspace, None)
+        .await
+    {
         Ok(None) => {
             let (job, attempt) = (assignment.job, assignment.attempt);
             info!(job_id = %job, attempt, commit = %assignment.commit, "fetching the commit into the runner's mirror");
             let auth = context::fetch_auth(runner, &assignment).await;
-            prepare(&data_dir, &assignment, step.as_ref(), &workspace, Some(auth)).await
+            prepare(&data_dir, mirrors, &assignment, step.as_ref(), &workspace, Some(auth)).await
         }
         done => done,
     };
@@ -132,6 +135,7 @@ struct Prepared {
 /// for a job of no build. An error is the message the job's `error` result shows.
 async fn prepare(
     data_dir: &Path,
+    mirrors: &Path,
     assignment: &Assignment,
     step: Option<&StepAssignment>,
     workspace: &Path,
@@ -145,7 +149,7 @@ async fn prepare(
         }
         None => (None, None),
     };
-    let mirror = git::mirror_path(&data_dir.join("runner-mirrors"), &assignment.repo_url);
+    let mirror = git::mirror_path(mirrors, &assignment.repo_url);
     let url = assignment.repo_url.clone();
     let commit: CommitId = assignment.commit.clone();
     let workspace = workspace.to_owned();

@@ -84,8 +84,10 @@ pub struct RunnerSettings {
     pub slots: u32,
     /// The labels this runner offers (`--label`).
     pub labels: BTreeSet<String>,
-    /// Holds `work/` (job workspaces), `logs/` and `runner-mirrors/`.
+    /// Holds `work/` (job workspaces) and `logs/`.
     pub data_dir: PathBuf,
+    /// The repositories' mirrors (`--runner-mirrors`), perhaps shared with other nodes.
+    pub mirrors: PathBuf,
     pub min_free_disk: MinFreeDisk,
     /// The sandbox and job limits (`--sandbox`, `--job-*`).
     pub sandbox: SandboxSettings,
@@ -232,8 +234,7 @@ impl Runner {
                 return Some(addr);
             }
         }
-        let members = self.gossip.members().await;
-        if let Some((leader, _)) = crate::gossip::newest_leader(&members) {
+        if let Some(leader) = self.gossip.leader().await {
             return Some(leader.addr.to_string());
         }
         // The callers ask again at once: this is their pace while no leader is known.
