@@ -335,7 +335,20 @@ impl Cgroups {
                 }
             }
             Layout::V1 { parents, prefix } => {
-                for (controller, parent) in parents {
+                // A hierarchy per limit the job has; without any, one group (the first
+                // hierarchy's) is enough to find and kill every process of the job, and
+                // each group is a directory to make, join, search and remove per job.
+                let limited = |controller: &Controller| match controller {
+                    Controller::Memory => limits.memory.is_some(),
+                    Controller::Pids => limits.pids.is_some(),
+                    Controller::Cpu => limits.cpus_milli.is_some(),
+                };
+                let mut chosen: Vec<&(Controller, PathBuf)> =
+                    parents.iter().filter(|(controller, _)| limited(controller)).collect();
+                if chosen.is_empty() {
+                    chosen.extend(parents.first());
+                }
+                for (controller, parent) in chosen {
                     let dir = parent.join(format!("{prefix}{name}"));
                     make_dir(&dir)?;
                     job.add(&dir)?;
@@ -526,6 +539,38 @@ mod tests {
 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
 42 23 0:39 / /mnt/with\\040space rw - ext4 /dev/vdb rw
 ";
+
+    #[test]
+    fn a_v1_job_gets_a_group_per_limit_it_has_and_one_without_any() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let parents: Vec<(Controller, PathBuf)> =
+            [Controller::Memory, Controller::Pids, Controller::Cpu]
+                .into_iter()
+                .map(|controller| {
+                    let dir = root.path().join(format!("{controller:?}"));
+                    std::fs::create_dir(&dir).expect("mkdir");
+                    (controller, dir)
+                })
+                .collect();
+        let cgroups =
+            Cgroups { layout: Layout::V1 { parents: parents.clone(), prefix: "t-".into() } };
+        let groups = |name: &str, limits: Limits| -> Vec<PathBuf> {
+            let job = cgroups.create(name, &limits).expect("created");
+            let dirs = job.dirs.clone();
+            assert_eq!(job.join_paths().len(), dirs.len(), "one join per group");
+            dirs
+        };
+        let unlimited = groups("a", Limits::default());
+        assert_eq!(unlimited, vec![parents[0].1.join("t-a")], "one group, to kill by");
+        let pids = groups("b", Limits { pids: Some(64), ..Limits::default() });
+        assert_eq!(pids, vec![parents[1].1.join("t-b")]);
+        assert_eq!(std::fs::read_to_string(parents[1].1.join("t-b/pids.max")).expect("set"), "64");
+        let both = groups(
+            "c",
+            Limits { memory: Some(1 << 30), cpus_milli: Some(1500), ..Limits::default() },
+        );
+        assert_eq!(both, vec![parents[0].1.join("t-c"), parents[2].1.join("t-c")]);
+    }
 
     #[test]
     fn cgroup_mounts_are_found_with_their_controllers() {
