@@ -5,8 +5,17 @@
 //!
 //! ```text
 //!   openraft metrics watch ──> RaftView ── is_leader / leader_addr / stopped / status ──> roles, api
-//!                                 └── changes() ── changed / latest ──> watchers (cluster, claims)
+//!          │ every change
+//!          v
+//!   relay: what watchers care about ── changed? ──> changes() ── changed / latest ──> watchers
 //! ```
+//!
+//! openraft publishes its metrics on every heartbeat answered (the time since the quorum
+//! last acknowledged the leader changes each time): on a leader 20 times a second per
+//! follower. Every claim a runner holds open and every loop waiting on Raft would wake for
+//! each of those, so one relay task per node reads them and wakes the watchers only when
+//! something they can act on changed: the role, term, leader, what is applied and held,
+//! the membership, replication progress, or Raft stopping.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,6 +31,56 @@ use tokio::time::Instant;
 #[derive(Clone)]
 pub struct RaftView {
     raft: Raft,
+    /// Bumped by the relay when a [`Watched`] part of the metrics changed; closed once
+    /// Raft has shut down.
+    watched: watch::Receiver<Watched>,
+}
+
+/// The parts of the metrics a watcher acts on; the rest (heartbeat times) changes with
+/// every heartbeat and wakes nobody.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Watched {
+    state: ServerState,
+    term: u64,
+    leader: Option<NodeId>,
+    applied: Option<u64>,
+    last_log: Option<u64>,
+    /// Every membership is a log entry: its log id names it.
+    membership: Option<u64>,
+    matched: Option<Vec<(NodeId, Option<u64>)>>,
+    stopped: bool,
+}
+
+impl Watched {
+    fn of(metrics: &RaftMetrics) -> Watched {
+        Watched {
+            state: metrics.state,
+            term: metrics.current_term,
+            leader: metrics.current_leader,
+            applied: metrics.last_applied.map(|id| id.index),
+            last_log: metrics.last_log_index,
+            membership: metrics.membership_config.log_id().map(|id| id.index),
+            matched: metrics.replication.as_ref().map(|replication| {
+                replication.iter().map(|(id, matched)| (*id, matched.map(|m| m.index))).collect()
+            }),
+            stopped: metrics.running_state.is_err(),
+        }
+    }
+}
+
+/// Reads every change of `metrics` and passes on those that change what [`Watched`]
+/// holds; ends (closing `watched`) when Raft shuts down.
+async fn relay(mut metrics: watch::Receiver<RaftMetrics>, watched: watch::Sender<Watched>) {
+    while metrics.changed().await.is_ok() {
+        let now = Watched::of(&metrics.borrow_and_update());
+        watched.send_if_modified(|seen| {
+            let changed = *seen != now;
+            if changed {
+                *seen = now;
+            }
+            changed
+        });
+    }
 }
 
 /// One consistent reading of this node's Raft metrics.
@@ -89,8 +148,12 @@ fn role_of(metrics: &RaftMetrics) -> RaftRole {
 }
 
 impl RaftView {
+    /// Starts the relay of changes on the current Tokio runtime.
     pub fn new(raft: Raft) -> RaftView {
-        RaftView { raft }
+        let metrics = raft.metrics();
+        let (sender, watched) = watch::channel(Watched::of(&metrics.borrow()));
+        tokio::spawn(relay(metrics, sender));
+        RaftView { raft, watched }
     }
 
     fn read<T>(&self, f: impl FnOnce(&RaftMetrics) -> T) -> T {
@@ -121,9 +184,12 @@ impl RaftView {
         self.read(|m| m.running_state.as_ref().err().map(ToString::to_string))
     }
 
-    /// A subscription to every change of the metrics from now on.
+    /// A subscription to the changes that matter to a watcher (a new leader, term,
+    /// membership, applied entry or replication progress). Its first wait returns at once
+    /// if anything changed since this node's Raft started: a watcher that starts after
+    /// the node became leader must not wait for a next change that may never come.
     pub fn changes(&self) -> RaftChanges {
-        RaftChanges { metrics: self.raft.metrics() }
+        RaftChanges { metrics: self.raft.metrics(), watched: self.watched.clone() }
     }
 
     /// Whether this node has applied log index `index`, waiting up to `timeout` for it.
@@ -131,7 +197,7 @@ impl RaftView {
         let mut changes = self.changes();
         let deadline = Instant::now() + timeout;
         loop {
-            let applied = changes.metrics.borrow_and_update().last_applied.map_or(0, |id| id.index);
+            let applied = changes.metrics.borrow().last_applied.map_or(0, |id| id.index);
             if applied >= index {
                 return true;
             }
@@ -146,11 +212,11 @@ impl RaftView {
         let mut changes = self.changes();
         let deadline = Instant::now() + timeout;
         loop {
-            let addr = leader_addr_of(&changes.metrics.borrow_and_update());
+            let addr = leader_addr_of(&changes.metrics.borrow());
             if addr.is_some() {
                 return addr;
             }
-            if tokio::time::timeout_at(deadline, changes.metrics.changed()).await.is_err() {
+            if !changes.changed_before(deadline).await {
                 return None;
             }
         }
@@ -162,27 +228,30 @@ fn leader_addr_of(metrics: &RaftMetrics) -> Option<String> {
     metrics.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())
 }
 
-/// Wakes its holder on each change of the Raft metrics (a new leader, term, membership
-/// or applied entry).
+/// Wakes its holder on each change of the Raft metrics that a watcher acts on (a new
+/// leader, term, membership, applied entry or replication progress), not on heartbeats.
 pub struct RaftChanges {
+    /// Read for the values: always the newest metrics.
     metrics: watch::Receiver<RaftMetrics>,
+    /// Waited on for the changes.
+    watched: watch::Receiver<Watched>,
 }
 
 impl RaftChanges {
     /// Waits for the next change; false once Raft has shut down.
     pub async fn changed(&mut self) -> bool {
-        self.metrics.changed().await.is_ok()
+        self.watched.changed().await.is_ok()
     }
 
     /// Waits for the next change until `deadline`; false at the deadline or once Raft
     /// has shut down.
     pub async fn changed_before(&mut self, deadline: Instant) -> bool {
-        matches!(tokio::time::timeout_at(deadline, self.metrics.changed()).await, Ok(Ok(())))
+        matches!(tokio::time::timeout_at(deadline, self.watched.changed()).await, Ok(Ok(())))
     }
 
     /// Waits until this node has applied past `applied` or its role or term changed,
-    /// until `deadline`; false at the deadline or once Raft has shut down. Metrics that
-    /// change with every heartbeat (replication progress) do not wake it.
+    /// until `deadline`; false at the deadline or once Raft has shut down. Replication
+    /// progress alone does not end the wait.
     pub async fn applied_or_role_changed_before(
         &mut self,
         applied: u64,
@@ -196,7 +265,7 @@ impl RaftChanges {
             if !self.changed_before(deadline).await {
                 return false;
             }
-            let metrics = self.metrics.borrow_and_update();
+            let metrics = self.metrics.borrow();
             let now = metrics.last_applied.map_or(0, |id| id.index);
             if now > applied || metrics.state != state || metrics.current_term != term {
                 return true;
@@ -206,7 +275,8 @@ impl RaftChanges {
 
     /// The current reading, marked as seen (the next `changed` waits for a newer one).
     pub fn latest(&mut self) -> RaftStatus {
-        RaftStatus::read(&self.metrics.borrow_and_update())
+        self.watched.mark_unchanged();
+        RaftStatus::read(&self.metrics.borrow())
     }
 }
 
@@ -247,6 +317,76 @@ mod tests {
         assert_eq!(view.node_addr(node.id).as_deref(), Some(node.addr.as_str()));
         assert!(view.is_leader() && after.term >= 1 && after.applied_index >= 1);
         assert!(!after.changing);
+        // A watcher that subscribes after the node became leader (and nothing changes
+        // any more) is woken at once, not by a next change.
+        let mut late = view.changes();
+        assert!(late.changed_before(Instant::now() + DEADLINE).await);
         node.kill().await;
+    }
+
+    #[tokio::test]
+    async fn heartbeats_wake_no_watcher_and_an_applied_entry_does() {
+        // Elections far off: only heartbeats may change the metrics in the quiet window.
+        let timing = RaftTiming {
+            election_min: Duration::from_secs(2),
+            election_max: Duration::from_secs(4),
+            ..RaftTiming::default()
+        };
+        let config = Arc::new(timing.to_config("raft-view-quiet").expect("valid timing"));
+        let (nodes, leader_id) =
+            eventide_consensus::testing::start_cluster_for_test(3, config).await;
+        let leader = nodes.iter().find(|n| n.id == leader_id).expect("the leader is a node");
+        // Quiet means the leader applied all it holds and every follower holds it too.
+        leader
+            .raft
+            .wait(Some(DEADLINE))
+            .metrics(
+                |m| {
+                    let last = m.last_log_index;
+                    let replication = m.replication.as_ref();
+                    m.last_applied.map(|id| id.index) == last
+                        && replication.is_some_and(|r| {
+                            r.len() >= 2
+                                && r.values().all(|matched| matched.map(|id| id.index) == last)
+                        })
+                },
+                "the leader applied and every follower caught up",
+            )
+            .await
+            .expect("caught up within the deadline");
+        let view = RaftView::new(leader.raft.clone());
+        let mut changes = view.changes();
+        let mut raw = leader.raft.metrics();
+        raw.mark_unchanged();
+        let window = Instant::now() + Duration::from_millis(600);
+        let mut raw_changes = 0;
+        let woke = tokio::select! {
+            woke = changes.changed_before(window) => woke,
+            () = async {
+                while raw.changed().await.is_ok() {
+                    raw_changes += 1;
+                }
+            } => false,
+        };
+        assert!(!woke, "a watcher woke without anything applied, elected or replicated");
+        assert!(
+            raw_changes >= 3,
+            "heartbeats changed the raw metrics {raw_changes} times in 600 ms"
+        );
+
+        let applied = view.status().applied_index;
+        let command = eventide_consensus::Command::AddRepo {
+            url: "file:///srv/app.git".into(),
+            at: eventide_consensus::Timestamp(1),
+        };
+        leader.raft.client_write(command).await.expect("written");
+        let deadline = Instant::now() + DEADLINE;
+        assert!(changes.changed_before(deadline).await, "the write woke the watcher");
+        while changes.latest().applied_index <= applied {
+            assert!(changes.changed_before(deadline).await, "the entry's applying woke it");
+        }
+        for node in nodes {
+            node.kill().await;
+        }
     }
 }

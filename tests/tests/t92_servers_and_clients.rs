@@ -191,12 +191,12 @@ fn servers_and_clients(start: impl FnOnce(Options) -> Cluster) {
     let status = String::from_utf8_lossy(&status.stdout).into_owned();
     assert!(status.contains("is a client") && status.contains("2 standby"), "{status}");
 
-    // A client starts its own gossip rounds at the client pace (one a second, where a
+    // A client starts its own gossip rounds at the client pace (one every 2 s, where a
     // server starts one every 200 ms tick); once settled, its gossip ticks at that pace
     // too, in a new chitchat instance that peers keep seeing as the same live node.
     let rounds = |index: usize| gossip_rounds(&cluster, index);
-    wait_until("the client's gossip to tick once a second", DEADLINE, || {
-        rounds(other).filter(|&(_, _, tick)| tick == 1.0)
+    wait_until("the client's gossip to tick every 2 s", DEADLINE, || {
+        rounds(other).filter(|&(_, _, tick)| tick == 2.0)
     });
     let before = (rounds(other).expect("client rounds"), rounds(leader).expect("leader rounds"));
     let after = wait_until("25 rounds of the leader", DEADLINE, || {
