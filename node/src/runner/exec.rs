@@ -28,17 +28,17 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
-use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 use super::mask::{Mask, MaskStream};
-use crate::sandbox::{JobIsolation, Rlimit};
+use super::spawn::{self, SpawnSpec};
+use crate::sandbox::JobIsolation;
 
 /// The shell that runs the command, by absolute path: the job's environment may have no
 /// `PATH`.
@@ -148,55 +148,45 @@ pub async fn execute_masked(
     let pipe_writer = pipe_writer.into_blocking_fd()?;
     let stderr_writer = pipe_writer.try_clone()?;
 
-    let mut command = match isolation.wrapper.split_first() {
-        Some((program, args)) => {
-            let mut command = Command::new(program);
-            command.args(args).arg(SHELL);
-            command
+    let (program, mut args) = match isolation.wrapper.split_first() {
+        Some((program, wrapper_args)) => {
+            let mut args = wrapper_args.to_vec();
+            args.push(SHELL.into());
+            (program.clone(), args)
         }
-        None => Command::new(SHELL),
+        None => (SHELL.into(), Vec::new()),
     };
-    command
-        .arg("-c")
-        .arg(&spec.command)
-        .current_dir(&spec.workdir)
-        .env_clear()
-        .envs(spec.env.iter().map(|(name, value)| (name, value)))
-        .stdin(Stdio::null())
-        .stdout(pipe_writer)
-        .stderr(stderr_writer)
-        .process_group(0)
-        .kill_on_drop(true);
-    if !isolation.wrapper.is_empty() && spec.env.iter().any(|(name, _)| name == "TMPDIR") {
+    args.push("-c".into());
+    args.push(spec.command.clone().into());
+    let mut env = spec.env.clone();
+    if !isolation.wrapper.is_empty() {
         // The host's temp dir is not in the sandbox; its own /tmp is.
-        command.env("TMPDIR", "/tmp");
+        for (name, value) in &mut env {
+            if name == "TMPDIR" {
+                *value = "/tmp".to_owned();
+            }
+        }
     }
     let joins: Vec<std::ffi::CString> =
         isolation.cgroup.as_ref().map(|c| c.join_paths().to_vec()).unwrap_or_default();
-    let rlimits = isolation.rlimits.clone();
-    if !joins.is_empty() || !rlimits.is_empty() {
-        // SAFETY: the closure runs in the child between fork and exec, where only
-        // async-signal-safe calls are allowed: it calls open, write, close and setrlimit
-        // on data prepared before the fork, and allocates nothing.
-        unsafe {
-            command.pre_exec(move || enter_limits(&joins, &rlimits));
-        }
-    }
     let started = Instant::now();
-    let spawned = command.spawn();
-    // The command holds our copies of the pipe's write end; they must close, or the
-    // output never reaches end of file.
-    drop(command);
+    let spawned = spawn::spawn(SpawnSpec {
+        program: &program,
+        args: &args,
+        env: &env,
+        workdir: &spec.workdir,
+        stdout: pipe_writer,
+        stderr: stderr_writer,
+        cgroup_joins: &joins,
+        rlimits: &isolation.rlimits,
+    });
     let mut child = spawned.map_err(|error| {
         io::Error::new(
             error.kind(),
             format!("failed to start job command in {}: {error}", spec.workdir.display()),
         )
     })?;
-    let pgid = child
-        .id()
-        .and_then(|id| libc::pid_t::try_from(id).ok())
-        .ok_or_else(|| io::Error::other("started job process has no pid"))?;
+    let pgid = child.id();
     let mut group = ProcessGroup { pgid, armed: true };
     debug!(
         pgid,
@@ -280,38 +270,6 @@ pub async fn execute_masked(
         "job process ended"
     );
     Ok(ExecResult { end, duration, output_tail, output_bytes, log_error, limit_reached })
-}
-
-/// Joins the job's cgroups and sets its rlimits; runs in the child before `exec`.
-fn enter_limits(joins: &[std::ffi::CString], rlimits: &[Rlimit]) -> io::Result<()> {
-    for path in joins {
-        // SAFETY: `path` is a nul-terminated string that outlives the call; the
-        // descriptor is closed on every path.
-        unsafe {
-            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let written = libc::write(fd, b"0".as_ptr().cast(), 1);
-            let error = (written != 1).then(io::Error::last_os_error);
-            libc::close(fd);
-            if let Some(error) = error {
-                return Err(error);
-            }
-        }
-    }
-    for limit in rlimits {
-        let (resource, value) = match *limit {
-            Rlimit::AddressSpace(bytes) => (libc::RLIMIT_AS, bytes),
-            Rlimit::Processes(count) => (libc::RLIMIT_NPROC, count),
-        };
-        let limit = libc::rlimit { rlim_cur: value, rlim_max: value };
-        // SAFETY: setrlimit reads the struct it is given, which lives on this stack.
-        if unsafe { libc::setrlimit(resource, &limit) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }
 
 /// The limit the job reached, if it did: its cgroup's, or (when `disk_due`) its

@@ -3,6 +3,8 @@
 //! report the result with `Finish` until the cluster accepts or refuses it.
 //!
 //! - `exec`: running one command safely (process group, timeout, capped output).
+//! - `spawn`: starting it without copying the node (its cgroups, rlimits and group set
+//!   in a child that shares the node's memory until `execve`).
 //! - `job`: preparing, running and reporting one job.
 //! - `secrets`: the secrets a job is given as environment variables, and why not others.
 //! - `context`: a job's credentials and secrets from this node's replica, or from the
@@ -29,6 +31,7 @@ pub mod job;
 pub mod mask;
 pub mod reports;
 pub mod secrets;
+pub mod spawn;
 pub mod workspace;
 
 use std::collections::{BTreeMap, BTreeSet};
