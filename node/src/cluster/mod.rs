@@ -62,6 +62,27 @@ pub struct ClusterSettings {
     pub dead_voter_grace: Duration,
 }
 
+/// What of Raft's state the cluster loop acts on: its role and term, the leader, the
+/// membership and whether it is changing, and which followers are caught up.
+#[derive(Debug, PartialEq, Eq)]
+struct ActedOn {
+    role: RaftRole,
+    leader: Option<NodeId>,
+    term: u64,
+    membership: MembershipView,
+}
+
+impl ActedOn {
+    fn of(status: &RaftStatus) -> ActedOn {
+        ActedOn {
+            role: status.role,
+            leader: status.leader,
+            term: status.term,
+            membership: membership_view(status),
+        }
+    }
+}
+
 fn membership_view(status: &RaftStatus) -> MembershipView {
     let last = status.last_log_index;
     let caught_up = status
@@ -110,13 +131,24 @@ pub async fn run(
     let mut published: Option<(RaftRole, Option<Servers>)> = None;
     // The membership change under way on this leader, if any.
     let mut change_task: Option<JoinHandle<()>> = None;
+    // When the next tick is due, whatever woke the loop in between.
+    let mut due = tokio::time::Instant::now() + pause;
+    // What of Raft's state the loop acted on last: a wake by Raft that changed none of
+    // it (an entry applied, a follower's progress within the caught-up margin) is
+    // skipped, not paid for with a copy of every member, once an entry on a busy cluster.
+    let mut acted_on: Option<ActedOn> = None;
     loop {
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            changed = changes.changed() => if !changed { return },
-            _ = gossip_rx.changed() => {}
-        }
+        let by_raft = tokio::select! {
+            () = tokio::time::sleep_until(due) => false,
+            changed = changes.changed() => if changed { true } else { return },
+            _ = gossip_rx.changed() => false,
+        };
         let status = changes.latest();
+        let now_on = ActedOn::of(&status);
+        if by_raft && acted_on.as_ref() == Some(&now_on) {
+            continue;
+        }
+        acted_on = Some(now_on);
         let leader = status.role == RaftRole::Leader;
         // A client's tick reads no gossip: only a node whose replica says it is a
         // member needs the leader's list of servers, and only a leader or a node still
@@ -126,6 +158,7 @@ pub async fn run(
                 || client_since.is_some_and(|since| since.elapsed() < CLIENT_RECHECK));
         let members = if unchanged_client { None } else { Some(gossip.members().await) };
         pause = if unchanged_client { CLIENT_RECHECK } else { TICK };
+        due = tokio::time::Instant::now() + pause;
         let role = match &members {
             Some(members) => effective_role(settings.me, status.role, status.term, members),
             None => RaftRole::None,
@@ -309,5 +342,27 @@ mod tests {
         assert_eq!(view.nodes, nodes);
         assert!(!view.changing);
         assert_eq!(view.caught_up, [NodeId(1), NodeId(2)].into());
+
+        // Entries applied and replicated within the margin change nothing the loop acts
+        // on; a follower falling behind it, a new term or a changing membership do.
+        let acted_on = ActedOn::of(&status);
+        let mut busy = status.clone();
+        busy.applied_index = 520;
+        busy.last_log_index = 520;
+        busy.matched.insert(NodeId(1), Some(520));
+        busy.matched.insert(NodeId(2), Some(430));
+        assert_eq!(ActedOn::of(&busy), acted_on);
+        let mut behind = busy.clone();
+        behind.last_log_index = 531;
+        assert_ne!(ActedOn::of(&behind), acted_on, "n2 no longer caught up");
+        let mut newer = status.clone();
+        newer.term = 4;
+        assert_ne!(ActedOn::of(&newer), acted_on);
+        let mut changing = status.clone();
+        changing.changing = true;
+        assert_ne!(ActedOn::of(&changing), acted_on);
+        let mut follower = status;
+        follower.role = RaftRole::Voter;
+        assert_ne!(ActedOn::of(&follower), acted_on);
     }
 }

@@ -26,7 +26,7 @@ mod tick_test;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -123,12 +123,30 @@ pub struct Gossip {
     parsed: Mutex<HashMap<ChitchatId, (u64, Option<Member>)>>,
     /// Fires when any instance's live members or their keys change.
     changed: watch::Sender<()>,
+    /// Keys of any node taken in by gossip so far, counted as they arrive.
+    key_changes: Arc<AtomicU64>,
+    /// The leader as last worked out, for the next look that comes before a change.
+    leader_seen: Mutex<LeaderSeen>,
     /// Since when this node has been a client of a formed cluster, as last told.
     client_since: Mutex<Option<Instant>>,
     /// The members alive before the last re-tick, until the new instance sees as many.
     carried: Mutex<Option<Carried>>,
     /// Set by [`Gossip::leave`]: no more re-ticks.
     leaving: AtomicBool,
+}
+
+/// How long [`Gossip::leader`]'s answer is kept when gossip says nothing changed: a bound
+/// for what no change announces (the members carried over a re-tick expire by time).
+const LEADER_SEEN_FOR: Duration = Duration::from_millis(250);
+
+/// The leader [`Gossip::leader`] found last, and when.
+struct LeaderSeen {
+    /// Marked unchanged at each look: changed since means look again.
+    changes: watch::Receiver<()>,
+    /// `Gossip::key_changes` at the last look.
+    keys_seen: u64,
+    at: Option<Instant>,
+    leader: Option<Member>,
 }
 
 /// A running chitchat instance and how often it ticks.
@@ -207,7 +225,8 @@ impl Gossip {
         let handle = start_instance(&spawn, me.interval, initial, &gate, &pace, &switch)
             .await
             .with_context(|| format!("failed to start gossip on udp {}", me.listen))?;
-        forward_changes(&handle, &changed).await;
+        let key_changes = Arc::new(AtomicU64::new(0));
+        forward_changes(&handle, &changed, &key_changes).await;
         info!(generation, seeds = ?me.seeds, admission = gate.is_some(), "gossip started");
         Ok(Gossip {
             instance: RwLock::new(Instance { handle, interval: me.interval, switch }),
@@ -219,6 +238,13 @@ impl Gossip {
             keys: Mutex::new(keys),
             busy: AtomicU32::new(0),
             parsed: Mutex::new(HashMap::new()),
+            key_changes,
+            leader_seen: Mutex::new(LeaderSeen {
+                changes: changed.subscribe(),
+                keys_seen: 0,
+                at: None,
+                leader: None,
+            }),
             changed,
             client_since: Mutex::new(None),
             carried: Mutex::new(None),
@@ -346,7 +372,7 @@ impl Gossip {
         *self.carried.lock().unwrap_or_else(PoisonError::into_inner) =
             Some(Carried { until: Instant::now() + CARRY_GRACE, alive: known.alive });
         switch.turn_on();
-        forward_changes(&instance.handle, &self.changed).await;
+        forward_changes(&instance.handle, &self.changed, &self.key_changes).await;
         drop(instance);
         self.changed.send_replace(());
         give_back_freed_memory();
@@ -405,12 +431,30 @@ impl Gossip {
 
     /// The live leader of the newest term gossip shows, as [`newest_leader`] picks it from
     /// [`Gossip::members`], without copying every member: what a client asks before each
-    /// claim and each write.
+    /// claim and each write. Worked out again only after gossip changed (a member's keys
+    /// or who is alive) or [`LEADER_SEEN_FOR`] passed: a busy client asks several times a
+    /// job, and the answer changes only with a failover.
     pub async fn leader(&self) -> Option<Member> {
-        self.look(|sightings| {
-            leader_among(sightings).map(|leader| Member { alive: true, ..leader.clone() })
-        })
-        .await
+        {
+            let mut seen = self.leader_seen.lock().unwrap_or_else(PoisonError::into_inner);
+            let keys = self.key_changes.load(Ordering::Relaxed);
+            let fresh = seen.at.is_some_and(|at| at.elapsed() < LEADER_SEEN_FOR);
+            if fresh && keys == seen.keys_seen && !seen.changes.has_changed().unwrap_or(true) {
+                return seen.leader.clone();
+            }
+            // Marked before the look: a change during it makes the next call look again.
+            seen.changes.mark_unchanged();
+            seen.keys_seen = keys;
+        }
+        let leader = self
+            .look(|sightings| {
+                leader_among(sightings).map(|leader| Member { alive: true, ..leader.clone() })
+            })
+            .await;
+        let mut seen = self.leader_seen.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.at = Some(Instant::now());
+        seen.leader = leader.clone();
+        leader
     }
 
     /// Calls `look` with every sighting of a node that chitchat holds, parsed (once per
@@ -577,9 +621,26 @@ fn states_has(chitchat: &chitchat::Chitchat, id: &ChitchatId) -> bool {
     chitchat.node_states().contains_key(id)
 }
 
-/// Passes the instance's live-member changes on to `changed` until the instance stops.
-async fn forward_changes(handle: &ChitchatHandle, changed: &watch::Sender<()>) {
-    let mut live = handle.with_chitchat(|chitchat| chitchat.live_nodes_watcher()).await;
+/// Passes the instance's live-member changes on to `changed` until the instance stops,
+/// and counts in `key_changes` every key of any node it takes in, as it takes it in
+/// (the live members' watch fires only at the instance's next round).
+async fn forward_changes(
+    handle: &ChitchatHandle,
+    changed: &watch::Sender<()>,
+    key_changes: &Arc<AtomicU64>,
+) {
+    let mut live = handle
+        .with_chitchat(|chitchat| {
+            let counter = key_changes.clone();
+            // Called with chitchat's state locked: a counter is all it touches.
+            chitchat
+                .subscribe_event("", move |_| {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                })
+                .forever();
+            chitchat.live_nodes_watcher()
+        })
+        .await;
     let changed = changed.clone();
     tokio::spawn(async move {
         while live.changed().await.is_ok() {

@@ -1,5 +1,6 @@
 //! The client tick: when a node moves to a slower chitchat instance, and that peers
-//! see one live node throughout the move.
+//! see one live node throughout the move. And the leader a client looks up before each
+//! claim and write: kept between looks, never past a change gossip brings.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -8,7 +9,8 @@ use eventide_consensus::auth::Signer;
 use eventide_consensus::network::RpcClient;
 use eventide_consensus::NodeId;
 
-use super::{wanted_tick, Gossip, Member, SelfInfo, SLOW_AFTER};
+use super::keys::Servers;
+use super::{wanted_tick, Gossip, Member, RaftRole, SelfInfo, SLOW_AFTER};
 
 const FAST: Duration = Duration::from_millis(50);
 const SLOW: Duration = Duration::from_millis(250);
@@ -135,4 +137,31 @@ async fn a_node_changing_its_tick_stays_one_live_node_to_its_peers() {
     .await;
     assert!(view(&b, 1).await.is_some_and(|m| m.alive));
     assert_eq!(a.members().await.len(), 2, "one entry per node");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_looked_up_follows_every_change_gossip_brings() {
+    let (addr_a, addr_b) = (free_addr(), free_addr());
+    let a = start(1, addr_a, None).await;
+    let b = start(2, addr_b, Some(addr_a)).await;
+    until("each to see the other alive", async || {
+        view(&a, 2).await.filter(|m| m.alive)?;
+        view(&b, 1).await.filter(|m| m.alive)
+    })
+    .await;
+    assert_eq!(a.leader().await, None);
+    let servers = |term| Some(Servers { term, ids: vec![NodeId(1), NodeId(2)] });
+
+    b.set_raft_role(RaftRole::Leader, servers(1)).await;
+    let leader = until("a to see b lead", async || a.leader().await).await;
+    assert_eq!(leader.id, NodeId(2));
+    // The moment a's members show b following, a's leader is gone too: the answer kept
+    // from before is not used past the change.
+    b.set_raft_role(RaftRole::Voter, None).await;
+    until("a to see b follow", async || view(&a, 2).await.filter(|m| m.raft == RaftRole::Voter))
+        .await;
+    assert_eq!(a.leader().await, None, "a kept b as leader after gossip said otherwise");
+    // Its own change, at once.
+    a.set_raft_role(RaftRole::Leader, servers(2)).await;
+    assert_eq!(a.leader().await.map(|m| m.id), Some(NodeId(1)));
 }
