@@ -153,25 +153,94 @@ pub fn new_commits(
 /// and its packs' indexes, which costs more than reading one small file from it (the
 /// observer reads two things of each of up to a thousand new commits a round).
 pub struct Mirror {
-    repository: Repository,
+    /// `None` only while being dropped.
+    repository: Option<Repository>,
+    /// Where the opened repository goes back to when dropped, if it came from there.
+    kept: Option<Keep>,
 }
 
 impl std::fmt::Debug for Mirror {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mirror").field("path", &self.repository.path()).finish()
+        let path = self.repository.as_ref().map(Repository::path);
+        f.debug_struct("Mirror").field("path", &path).finish()
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        if let (Some(repository), Some(keep)) = (self.repository.take(), self.kept.take()) {
+            keep_opened(keep, repository);
+        }
+    }
+}
+
+/// A mirror opened for a job, to be kept for the next one once this one is done.
+struct Keep {
+    mirror: PathBuf,
+    /// Jobs it served, this one included.
+    uses: u32,
+}
+
+/// An opened mirror waiting for its next job.
+struct Opened {
+    repository: Repository,
+    uses: u32,
+    since: Instant,
+}
+
+/// A mirror is opened again after this many jobs: what libgit2 caches of the objects it
+/// read stays small, and nothing it learnt of the mirror's files grows old.
+const OPENED_USES: u32 = 64;
+/// Opened mirrors kept per mirror: one per job running at once is all that is used.
+const OPENED_PER_MIRROR: usize = 8;
+/// An opened mirror no job took for this long is closed (a removed repository's mirror
+/// would otherwise keep its deleted files open).
+const OPENED_IDLE: Duration = Duration::from_secs(60);
+
+/// The mirrors runners opened, by path. Opening one reads its configuration and lists
+/// its packs: a tenth of a busy runner's CPU when every job opened its mirror anew.
+fn opened_mirrors() -> &'static Mutex<HashMap<PathBuf, Vec<Opened>>> {
+    static OPENED: OnceLock<Mutex<HashMap<PathBuf, Vec<Opened>>>> = OnceLock::new();
+    OPENED.get_or_init(Mutex::default)
+}
+
+/// An opened `mirror` a job left, if there is one; closes those idle for too long.
+fn take_opened(mirror: &Path) -> Option<Opened> {
+    let mut opened = lock(opened_mirrors());
+    let now = Instant::now();
+    opened.retain(|_, kept| {
+        kept.retain(|entry| now.saturating_duration_since(entry.since) < OPENED_IDLE);
+        !kept.is_empty()
+    });
+    opened.get_mut(mirror)?.pop()
+}
+
+fn keep_opened(keep: Keep, repository: Repository) {
+    if keep.uses >= OPENED_USES {
+        return;
+    }
+    let mut opened = lock(opened_mirrors());
+    let kept = opened.entry(keep.mirror).or_default();
+    if kept.len() < OPENED_PER_MIRROR {
+        kept.push(Opened { repository, uses: keep.uses, since: Instant::now() });
     }
 }
 
 impl Mirror {
     pub fn open(mirror: &Path) -> anyhow::Result<Mirror> {
-        Ok(Mirror { repository: open_mirror(mirror)? })
+        Ok(Mirror { repository: Some(open_mirror(mirror)?), kept: None })
+    }
+
+    fn repository(&self) -> &Repository {
+        // Taken out only by `drop`.
+        self.repository.as_ref().expect("a mirror's repository is there until it is dropped")
     }
 
     /// The text of the file at `path` in `commit`; `None` if there is no such file (or
     /// the path names a directory or a submodule). An error if the file is a symbolic
     /// link, is larger than [`MAX_FILE_BYTES`] or is not UTF-8.
     pub fn read_file_at(&self, commit: &CommitId, path: &str) -> anyhow::Result<Option<String>> {
-        let repository = &self.repository;
+        let repository = self.repository();
         let tree = commit_tree(repository, commit)?;
         let Some(entry) = tree_entry(&tree, commit, path)? else { return Ok(None) };
         if entry.kind() != Some(ObjectType::Blob) {
@@ -199,7 +268,7 @@ impl Mirror {
     /// author as `Name <email>` (both lossily decoded; the state machine cuts them to size).
     pub fn commit_info(&self, commit: &CommitId) -> anyhow::Result<(String, String)> {
         let found = self
-            .repository
+            .repository()
             .find_commit(oid_of(commit)?)
             .with_context(|| format!("commit {commit} not found in the mirror"))?;
         let message = String::from_utf8_lossy(found.message_bytes());
@@ -212,18 +281,28 @@ impl Mirror {
     }
 
     /// The mirror at `mirror`, opened, if it has `commit`.
+    /// The mirror at `mirror`, if it holds `commit`: opened by an earlier job when one
+    /// left it (libgit2 looks for new packs when an object is not in those it knows), or
+    /// opened now. Dropped, it is kept for the next job.
     fn with_commit(mirror: &Path, commit: &CommitId) -> Option<Mirror> {
-        let repository = Repository::open_bare(mirror).ok()?;
         let oid = Oid::from_str(commit.as_str()).ok()?;
+        if let Some(opened) = take_opened(mirror) {
+            if opened.repository.find_commit(oid).is_ok() {
+                let kept = Some(Keep { mirror: mirror.to_owned(), uses: opened.uses + 1 });
+                return Some(Mirror { repository: Some(opened.repository), kept });
+            }
+        }
+        let repository = Repository::open_bare(mirror).ok()?;
         repository.find_commit(oid).ok()?;
-        Some(Mirror { repository })
+        let kept = Some(Keep { mirror: mirror.to_owned(), uses: 1 });
+        Some(Mirror { repository: Some(repository), kept })
     }
 
     /// Writes the files of `commit` into `dest`, which must be missing or empty. Neither
     /// the mirror's HEAD nor an index is touched, so checkouts may run while the mirror
     /// fetches.
     pub fn checkout(&self, commit: &CommitId, dest: &Path) -> anyhow::Result<()> {
-        let repository = &self.repository;
+        let repository = self.repository();
         let found = repository
             .find_commit(oid_of(commit)?)
             .with_context(|| format!("commit {commit} not found in the mirror"))?;

@@ -263,6 +263,57 @@ fn ensure_commit_fetches_only_when_needed() {
     assert_eq!(format!("{error:#}"), format!("commit {unknown} not found in {}", upstream.url()));
 }
 
+/// How many jobs the opened mirror `opened` has served, if it is one a job keeps.
+fn uses(opened: &Mirror) -> Option<u32> {
+    opened.kept.as_ref().map(|keep| keep.uses)
+}
+
+#[test]
+fn a_mirror_a_job_opened_serves_the_next_and_finds_what_a_later_fetch_brought() {
+    let upstream = Upstream::new();
+    let first = upstream.commit("a.txt", b"1", "first");
+    let mirrors = tempfile::tempdir().expect("temp dir");
+    let mirror = mirror_in(&mirrors, &upstream.url());
+    let opened = ensure_commit(&mirror, &upstream.url(), &none(), &first).expect("fetched");
+    assert_eq!(uses(&opened), Some(1));
+    drop(opened);
+    let opened = mirror_with_commit(&mirror, &first).expect("has it");
+    assert_eq!(uses(&opened), Some(2), "the one the last job left");
+    drop(opened);
+
+    // Another process fetches a new commit into the mirror; the opened one finds it.
+    let second = upstream.commit("a.txt", b"2", "second");
+    let fetched = Command::new("git")
+        .arg("--git-dir")
+        .arg(&mirror)
+        .args(["fetch", "--quiet", &upstream.url(), "+refs/heads/*:refs/heads/*"])
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .status()
+        .expect("git runs");
+    assert!(fetched.success());
+    let opened = mirror_with_commit(&mirror, &second).expect("has the new commit");
+    assert_eq!(uses(&opened), Some(3));
+    let checkout = tempfile::tempdir().expect("temp dir");
+    opened.checkout(&second, &checkout.path().join("w")).expect("checked out");
+    assert_eq!(std::fs::read(checkout.path().join("w/a.txt")).expect("read"), b"2");
+
+    // Two jobs at once get two; a commit neither has gets none and leaves none.
+    let (a, b) = (mirror_with_commit(&mirror, &first), mirror_with_commit(&mirror, &first));
+    assert_eq!((a.as_ref().and_then(uses), b.as_ref().and_then(uses)), (Some(1), Some(1)));
+    drop((opened, a, b));
+    let unknown = CommitId::try_new(&"b".repeat(40)).expect("commit id");
+    assert!(mirror_with_commit(&mirror, &unknown).is_none());
+    assert_eq!(lock(opened_mirrors()).get(&mirror).map(Vec::len), Some(2));
+
+    // Worn out, it is opened again.
+    keep_opened(
+        Keep { mirror: mirror.clone(), uses: OPENED_USES },
+        open_mirror(&mirror).expect("open"),
+    );
+    assert_eq!(lock(opened_mirrors()).get(&mirror).map(Vec::len), Some(2));
+}
+
 #[test]
 fn a_fetch_waits_for_another_process_holding_the_mirror_and_skips_what_it_brought() {
     let upstream = Upstream::new();

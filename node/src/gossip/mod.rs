@@ -135,17 +135,14 @@ pub struct Gossip {
     leaving: AtomicBool,
 }
 
-/// How long [`Gossip::leader`]'s answer is kept when gossip says nothing changed: a bound
-/// for what no change announces (the members carried over a re-tick expire by time).
-const LEADER_SEEN_FOR: Duration = Duration::from_millis(250);
-
 /// The leader [`Gossip::leader`] found last, and when.
 struct LeaderSeen {
     /// Marked unchanged at each look: changed since means look again.
     changes: watch::Receiver<()>,
     /// `Gossip::key_changes` at the last look.
     keys_seen: u64,
-    at: Option<Instant>,
+    /// Whether `leader` is the answer of a look (false until the first).
+    looked: bool,
     leader: Option<Member>,
 }
 
@@ -242,7 +239,7 @@ impl Gossip {
             leader_seen: Mutex::new(LeaderSeen {
                 changes: changed.subscribe(),
                 keys_seen: 0,
-                at: None,
+                looked: false,
                 leader: None,
             }),
             changed,
@@ -432,14 +429,17 @@ impl Gossip {
     /// The live leader of the newest term gossip shows, as [`newest_leader`] picks it from
     /// [`Gossip::members`], without copying every member: what a client asks before each
     /// claim and each write. Worked out again only after gossip changed (a member's keys
-    /// or who is alive) or [`LEADER_SEEN_FOR`] passed: a busy client asks several times a
-    /// job, and the answer changes only with a failover.
+    /// or who is alive): a busy client asks several times a job, and the answer changes
+    /// only with a failover.
     pub async fn leader(&self) -> Option<Member> {
         {
             let mut seen = self.leader_seen.lock().unwrap_or_else(PoisonError::into_inner);
             let keys = self.key_changes.load(Ordering::Relaxed);
-            let fresh = seen.at.is_some_and(|at| at.elapsed() < LEADER_SEEN_FOR);
-            if fresh && keys == seen.keys_seen && !seen.changes.has_changed().unwrap_or(true) {
+            // Members carried over a re-tick stop counting as alive by time, which no
+            // change announces: while there are any, every call looks.
+            let carrying = self.carried.lock().unwrap_or_else(PoisonError::into_inner).is_some();
+            let unchanged = keys == seen.keys_seen && !seen.changes.has_changed().unwrap_or(true);
+            if seen.looked && !carrying && unchanged {
                 return seen.leader.clone();
             }
             // Marked before the look: a change during it makes the next call look again.
@@ -452,7 +452,7 @@ impl Gossip {
             })
             .await;
         let mut seen = self.leader_seen.lock().unwrap_or_else(PoisonError::into_inner);
-        seen.at = Some(Instant::now());
+        seen.looked = true;
         seen.leader = leader.clone();
         leader
     }
