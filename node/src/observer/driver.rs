@@ -21,6 +21,7 @@ use eventide_consensus::network::{WriteError, Writer};
 use eventide_consensus::state::branch_matches;
 use eventide_consensus::store::StateMachineStore;
 use eventide_consensus::{Command, CommitId, Refusal, Reply, RepoId};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn, Instrument};
 
 use super::plan::{bound_skipped, plan_branches, within_job_budget, BranchPlan, COMMITS_PER_ROUND};
@@ -29,6 +30,9 @@ use crate::health::{Asked, ObserverHealth, ObserverWake};
 use crate::raft_view::RaftView;
 use crate::remote::auth_for;
 use crate::{clock, git, pipeline_config, repo_config};
+
+/// Branch proposals a round's reading may get ahead of its writes.
+const PROPOSALS_AHEAD: usize = 64;
 
 /// The shortest pause between rounds, whatever the configured poll interval.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -334,23 +338,31 @@ impl Observer {
         let mirrors = self.settings.data_dir.join("mirrors");
         let span = tracing::Span::current();
         let watched = repo.clone();
-        let proposals = tokio::task::spawn_blocking(move || {
+        // Each branch's proposal is sent as soon as its commits' pipelines are read, and
+        // proposed while the next branches' are: a push of many branches has its first
+        // jobs queued after one branch's reading, not after all of them, and the reading
+        // does not wait for the writes.
+        let (sender, mut prepared) = mpsc::channel(PROPOSALS_AHEAD);
+        let preparing = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            prepare(&mirrors, &watched)
-        })
-        .await
-        .context("observer task failed")
-        .and_then(|prepared| prepared)
-        .map_err(RepoError::Repo)?;
+            prepare(&mirrors, &watched, &sender)
+        });
+        let planned = match prepared.recv().await {
+            Some(Prepared::Planned(planned)) => planned,
+            // Nothing planned: the preparation failed (or its task did).
+            _ => {
+                let failed = preparing.await.context("observer task failed");
+                return Err(RepoError::Repo(match failed {
+                    Ok(Err(error)) => error,
+                    Err(error) => error,
+                    Ok(Ok(())) => anyhow::anyhow!("observer round planned nothing"),
+                }));
+            }
+        };
         self.health.record_fetch(repo.id, clock::now());
-
-        let planned = proposals
-            .iter()
-            .map(|proposal| (proposal.plan.branch.clone(), proposal.plan.new_head.clone()))
-            .collect();
         lock(&self.refusals).retain_planned(repo.id, &planned);
         let mut first_error = None;
-        for proposal in proposals {
+        while let Some(Prepared::Proposal(proposal)) = prepared.recv().await {
             let (branch, head) = (&proposal.plan.branch, &proposal.plan.new_head);
             let remembered = lock(&self.refusals)
                 .refused(repo.id, branch, head, Instant::now())
@@ -365,6 +377,12 @@ impl Observer {
                     first_error.get_or_insert(error);
                 }
                 Err(write) => return Err(write),
+            }
+        }
+        match preparing.await.context("observer task failed") {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) | Err(error) => {
+                first_error.get_or_insert(error);
             }
         }
         first_error.map_or(Ok(()), |error| Err(RepoError::Repo(error)))
@@ -460,9 +478,22 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// What the blocking part of a round sends, in this order: the branch heads it planned
+/// for, then one proposal per branch.
+enum Prepared {
+    Planned(BTreeMap<String, CommitId>),
+    Proposal(Proposal),
+}
+
 /// The blocking part of a repository's round: fetch, plan, and read each new commit's
-/// pipeline.
-fn prepare(mirrors: &Path, repo: &WatchedRepo) -> anyhow::Result<Vec<Proposal>> {
+/// pipeline, sending what it planned and then each branch's proposal to `sent` as soon
+/// as it is ready. An error only before anything is sent; it stops early if the
+/// receiver is gone.
+fn prepare(
+    mirrors: &Path,
+    repo: &WatchedRepo,
+    sent: &mpsc::Sender<Prepared>,
+) -> anyhow::Result<()> {
     let mirror: PathBuf = git::mirror_path(mirrors, &repo.url);
     git::fetch_mirror(&mirror, &repo.url, &repo.auth)?;
     let mut heads = git::branch_heads(&mirror)?;
@@ -471,20 +502,24 @@ fn prepare(mirrors: &Path, repo: &WatchedRepo) -> anyhow::Result<Vec<Proposal>> 
     let mut walk = |head: &CommitId, hide: &[CommitId]| git::new_commits(&mirror, head, hide);
     let plans = plan_branches(&heads, &repo.cursors, first_round, COMMITS_PER_ROUND, &mut walk)?;
     let opened = git::Mirror::open(&mirror)?;
-    let proposals = plans
-        .into_iter()
-        .map(|mut plan| {
-            let mut builds: Vec<BuildPlan> =
-                plan.commits.iter().map(|commit| build_plan_at(&opened, commit)).collect();
-            let sizes: Vec<usize> = builds.iter().map(|build| build.jobs.len()).collect();
-            let left_out = within_job_budget(&sizes, MAX_JOBS_PER_OBSERVE);
-            plan.skipped.extend(plan.commits.drain(..left_out));
-            builds.drain(..left_out);
-            let unlisted_skipped = bound_skipped(&mut plan.skipped);
-            Proposal { plan, builds, unlisted_skipped }
-        })
-        .collect();
-    Ok(proposals)
+    let planned = plans.iter().map(|plan| (plan.branch.clone(), plan.new_head.clone())).collect();
+    if sent.blocking_send(Prepared::Planned(planned)).is_err() {
+        return Ok(());
+    }
+    for mut plan in plans {
+        let mut builds: Vec<BuildPlan> =
+            plan.commits.iter().map(|commit| build_plan_at(&opened, commit)).collect();
+        let sizes: Vec<usize> = builds.iter().map(|build| build.jobs.len()).collect();
+        let left_out = within_job_budget(&sizes, MAX_JOBS_PER_OBSERVE);
+        plan.skipped.extend(plan.commits.drain(..left_out));
+        builds.drain(..left_out);
+        let unlisted_skipped = bound_skipped(&mut plan.skipped);
+        let proposal = Proposal { plan, builds, unlisted_skipped };
+        if sent.blocking_send(Prepared::Proposal(proposal)).is_err() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The build `commit`'s configuration describes: its steps and matrix cells with their

@@ -17,6 +17,30 @@ fn watched(upstream: &Upstream, cursors: &[(&str, &CommitId)]) -> WatchedRepo {
     }
 }
 
+/// Runs the preparation and collects what it sent: the proposals, once it checked that
+/// they follow the heads it said it planned for.
+fn prepare(mirrors: &Path, repo: &WatchedRepo) -> anyhow::Result<Vec<Proposal>> {
+    let (sender, mut sent) = mpsc::channel(64);
+    super::prepare(mirrors, repo, &sender)?;
+    drop(sender);
+    let Some(Prepared::Planned(planned)) = sent.blocking_recv() else {
+        panic!("the heads planned for come first");
+    };
+    let mut proposals = Vec::new();
+    while let Some(message) = sent.blocking_recv() {
+        match message {
+            Prepared::Proposal(proposal) => proposals.push(proposal),
+            Prepared::Planned(_) => panic!("the heads planned for come once"),
+        }
+    }
+    let proposed: BTreeMap<String, CommitId> = proposals
+        .iter()
+        .map(|proposal| (proposal.plan.branch.clone(), proposal.plan.new_head.clone()))
+        .collect();
+    assert_eq!(proposed, planned, "one proposal per branch planned for");
+    Ok(proposals)
+}
+
 /// A build as the tests compare it: its commit and each job's step and labels.
 type Observed = (CommitId, Vec<(String, Vec<String>)>);
 

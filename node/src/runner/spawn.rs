@@ -30,6 +30,60 @@ use crate::sandbox::Rlimit;
 
 /// The child's stack while it shares the parent's memory: its calls are few and shallow.
 const CHILD_STACK_BYTES: usize = 64 * 1024;
+/// Below the stack, unmapped: a child running past its stack faults (and dies) instead
+/// of writing over the parent's memory.
+const GUARD_BYTES: usize = 4096;
+
+/// The child's stack, mapped for one spawn (only the pages it touches take memory).
+struct ChildStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl ChildStack {
+    fn new() -> io::Result<ChildStack> {
+        let len = GUARD_BYTES + CHILD_STACK_BYTES;
+        // SAFETY: a fresh private anonymous mapping, owned by the returned value.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let stack = ChildStack { base, len };
+        // SAFETY: the range is inside the mapping just made.
+        let usable = unsafe {
+            libc::mprotect(
+                base.cast::<u8>().add(GUARD_BYTES).cast(),
+                CHILD_STACK_BYTES,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        };
+        if usable != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(stack)
+    }
+
+    /// The top, where a stack that grows down starts (page-aligned, so 16-byte aligned).
+    fn top(&self) -> *mut libc::c_void {
+        self.base.cast::<u8>().wrapping_add(self.len).cast()
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping `new` made, which nothing uses any more.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
 
 /// What to start.
 pub struct SpawnSpec<'a> {
@@ -277,12 +331,8 @@ pub fn spawn(mut spec: SpawnSpec<'_>) -> io::Result<Child> {
     spec.stderr = above_streams(spec.stderr)?;
     let streams = [stdin.as_raw_fd(), spec.stdout.as_raw_fd(), spec.stderr.as_raw_fd()];
     let mut prepared = prepare(&spec, streams)?;
-    let mut stack = vec![0u8; CHILD_STACK_BYTES];
-    // The stack grows down from its (16-byte aligned) top.
-    let top = {
-        let end = stack.as_mut_ptr().wrapping_add(stack.len()) as usize;
-        (end & !15) as *mut libc::c_void
-    };
+    let stack = ChildStack::new()?;
+    let top = stack.top();
     let args: *mut ChildArgs = &mut prepared.args;
     // SAFETY: every signal is blocked on this thread while the child shares its memory,
     // so no handler of the parent runs in the child before it resets them; the old mask
