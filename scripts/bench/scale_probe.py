@@ -117,10 +117,12 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
-def rss_mib(pid):
+def rss_mib(pid, field="VmRSS"):
+    """`field` of /proc/PID/status in MiB: VmRSS, or RssAnon (the node's own memory; the
+    rest of its RSS is mostly the binary's pages, shared by every node of the machine)."""
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return None
 
@@ -165,6 +167,8 @@ def main():
     time.sleep(2)
     rss, _ = spread([rss_mib(pid) for pid in pids], fmt=lambda v: f"{v:.1f}")
     rows.append(["RSS per node (MiB, min / median / max)", rss])
+    anon, _ = spread([rss_mib(pid, "RssAnon") for pid in pids], fmt=lambda v: f"{v:.1f}")
+    rows.append(["  of which its own (anonymous; the rest is the shared binary)", anon])
     meter = CpuMeter(pids)
     first = {pid: cpu_ticks(pid) for pid in pids}
     meter.start()
