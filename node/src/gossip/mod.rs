@@ -135,7 +135,7 @@ pub struct Gossip {
     leaving: AtomicBool,
 }
 
-/// The leader [`Gossip::leader`] found last, and when.
+/// The leader [`Gossip::leader`] found last, and how far gossip had got when it looked.
 struct LeaderSeen {
     /// Marked unchanged at each look: changed since means look again.
     changes: watch::Receiver<()>,
