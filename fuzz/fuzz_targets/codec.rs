@@ -22,7 +22,10 @@ use eventide_consensus::types::{
 };
 use eventide_consensus::{Command, JobFilter, NodeId, Reply, State};
 use eventide_node::protocol::admit::{AdmitRequest, AdmitResponse};
-use eventide_node::protocol::dispatch::{ClaimRequest, ClaimResponse, RenewRequest, RenewResponse};
+use eventide_node::protocol::dispatch::{
+    ClaimRequest, ClaimResponse, FinishAndClaimRequest, FinishAndClaimResponse, RenewRequest,
+    RenewResponse,
+};
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -44,7 +47,7 @@ fn check<T: Serialize + DeserializeOwned>(bytes: &[u8]) -> Option<T> {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, bytes)) = data.split_first() else { return };
-    match which % 22 {
+    match which % 24 {
         0 => {
             if let Some(command) = check::<Command>(bytes) {
                 assert_unnested(&command);
@@ -96,6 +99,8 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
+        21 => drop(check::<FinishAndClaimRequest>(bytes)),
+        22 => drop(check::<FinishAndClaimResponse>(bytes)),
         _ => {
             // A snapshot state and a command behind it, split by a length byte.
             let Some((&split, rest)) = bytes.split_first() else { return };

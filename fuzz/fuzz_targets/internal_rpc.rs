@@ -3,8 +3,9 @@
 //! The Raft routes (`/internal/raft/{append,vote,snapshot,write}`) are the real axum
 //! router of a real single-node Raft with its sled store in a temp dir, called with
 //! tower's `oneshot`: a body that decodes reaches openraft (and, for `write`, the state
-//! machine) as it would on a node. The dispatcher's routes need a whole node, so their
-//! bodies go through the same decode function the handlers' extractor calls.
+//! machine) as it would on a node. The dispatcher's routes (claim, finish-and-claim,
+//! renew) need a whole node, so their bodies go through the same decode function the
+//! handlers' extractor calls.
 //!
 //! Every answer must be a 2xx or a 4xx: bad input is never a 5xx, a hang or a panic.
 //!
@@ -32,7 +33,10 @@ use eventide_consensus::network::{
 use eventide_consensus::store;
 use eventide_consensus::types::Raft;
 use eventide_consensus::{NodeId, NodeInfo, RaftTiming};
-use eventide_node::protocol::dispatch::{ClaimRequest, RenewRequest, CLAIM_PATH, RENEW_PATH};
+use eventide_node::protocol::dispatch::{
+    ClaimRequest, FinishAndClaimRequest, RenewRequest, CLAIM_PATH, FINISH_AND_CLAIM_PATH,
+    RENEW_PATH,
+};
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
 
@@ -98,12 +102,16 @@ const RAFT_PATHS: [&str; 4] = [APPEND_PATH, VOTE_PATH, SNAPSHOT_PATH, WRITE_PATH
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, body)) = data.split_first() else { return };
-    match which % 6 {
+    match which % 7 {
         4 => {
             let _ = decode_request::<ClaimRequest>("dispatcher", CLAIM_PATH, body);
         }
         5 => {
             let _ = decode_request::<RenewRequest>("dispatcher", RENEW_PATH, body);
+        }
+        6 => {
+            let path = FINISH_AND_CLAIM_PATH;
+            let _ = decode_request::<FinishAndClaimRequest>("dispatcher", path, body);
         }
         route => {
             install_panic_filter();

@@ -18,7 +18,10 @@ use axum::http::StatusCode;
 use eventide_consensus::network::decode_request;
 use eventide_consensus::testing::fuzz_corpus_for_test;
 use eventide_node::protocol::admit as admit_rpc;
-use eventide_node::protocol::dispatch::{ClaimRequest, RenewRequest, CLAIM_PATH, RENEW_PATH};
+use eventide_node::protocol::dispatch::{
+    ClaimRequest, FinishAndClaimRequest, RenewRequest, CLAIM_PATH, FINISH_AND_CLAIM_PATH,
+    RENEW_PATH,
+};
 use eventide_node::repo_config;
 
 fn corpus(target: &str) -> Vec<(String, Vec<u8>, bool)> {
@@ -47,8 +50,10 @@ fn dispatch_corpus_is_answered_with_400() {
     for (name, bytes, refused) in corpus("dispatch_rpc") {
         let claim = decode_request::<ClaimRequest>("dispatcher", CLAIM_PATH, &bytes);
         let renew = decode_request::<RenewRequest>("dispatcher", RENEW_PATH, &bytes);
+        let finish = FINISH_AND_CLAIM_PATH;
+        let combined = decode_request::<FinishAndClaimRequest>("dispatcher", finish, &bytes);
         if refused {
-            for answer in [claim.err(), renew.err()] {
+            for answer in [claim.err(), renew.err(), combined.err()] {
                 let response = answer.unwrap_or_else(|| panic!("{name} was accepted"));
                 assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{name}");
             }

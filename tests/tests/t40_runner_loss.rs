@@ -1,10 +1,14 @@
 //! A runner lost in the middle of a job: the job runs again elsewhere, and a late result
-//! from the lost runner is refused, so exactly one final result stands.
+//! from the lost runner is refused, so exactly one final result stands. A runner whose
+//! leader is of a version that takes no result with a claim reports its results apart.
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use eventide_tests::repo::GitRepo;
-use eventide_tests::{wait_until, Cluster, Options, DEADLINE};
+use eventide_tests::{free_addr, wait_for_final_jobs, wait_until, Cluster, Options, DEADLINE};
 use serde_json::Value;
 
 fn pipeline(repo: &GitRepo) -> Cluster {
@@ -91,4 +95,117 @@ fn a_stopped_runner_s_late_result_is_refused() {
         assert_eq!(job["runner"], final_job["runner"], "{job}");
         assert_eq!(job["finished_at"], final_job["finished_at"], "one final result: {job}");
     }
+}
+
+/// What a leader of a version before results went with claims answers: its router has no
+/// such path.
+const COMBINED_PATH: &str = "/internal/dispatch/finish-and-claim";
+
+/// An HTTP proxy in front of a node that answers [`COMBINED_PATH`] with 404, as an older
+/// leader does, and passes every other request on; it counts both.
+struct OlderLeader {
+    addr: SocketAddr,
+    refused: Arc<AtomicUsize>,
+    claims: Arc<AtomicUsize>,
+}
+
+impl OlderLeader {
+    fn in_front_of(node: SocketAddr) -> OlderLeader {
+        let server = tiny_http::Server::http("127.0.0.1:0").expect("bind the proxy");
+        let addr = server.server_addr().to_ip().expect("an IP address");
+        let (refused, claims) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let counts = (refused.clone(), claims.clone());
+        std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("a client");
+            for request in server.incoming_requests() {
+                let (client, (refused, claims)) = (client.clone(), counts.clone());
+                // Claims are held for seconds: one thread each.
+                std::thread::spawn(move || pass_on(request, node, &client, &refused, &claims));
+            }
+        });
+        OlderLeader { addr, refused, claims }
+    }
+}
+
+fn pass_on(
+    mut request: tiny_http::Request,
+    node: SocketAddr,
+    client: &reqwest::blocking::Client,
+    refused: &AtomicUsize,
+    claims: &AtomicUsize,
+) {
+    let path = request.url().to_owned();
+    if path == COMBINED_PATH {
+        refused.fetch_add(1, Ordering::SeqCst);
+        let _ = request.respond(tiny_http::Response::empty(404));
+        return;
+    }
+    if path == "/internal/dispatch/claim" {
+        claims.fetch_add(1, Ordering::SeqCst);
+    }
+    let mut body = Vec::new();
+    if request.as_reader().read_to_end(&mut body).is_err() {
+        return;
+    }
+    let method = reqwest::Method::from_bytes(request.method().as_str().as_bytes()).expect("method");
+    let mut forwarded = client.request(method, format!("http://{node}{path}")).body(body);
+    for header in request.headers() {
+        let name = header.field.as_str().as_str();
+        if !["host", "content-length", "connection", "transfer-encoding"]
+            .contains(&name.to_ascii_lowercase().as_str())
+        {
+            forwarded = forwarded.header(name, header.value.as_str());
+        }
+    }
+    let Ok(answer) = forwarded.send() else {
+        let _ = request.respond(tiny_http::Response::empty(502));
+        return;
+    };
+    let status = answer.status().as_u16();
+    let content_type = answer.headers().get("content-type").cloned();
+    let bytes = answer.bytes().unwrap_or_default().to_vec();
+    let mut response = tiny_http::Response::from_data(bytes).with_status_code(status);
+    if let Some(value) = content_type {
+        let header = tiny_http::Header::from_bytes("content-type", value.as_bytes());
+        response.add_header(header.expect("a header"));
+    }
+    let _ = request.respond(response);
+}
+
+#[test]
+fn a_leader_that_takes_no_result_with_a_claim_gets_results_apart() {
+    let repo = GitRepo::new();
+    repo.configure("echo OK", "");
+    let first = repo.commit("first");
+    // One node, the leader and the runner: its runner finds its leader at the address it
+    // advertises, which is the proxy's.
+    let addr = free_addr();
+    let older = OlderLeader::in_front_of(addr);
+    let mut options = Options::watching(repo.url());
+    options.bootstrap_expect = 1;
+    options.extra.extend(["--advertise".to_owned(), older.addr.to_string()]);
+    let cluster = Cluster::start_at(&[addr], vec![Vec::new()], options);
+    let jobs = wait_for_final_jobs(&cluster, 0, 1, DEADLINE);
+    let job = eventide_tests::job_for(&jobs, &first);
+    assert_eq!(job["state"], "passed", "{job:#}");
+    assert_eq!(older.refused.load(Ordering::SeqCst), 1, "the combined request was tried once");
+
+    // The next result goes apart at once, and is recorded once.
+    let second = repo.commit("second");
+    cluster.nodes[0].notify();
+    let jobs = wait_for_final_jobs(&cluster, 0, 2, DEADLINE);
+    for commit in [&first, &second] {
+        let job = eventide_tests::job_for(&jobs, commit);
+        let detail = job_detail(&cluster, 0, job["id"].as_u64().expect("id")).expect("detail");
+        assert_eq!(detail["state"], "passed", "{detail:#}");
+        assert_eq!(detail["attempts"].as_array().map(Vec::len), Some(1), "{detail:#}");
+    }
+    assert_eq!(older.refused.load(Ordering::SeqCst), 1, "not asked again within a minute");
+    assert!(older.claims.load(Ordering::SeqCst) >= 2, "claims went by the claim path");
+    let log = cluster.nodes[0].log_text();
+    assert!(log.contains("reporting results apart"), "the runner says why");
+    assert!(!log.contains("result refused"), "no result was refused");
 }

@@ -103,7 +103,13 @@ fn only_nodes_with_the_secret_form_and_join_the_cluster() {
     assert_eq!(post_signed(target, WRITE_PATH, &valid, &body), 200);
     assert_eq!(post_signed(target, WRITE_PATH, &valid, &body), 401);
     // Every other internal route is guarded too.
-    for path in ["/internal/raft/vote", "/internal/raft/append", "/internal/dispatch/claim"] {
+    let guarded = [
+        "/internal/raft/vote",
+        "/internal/raft/append",
+        "/internal/dispatch/claim",
+        "/internal/dispatch/finish-and-claim",
+    ];
+    for path in guarded {
         let (code, _) = http::request_with(target, "POST", path, &[], b"").expect("post");
         assert_eq!(code, 401, "{path}");
     }

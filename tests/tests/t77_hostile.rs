@@ -148,6 +148,7 @@ fn garbage_datagrams_and_malformed_bodies_are_refused_and_the_cluster_keeps_work
         "/internal/raft/snapshot",
         "/internal/raft/write",
         "/internal/dispatch/claim",
+        "/internal/dispatch/finish-and-claim",
         "/internal/dispatch/renew",
     ];
     let public_json = ["/api/v1/repos", "/api/v1/rerun"];

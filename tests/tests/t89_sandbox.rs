@@ -213,8 +213,12 @@ fn a_job_over_a_limit_fails_naming_it_and_its_processes_die_with_it() {
     let timed_out = repo.commit("a job that leaves processes behind");
     repo.configure("echo still OK", "");
     let after = repo.commit("passing after all that");
+    // The process limit's group may be given again: the refusals counted before are not
+    // this job's.
+    repo.configure("echo within the limit", OVER_THE_LIMITS[0].0);
+    let within = repo.commit("passing with the process limit that was hit before");
     node.notify();
-    let jobs = wait_for_final_jobs(&cluster, 0, 6, Duration::from_secs(90));
+    let jobs = wait_for_final_jobs(&cluster, 0, 7, Duration::from_secs(90));
 
     for (commit, (_, _, limit)) in commits.iter().zip(OVER_THE_LIMITS) {
         let job = job_detail(node, &job_for(&jobs, commit)["id"]);
@@ -229,6 +233,8 @@ fn a_job_over_a_limit_fails_naming_it_and_its_processes_die_with_it() {
     });
     let job = job_for(&jobs, &after);
     assert_eq!(job["state"], "passed", "the runner goes on: {job:#}");
+    let job = job_detail(node, &job_for(&jobs, &within)["id"]);
+    assert_eq!(job["state"], "passed", "no limit of an earlier job is this one's: {job:#}");
     assert!(!node.log_text().contains("panicked"));
 }
 

@@ -12,6 +12,7 @@
 //!
 //! ```text
 //!  runner ── claim (long poll) ──> leader: next_claimable ─> Assign ─> lease
+//!  runner ── result + claim ─────> leader: Finish ─> (recorded) ─> claim as above
 //!  runner ── renew every 1 s ───> leader: extend leases / revoke
 //!  tick every 250 ms ──────────────────> expired leases, dead runners ─> Requeue
 //!  runner ── job context (no replica) ─> leader: context::answer ─> sealed values, notes
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Extension, Router};
+use eventide_consensus::network::WriteError;
 use eventide_consensus::network::{Codec, CodecReply, RpcService, Writer};
 use eventide_consensus::store::StateMachineStore;
 use eventide_consensus::{Command, JobId, Reply};
@@ -33,8 +35,9 @@ use eventide_node::protocol::context::{
     self, JobContextRequest, JobContextResponse, JOB_CONTEXT_PATH,
 };
 use eventide_node::protocol::dispatch::{
-    Assignment, ClaimRequest, ClaimResponse, RenewRequest, RenewResponse, StepAssignment,
-    CLAIM_PATH, LEASE_PERIOD, MAX_CLAIM_WAIT, RENEW_PATH,
+    Assignment, ClaimRequest, ClaimResponse, FinishAndClaimRequest, FinishAndClaimResponse,
+    Finished, RenewRequest, RenewResponse, StepAssignment, CLAIM_PATH, FINISH_AND_CLAIM_PATH,
+    LEASE_PERIOD, MAX_CLAIM_WAIT, RENEW_PATH,
 };
 use tracing::{debug, info, warn};
 
@@ -92,6 +95,7 @@ impl Dispatcher {
     pub fn routes(self: &Arc<Self>) -> Router {
         Router::new()
             .route(CLAIM_PATH, post(claim))
+            .route(FINISH_AND_CLAIM_PATH, post(finish_and_claim))
             .route(RENEW_PATH, post(renew))
             .route(JOB_CONTEXT_PATH, post(job_context))
             .layer(Extension(RpcService("dispatcher")))
@@ -222,6 +226,26 @@ impl Dispatcher {
         }
     }
 
+    /// Records a runner's result, then claims for the slot that ran it. The claim is not
+    /// tried unless the result was recorded (or refused for good): the runner then
+    /// reports it again through the write path, and claims after.
+    async fn finish_and_claim(&self, request: FinishAndClaimRequest) -> FinishAndClaimResponse {
+        if !self.is_leader() {
+            let finished = Err(WriteError::NotLeader { leader: None });
+            return FinishAndClaimResponse { finished, claim: ClaimResponse::NotLeader };
+        }
+        let Finished { job, attempt, outcome, at } = request.finished;
+        let finished = self.writer.write(Command::Finish { job, attempt, outcome, at }).await;
+        let claim = match &finished {
+            Ok(_) => self.claim(request.claim).await,
+            Err(error) => {
+                debug!(job_id = %job, attempt, error = %error, "result not recorded; no claim");
+                ClaimResponse::Nothing
+            }
+        };
+        FinishAndClaimResponse { finished, claim }
+    }
+
     /// The oldest queued job for `labels` that no other claim is assigning, marked as
     /// picked until the returned guard is dropped.
     fn pick(&self, labels: &BTreeSet<String>) -> Option<(Assignment, Picked)> {
@@ -276,6 +300,13 @@ async fn claim(
     Codec(request): Codec<ClaimRequest>,
 ) -> CodecReply<ClaimResponse> {
     CodecReply(dispatcher.claim(request).await)
+}
+
+async fn finish_and_claim(
+    State(dispatcher): State<Arc<Dispatcher>>,
+    Codec(request): Codec<FinishAndClaimRequest>,
+) -> CodecReply<FinishAndClaimResponse> {
+    CodecReply(dispatcher.finish_and_claim(request).await)
 }
 
 async fn renew(

@@ -1,12 +1,14 @@
 //! The claim and renew protocol between runners and the leader's dispatcher: claim a
-//! job (long poll) and renew leases, with the timings both sides keep. Bodies are
+//! job (long poll), report the last job's result with the next claim, and renew leases,
+//! with the timings both sides keep. Bodies are
 //! codec-encoded and sent with `eventide_consensus::network::RpcClient`; the paths live
 //! under `/internal/`, so requests are signed.
 
 use std::time::Duration;
 
+use eventide_consensus::network::WriteError;
 use eventide_consensus::state::Artifact;
-use eventide_consensus::{BuildId, CommitId, JobId, NodeId};
+use eventide_consensus::{BuildId, CommitId, JobId, NodeId, Outcome, Reply, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// How long a lease lasts without renewal.
@@ -15,9 +17,17 @@ pub const LEASE_PERIOD: Duration = Duration::from_secs(5);
 pub const RENEW_INTERVAL: Duration = Duration::from_secs(1);
 /// The longest a claim is held when nothing is queued.
 pub const MAX_CLAIM_WAIT: Duration = Duration::from_secs(10);
+/// How long a runner waits for the answer to a result with a claim: the result's write
+/// may wait for its entry to commit (10 s at most, as a forwarded write), the claim is
+/// not held.
+pub const FINISH_AND_CLAIM_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub const CLAIM_PATH: &str = "/internal/dispatch/claim";
 pub const RENEW_PATH: &str = "/internal/dispatch/renew";
+/// A result and the next claim in one request. Leaders of versions before it answer 404
+/// (certainly not applied): the runner then reports through the write path and claims
+/// on [`CLAIM_PATH`].
+pub const FINISH_AND_CLAIM_PATH: &str = "/internal/dispatch/finish-and-claim";
 
 /// A runner with a free slot asks for work.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +73,35 @@ pub enum ClaimResponse {
     /// A job of a build. Older runners cannot decode it: in a rolling upgrade from a
     /// version without builds, upgrade the leader last.
     Step(Assignment, StepAssignment),
+}
+
+/// The result of an attempt, as `Command::Finish` records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finished {
+    pub job: JobId,
+    pub attempt: u32,
+    pub outcome: Outcome,
+    pub at: Timestamp,
+}
+
+/// A runner whose slot just ended a job reports its result and asks for the next one:
+/// one request a job instead of a write and a claim. The leader records the result first
+/// and claims only once it is recorded (a job the result unblocks may be the one given).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishAndClaimRequest {
+    pub finished: Finished,
+    /// Its `wait_ms` is how long the claim may be held once the result is in; a runner
+    /// sends 0, so that the result's answer is not held back by an empty queue.
+    pub claim: ClaimRequest,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishAndClaimResponse {
+    /// What recording the result gave, as a forwarded write answers it. On an error the
+    /// claim was not tried ([`ClaimResponse::Nothing`], or `NotLeader` from a node that
+    /// does not lead).
+    pub finished: Result<Reply, WriteError>,
+    pub claim: ClaimResponse,
 }
 
 /// A runner renews the leases of every job it runs.

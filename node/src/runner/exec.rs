@@ -250,7 +250,7 @@ pub async fn execute_masked(
     group.kill_last();
     if let Some(cgroup) = isolation.cgroup.take() {
         cgroup.kill_all();
-        drop(tokio::task::spawn_blocking(move || cgroup.remove()));
+        drop(tokio::task::spawn_blocking(move || cgroup.release()));
     }
 
     if !pump_done && tokio::time::timeout(DRAIN_DEADLINE, &mut pump).await.is_err() {

@@ -1,11 +1,13 @@
-//! One job on this node: prepare the checkout, run the command, report `Finish`.
+//! One job on this node: prepare the checkout, run the command, and its result; the
+//! result is reported with the slot's next claim, or by `report` through the write path.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use eventide_consensus::network::WriteError;
 use eventide_consensus::state::job_name;
-use eventide_consensus::{Command, CommitId, Outcome, Reply, Verdict};
-use eventide_node::protocol::dispatch::{Assignment, StepAssignment};
+use eventide_consensus::{Command, CommitId, JobId, Outcome, Reply, Verdict};
+use eventide_node::protocol::dispatch::{Assignment, Finished, StepAssignment};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -32,13 +34,13 @@ const LOGS_KEPT: usize = 200;
 /// `PRUNE_EVERY` logs, and a busy runner does not stat 200 files a job.
 const PRUNE_EVERY: u64 = 25;
 
-/// Runs one assignment to its end and reports it, unless it was silenced.
+/// Runs one assignment to its end; its result to report, `None` if it was cancelled.
 pub async fn run(
     runner: &Runner,
     assignment: Assignment,
     step: Option<StepAssignment>,
     cancel: watch::Receiver<bool>,
-) {
+) -> Option<Outcome> {
     let data_dir = runner.settings.data_dir.clone();
     let started = std::time::Instant::now();
     let log = log_path(&data_dir, assignment.job, assignment.attempt);
@@ -108,11 +110,9 @@ pub async fn run(
             }
         }
     };
-    if let Some(outcome) = outcome {
-        report(runner, &assignment, outcome).await;
-    }
-    // Tidying up waits for nothing: the result is in and the slot may take the next job
-    // (workspaces are per attempt, so the next job never meets this one's directory).
+    // Tidying up waits for nothing: the slot reports the result and takes the next job
+    // meanwhile (workspaces are per attempt, so the next job never meets this one's
+    // directory).
     let ended = runner.jobs_ended.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let prune = ended.is_multiple_of(PRUNE_EVERY);
     drop(tokio::task::spawn_blocking(move || {
@@ -121,6 +121,7 @@ pub async fn run(
             prune_logs(&logs_dir(&data_dir), LOGS_KEPT);
         }
     }));
+    outcome
 }
 
 /// What a job runs, read from its commit's configuration.
@@ -218,21 +219,15 @@ async fn execute(
         env.push((name.clone(), value.as_str().to_owned()));
     }
     let home = env.iter().find(|(name, _)| name == "HOME").map(|(_, home)| PathBuf::from(home));
-    let name = format!("job-{}-{}", assignment.job, assignment.attempt);
-    let isolation = match runner.isolation.prepare(
-        &name,
-        workspace,
-        home.as_deref(),
-        config.network,
-        config.limits,
-    ) {
-        Ok(isolation) => isolation,
-        Err(error) => {
-            let message = format!("failed to set up the job's sandbox: {error}");
-            let _ = std::fs::write(log, format!("eventide: {message}\n"));
-            return Some(error_outcome(message, Duration::ZERO));
-        }
-    };
+    let isolation =
+        match runner.isolation.prepare(workspace, home.as_deref(), config.network, config.limits) {
+            Ok(isolation) => isolation,
+            Err(error) => {
+                let message = format!("failed to set up the job's sandbox: {error}");
+                let _ = std::fs::write(log, format!("eventide: {message}\n"));
+                return Some(error_outcome(message, Duration::ZERO));
+            }
+        };
     if !isolation.wrapper.is_empty() && !config.env.contains_key("TMPDIR") {
         // The runner's TMPDIR is not inside the sandbox; its private /tmp is.
         env.retain(|(key, _)| key != "TMPDIR");
@@ -487,42 +482,62 @@ fn error_outcome(message: String, elapsed: Duration) -> Outcome {
     }
 }
 
-/// Submits `Finish` until the cluster accepts or refuses it, or the job is silenced.
-async fn report(runner: &Runner, assignment: &Assignment, outcome: Outcome) {
-    let job = assignment.job;
-    let attempt = assignment.attempt;
-    let verdict = outcome.verdict;
+/// Submits `Finish` through the write path until the cluster accepts or refuses it, or
+/// the job is silenced.
+pub(super) async fn report(runner: &Runner, job: JobId, attempt: u32, outcome: Outcome) {
     let mut delay = Duration::from_millis(100);
     loop {
         if runner.silenced(job) {
             warn!(job_id = %job, attempt, "result not reported: the job was stopped");
             return;
         }
-        let at = clock::now();
-        let command = Command::Finish { job, attempt, outcome: outcome.clone(), at };
-        match runner.writer.write(command).await {
-            Ok(Reply::Finished { status, .. }) => {
-                info!(job_id = %job, attempt, status = status.as_str(), "job finished");
-                let created_at =
-                    runner.state_machine.read(|state| state.job(job).map(|j| j.created_at));
-                runner.metrics.job_reported(created_at, at, outcome.duration_ms);
-                return;
-            }
-            Ok(Reply::Refused(refusal)) => {
-                warn!(job_id = %job, attempt, verdict = ?verdict, refusal = %refusal, "result refused");
-                return;
-            }
-            Ok(other) => {
-                warn!(job_id = %job, attempt, reply = ?other, "unexpected reply to a result");
-                return;
-            }
-            Err(error) => {
-                warn!(job_id = %job, attempt, error = %error, "result not accepted yet; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
+        let finished = Finished { job, attempt, outcome: outcome.clone(), at: clock::now() };
+        let command =
+            Command::Finish { job, attempt, outcome: finished.outcome.clone(), at: finished.at };
+        let reply = runner.writer.write(command).await;
+        if answered(runner, &finished, reply) {
+            return;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Logs and counts the cluster's answer to a result; false if it is no answer (the
+/// result may or may not be recorded, and is to be reported again: a second `Finish` of
+/// an attempt is refused, so it is never recorded twice).
+pub(super) fn answered(
+    runner: &Runner,
+    finished: &Finished,
+    reply: Result<Reply, WriteError>,
+) -> bool {
+    let Finished { job, attempt, ref outcome, at } = *finished;
+    let verdict = outcome.verdict;
+    match reply {
+        Ok(Reply::Finished { status, .. }) => {
+            info!(job_id = %job, attempt, status = status.as_str(), "job finished");
+            let created_at =
+                runner.state_machine.read(|state| state.job(job).map(|j| j.created_at));
+            runner.metrics.job_reported(created_at, at, outcome.duration_ms);
+        }
+        Ok(Reply::Refused(eventide_consensus::Refusal::NotRunning { status, .. }))
+            if status == verdict.status() =>
+        {
+            // An earlier report whose answer was lost was recorded.
+            info!(job_id = %job, attempt, status = status.as_str(), "job finished (result recorded by an earlier report)");
+        }
+        Ok(Reply::Refused(refusal)) => {
+            warn!(job_id = %job, attempt, verdict = ?verdict, refusal = %refusal, "result refused");
+        }
+        Ok(other) => {
+            warn!(job_id = %job, attempt, reply = ?other, "unexpected reply to a result");
+        }
+        Err(error) => {
+            warn!(job_id = %job, attempt, error = %error, "result not accepted yet; retrying");
+            return false;
         }
     }
+    true
 }
 
 /// Keeps the newest `LOGS_KEPT` job logs.

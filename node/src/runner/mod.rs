@@ -5,7 +5,8 @@
 //! - `exec`: running one command safely (process group, timeout, capped output).
 //! - `spawn`: starting it without copying the node (its cgroups, rlimits and group set
 //!   in a child that shares the node's memory until `execve`).
-//! - `job`: preparing, running and reporting one job.
+//! - `job`: preparing and running one job, and reporting its result through the write
+//!   path when it does not go with the next claim.
 //! - `secrets`: the secrets a job is given as environment variables, and why not others.
 //! - `context`: a job's credentials and secrets from this node's replica, or from the
 //!   leader on a node that is not a Raft member.
@@ -15,7 +16,10 @@
 //! - `gate`: whether to claim at all (free disk above `--min-free-disk`, Raft running).
 //!
 //! ```text
-//!  slot worker ── claim ──> leader ── Assignment ──> job::run ── Finish ──> leader
+//!  slot worker ── claim ──> leader ── Assignment ──> job::run ─┐
+//!       ^                                                     │ result
+//!       └── result + next claim (one request) ──> leader <─────┘
+//!           (an older leader: Finish by the write path, then claim)
 //!  renewer ── renew every 1 s ──> leader ── revoked? ──> cancel the job
 //!           └ no renewal for a lease period ──> self-fence: kill the job, report nothing
 //!  gate closed (disk low, raft stopped) ──> no claims; reason logged and gossiped
@@ -43,10 +47,12 @@ use eventide_consensus::auth::Secret;
 use eventide_consensus::network::{RpcClient, RpcError, Writer};
 use eventide_consensus::state::job_name;
 use eventide_consensus::store::StateMachineStore;
+use eventide_consensus::Outcome;
 use eventide_consensus::{JobId, NodeId};
 use eventide_node::protocol::dispatch::{
-    Assignment, ClaimRequest, ClaimResponse, RenewRequest, RenewResponse, StepAssignment,
-    CLAIM_PATH, LEASE_PERIOD, MAX_CLAIM_WAIT, RENEW_INTERVAL, RENEW_PATH,
+    Assignment, ClaimRequest, ClaimResponse, FinishAndClaimRequest, FinishAndClaimResponse,
+    Finished, RenewRequest, RenewResponse, StepAssignment, CLAIM_PATH, FINISH_AND_CLAIM_PATH,
+    LEASE_PERIOD, MAX_CLAIM_WAIT, RENEW_INTERVAL, RENEW_PATH,
 };
 use eventide_node::units::MinFreeDisk;
 use tokio::sync::watch;
@@ -67,6 +73,18 @@ const LEADER_WAIT: Duration = Duration::from_secs(1);
 
 /// How often a paused runner checks whether it may claim again.
 const GATE_POLL: Duration = Duration::from_secs(1);
+
+/// How long a runner whose leader did not know the result-and-claim request (an older
+/// version) reports results apart before it tries again.
+const COMBINED_RETRY: Duration = Duration::from_secs(60);
+
+/// A job this slot ran whose result is not reported yet: it goes with the slot's next
+/// claim. The job stays active (renewed, and counted as running) until it is reported.
+struct Ended {
+    job: JobId,
+    attempt: u32,
+    outcome: Outcome,
+}
 
 /// A job this node is running.
 struct Active {
@@ -142,6 +160,9 @@ pub struct Runner {
     /// old logs are pruned).
     jobs_ended: std::sync::atomic::AtomicU64,
     gate: Mutex<Gate>,
+    /// Until when results are reported apart from claims: the leader answered the
+    /// combined request with 404 (a version before it).
+    combined_refused_until: Mutex<Option<Instant>>,
 }
 
 impl Runner {
@@ -187,6 +208,7 @@ impl Runner {
             started: tokio::sync::Notify::new(),
             jobs_ended: std::sync::atomic::AtomicU64::new(0),
             gate: Mutex::new(Gate::default()),
+            combined_refused_until: Mutex::new(None),
         }))
     }
 
@@ -251,26 +273,43 @@ impl Runner {
         if self.isolation.has_bwrap() {
             labels.push(eventide_node::isolation::SANDBOX_LABEL.to_owned());
         }
+        // The last job's result, while it waits for the next claim to carry it.
+        let mut ended: Option<Ended> = None;
         loop {
             if !self.may_claim().await {
+                if let Some(ended) = ended.take() {
+                    self.report_apart(ended).await;
+                }
                 tokio::time::sleep(GATE_POLL).await;
                 continue;
             }
-            let Some(leader) = self.leader_addr().await else { continue };
+            let Some(leader) = self.leader_addr().await else {
+                // The write path waits for a leader itself.
+                if let Some(ended) = ended.take() {
+                    self.report_apart(ended).await;
+                }
+                continue;
+            };
             let request = ClaimRequest {
                 runner: me,
                 labels: labels.clone(),
                 wait_ms: MAX_CLAIM_WAIT.as_millis() as u64,
             };
             let timeout = MAX_CLAIM_WAIT + Duration::from_secs(5);
-            let response: Result<ClaimResponse, RpcError> =
-                self.rpc.call(&leader, CLAIM_PATH, &request, timeout).await;
+            let response: Result<ClaimResponse, RpcError> = match ended.take() {
+                Some(ended) => match self.finish_and_claim(&leader, ended, request).await {
+                    Some(claim) => Ok(claim),
+                    // Reported apart: claim afresh.
+                    None => continue,
+                },
+                None => self.rpc.call(&leader, CLAIM_PATH, &request, timeout).await,
+            };
             match response {
                 Ok(ClaimResponse::Job(assignment)) => {
-                    self.run_claimed(slot, assignment, None).await
+                    ended = self.run_claimed(slot, assignment, None).await
                 }
                 Ok(ClaimResponse::Step(assignment, step)) => {
-                    self.run_claimed(slot, assignment, Some(step)).await
+                    ended = self.run_claimed(slot, assignment, Some(step)).await
                 }
                 Ok(ClaimResponse::Nothing) => {}
                 Ok(ClaimResponse::NotLeader) => {
@@ -285,9 +324,14 @@ impl Runner {
         }
     }
 
-    /// Checks the gate before a claim; logs and publishes every change of it.
-    /// Runs a claimed job on this slot to its end.
-    async fn run_claimed(&self, slot: u32, assignment: Assignment, step: Option<StepAssignment>) {
+    /// Runs a claimed job on this slot to its end; its result, still to be reported
+    /// (the job stays active until then), or `None` if it has none (cancelled).
+    async fn run_claimed(
+        &self,
+        slot: u32,
+        assignment: Assignment,
+        step: Option<StepAssignment>,
+    ) -> Option<Ended> {
         let job = assignment.job;
         let attempt = assignment.attempt;
         let (cancel_tx, cancel_rx) = watch::channel(false);
@@ -300,12 +344,82 @@ impl Runner {
         let name = step.as_ref().map(|step| job_name(&step.step, &step.matrix));
         info!(job_id = %job, attempt, slot, commit = %assignment.commit, step = name.as_deref().unwrap_or(""), "job started");
         self.running.start(job, attempt);
-        job::run(self, assignment, step, cancel_rx).await;
+        match job::run(self, assignment, step, cancel_rx).await {
+            Some(outcome) => Some(Ended { job, attempt, outcome }),
+            None => {
+                self.close(job, attempt).await;
+                None
+            }
+        }
+    }
+
+    /// The job is over here, its result reported (or not to be).
+    async fn close(&self, job: JobId, attempt: u32) {
         self.running.end(job, attempt);
         self.active().remove(&job);
         self.publish_busy().await;
     }
 
+    /// Reports `ended` through the write path, retrying until the cluster answers.
+    async fn report_apart(&self, ended: Ended) {
+        let Ended { job, attempt, outcome } = ended;
+        job::report(self, job, attempt, outcome).await;
+        self.close(job, attempt).await;
+    }
+
+    /// Reports `ended` and claims in one request; the claim's answer if the result was
+    /// recorded (or refused for good), else `None` once the result is reported apart.
+    /// An answer that does not come is ambiguous (the leader may have recorded it): the
+    /// report through the write path is then refused as not running, and nothing is
+    /// recorded twice.
+    async fn finish_and_claim(
+        &self,
+        leader: &str,
+        ended: Ended,
+        claim: ClaimRequest,
+    ) -> Option<ClaimResponse> {
+        let refused_until =
+            *self.combined_refused_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.silenced(ended.job) || refused_until.is_some_and(|until| Instant::now() < until) {
+            self.report_apart(ended).await;
+            return None;
+        }
+        let Ended { job, attempt, outcome } = ended;
+        let finished = Finished { job, attempt, outcome, at: crate::clock::now() };
+        // The answer to the result is not held back by an empty queue: the slot's next
+        // claim waits instead.
+        let request = FinishAndClaimRequest {
+            finished: finished.clone(),
+            claim: ClaimRequest { wait_ms: 0, ..claim },
+        };
+        let timeout = eventide_node::protocol::dispatch::FINISH_AND_CLAIM_TIMEOUT;
+        let answer: Result<FinishAndClaimResponse, RpcError> =
+            self.rpc.call(leader, FINISH_AND_CLAIM_PATH, &request, timeout).await;
+        let Finished { outcome, .. } = finished.clone();
+        match answer {
+            Ok(FinishAndClaimResponse { finished: reply, claim }) => {
+                if job::answered(self, &finished, reply) {
+                    self.close(job, attempt).await;
+                    return Some(claim);
+                }
+            }
+            Err(RpcError::Status { status: 404, .. }) => {
+                info!(peer = %leader, "the leader takes no result with a claim (an older version): reporting results apart");
+                *self
+                    .combined_refused_until
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(Instant::now() + COMBINED_RETRY);
+            }
+            Err(error) => {
+                debug!(peer = %leader, job_id = %job, attempt, error = %error, "result with claim failed; reporting it apart");
+            }
+        }
+        self.report_apart(Ended { job, attempt, outcome }).await;
+        None
+    }
+
+    /// Checks the gate before a claim; logs and publishes every change of it.
     async fn may_claim(&self) -> bool {
         let disk = gate::disk_space(&self.settings.data_dir);
         let raft_stopped = self.raft.stopped();

@@ -9,18 +9,26 @@
 //!   and `cpu` controllers for its children. If the node's group holds processes (the
 //!   node itself), the kernel refuses that; the node then moves itself into a leaf
 //!   `eventide-<node id>/node` first, as a delegated systemd service does.
-//!   Job groups are `eventide-<node id>/jobs/job-<job>-<attempt>`.
+//!   Job groups are `eventide-<node id>/jobs/group-<n>`.
 //! - cgroup v1 (a hierarchy per controller, as on older or hybrid systems): a group per
-//!   job, `eventide-<node id>-job-<job>-<attempt>` beside the node's own, in each of the
-//!   `memory`, `pids` and `cpu` hierarchies the node may write.
+//!   job, `eventide-<node id>-group-<n>` beside the node's own, in each of the `memory`,
+//!   `pids` and `cpu` hierarchies the node may write.
 //!
-//! A process joins its job's groups itself, between `fork` and `exec`, by writing `0` to
-//! each group's `cgroup.procs`, so not one of the job's processes starts outside them.
+//! A process joins its job's groups itself, between `clone` and `exec`, by writing `0`
+//! to each group's `cgroup.procs`, so not one of the job's processes starts outside them.
+//!
+//! A job's group is kept for a later job with the same limits once the job is over and
+//! the group is empty (making and removing one costs the kernel a directory of control
+//! files each time). The kernel's counters of limits hit only grow, so a kept group's
+//! are read when it is given again, and only a count beyond them is the new job's. A
+//! group that still holds a process after the job's are killed is removed, not kept.
 
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use eventide_node::isolation::Limits;
 use eventide_node::units::format_size;
@@ -34,6 +42,13 @@ const SELF_CGROUP: &str = "/proc/self/cgroup";
 const CPU_PERIOD_US: u64 = 100_000;
 /// How many rounds of killing a job's group takes at most (a fork bomb refills it).
 const KILL_ROUNDS: usize = 64;
+/// Empty job groups kept for later jobs, at most.
+const KEPT_MAX: usize = 64;
+/// Names of job groups: kept groups serve many jobs, so they are numbered, not named
+/// after their first. Older versions named theirs after the job (`job-`); both are
+/// removed when the node starts.
+const GROUP_PREFIX: &str = "group-";
+const OLD_GROUP_PREFIX: &str = "job-";
 
 /// A controller a job's limit needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,6 +181,33 @@ pub fn counter(text: &str, key: &str) -> u64 {
 #[derive(Clone, Debug)]
 pub struct Cgroups {
     layout: Layout,
+    /// Empty groups of ended jobs, for the next job with the same limits.
+    kept: Arc<Kept>,
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    groups: Mutex<Vec<JobCgroup>>,
+    /// The number of the next group made.
+    next: AtomicU64,
+}
+
+impl Kept {
+    fn take(&self, limits: &Limits) -> Option<JobCgroup> {
+        let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = groups.iter().rposition(|group| group.limits == *limits)?;
+        Some(groups.swap_remove(at))
+    }
+
+    /// Keeps `group`; gives it back if as many are kept as may be.
+    fn put(&self, group: JobCgroup) -> Option<JobCgroup> {
+        let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        if groups.len() >= KEPT_MAX {
+            return Some(group);
+        }
+        groups.push(group);
+        None
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -229,7 +271,8 @@ impl Cgroups {
             match std::fs::create_dir(&probe) {
                 Ok(()) => {
                     let _ = std::fs::remove_dir(&probe);
-                    clear_stale(&dir, &format!("{prefix}job-"));
+                    clear_stale(&dir, &format!("{prefix}{OLD_GROUP_PREFIX}"));
+                    clear_stale(&dir, &format!("{prefix}{GROUP_PREFIX}"));
                     parents.push((controller, dir));
                 }
                 Err(error) => problems.push(format!("cannot create {}: {error}", probe.display())),
@@ -241,7 +284,7 @@ impl Cgroups {
                 false => Err(format!("cgroup v1: {}", problems.join(", "))),
             };
         }
-        Ok(Some(Cgroups { layout: Layout::V1 { parents, prefix } }))
+        Ok(Some(Cgroups { layout: Layout::V1 { parents, prefix }, kept: Arc::default() }))
     }
 
     fn detect_v2(
@@ -289,8 +332,9 @@ impl Cgroups {
         std::fs::create_dir_all(&jobs).map_err(|e| v2_error("create", e))?;
         std::fs::write(jobs.join("cgroup.subtree_control"), &enable)
             .map_err(|e| v2_error("enable controllers", e))?;
-        clear_stale(&jobs, "job-");
-        Ok(Cgroups { layout: Layout::V2 { parent: jobs, controllers } })
+        clear_stale(&jobs, OLD_GROUP_PREFIX);
+        clear_stale(&jobs, GROUP_PREFIX);
+        Ok(Cgroups { layout: Layout::V2 { parent: jobs, controllers }, kept: Arc::default() })
     }
 
     /// `cgroup v2` or `cgroup v1`, for `status`.
@@ -309,9 +353,22 @@ impl Cgroups {
         }
     }
 
-    /// Makes the groups of job `name` with `limits` written into them.
-    pub fn create(&self, name: &str, limits: &Limits) -> io::Result<JobCgroup> {
-        let mut job = JobCgroup { v2: false, dirs: Vec::new(), join: Vec::new(), limits: *limits };
+    /// The groups of a job with `limits`: a kept group with those limits, else new ones
+    /// with `limits` written into them.
+    pub fn create(&self, limits: &Limits) -> io::Result<JobCgroup> {
+        if let Some(mut job) = self.kept.take(limits) {
+            job.baseline = job.counters();
+            return Ok(job);
+        }
+        let name = format!("{GROUP_PREFIX}{}", self.kept.next.fetch_add(1, Ordering::Relaxed));
+        let mut job = JobCgroup {
+            v2: false,
+            dirs: Vec::new(),
+            join: Vec::new(),
+            limits: *limits,
+            baseline: Vec::new(),
+            kept: Some(self.kept.clone()),
+        };
         match &self.layout {
             Layout::V2 { parent, controllers } => {
                 job.v2 = true;
@@ -442,8 +499,8 @@ fn kill_members(dir: &Path, v2: bool) {
     }
 }
 
-/// The groups of one job. Their processes are killed and the groups removed by
-/// [`JobCgroup::remove`], or (best effort) on drop.
+/// The groups of one job. Their processes are killed and the groups kept or removed by
+/// [`JobCgroup::release`], or (best effort) removed on drop.
 #[derive(Debug)]
 pub struct JobCgroup {
     v2: bool,
@@ -451,6 +508,18 @@ pub struct JobCgroup {
     /// `<dir>/cgroup.procs` of each group, for the job's first process to join.
     join: Vec<CString>,
     limits: Limits,
+    /// Per group, the limit counters as the job found them (none: all zero).
+    baseline: Vec<Counters>,
+    /// Where the group is kept when the job is over.
+    kept: Option<Arc<Kept>>,
+}
+
+/// The kernel's counts of a group's limits hit: processes killed for memory, processes
+/// refused for the process limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Counters {
+    oom_kills: u64,
+    pids_refused: u64,
 }
 
 impl JobCgroup {
@@ -468,26 +537,63 @@ impl JobCgroup {
         &self.join
     }
 
+    /// The counters of each group, as the kernel has them now.
+    fn counters(&self) -> Vec<Counters> {
+        self.dirs.iter().map(|dir| self.counters_of(dir)).collect()
+    }
+
+    fn counters_of(&self, dir: &Path) -> Counters {
+        // Only the limits the job has are read: this runs while every job runs and after it.
+        let read = |file: &str| std::fs::read_to_string(dir.join(file)).ok();
+        let mut counters = Counters::default();
+        if self.limits.memory.is_some() {
+            let events = if self.v2 { "memory.events" } else { "memory.oom_control" };
+            counters.oom_kills = read(events).map_or(0, |text| counter(&text, "oom_kill"));
+        }
+        if self.limits.pids.is_some() {
+            counters.pids_refused = read("pids.events").map_or(0, |text| counter(&text, "max"));
+        }
+        counters
+    }
+
     /// The limit the job reached, as its result says it: `memory limit 2 GiB reached`
     /// when the kernel killed one of its processes for memory, `process limit 64 reached`
-    /// when it refused one a new process.
+    /// when it refused one a new process (counted since the job was given the group).
     pub fn reached(&self) -> Option<String> {
-        for dir in &self.dirs {
-            // Only the limits the job has are read: this runs while every job runs and after it.
-            let read = |file: &str| std::fs::read_to_string(dir.join(file)).ok();
-            if let Some(memory) = self.limits.memory {
-                let events = if self.v2 { "memory.events" } else { "memory.oom_control" };
-                if read(events).is_some_and(|text| counter(&text, "oom_kill") > 0) {
-                    return Some(format!("memory limit {} reached", format_size(memory)));
-                }
+        for (at, dir) in self.dirs.iter().enumerate() {
+            let before = self.baseline.get(at).copied().unwrap_or_default();
+            let now = self.counters_of(dir);
+            if let (Some(memory), true) = (self.limits.memory, now.oom_kills > before.oom_kills) {
+                return Some(format!("memory limit {} reached", format_size(memory)));
             }
-            if let (Some(pids), Some(text)) = (self.limits.pids, read("pids.events")) {
-                if counter(&text, "max") > 0 {
-                    return Some(format!("process limit {pids} reached"));
-                }
+            if let (Some(pids), true) = (self.limits.pids, now.pids_refused > before.pids_refused) {
+                return Some(format!("process limit {pids} reached"));
             }
         }
         None
+    }
+
+    /// Whether no process is left in any of the groups.
+    fn is_empty(&self) -> bool {
+        self.dirs.iter().all(|dir| {
+            std::fs::read_to_string(dir.join("cgroup.procs"))
+                .is_ok_and(|text| text.trim().is_empty())
+        })
+    }
+
+    /// Kills what is left of the job; keeps the groups for a later job with the same
+    /// limits if they are empty at once, else removes them (see [`JobCgroup::remove`]).
+    pub fn release(mut self) {
+        self.kill_all();
+        if let Some(kept) = self.kept.clone() {
+            if self.is_empty() {
+                match kept.put(self) {
+                    None => return,
+                    Some(back) => self = back,
+                }
+            }
+        }
+        self.remove();
     }
 
     /// Kills every process of the job, wherever it moved in its process tree.
@@ -540,36 +646,91 @@ mod tests {
 42 23 0:39 / /mnt/with\\040space rw - ext4 /dev/vdb rw
 ";
 
-    #[test]
-    fn a_v1_job_gets_a_group_per_limit_it_has_and_one_without_any() {
-        let root = tempfile::tempdir().expect("temp dir");
+    /// A v1 layout of plain directories under `root`, one per controller.
+    fn fake_v1(root: &Path) -> (Cgroups, Vec<(Controller, PathBuf)>) {
         let parents: Vec<(Controller, PathBuf)> =
             [Controller::Memory, Controller::Pids, Controller::Cpu]
                 .into_iter()
                 .map(|controller| {
-                    let dir = root.path().join(format!("{controller:?}"));
+                    let dir = root.join(format!("{controller:?}"));
                     std::fs::create_dir(&dir).expect("mkdir");
                     (controller, dir)
                 })
                 .collect();
-        let cgroups =
-            Cgroups { layout: Layout::V1 { parents: parents.clone(), prefix: "t-".into() } };
-        let groups = |name: &str, limits: Limits| -> Vec<PathBuf> {
-            let job = cgroups.create(name, &limits).expect("created");
+        let layout = Layout::V1 { parents: parents.clone(), prefix: "t-".into() };
+        (Cgroups { layout, kept: Arc::default() }, parents)
+    }
+
+    #[test]
+    fn a_v1_job_gets_a_group_per_limit_it_has_and_one_without_any() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let (cgroups, parents) = fake_v1(root.path());
+        let mut made = Vec::new();
+        let mut groups = |limits: Limits| -> Vec<PathBuf> {
+            let job = cgroups.create(&limits).expect("created");
             let dirs = job.dirs.clone();
             assert_eq!(job.join_paths().len(), dirs.len(), "one join per group");
+            made.push(job);
             dirs
         };
-        let unlimited = groups("a", Limits::default());
-        assert_eq!(unlimited, vec![parents[0].1.join("t-a")], "one group, to kill by");
-        let pids = groups("b", Limits { pids: Some(64), ..Limits::default() });
-        assert_eq!(pids, vec![parents[1].1.join("t-b")]);
-        assert_eq!(std::fs::read_to_string(parents[1].1.join("t-b/pids.max")).expect("set"), "64");
-        let both = groups(
-            "c",
-            Limits { memory: Some(1 << 30), cpus_milli: Some(1500), ..Limits::default() },
-        );
-        assert_eq!(both, vec![parents[0].1.join("t-c"), parents[2].1.join("t-c")]);
+        let unlimited = groups(Limits::default());
+        assert_eq!(unlimited, vec![parents[0].1.join("t-group-0")], "one group, to kill by");
+        let pids = groups(Limits { pids: Some(64), ..Limits::default() });
+        assert_eq!(pids, vec![parents[1].1.join("t-group-1")]);
+        let written = std::fs::read_to_string(parents[1].1.join("t-group-1/pids.max"));
+        assert_eq!(written.expect("set"), "64");
+        let both =
+            groups(Limits { memory: Some(1 << 30), cpus_milli: Some(1500), ..Limits::default() });
+        assert_eq!(both, vec![parents[0].1.join("t-group-2"), parents[2].1.join("t-group-2")]);
+        for job in made {
+            // Plain directories with files in them: nothing to remove, nothing kept.
+            job.dirs.iter().for_each(|dir| drop(std::fs::remove_dir_all(dir)));
+            drop(job);
+        }
+    }
+
+    #[test]
+    fn an_empty_group_is_kept_for_the_next_job_with_its_limits_which_sees_only_its_own_counts() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let (cgroups, parents) = fake_v1(root.path());
+        let limits = Limits { pids: Some(40), ..Limits::default() };
+        let events = parents[1].1.join("t-group-0/pids.events");
+        let first = cgroups.create(&limits).expect("created");
+        std::fs::write(first.dirs[0].join("cgroup.procs"), "").expect("an empty group");
+        assert_eq!(first.reached(), None, "no count yet");
+        std::fs::write(&events, "max 2\n").expect("two processes refused");
+        assert_eq!(first.reached().as_deref(), Some("process limit 40 reached"));
+        first.release();
+        assert_eq!(cgroups.kept.groups.lock().expect("lock").len(), 1, "kept");
+
+        // The next job with those limits gets the same group, and none of its counts.
+        let second = cgroups.create(&limits).expect("given again");
+        assert_eq!(second.dirs, vec![parents[1].1.join("t-group-0")]);
+        assert_eq!(second.reached(), None, "the first job's refusals are not the second's");
+        std::fs::write(&events, "max 3\n").expect("one more refused");
+        assert_eq!(second.reached().as_deref(), Some("process limit 40 reached"));
+        // Other limits get a group of their own.
+        let other = cgroups.create(&Limits { pids: Some(41), ..Limits::default() }).expect("new");
+        assert_eq!(other.dirs, vec![parents[1].1.join("t-group-1")]);
+        std::fs::write(other.dirs[0].join("cgroup.procs"), "").expect("empty");
+        second.release();
+        other.release();
+        assert_eq!(cgroups.kept.groups.lock().expect("lock").len(), 2);
+        let again = cgroups.create(&Limits { pids: Some(41), ..Limits::default() }).expect("kept");
+        assert_eq!(again.dirs, vec![parents[1].1.join("t-group-1")]);
+    }
+
+    #[test]
+    fn only_a_group_without_processes_is_empty() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let (cgroups, _) = fake_v1(root.path());
+        let job = cgroups.create(&Limits::default()).expect("created");
+        assert!(!job.is_empty(), "a group whose members cannot be read is not known empty");
+        std::fs::write(job.dirs[0].join("cgroup.procs"), "4242\n").expect("a member");
+        assert!(!job.is_empty());
+        std::fs::write(job.dirs[0].join("cgroup.procs"), "\n").expect("none");
+        assert!(job.is_empty());
+        std::fs::remove_dir_all(&job.dirs[0]).expect("cleaned");
     }
 
     #[test]

@@ -144,7 +144,7 @@ pub async fn run(settings: SandboxSettings, json: bool) -> anyhow::Result<()> {
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     let network = resolved.settings.network;
     let isolation = resolved
-        .prepare("job-0-1", &workspace, home.as_deref(), network, Limits::default())
+        .prepare(&workspace, home.as_deref(), network, Limits::default())
         .context("failed to set up the probe's sandbox")?;
     let mut env = vec![("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned())];
     if let Some(home) = &home {

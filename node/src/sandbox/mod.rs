@@ -200,11 +200,9 @@ impl Isolation {
         &self.notes
     }
 
-    /// The isolation of one job named `name` (`job-7-1`) in `workspace`, which asks for
-    /// `network` and `limits`.
+    /// The isolation of one job in `workspace`, which asks for `network` and `limits`.
     pub fn prepare(
         &self,
-        name: &str,
         workspace: &Path,
         home: Option<&Path>,
         network: Network,
@@ -234,7 +232,7 @@ impl Isolation {
         let cgroup_limits = Limits { disk: None, ..limits };
         match &self.cgroups {
             Some(cgroups) if !cgroup_limits.is_unlimited() => {
-                job.cgroup = Some(cgroups.create(name, &cgroup_limits)?);
+                job.cgroup = Some(cgroups.create(&cgroup_limits)?);
                 if limits.cpus_milli.is_some() && !cgroups.has(Controller::Cpu) {
                     job.notes.push("cpus limit not enforced: no cpu controller here".into());
                 }
@@ -247,7 +245,7 @@ impl Isolation {
             }
             Some(cgroups) => {
                 // Still a group, so that every process of the job can be killed.
-                job.cgroup = Some(cgroups.create(name, &cgroup_limits)?);
+                job.cgroup = Some(cgroups.create(&cgroup_limits)?);
             }
             None => {
                 if let Some(memory) = limits.memory {
