@@ -321,14 +321,14 @@ impl Mirror {
     }
 }
 
-/// Makes sure the mirror has `commit`, fetching from `url` with `auth` (and creating the
-/// mirror) if it does not yet, and returns it opened. A fetch that waited for another one
-/// of the same mirror is skipped if that one brought the commit.
 /// The mirror at `mirror` opened, if it already holds `commit` (no fetch needed).
 pub fn mirror_with_commit(mirror: &Path, commit: &CommitId) -> Option<Mirror> {
     Mirror::with_commit(mirror, commit)
 }
 
+/// Makes sure the mirror has `commit`, fetching from `url` with `auth` (and creating the
+/// mirror) if it does not yet, and returns it opened. A fetch that waited for another one
+/// of the same mirror is skipped if that one brought the commit.
 pub fn ensure_commit(
     mirror: &Path,
     url: &str,
