@@ -2,6 +2,7 @@
 """What the benchmark probes share (standard library only).
 
   ports, CpuMeter, machine   loopback ports, CPU accounting, the machine line
+  storage                    the file system the nodes' data dirs are on
   request, get_json          JSON over HTTP to 127.0.0.1, never through a proxy
   wait_for, fail, say        bounded waits whose failure names what was awaited
   append, load_rows, spread  one JSON object per trial; min / median / max
@@ -14,6 +15,7 @@ kills a PID it is handed once it has checked that it is one of ours, and keeps t
 
   benchlib.py ports N        N distinct free TCP+UDP ports on 127.0.0.1
   benchlib.py machine        the machine line the benchmarks print first
+  benchlib.py storage PATH   the file system holding PATH, as the scale benchmark prints it
 """
 
 import base64
@@ -73,6 +75,52 @@ def machine():
         kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal"))
     return (f"machine: {len(os.sched_getaffinity(0))} CPUs, {model}, {kib / 1048576:.1f} GiB "
             f"memory, Linux {platform.release()}")
+
+
+def storage(path):
+    """'data dirs: FSTYPE at MOUNTPOINT (SOURCE...)' for the file system holding `path`:
+    what a node's workspaces, logs and Raft log are written to. For ext4 it says whether
+    the file system has a journal (without one, the kernel skips inodes freed in the last
+    30 s when it allocates one, which makes files dearer the more were just deleted) and
+    whether it is mounted with `discard`."""
+    try:
+        device = os.stat(path).st_dev
+    except OSError as error:
+        return f"data dirs: {path} ({error.strerror})"
+    real = os.path.realpath(path)
+    found = None
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            fields = line.split()
+            major, minor = (int(part) for part in fields[2].split(":"))
+            target = fields[4]
+            inside = real == target or real.startswith(target.rstrip("/") + "/")
+            if os.makedev(major, minor) != device or not inside:
+                continue
+            if found is not None and len(found[0]) > len(target):
+                continue
+            dash = fields.index("-")
+            # The mount's own options, then the file system's (after the separator).
+            options = fields[5].split(",") + fields[dash + 3].split(",")
+            found = (target, options, fields[dash + 1], fields[dash + 2])
+    if found is None:
+        return f"data dirs: {path} (file system not found in /proc/self/mountinfo)"
+    target, options, fstype, source = found
+    notes = [source]
+    if fstype == "ext4":
+        name = os.path.basename(source)
+        journal = any(entry.startswith(f"{name}-") for entry in _listdir("/proc/fs/jbd2"))
+        notes.append("journal" if journal else "no journal")
+    if "discard" in options:
+        notes.append("discard")
+    return f"data dirs: {fstype} at {target} ({'; '.join(notes)})"
+
+
+def _listdir(path):
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
 
 
 class CpuMeter:
@@ -458,8 +506,10 @@ def main():
         print(" ".join(str(p) for p in free_ports(int(sys.argv[2]))))
     elif command == "machine" and len(sys.argv) == 2:
         print(machine())
+    elif command == "storage" and len(sys.argv) == 3:
+        print(storage(sys.argv[2]))
     else:
-        fail("usage: benchlib.py ports N | machine", 2)
+        fail("usage: benchlib.py ports N | machine | storage PATH", 2)
 
 
 if __name__ == "__main__":

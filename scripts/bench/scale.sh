@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Many nodes on one machine, started the way a user would: the same binary, every node
-# seeded with the first three, `--bootstrap-expect 3`. Prints the machine and: the time
+# seeded with the first three, `--bootstrap-expect 3`. Prints the machine, the file
+# system the nodes' data dirs are on (under TMPDIR: its type, and for ext4 whether it has
+# a journal; `discard` if mounted so), and: the time
 # from the last start until every node sees every node alive in gossip, and until every
 # node answers with a leader and its role (3 voters and 2 standbys are servers, the rest
 # clients); RSS per node
@@ -94,5 +96,6 @@ python3 scripts/bench/scale_probe.py --started "$started" \
   --ports "$(IFS=,; echo "${ports[*]}")" --pids "$(IFS=,; echo "${pids[*]}")" \
   --idle "${IDLE_SECONDS:-30}" --deadline "${DEADLINE:-180}" \
   --mode "$([[ $expect -gt $count ]] && echo gossip-only || echo cluster)" --servers 5 \
+  --data "$NODES_WORK" \
   "${repo[@]}"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2

@@ -15,7 +15,8 @@ import argparse
 import os
 import time
 
-from benchlib import OPENER, CpuMeter, Eventide, fail, local, machine, render_table, say, spread
+from benchlib import (OPENER, CpuMeter, Eventide, fail, local, machine, render_table, say,
+                      spread, storage)
 
 EVENTIDE = Eventide()
 
@@ -138,12 +139,15 @@ def main():
     parser.add_argument("--repo", help="a repository of `true` jobs: measure work too")
     parser.add_argument("--leader-kills", type=int, default=20)
     parser.add_argument("--client-kills", type=int, default=10)
+    parser.add_argument("--data", help="the directory holding the nodes' data dirs")
     parser.add_argument("--servers", type=int, default=5,
                         help="voters + standbys the cluster should settle on")
     args = parser.parse_args()
     ports = [int(p) for p in args.ports.split(",")]
     pids = [int(p) for p in args.pids.split(",")]
     say(machine())
+    if args.data:
+        say(storage(args.data))
     say(f"{len(ports)} nodes ({args.mode}), each seeded with the first three")
     alive_at, role_at, roles = settle(ports, args.started, args.deadline, args.mode == "cluster",
                                      args.servers)
