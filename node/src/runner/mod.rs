@@ -385,17 +385,16 @@ impl Runner {
             return None;
         }
         let Ended { job, attempt, outcome } = ended;
-        let finished = Finished { job, attempt, outcome, at: crate::clock::now() };
         // The answer to the result is not held back by an empty queue: the slot's next
         // claim waits instead.
         let request = FinishAndClaimRequest {
-            finished: finished.clone(),
+            finished: Finished { job, attempt, outcome, at: crate::clock::now() },
             claim: ClaimRequest { wait_ms: 0, ..claim },
         };
         let timeout = eventide_node::protocol::dispatch::FINISH_AND_CLAIM_TIMEOUT;
         let answer: Result<FinishAndClaimResponse, RpcError> =
             self.rpc.call(leader, FINISH_AND_CLAIM_PATH, &request, timeout).await;
-        let Finished { outcome, .. } = finished.clone();
+        let finished = request.finished;
         match answer {
             Ok(FinishAndClaimResponse { finished: reply, claim }) => {
                 if job::answered(self, &finished, reply) {
@@ -415,7 +414,7 @@ impl Runner {
                 debug!(peer = %leader, job_id = %job, attempt, error = %error, "result with claim failed; reporting it apart");
             }
         }
-        self.report_apart(Ended { job, attempt, outcome }).await;
+        self.report_apart(Ended { job, attempt, outcome: finished.outcome }).await;
         None
     }
 
