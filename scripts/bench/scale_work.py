@@ -136,6 +136,9 @@ def throughput(port, repo, deadline, pid_of):
     seconds = max(job["finished_at"] for job in mine) / 1000.0 - start_wall
     if not 0 < seconds <= noticed:
         fail(f"the last result's time is {seconds:.3f} s after the push, noticed at {noticed:.3f} s")
+    timeline = ", ".join(f"{word} {moments(mine, key, start_wall)}" for word, key in
+                         (("queued", "created_at"), ("started", "started_at"),
+                          ("ended", "finished_at")))
     by_role = {}
     for pid, used in cpu["by_pid_s"].items():
         role = role_of_pid.get(pid, "client")
@@ -148,12 +151,24 @@ def throughput(port, repo, deadline, pid_of):
         f"{cpu['node_cpu_s']:.1f} s ({split}), their children (git, jobs) "
         f"{cpu['child_cpu_s']:.1f} s, anything else {cpu['other_cpu_s']:.1f} s, machine "
         f"{cpu['machine_busy_pct']:.0f}% busy")
+    say(f"  after the push (s, first / median / last job): {timeline}")
     return [["1,000 commits of `true` through every runner",
              f"{len(wanted) / seconds:.0f} jobs/s ({seconds:.1f} s, {len(runners)} runners)"],
+            ["  jobs queued, started, ended (s after the push, first / median / last)",
+             timeline],
             ["  CPU meanwhile: nodes (the leader, the other servers, the clients) / their git "
              "and job processes",
              f"{cpu['node_cpu_s']:.1f} s ({split}) / {cpu['child_cpu_s']:.1f} s "
              f"(machine {cpu['machine_busy_pct']:.0f}% busy)"]]
+
+
+def moments(jobs, key, since):
+    """`first / median / last` of the jobs' time stamp `key` (ms), in seconds after
+    `since`: whether the observer queued the commits ahead of the runners."""
+    values = sorted(job[key] / 1000.0 - since for job in jobs if job.get(key) is not None)
+    if not values:
+        return "-"
+    return f"{values[0]:.2f} / {statistics.median(values):.2f} / {values[-1]:.2f}"
 
 
 def cmdline(pid):

@@ -5,8 +5,11 @@
 //! each due repository that has none running: a task that fetches and plans off the
 //! runtime, then proposes each moved branch's `Observe` in order; only branches the
 //! repository's filter passes are planned. A wake during a round marks the repository
-//! to go again as soon as it ends, so that it is not lost. A slow or dead
-//! upstream thus only ever delays itself; its fetch is bounded by the fetch deadline
+//! to go again as soon as it ends, so that it is not lost. A round held back by a full
+//! queue (`max_queue_per_repo`) goes again as soon as an applied entry leaves the
+//! repository room, not at the next poll: a push larger than the queue is tested
+//! without pauses, whatever the poll interval. A slow or dead upstream thus only ever
+//! delays itself; its fetch is bounded by the fetch deadline
 //! (`git::FetchLimits`), and the error shows in `status`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -48,6 +51,9 @@ struct WatchedRepo {
     branches: Vec<String>,
     /// The credentials of its fetches, opened from the secret store.
     auth: Arc<git::RemoteAuth>,
+    /// Whether the round fetches first; a round for room in the queue plans from the
+    /// mirror as the last fetch left it (those commits are what waits).
+    fetch: bool,
 }
 
 /// One prepared `ObserveBuilds`, before its time stamp.
@@ -63,6 +69,8 @@ struct Proposal {
 enum RepoError {
     /// Something about this repository; recorded in [`ObserverHealth`].
     Repo(anyhow::Error),
+    /// A branch's commits wait for room in the repository's queue; recorded as `Repo`.
+    Full(anyhow::Error),
     /// The cluster did not take a write: the rest of the round would fail the same way.
     Write(WriteError),
 }
@@ -106,6 +114,9 @@ pub struct Observer {
     rounds: Mutex<HashMap<RepoId, bool>>,
     /// When each repository's next polled round is due.
     due: Mutex<HashMap<RepoId, Instant>>,
+    /// The repositories whose last round left commits unqueued because their queue was
+    /// full: each goes again once it has room.
+    held: Mutex<BTreeSet<RepoId>>,
 }
 
 /// A repository's entry in [`Observer::rounds`], removed when its task ends, even by a
@@ -140,6 +151,7 @@ impl Observer {
             last_write_error: Mutex::default(),
             rounds: Mutex::default(),
             due: Mutex::default(),
+            held: Mutex::default(),
         })
     }
 
@@ -161,11 +173,15 @@ impl Observer {
                         if !alive {
                             return; // Raft has shut down: the node is stopping.
                         }
-                        if !self.unpolled_or_new_leader(was_leader) {
+                        if self.unpolled_or_new_leader(was_leader) {
+                            None
+                        } else if let Some(roomy) = self.held_with_room() {
+                            self.start_rounds_for_room(roomy);
+                            continue;
+                        } else {
                             was_leader = self.is_leader();
                             continue;
                         }
-                        None
                     }
                 };
                 was_leader = self.is_leader();
@@ -174,6 +190,7 @@ impl Observer {
                 } else {
                     self.health.clear();
                     lock(&self.due).clear();
+                    lock(&self.held).clear();
                     *lock(&self.last_write_error) = None;
                 }
             }
@@ -198,6 +215,22 @@ impl Observer {
 
     fn is_leader(&self) -> bool {
         self.raft.is_leader()
+    }
+
+    /// The held-back repositories that now have room in their queue, taken out of
+    /// `held` (a round that finds the queue full again puts its repository back); `None`
+    /// if there are none (or this node is not the leader).
+    fn held_with_room(&self) -> Option<BTreeSet<RepoId>> {
+        let mut held = lock(&self.held);
+        if held.is_empty() || !self.is_leader() {
+            return None;
+        }
+        let roomy: BTreeSet<RepoId> = self.state_machine.read(|state| {
+            let limit = state.limits().max_queue_per_repo;
+            held.iter().copied().filter(|repo| state.open_jobs(*repo) < limit).collect()
+        });
+        held.retain(|repo| !roomy.contains(repo));
+        (!roomy.is_empty()).then_some(roomy)
     }
 
     /// The repositories' poll intervals: their own, else the node's.
@@ -250,16 +283,38 @@ impl Observer {
             }
             due.insert(repo, now + interval.max(MIN_POLL_INTERVAL));
             rounds.insert(repo, false);
-            let entry = RoundEntry { observer: self.clone(), repo, removed: false };
-            let observer = self.clone();
-            tokio::spawn(async move { observer.rounds_of(entry).await }.in_current_span());
+            self.spawn_rounds(repo, true);
         }
     }
 
-    /// Runs rounds of one repository until none is asked for.
-    async fn rounds_of(self: Arc<Self>, mut entry: RoundEntry) {
+    /// Starts a round without a fetch of each of `roomy`, repositories whose commits
+    /// wait for the room their queue now has. One whose round runs is asked for another
+    /// (with a fetch: the running round may have read the queue before the room came).
+    fn start_rounds_for_room(self: &Arc<Self>, roomy: BTreeSet<RepoId>) {
+        let mut rounds = lock(&self.rounds);
+        for repo in roomy {
+            if let Some(again) = rounds.get_mut(&repo) {
+                *again = true;
+                continue;
+            }
+            rounds.insert(repo, false);
+            self.spawn_rounds(repo, false);
+        }
+    }
+
+    /// The task that runs `repo`'s rounds (its entry in `rounds` is made).
+    fn spawn_rounds(self: &Arc<Self>, repo: RepoId, fetch: bool) {
+        let entry = RoundEntry { observer: self.clone(), repo, removed: false };
+        let observer = self.clone();
+        tokio::spawn(async move { observer.rounds_of(entry, fetch).await }.in_current_span());
+    }
+
+    /// Runs rounds of one repository until none is asked for; the first fetches if
+    /// `fetch`, the others always.
+    async fn rounds_of(self: Arc<Self>, mut entry: RoundEntry, mut fetch: bool) {
         loop {
-            self.round(entry.repo).await;
+            self.round(entry.repo, fetch).await;
+            fetch = true;
             let mut rounds = lock(&self.rounds);
             match rounds.get_mut(&entry.repo) {
                 Some(again) if *again && self.is_leader() => *again = false,
@@ -273,7 +328,7 @@ impl Observer {
     }
 
     /// One round of one repository, from the state as it is now.
-    async fn round(&self, repo: RepoId) {
+    async fn round(&self, repo: RepoId, fetch: bool) {
         let watched = self.state_machine.read(|state| {
             let found = state.repo(repo)?;
             let auth = auth_for(state, self.secret.as_ref(), repo)
@@ -288,6 +343,7 @@ impl Observer {
                         .collect(),
                     branches: state.repo_settings(repo).branches.clone(),
                     auth: Arc::new(auth),
+                    fetch,
                 }
             }))
         });
@@ -301,7 +357,7 @@ impl Observer {
         };
         let error = match self.observe_repo(&watched).await {
             Ok(()) => None,
-            Err(RepoError::Repo(error)) => Some(format!("{error:#}")),
+            Err(RepoError::Repo(error) | RepoError::Full(error)) => Some(format!("{error:#}")),
             Err(RepoError::Write(error)) => {
                 let message = error.to_string();
                 let mut last = lock(&self.last_write_error);
@@ -359,25 +415,40 @@ impl Observer {
                 }));
             }
         };
-        self.health.record_fetch(repo.id, clock::now());
+        if repo.fetch {
+            self.health.record_fetch(repo.id, clock::now());
+        }
         lock(&self.refusals).retain_planned(repo.id, &planned);
         let mut first_error = None;
+        let mut full = false;
         while let Some(Prepared::Proposal(proposal)) = prepared.recv().await {
             let (branch, head) = (&proposal.plan.branch, &proposal.plan.new_head);
             let remembered = lock(&self.refusals)
                 .refused(repo.id, branch, head, Instant::now())
                 .map(|reason| refused_error(branch, head, reason));
-            let result = match remembered.or_else(|| self.queue_full(repo.id, &proposal)) {
+            let result = match remembered {
                 Some(error) => Err(RepoError::Repo(error)),
-                None => self.propose(repo.id, proposal).await,
+                None => match self.queue_full(repo.id, &proposal) {
+                    Some(error) => Err(RepoError::Full(error)),
+                    None => self.propose(repo.id, proposal).await,
+                },
             };
             match result {
                 Ok(()) => {}
                 Err(RepoError::Repo(error)) => {
                     first_error.get_or_insert(error);
                 }
+                Err(RepoError::Full(error)) => {
+                    full = true;
+                    first_error.get_or_insert(error);
+                }
                 Err(write) => return Err(write),
             }
+        }
+        if full {
+            // After the last write of the round: an entry applied from now on that
+            // leaves room starts the next round.
+            lock(&self.held).insert(repo.id);
         }
         match preparing.await.context("observer task failed") {
             Ok(Ok(())) => {}
@@ -444,7 +515,7 @@ impl Observer {
             // Not remembered: the same commits are offered again as soon as the queue
             // has room (the cursor did not move).
             Reply::Refused(refusal @ Refusal::QueueFull { .. }) => {
-                return Err(RepoError::Repo(refused_error(
+                return Err(RepoError::Full(refused_error(
                     &branch,
                     &new_head,
                     &refusal.to_string(),
@@ -485,7 +556,7 @@ enum Prepared {
     Proposal(Proposal),
 }
 
-/// The blocking part of a repository's round: fetch, plan, and read each new commit's
+/// The blocking part of a repository's round: fetch (if the round does), plan, and read each new commit's
 /// pipeline, sending what it planned and then each branch's proposal to `sent` as soon
 /// as it is ready. An error only before anything is sent; it stops early if the
 /// receiver is gone.
@@ -495,7 +566,9 @@ fn prepare(
     sent: &mpsc::Sender<Prepared>,
 ) -> anyhow::Result<()> {
     let mirror: PathBuf = git::mirror_path(mirrors, &repo.url);
-    git::fetch_mirror(&mirror, &repo.url, &repo.auth)?;
+    if repo.fetch {
+        git::fetch_mirror(&mirror, &repo.url, &repo.auth)?;
+    }
     let mut heads = git::branch_heads(&mirror)?;
     heads.retain(|branch, _| branch_matches(&repo.branches, branch));
     let first_round = repo.cursors.is_empty();

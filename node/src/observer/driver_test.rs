@@ -14,6 +14,7 @@ fn watched(upstream: &Upstream, cursors: &[(&str, &CommitId)]) -> WatchedRepo {
         cursors: cursors.iter().map(|&(branch, head)| (branch.to_owned(), head.clone())).collect(),
         branches: Vec::new(),
         auth: Default::default(),
+        fetch: true,
     }
 }
 
@@ -131,6 +132,29 @@ fn prepare_reads_each_commits_pipeline_subject_and_author() {
 }
 
 #[test]
+fn a_round_for_room_plans_from_the_mirror_without_fetching() {
+    let upstream = Upstream::new();
+    let first = upstream.commit("a.txt", b"1", "first");
+    let mirrors = tempfile::tempdir().expect("temp dir");
+    prepare(mirrors.path(), &watched(&upstream, &[])).expect("first round");
+    let waiting = upstream.commit("a.txt", b"2", "fetched, then held back");
+    let cursors = [("main", &first)];
+    // A fetching round that is held back: the mirror has `waiting`, the cursor stays.
+    prepare(mirrors.path(), &watched(&upstream, &cursors)).expect("held round");
+    let pushed = upstream.commit("a.txt", b"3", "pushed since");
+
+    let mut room = watched(&upstream, &cursors);
+    room.fetch = false;
+    let plans = prepare(mirrors.path(), &room).expect("room round");
+    assert_eq!(
+        summary(&plans),
+        vec![("main".to_owned(), Some(first.clone()), vec![observed(&waiting, &[])])]
+    );
+    let fetched = prepare(mirrors.path(), &watched(&upstream, &cursors)).expect("next round");
+    assert_eq!(fetched[0].plan.new_head, pushed);
+}
+
+#[test]
 fn prepare_reports_an_unreachable_repository() {
     let mirrors = tempfile::tempdir().expect("temp dir");
     let repo = WatchedRepo {
@@ -139,6 +163,7 @@ fn prepare_reports_an_unreachable_repository() {
         cursors: BTreeMap::new(),
         branches: Vec::new(),
         auth: Default::default(),
+        fetch: true,
     };
     let error = prepare(mirrors.path(), &repo).err().expect("unreachable");
     assert!(format!("{error:#}").contains("failed to fetch /does/not/exist"), "{error:#}");
