@@ -94,6 +94,7 @@ def throughput(port, repo, deadline, pid_of):
     wanted = {sha for shas in staged.values() for sha in shas}
     doc = EVENTIDE.raw_status(port)
     before = doc["queue"]
+    index_before = doc.get("applied_index", 0)
     role_of_pid = {pid_of.get(int(n["addr"].rsplit(":", 1)[1])): n.get("role") or n["raft"]
                    for n in doc["nodes"] if n["alive"]}
     pids = list(pid_of.values())
@@ -122,6 +123,7 @@ def throughput(port, repo, deadline, pid_of):
     wait_for(f"{len(wanted)} results", done, deadline, 0.2)
     noticed = time.monotonic() - start
     cpu = meter.stop()
+    entries = EVENTIDE.raw_status(port, timeout=5.0).get("applied_index", 0) - index_before
     if profiler:
         profiler.send_signal(signal.SIGINT)
         profiler.wait(timeout=60)
@@ -152,6 +154,7 @@ def throughput(port, repo, deadline, pid_of):
         f"{cpu['child_cpu_s']:.1f} s, anything else {cpu['other_cpu_s']:.1f} s, machine "
         f"{cpu['machine_busy_pct']:.0f}% busy")
     say(f"  after the push (s, first / median / last job): {timeline}")
+    say(f"  Raft entries applied meanwhile: {entries} ({entries / len(wanted):.2f} a job)")
     return [["1,000 commits of `true` through every runner",
              f"{len(wanted) / seconds:.0f} jobs/s ({seconds:.1f} s, {len(runners)} runners)"],
             ["  jobs queued, started, ended (s after the push, first / median / last)",
