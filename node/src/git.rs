@@ -128,14 +128,12 @@ pub fn branch_heads(mirror: &Path) -> anyhow::Result<BTreeMap<String, CommitId>>
     Ok(heads)
 }
 
-/// The commits reachable from `head` and from none of `hide`, oldest first (topological
-/// order, ties by commit time). Ids in `hide` that the mirror does not have are ignored.
-pub fn new_commits(
-    mirror: &Path,
+/// [`Mirror::new_commits`] in `repository`.
+fn walk_new_commits(
+    repository: &Repository,
     head: &CommitId,
     hide: &[CommitId],
 ) -> anyhow::Result<Vec<CommitId>> {
-    let repository = open_mirror(mirror)?;
     let context = || format!("failed to list the commits of {head}");
     let mut walk = repository.revwalk().with_context(context)?;
     walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME | Sort::REVERSE).with_context(context)?;
@@ -296,6 +294,13 @@ impl Mirror {
         repository.find_commit(oid).ok()?;
         let kept = Some(Keep { mirror: mirror.to_owned(), uses: 1 });
         Some(Mirror { repository: Some(repository), kept })
+    }
+
+    /// The commits reachable from `head` and from none of `hide`, oldest first
+    /// (topological order, ties by commit time). Ids in `hide` that the mirror does not
+    /// have are ignored.
+    pub fn new_commits(&self, head: &CommitId, hide: &[CommitId]) -> anyhow::Result<Vec<CommitId>> {
+        walk_new_commits(self.repository(), head, hide)
     }
 
     /// Writes the files of `commit` into `dest`, which must be missing or empty. Neither

@@ -7,6 +7,11 @@ use tempfile::TempDir;
 
 use super::*;
 
+/// The commits a walk of `mirror` finds from `head`, hiding `hide`.
+fn new_commits(mirror: &Path, head: &CommitId, hide: &[CommitId]) -> anyhow::Result<Vec<CommitId>> {
+    Mirror::open(mirror)?.new_commits(head, hide)
+}
+
 /// A non-bare upstream repository the tests commit to, on branch `main` (shared with the
 /// observer's tests).
 pub(crate) struct Upstream {

@@ -572,9 +572,9 @@ fn prepare(
     let mut heads = git::branch_heads(&mirror)?;
     heads.retain(|branch, _| branch_matches(&repo.branches, branch));
     let first_round = repo.cursors.is_empty();
-    let mut walk = |head: &CommitId, hide: &[CommitId]| git::new_commits(&mirror, head, hide);
-    let plans = plan_branches(&heads, &repo.cursors, first_round, COMMITS_PER_ROUND, &mut walk)?;
     let opened = git::Mirror::open(&mirror)?;
+    let mut walk = |head: &CommitId, hide: &[CommitId]| opened.new_commits(head, hide);
+    let plans = plan_branches(&heads, &repo.cursors, first_round, COMMITS_PER_ROUND, &mut walk)?;
     let planned = plans.iter().map(|plan| (plan.branch.clone(), plan.new_head.clone())).collect();
     if sent.blocking_send(Prepared::Planned(planned)).is_err() {
         return Ok(());

@@ -1,7 +1,7 @@
 //! The observer's pure decision: which `Observe` to propose for each moved branch of a
 //! repository, given its branch heads and the replicated cursors.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use eventide_consensus::CommitId;
 
@@ -61,8 +61,13 @@ pub struct BranchPlan {
 /// - A branch new to an observed repository: the commits no observed branch has reached,
 ///   i.e. hiding every cursor of the repository and the new head of every branch already
 ///   observed (those commits are queued on their own branch this round). Branches that
-///   moved are planned first, then new branches in name order, each also hiding the new
-///   branches before it, so two branches never queue the same commit.
+///   moved are planned first, then new branches in name order, each also leaving out
+///   what the new branches before it reach, so two branches never queue the same commit.
+///   That is done by taking their commits out of its walk rather than by hiding their
+///   heads in it: the same commits (whatever an earlier new head reaches is hidden or in
+///   that branch's walk), but each walk goes through its own branch's new history only,
+///   not through every earlier new branch's too (ten new branches of a hundred commits
+///   each: a thousand commits walked instead of 5,500).
 /// - At most `cap` commits per branch, the newest; the older ones go to `skipped`.
 pub fn plan_branches(
     heads: &BTreeMap<String, CommitId>,
@@ -99,10 +104,18 @@ pub fn plan_branches(
             None => {}
         }
     }
+    // What the new branches planned so far reach that `reached` does not.
+    let mut taken: HashSet<CommitId> = HashSet::new();
     for (branch, head) in heads.iter().filter(|(branch, _)| !cursors.contains_key(*branch)) {
-        let new_commits = if first_round { vec![head.clone()] } else { walk(head, &reached)? };
+        let new_commits = if first_round {
+            vec![head.clone()]
+        } else {
+            let walked = walk(head, &reached)?;
+            let fresh = walked.iter().filter(|commit| !taken.contains(*commit)).cloned().collect();
+            taken.extend(walked);
+            fresh
+        };
         plans.push(plan(branch, head, new_commits));
-        reached.push(head.clone());
     }
     Ok(plans)
 }

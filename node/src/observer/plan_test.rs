@@ -178,6 +178,42 @@ fn plans_follow_the_observation_rules() {
             walks: vec![(21, vec![5])],
         },
         Case {
+            name: "new branches queue a commit they share once, on the first by name",
+            heads: &[("alpha", 9), ("beta", 9), ("gamma", 8), ("main", 5)],
+            cursors: &[("main", 5)],
+            cap: 100,
+            expected: vec![
+                plan("alpha", None, 9, &[8, 9], &[]),
+                plan("beta", None, 9, &[], &[]),
+                plan("gamma", None, 8, &[], &[]),
+            ],
+            walks: vec![(9, vec![5]), (9, vec![5]), (8, vec![5])],
+        },
+        Case {
+            name: "a new branch leaves out what a moved branch and an earlier new one reach",
+            heads: &[("alpha", 8), ("beta", 9), ("main", 12), ("topic", 14)],
+            cursors: &[("main", 5)],
+            cap: 100,
+            expected: vec![
+                plan("main", Some(5), 12, &[10, 11, 12], &[]),
+                plan("alpha", None, 8, &[8], &[]),
+                plan("beta", None, 9, &[9], &[]),
+                plan("topic", None, 14, &[13, 14], &[]),
+            ],
+            walks: vec![(12, vec![5]), (8, vec![5, 12]), (9, vec![5, 12]), (14, vec![5, 12])],
+        },
+        Case {
+            name: "what an earlier new branch skipped for the cap is not queued by a later one",
+            heads: &[("alpha", 14), ("beta", 12), ("main", 5)],
+            cursors: &[("main", 5)],
+            cap: 2,
+            expected: vec![
+                plan("alpha", None, 14, &[13, 14], &[10, 11, 12]),
+                plan("beta", None, 12, &[], &[]),
+            ],
+            walks: vec![(14, vec![5]), (12, vec![5])],
+        },
+        Case {
             name: "a deleted branch proposes nothing",
             heads: &[("main", 5)],
             cursors: &[("feature", 9), ("main", 5)],
