@@ -128,25 +128,6 @@ pub fn branch_heads(mirror: &Path) -> anyhow::Result<BTreeMap<String, CommitId>>
     Ok(heads)
 }
 
-/// [`Mirror::new_commits`] in `repository`.
-fn walk_new_commits(
-    repository: &Repository,
-    head: &CommitId,
-    hide: &[CommitId],
-) -> anyhow::Result<Vec<CommitId>> {
-    let context = || format!("failed to list the commits of {head}");
-    let mut walk = repository.revwalk().with_context(context)?;
-    walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME | Sort::REVERSE).with_context(context)?;
-    walk.push(oid_of(head)?).with_context(|| format!("commit {head} not found in the mirror"))?;
-    for hidden in hide {
-        let Ok(oid) = Oid::from_str(hidden.as_str()) else { continue };
-        if repository.find_commit(oid).is_ok() {
-            walk.hide(oid).with_context(context)?;
-        }
-    }
-    walk.map(|oid| oid.with_context(context).and_then(commit_id)).collect()
-}
-
 /// A mirror opened once for many reads: opening a repository reads its configuration
 /// and its packs' indexes, which costs more than reading one small file from it (the
 /// observer reads two things of each of up to a thousand new commits a round).
@@ -300,7 +281,19 @@ impl Mirror {
     /// (topological order, ties by commit time). Ids in `hide` that the mirror does not
     /// have are ignored.
     pub fn new_commits(&self, head: &CommitId, hide: &[CommitId]) -> anyhow::Result<Vec<CommitId>> {
-        walk_new_commits(self.repository(), head, hide)
+        let repository = self.repository();
+        let context = || format!("failed to list the commits of {head}");
+        let mut walk = repository.revwalk().with_context(context)?;
+        walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME | Sort::REVERSE).with_context(context)?;
+        walk.push(oid_of(head)?)
+            .with_context(|| format!("commit {head} not found in the mirror"))?;
+        for hidden in hide {
+            let Ok(oid) = Oid::from_str(hidden.as_str()) else { continue };
+            if repository.find_commit(oid).is_ok() {
+                walk.hide(oid).with_context(context)?;
+            }
+        }
+        walk.map(|oid| oid.with_context(context).and_then(commit_id)).collect()
     }
 
     /// Writes the files of `commit` into `dest`, which must be missing or empty. Neither
